@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Build Gantry's local container images without any registry, from Debian packages.
+#
+#   docker/build-images.sh [--force] [busybox|debian|all ...]
+#
+#   busybox  gantry/busybox:latest   FROM scratch + Debian's busybox-static (seconds)
+#   debian   gantry/debian:bookworm  debootstrap minbase + bash git curl python3
+#                                    ca-certificates, imported with `docker import` (~1 min)
+#   all      both (the default)
+#
+# Idempotent: an image that already exists is skipped unless --force is given.
+# Needs: docker, apt-get + dpkg-deb (busybox), debootstrap (installed with apt-get when
+# missing; needs root) and a reachable Debian package mirror (GANTRY_DEBIAN_MIRROR,
+# default http://deb.debian.org/debian). No Docker registry is contacted.
+set -euo pipefail
+
+BUSYBOX_IMAGE=gantry/busybox:latest
+DEBIAN_IMAGE=gantry/debian:bookworm
+DEBIAN_SUITE=${GANTRY_DEBIAN_SUITE:-bookworm}
+DEBIAN_MIRROR=${GANTRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+force=0
+targets=()
+for arg in "$@"; do
+    case "$arg" in
+        --force|-f) force=1 ;;
+        busybox|debian) targets+=("$arg") ;;
+        all) targets+=(busybox debian) ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, all, --force)" >&2; exit 2 ;;
+    esac
+done
+[ ${#targets[@]} -eq 0 ] && targets=(busybox debian)
+
+say() { echo "build-images: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v docker >/dev/null || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running? permissions on /var/run/docker.sock?)"
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "'$*' needs root (run as root or install sudo)"; fi
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/gantry-images.XXXXXX")
+cleanup() { as_root rm -rf "$WORK" 2>/dev/null || rm -rf "$WORK" 2>/dev/null || true; }
+trap cleanup EXIT
+
+build_busybox() {
+    local start=$SECONDS ctx="$WORK/busybox" deb
+    say "building $BUSYBOX_IMAGE from Debian's busybox-static package"
+    command -v apt-get >/dev/null || die "apt-get not found (a Debian-based host is needed to fetch busybox-static)"
+    mkdir -p "$ctx/dl" "$ctx/pkg" "$ctx/rootfs"
+    if ! (cd "$ctx/dl" && apt-get download busybox-static >/dev/null 2>"$ctx/apt.err"); then
+        say "apt-get download failed; refreshing package lists (apt-get update)"
+        as_root apt-get update -qq >/dev/null
+        (cd "$ctx/dl" && apt-get download busybox-static >/dev/null) \
+            || die "apt-get download busybox-static failed: $(cat "$ctx/apt.err")"
+    fi
+    deb=$(ls "$ctx"/dl/busybox-static_*.deb)
+    dpkg-deb -x "$deb" "$ctx/pkg"
+    local root="$ctx/rootfs"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,tmp,var/tmp,proc,sys,dev,github/home,__w}
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    install -m 0755 "$ctx/pkg/bin/busybox" "$root/bin/busybox"
+    # One symlink per applet, at the path busybox itself reports (like `busybox --install -s`).
+    local applet
+    while read -r applet; do
+        [ -z "$applet" ] && continue
+        [ "$applet" = bin/busybox ] && continue
+        mkdir -p "$root/$(dirname "$applet")"
+        ln -sf /bin/busybox "$root/$applet"
+    done < <("$root/bin/busybox" --list-full)
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    echo "gantry busybox image ($(basename "$deb"))" >"$root/etc/gantry-image"
+    if [ -f "$SCRIPT_DIR/busybox/Dockerfile" ]; then
+        cp "$SCRIPT_DIR/busybox/Dockerfile" "$ctx/Dockerfile"
+    else
+        printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
+    fi
+    rm -rf "$ctx/dl" "$ctx/pkg"
+    # The classic builder handles FROM scratch + COPY offline and needs no buildx plugin.
+    DOCKER_BUILDKIT=0 docker build -q --label dev.gantry.image=busybox -t "$BUSYBOX_IMAGE" "$ctx" >/dev/null 2>"$ctx/build.err" \
+        || die "docker build failed: $(cat "$ctx/build.err")"
+    say "built $BUSYBOX_IMAGE in $((SECONDS - start))s"
+}
+
+build_debian() {
+    local start=$SECONDS dir="$WORK/debian-rootfs"
+    say "building $DEBIAN_IMAGE with debootstrap ($DEBIAN_SUITE from $DEBIAN_MIRROR; about a minute)"
+    if ! command -v debootstrap >/dev/null; then
+        say "debootstrap is missing; installing it with apt-get"
+        as_root apt-get install -y -qq debootstrap >/dev/null 2>&1 || {
+            as_root apt-get update -qq >/dev/null
+            as_root apt-get install -y -qq debootstrap >/dev/null
+        } || die "could not install debootstrap"
+    fi
+    as_root debootstrap --variant=minbase --include=bash,git,curl,python3,ca-certificates \
+        "$DEBIAN_SUITE" "$dir" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+        || die "debootstrap failed; last lines of its log:
+$(tail -n 20 "$WORK/debootstrap.log")"
+    # Slim it down and make it friendly to bind-mounted workspaces owned by another uid.
+    as_root sh -c "rm -rf '$dir'/var/cache/apt/archives/*.deb '$dir'/var/lib/apt/lists/* '$dir'/var/log/*.log \
+        && mkdir -p '$dir/github/home' '$dir/__w' \
+        && printf '[safe]\n\tdirectory = *\n' > '$dir/etc/gitconfig'"
+    as_root tar -C "$dir" --numeric-owner -c . | docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["bash"]' \
+        --change 'LABEL dev.gantry.image=debian' \
+        - "$DEBIAN_IMAGE" >/dev/null || die "docker import failed"
+    say "built $DEBIAN_IMAGE in $((SECONDS - start))s"
+}
+
+for t in "${targets[@]}"; do
+    case "$t" in
+        busybox) img=$BUSYBOX_IMAGE ;;
+        debian) img=$DEBIAN_IMAGE ;;
+    esac
+    if [ "$force" -eq 0 ] && image_exists "$img"; then
+        say "$img already exists (use --force to rebuild)"
+        continue
+    fi
+    "build_$t"
+done

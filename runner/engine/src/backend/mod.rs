@@ -1,0 +1,173 @@
+//! Backends: where a job's steps run. Every executor (host, docker, later kubernetes)
+//! implements the same handful of verbs, in the spirit of Woodpecker's backend trait:
+//! `start` a job environment, `exec` commands in it, `stop` it. The step runner above it
+//! knows nothing about containers; it only sees [`JobPaths`] (paths as the step sees them)
+//! and byte streams.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod docker;
+pub mod host;
+
+/// Everything a backend needs to prepare a job environment.
+#[derive(Debug, Clone)]
+pub struct JobEnvSpec {
+    /// Run id (for names and labels of everything the backend creates).
+    pub run_id: String,
+    /// Unique key of this job instance within the run (job id plus matrix leg), sanitized
+    /// for use in container and network names.
+    pub job_key: String,
+    /// Host directory holding the job's checked-out workspace (bind-mounted into containers).
+    pub workspace: PathBuf,
+    /// Host directory for RUNNER_TEMP: scripts, file-command files, event.json.
+    pub temp: PathBuf,
+    /// Host directory for the tool cache (RUNNER_TOOL_CACHE).
+    pub tool_cache: PathBuf,
+    /// Host directory used as HOME for container jobs (`/github/home`).
+    pub home: PathBuf,
+    /// `None`: run steps on the host. `Some`: run every step inside this container.
+    pub container: Option<ContainerSpec>,
+    /// `jobs.<id>.services`, in declaration order.
+    pub services: IndexMap<String, ContainerSpec>,
+}
+
+/// A container as described by `jobs.<id>.container` or a service (values already evaluated).
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub env: IndexMap<String, String>,
+    /// `ports:` entries as written (`8080`, `8080:80`, `127.0.0.1:5432:5432/tcp`).
+    pub ports: Vec<String>,
+    /// `volumes:` entries (`src:dst[:ro]`, named volumes allowed).
+    pub volumes: Vec<String>,
+    /// `options:` as written (docker create flags; the supported subset is documented).
+    pub options: Option<String>,
+    pub credentials: Option<Credentials>,
+    /// Command for a service container (`command:` in newer schemas); usually `None`.
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Paths as the steps see them (host paths for the host backend, `/__w/...` style paths
+/// inside a job container).
+#[derive(Debug, Clone)]
+pub struct JobPaths {
+    pub workspace: String,
+    pub temp: String,
+    pub tool_cache: String,
+    pub home: Option<String>,
+}
+
+/// What a started service exposes: `job.services.<id>` in the job context.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub container_id: String,
+    /// Network alias (the service id) reachable from a container job.
+    pub network: Option<String>,
+    /// container port (e.g. "5432/tcp" → "5432") → host port, for `job.services.<id>.ports`.
+    pub ports: IndexMap<String, String>,
+}
+
+/// One command to run in the job environment.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// Program and arguments; paths already in the job's view ([`JobPaths`]).
+    pub argv: Vec<String>,
+    /// The complete environment for the process (the backend adds nothing but what it must,
+    /// e.g. nothing on the host; the image's own env stays underneath inside containers).
+    pub env: IndexMap<String, String>,
+    /// Working directory in the job's view.
+    pub workdir: String,
+}
+
+/// A chunk of process output. Chunks are raw bytes as read; lines may be split across them.
+#[derive(Debug)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How an executed process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    /// Killed after cancellation (SIGINT → SIGTERM → SIGKILL escalation).
+    Cancelled,
+}
+
+/// Escalation delays when cancelling a process: SIGINT, then SIGTERM after `term_after`,
+/// then SIGKILL after `kill_after` more (GitHub: 7.5 s and 2.5 s).
+#[derive(Debug, Clone, Copy)]
+pub struct KillPolicy {
+    pub term_after: Duration,
+    pub kill_after: Duration,
+}
+
+impl Default for KillPolicy {
+    fn default() -> Self {
+        KillPolicy {
+            term_after: Duration::from_millis(7500),
+            kill_after: Duration::from_millis(2500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Message(String),
+    #[error("image '{image}' is not available locally: {hint}")]
+    MissingImage { image: String, hint: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Creates job environments.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Short name for logs ("host", "docker").
+    fn name(&self) -> &'static str;
+    /// Prepare the environment: for docker a network, services (waited on until healthy)
+    /// and the job container. Progress lines go to `log`.
+    async fn start(
+        &self,
+        spec: &JobEnvSpec,
+        log: mpsc::UnboundedSender<String>,
+    ) -> BackendResult<Box<dyn JobEnv>>;
+}
+
+/// A running job environment.
+#[async_trait]
+pub trait JobEnv: Send + Sync {
+    fn paths(&self) -> &JobPaths;
+    fn services(&self) -> &[ServiceInfo];
+    /// Translate a host path under the workspace/temp dirs into the job's view.
+    fn to_job_path(&self, host: &std::path::Path) -> String;
+    /// Run one process to completion, streaming its output to `out`. When `cancel` fires the
+    /// process gets SIGINT, SIGTERM and SIGKILL per `kill`, and the result is `Cancelled`.
+    async fn exec(
+        &self,
+        spec: ExecSpec,
+        out: mpsc::Sender<Output>,
+        cancel: CancellationToken,
+        kill: KillPolicy,
+    ) -> BackendResult<ExitStatus>;
+    /// Remove everything this environment created. Idempotent; called on success, failure
+    /// and cancellation alike.
+    async fn stop(&self) -> BackendResult<()>;
+}

@@ -1,0 +1,3 @@
+//! Gantry's execution engine: scheduler, step runner, backends, run events, reporters.
+
+pub mod backend;
