@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod model;
+pub mod pattern;
 
 pub use diagnostic::{Diagnostic, Loaded, Severity};
 pub use model::*;
