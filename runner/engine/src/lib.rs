@@ -1,3 +1,4 @@
 //! Gantry's execution engine: scheduler, step runner, backends, run events, reporters.
 
 pub mod backend;
+pub mod gate;
