@@ -90,16 +90,29 @@ impl Idx {
 }
 
 fn filtered(items: Vec<Value>) -> Value {
-    Value::Array(Arc::new(Array { items, filtered: true }))
+    Value::Array(Arc::new(Array {
+        items,
+        filtered: true,
+    }))
 }
 
 fn index(left: &Value, idx_node: &Node, ctx: &dyn EvalContext) -> Result<Value, ExprError> {
     let is_wild = matches!(idx_node, Node::Wildcard);
     match left {
         Value::Object(_) | Value::Array(_) => {}
-        _ => return Ok(if is_wild { filtered(Vec::new()) } else { Value::Null }),
+        _ => {
+            return Ok(if is_wild {
+                filtered(Vec::new())
+            } else {
+                Value::Null
+            });
+        }
     }
-    let idx = if is_wild { Idx::Wildcard } else { Idx::Val(eval(idx_node, ctx)?) };
+    let idx = if is_wild {
+        Idx::Wildcard
+    } else {
+        Idx::Val(eval(idx_node, ctx)?)
+    };
     match left {
         Value::Array(arr) if arr.filtered => {
             let mut out = Vec::new();
@@ -128,11 +141,17 @@ fn index(left: &Value, idx_node: &Node, ctx: &dyn EvalContext) -> Result<Value, 
         }
         Value::Object(o) => Ok(match &idx {
             Idx::Wildcard => filtered(o.values().cloned().collect()),
-            _ => idx.string().and_then(|k| o.get(&k).cloned()).unwrap_or(Value::Null),
+            _ => idx
+                .string()
+                .and_then(|k| o.get(&k).cloned())
+                .unwrap_or(Value::Null),
         }),
         Value::Array(a) => Ok(match &idx {
             Idx::Wildcard => filtered(a.items.clone()),
-            _ => idx.integer().and_then(|i| a.items.get(i).cloned()).unwrap_or(Value::Null),
+            _ => idx
+                .integer()
+                .and_then(|i| a.items.get(i).cloned())
+                .unwrap_or(Value::Null),
         }),
         _ => Ok(Value::Null),
     }

@@ -72,18 +72,6 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-impl Object {
-    /// JSON-object insertion: an exact duplicate key replaces the value; a key differing
-    /// only in case keeps the first entry.
-    pub(crate) fn insert_json(&mut self, key: String, value: Value) {
-        match self.iter().position(|(k, _)| crate::value::str_eq_ignore_case(k, &key)) {
-            Some(_) if self.iter().any(|(k, _)| k == key) => self.insert(key, value),
-            Some(_) => {}
-            None => self.insert(key, value),
-        }
-    }
-}
-
 impl Value {
     /// Converts from `serde_json` (numbers become doubles).
     pub fn from_json(v: &serde_json::Value) -> Value {
@@ -111,10 +99,14 @@ impl Value {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Number(n) => number_to_json(*n),
             Value::String(s) => serde_json::Value::String(s.to_string()),
-            Value::Array(a) => serde_json::Value::Array(a.items.iter().map(Value::to_json).collect()),
-            Value::Object(o) => {
-                serde_json::Value::Object(o.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect())
+            Value::Array(a) => {
+                serde_json::Value::Array(a.items.iter().map(Value::to_json).collect())
             }
+            Value::Object(o) => serde_json::Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -136,7 +128,9 @@ fn number_to_json(n: f64) -> serde_json::Value {
     if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
         return serde_json::Value::from(n as i64);
     }
-    serde_json::Number::from_f64(n).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    serde_json::Number::from_f64(n)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 fn indent(out: &mut String, depth: usize) {

@@ -1,7 +1,7 @@
 //! Lexer: a port of the C# runner's `LexicalAnalyzer`, including its rules for which token
 //! may follow which (an illegal sequence is an "Unexpected symbol").
 
-use crate::parser::{function_arity, ParseOptions};
+use crate::parser::{ParseOptions, function_arity};
 use crate::value::parse_number;
 use crate::{ErrorKind, ExprError};
 
@@ -55,7 +55,10 @@ pub(crate) struct Token {
 }
 
 fn is_boundary(c: char) -> bool {
-    matches!(c, '(' | '[' | ')' | ']' | ',' | '.' | '!' | '>' | '<' | '=' | '&' | '|') || c.is_whitespace()
+    matches!(
+        c,
+        '(' | '[' | ')' | ']' | ',' | '.' | '!' | '>' | '<' | '=' | '&' | '|'
+    ) || c.is_whitespace()
 }
 
 /// `[A-Za-z_][A-Za-z0-9_-]*`
@@ -102,10 +105,11 @@ impl<'a> Lexer<'a> {
 
     /// Name and arity checks, done token by token like the C# parser does.
     fn check_names(&mut self, tok: &Token, last_pos: usize) -> Result<(), ExprError> {
-        if self.last == Some(Kind::StartParameters) && tok.kind != Kind::EndParameters {
-            if let Some(top) = self.calls.last_mut() {
-                top.1 = 1;
-            }
+        if self.last == Some(Kind::StartParameters)
+            && tok.kind != Kind::EndParameters
+            && let Some(top) = self.calls.last_mut()
+        {
+            top.1 = 1;
         }
         match tok.kind {
             Kind::NamedValue if !self.opts.allows_context(&tok.raw) => {
@@ -181,11 +185,22 @@ impl<'a> Lexer<'a> {
         }
         let c = self.chars[self.i];
         let start = self.i;
-        let mut tok = Token { kind: Kind::Null, pos: start, raw: String::new(), num: 0.0, bool_val: false, str_val: String::new() };
+        let mut tok = Token {
+            kind: Kind::Null,
+            pos: start,
+            raw: String::new(),
+            num: 0.0,
+            bool_val: false,
+            str_val: String::new(),
+        };
         match c {
             '(' => {
                 self.i += 1;
-                tok.kind = if self.last == Some(Kind::Function) { Kind::StartParameters } else { Kind::StartGroup };
+                tok.kind = if self.last == Some(Kind::Function) {
+                    Kind::StartParameters
+                } else {
+                    Kind::StartGroup
+                };
             }
             '[' => {
                 self.i += 1;
@@ -193,7 +208,11 @@ impl<'a> Lexer<'a> {
             }
             ')' => {
                 self.i += 1;
-                tok.kind = if self.unclosed.last() == Some(&Kind::StartParameters) { Kind::EndParameters } else { Kind::EndGroup };
+                tok.kind = if self.unclosed.last() == Some(&Kind::StartParameters) {
+                    Kind::EndParameters
+                } else {
+                    Kind::EndGroup
+                };
             }
             ']' => {
                 self.i += 1;
@@ -211,7 +230,13 @@ impl<'a> Lexer<'a> {
             '!' | '>' | '<' | '=' | '&' | '|' => self.read_operator(&mut tok)?,
             '.' if !matches!(
                 self.last,
-                None | Some(Kind::Separator | Kind::StartGroup | Kind::StartIndex | Kind::StartParameters | Kind::Op(_))
+                None | Some(
+                    Kind::Separator
+                        | Kind::StartGroup
+                        | Kind::StartIndex
+                        | Kind::StartParameters
+                        | Kind::Op(_)
+                )
             ) =>
             {
                 self.i += 1;
@@ -234,7 +259,9 @@ impl<'a> Lexer<'a> {
     fn read_number(&mut self, tok: &mut Token) -> Result<(), ExprError> {
         let start = self.i;
         self.i += 1;
-        while self.i < self.chars.len() && (!is_boundary(self.chars[self.i]) || self.chars[self.i] == '.') {
+        while self.i < self.chars.len()
+            && (!is_boundary(self.chars[self.i]) || self.chars[self.i] == '.')
+        {
             self.i += 1;
         }
         let raw = self.text(start, self.i);
@@ -361,13 +388,32 @@ impl<'a> Lexer<'a> {
         let last = self.last;
         let after_value = matches!(
             last,
-            Some(EndGroup | EndParameters | EndIndex | Wildcard | Null | Boolean | Number | String | PropertyName | NamedValue)
+            Some(
+                EndGroup
+                    | EndParameters
+                    | EndIndex
+                    | Wildcard
+                    | Null
+                    | Boolean
+                    | Number
+                    | String
+                    | PropertyName
+                    | NamedValue
+            )
         );
-        let at_operand_start = matches!(last, None | Some(Separator | StartGroup | StartParameters | StartIndex | Op(_)));
+        let at_operand_start = matches!(
+            last,
+            None | Some(Separator | StartGroup | StartParameters | StartIndex | Op(_))
+        );
         let legal = match tok.kind {
             StartGroup => at_operand_start,
             StartIndex | Dereference => {
-                matches!(last, Some(EndGroup | EndParameters | EndIndex | Wildcard | PropertyName | NamedValue))
+                matches!(
+                    last,
+                    Some(
+                        EndGroup | EndParameters | EndIndex | Wildcard | PropertyName | NamedValue
+                    )
+                )
             }
             StartParameters => last == Some(Function),
             EndGroup | EndIndex | Separator => after_value,

@@ -11,8 +11,10 @@ pub const MAX_LENGTH: usize = 21_000;
 pub const MAX_DEPTH: usize = 50;
 
 /// Every context name the runner knows.
-pub const ALL_CONTEXTS: &[&str] =
-    &["github", "env", "vars", "secrets", "matrix", "steps", "needs", "inputs", "job", "jobs", "runner", "strategy"];
+pub const ALL_CONTEXTS: &[&str] = &[
+    "github", "env", "vars", "secrets", "matrix", "steps", "needs", "inputs", "job", "jobs",
+    "runner", "strategy",
+];
 
 /// Which names the parser accepts (spec §4.2: only the contexts allowed for a key are
 /// recognised; unknown names are parse errors).
@@ -26,7 +28,10 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { contexts: ALL_CONTEXTS.iter().map(|s| s.to_string()).collect(), status_function_args: false }
+        ParseOptions {
+            contexts: ALL_CONTEXTS.iter().map(|s| s.to_string()).collect(),
+            status_function_args: false,
+        }
     }
 }
 
@@ -34,7 +39,10 @@ impl ParseOptions {
     /// Options recognising only `contexts` (case-insensitive).
     pub fn with_contexts<S: AsRef<str>>(contexts: &[S]) -> Self {
         ParseOptions {
-            contexts: contexts.iter().map(|s| s.as_ref().to_ascii_lowercase()).collect(),
+            contexts: contexts
+                .iter()
+                .map(|s| s.as_ref().to_ascii_lowercase())
+                .collect(),
             status_function_args: false,
         }
     }
@@ -163,9 +171,13 @@ impl Node {
         }
         match self {
             Node::Lit(_) | Node::Ctx(_) | Node::Wildcard => true,
-            Node::Index(a, b) | Node::Cmp(_, a, b) => a.depth_ok(depth + 1) && b.depth_ok(depth + 1),
+            Node::Index(a, b) | Node::Cmp(_, a, b) => {
+                a.depth_ok(depth + 1) && b.depth_ok(depth + 1)
+            }
             Node::Not(a) => a.depth_ok(depth + 1),
-            Node::And(v) | Node::Or(v) | Node::Call(_, v) => v.iter().all(|n| n.depth_ok(depth + 1)),
+            Node::And(v) | Node::Or(v) | Node::Call(_, v) => {
+                v.iter().all(|n| n.depth_ok(depth + 1))
+            }
         }
     }
 
@@ -186,7 +198,10 @@ impl Node {
 /// Parses `src` into a tree; `None` for an empty (whitespace-only) expression.
 pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>, ExprError> {
     if src.chars().map(char::len_utf16).sum::<usize>() > MAX_LENGTH {
-        return Err(ExprError::new(ErrorKind::Lexing, format!("Exceeded max expression length {MAX_LENGTH}")));
+        return Err(ExprError::new(
+            ErrorKind::Lexing,
+            format!("Exceeded max expression length {MAX_LENGTH}"),
+        ));
     }
     let (tokens, unclosed) = Lexer::new(src, opts).tokenize()?;
     let Some(last) = tokens.last() else {
@@ -213,14 +228,26 @@ pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>,
             src,
         ));
     }
-    let mut p = Parser { toks: &tokens, i: 0, src };
+    let mut p = Parser {
+        toks: &tokens,
+        i: 0,
+        src,
+    };
     let node = p.parse_or()?;
     if p.i != tokens.len() {
         let t = &tokens[p.i];
-        return Err(ExprError::located(ErrorKind::Parsing, format!("Unexpected symbol: '{}'", t.raw), t.pos, src));
+        return Err(ExprError::located(
+            ErrorKind::Parsing,
+            format!("Unexpected symbol: '{}'", t.raw),
+            t.pos,
+            src,
+        ));
     }
     if !node.depth_ok(1) {
-        return Err(ExprError::new(ErrorKind::Parsing, format!("Exceeded max expression depth {MAX_DEPTH}")));
+        return Err(ExprError::new(
+            ErrorKind::Parsing,
+            format!("Exceeded max expression depth {MAX_DEPTH}"),
+        ));
     }
     Ok(Some(node))
 }
@@ -243,7 +270,12 @@ impl Parser<'_> {
             .or(self.toks.last())
             .map(|t| (t.raw.clone(), t.pos))
             .unwrap_or_default();
-        ExprError::located(ErrorKind::Parsing, format!("Unexpected end of expression: '{raw}'"), pos, self.src)
+        ExprError::located(
+            ErrorKind::Parsing,
+            format!("Unexpected end of expression: '{raw}'"),
+            pos,
+            self.src,
+        )
     }
 
     fn expect(&mut self, k: Kind) -> Result<(), ExprError> {

@@ -38,7 +38,10 @@ pub struct Array {
 impl Array {
     /// A plain (unfiltered) array.
     pub fn new(items: Vec<Value>) -> Self {
-        Array { items, filtered: false }
+        Array {
+            items,
+            filtered: false,
+        }
     }
 }
 
@@ -64,6 +67,19 @@ impl Object {
             None => {
                 self.map.insert(folded, (key.into_boxed_str(), value));
             }
+        }
+    }
+
+    /// JSON-object insertion: an exact duplicate key replaces the value; a key differing
+    /// only in case keeps the first entry.
+    pub(crate) fn insert_json(&mut self, key: String, value: Value) {
+        match self.map.get_mut(fold_key(&key).as_ref()) {
+            Some(slot) => {
+                if *slot.0 == *key {
+                    slot.1 = value;
+                }
+            }
+            None => self.insert(key, value),
         }
     }
 
@@ -128,7 +144,13 @@ pub(crate) fn fold_key(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(
             s.chars()
-                .map(|c| if c.is_ascii() { c.to_ascii_lowercase() } else { fold_char(c) })
+                .map(|c| {
+                    if c.is_ascii() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        fold_char(c)
+                    }
+                })
                 .collect(),
         )
     }
@@ -150,8 +172,14 @@ pub fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
         return x.cmp(y);
     }
     let mut buf = [0u16; 2];
-    let x: Vec<u16> = a.chars().flat_map(|c| fold_char(c).encode_utf16(&mut buf).to_vec()).collect();
-    let y: Vec<u16> = b.chars().flat_map(|c| fold_char(c).encode_utf16(&mut buf).to_vec()).collect();
+    let x: Vec<u16> = a
+        .chars()
+        .flat_map(|c| fold_char(c).encode_utf16(&mut buf).to_vec())
+        .collect();
+    let y: Vec<u16> = b
+        .chars()
+        .flat_map(|c| fold_char(c).encode_utf16(&mut buf).to_vec())
+        .collect();
     x.cmp(&y)
 }
 
@@ -281,7 +309,9 @@ fn coerce<'a>(l: &'a Value, r: &'a Value) -> (Cow<'a, Value>, Cow<'a, Value>) {
     match (l, r) {
         (Number(_), String(_)) => (Cow::Borrowed(l), Cow::Owned(Number(r.to_number()))),
         (String(_), Number(_)) => (Cow::Owned(Number(l.to_number())), Cow::Borrowed(r)),
-        _ if std::mem::discriminant(l) == std::mem::discriminant(r) => (Cow::Borrowed(l), Cow::Borrowed(r)),
+        _ if std::mem::discriminant(l) == std::mem::discriminant(r) => {
+            (Cow::Borrowed(l), Cow::Borrowed(r))
+        }
         (Bool(_) | Null, _) => {
             let n = Number(l.to_number());
             let (a, b) = coerce(&n, r);
@@ -310,12 +340,17 @@ pub fn parse_number(s: &str) -> f64 {
     if b.len() > 2 && b[0] == b'0' && b[1] == b'x' && b[2..].iter().all(u8::is_ascii_hexdigit) {
         let digits = s[2..].trim_start_matches('0');
         if digits.len() <= 8 {
-            let v = u32::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).unwrap_or(0);
+            let v =
+                u32::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16).unwrap_or(0);
             return f64::from(v as i32);
         }
         return f64::NAN;
     }
-    if b.len() > 2 && b[0] == b'0' && b[1] == b'o' && b[2..].iter().all(|c| (b'0'..=b'7').contains(c)) {
+    if b.len() > 2
+        && b[0] == b'0'
+        && b[1] == b'o'
+        && b[2..].iter().all(|c| (b'0'..=b'7').contains(c))
+    {
         return match u64::from_str_radix(&s[2..], 8) {
             Ok(v) if v <= u64::from(u32::MAX) => f64::from(v as u32 as i32),
             _ => f64::NAN,
@@ -334,7 +369,11 @@ fn parse_decimal(s: &str) -> Option<f64> {
     }
     let rest = &s[i..];
     if rest.eq_ignore_ascii_case("infinity") {
-        return Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     if rest.eq_ignore_ascii_case("nan") {
         return Some(f64::NAN);
@@ -380,10 +419,18 @@ pub fn format_number(n: f64) -> String {
         return "NaN".into();
     }
     if n.is_infinite() {
-        return if n > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if n > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if n == 0.0 {
-        return if n.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if n.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // 15 significant digits, correctly rounded.
     let sci = format!("{:.14e}", n);
@@ -397,7 +444,7 @@ pub fn format_number(n: f64) -> String {
     if neg {
         out.push('-');
     }
-    if !(-5..15).contains(&exp) {
+    if !(-4..15).contains(&exp) {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
