@@ -2,73 +2,257 @@
 //! runner's format, and conversion to/from `serde_json::Value`.
 
 use crate::value::{Array, Object, Value};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use std::fmt;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// Parses JSON text into a value, keeping object key order. Every number becomes a double.
+/// Parses strict JSON text (RFC 8259) into a value, keeping object key order. Every number
+/// becomes a double; numbers too large for a double become infinite (as .NET parses them).
 pub fn parse_json(text: &str) -> Result<Value, String> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let v = ValueSeed.deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
+    let mut p = JsonParser {
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    p.ws();
+    let v = p.value()?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(format!(
+            "Unexpected non-whitespace character after JSON at position {}",
+            p.i
+        ));
+    }
     Ok(v)
 }
 
-struct ValueSeed;
-
-impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Value;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor)
-    }
+struct JsonParser<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
 }
 
-struct ValueVisitor;
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        if self.i >= self.b.len() {
+            Err("Unexpected end of JSON input".into())
+        } else {
+            Err(format!("{what} in JSON at position {}", self.i))
+        }
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+
+    fn lit(&mut self, word: &[u8], v: Value) -> Result<Value, String> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            self.err("Unexpected token")
+        }
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v as f64))
+
+    fn value(&mut self) -> Result<Value, String> {
+        let Some(&c) = self.b.get(self.i) else {
+            return self.err("Unexpected end");
+        };
+        match c {
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => Ok(Value::String(Arc::from(self.string()?))),
+            b't' => self.lit(b"true", Value::Bool(true)),
+            b'f' => self.lit(b"false", Value::Bool(false)),
+            b'n' => self.lit(b"null", Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => self.err("Unexpected token"),
+        }
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v as f64))
+
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > 512 {
+            return Err("JSON nested too deeply".into());
+        }
+        self.i += 1;
+        self.ws();
+        Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Number(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::string(v))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(Arc::from(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+
+    fn array(&mut self) -> Result<Value, String> {
+        self.enter()?;
         let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(ValueSeed)? {
-            items.push(v);
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(Value::array(items));
         }
-        Ok(Value::array(items))
+        loop {
+            items.push(self.value()?);
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(Value::array(items));
+                }
+                _ => return self.err("Expected ',' or ']'"),
+            }
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+
+    fn object(&mut self) -> Result<Value, String> {
+        self.enter()?;
         let mut o = Object::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let v = map.next_value_seed(ValueSeed)?;
-            o.insert_json(k, v);
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            self.depth -= 1;
+            return Ok(Value::object(o));
         }
-        Ok(Value::object(o))
+        loop {
+            if self.b.get(self.i) != Some(&b'"') {
+                return self.err("Expected double-quoted property name");
+            }
+            let k = self.string()?;
+            self.ws();
+            if self.b.get(self.i) != Some(&b':') {
+                return self.err("Expected ':' after property name");
+            }
+            self.i += 1;
+            self.ws();
+            let v = self.value()?;
+            o.insert_json(k, v);
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Ok(Value::object(o));
+                }
+                _ => return self.err("Expected ',' or '}'"),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let h = self
+            .b
+            .get(self.i..self.i + 4)
+            .ok_or("Unexpected end of JSON input")?;
+        let s = std::str::from_utf8(h).map_err(|_| "Bad Unicode escape".to_string())?;
+        let v = u32::from_str_radix(s, 16)
+            .map_err(|_| format!("Bad Unicode escape in JSON at position {}", self.i))?;
+        self.i += 4;
+        Ok(v)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while self.i < self.b.len()
+                && !matches!(self.b[self.i], b'"' | b'\\')
+                && self.b[self.i] >= 0x20
+            {
+                self.i += 1;
+            }
+            // The input is a &str and we only split at ASCII bytes, so this is valid UTF-8.
+            out.push_str(std::str::from_utf8(&self.b[start..self.i]).unwrap_or_default());
+            match self.b.get(self.i) {
+                None => return Err("Unterminated string in JSON".into()),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    let Some(&e) = self.b.get(self.i) else {
+                        return Err("Unterminated string in JSON".into());
+                    };
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let mut c = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&c) && self.b[self.i..].starts_with(b"\\u")
+                            {
+                                let save = self.i;
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if (0xDC00..0xE000).contains(&lo) {
+                                    c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+                                } else {
+                                    self.i = save;
+                                }
+                            }
+                            out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                        }
+                        _ => {
+                            self.i -= 1;
+                            return self.err("Bad escaped character");
+                        }
+                    }
+                }
+                Some(_) => return self.err("Bad control character in string literal"),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, String> {
+        let start = self.i;
+        if self.b[self.i] == b'-' {
+            self.i += 1;
+        }
+        match self.b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                    self.i += 1;
+                }
+            }
+            _ => return self.err("No number after minus sign"),
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                return self.err("Unterminated fractional number");
+            }
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                return self.err("Exponent part is missing a number");
+            }
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+        }
+        let s = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("0");
+        Ok(Value::Number(s.parse::<f64>().unwrap_or(f64::NAN)))
     }
 }
 

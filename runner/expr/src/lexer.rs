@@ -162,6 +162,16 @@ impl<'a> Lexer<'a> {
         )
     }
 
+    /// A valid token in a place where it may not appear.
+    fn misplaced(&self, tok: &Token) -> ExprError {
+        ExprError::located(
+            ErrorKind::Parsing,
+            format!("Unexpected symbol: '{}'", tok.raw),
+            tok.pos,
+            self.src,
+        )
+    }
+
     fn text(&self, a: usize, b: usize) -> String {
         self.chars[a..b].iter().collect()
     }
@@ -425,7 +435,7 @@ impl<'a> Lexer<'a> {
             PropertyName => last == Some(Dereference),
         };
         if !legal {
-            return Err(self.unexpected(tok.raw.clone(), tok.pos));
+            return Err(self.misplaced(tok));
         }
         match tok.kind {
             StartGroup | StartIndex | StartParameters => self.unclosed.push(tok.kind),
@@ -436,12 +446,12 @@ impl<'a> Lexer<'a> {
                     _ => StartParameters,
                 };
                 if self.unclosed.last() != Some(&want) {
-                    return Err(self.unexpected(tok.raw.clone(), tok.pos));
+                    return Err(self.misplaced(tok));
                 }
                 self.unclosed.pop();
             }
             Separator if self.unclosed.last() != Some(&StartParameters) => {
-                return Err(self.unexpected(tok.raw.clone(), tok.pos));
+                return Err(self.misplaced(tok));
             }
             _ => {}
         }

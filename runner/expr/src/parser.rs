@@ -24,6 +24,10 @@ pub struct ParseOptions {
     pub contexts: Vec<String>,
     /// Job-level `if:` lets `success()`/`failure()` take job ids as arguments.
     pub status_function_args: bool,
+    /// Recognise `success()`, `failure()`, `cancelled()`, `always()` (only in `if:` keys).
+    pub status_functions: bool,
+    /// Recognise `hashFiles()` (step-level keys only).
+    pub hash_files: bool,
 }
 
 impl Default for ParseOptions {
@@ -31,6 +35,8 @@ impl Default for ParseOptions {
         ParseOptions {
             contexts: ALL_CONTEXTS.iter().map(|s| s.to_string()).collect(),
             status_function_args: false,
+            status_functions: true,
+            hash_files: true,
         }
     }
 }
@@ -43,7 +49,7 @@ impl ParseOptions {
                 .iter()
                 .map(|s| s.as_ref().to_ascii_lowercase())
                 .collect(),
-            status_function_args: false,
+            ..ParseOptions::default()
         }
     }
 
@@ -125,7 +131,17 @@ impl Func {
 }
 
 pub(crate) fn function_arity(name: &str, opts: &ParseOptions) -> Option<(usize, usize)> {
-    Some(match Func::from_name(name)? {
+    let f = Func::from_name(name)?;
+    if !opts.status_functions
+        && matches!(
+            f,
+            Func::Success | Func::Failure | Func::Cancelled | Func::Always
+        )
+        || !opts.hash_files && f == Func::HashFiles
+    {
+        return None;
+    }
+    Some(match f {
         Func::Contains | Func::StartsWith | Func::EndsWith => (2, 2),
         Func::Format => (1, 255),
         Func::Join => (1, 2),
