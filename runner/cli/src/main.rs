@@ -1,1 +1,133 @@
-fn main() {}
+//! `gantry`: a GitHub Actions-compatible runner. This binary is thin: it parses the command
+//! line and hands each subcommand to the module that owns it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_eval;
+mod cmd_graph;
+mod cmd_image;
+mod cmd_list;
+mod cmd_prune;
+mod cmd_run;
+mod cmd_validate;
+mod terminal;
+
+#[derive(Parser)]
+#[command(name = "gantry", version, about = "Run GitHub Actions workflows locally, on build machines and from webhooks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the workflows an event triggers (default event: push).
+    Run(cmd_run::RunArgs),
+    /// Re-run the failed jobs of a saved run, and what depends on them.
+    Rerun(cmd_run::RerunArgs),
+    /// Check workflow files (and action.yml, .gantry/config.yml) and report every problem.
+    Validate {
+        /// Files or directories (default: .github/workflows).
+        paths: Vec<PathBuf>,
+        /// Output format: human or json (one object per line).
+        #[arg(long, default_value = "human", value_parser = ["human", "json"])]
+        format: String,
+    },
+    /// Evaluate a GitHub Actions expression (or JSON lines of {"expr": ...} from stdin).
+    Eval {
+        /// JSON file with the contexts (github, env, matrix, ...).
+        #[arg(long)]
+        context: Option<PathBuf>,
+        /// The expression; without it, read JSON lines from stdin.
+        expr: Option<String>,
+    },
+    /// List workflows and jobs, and which run for EVENT.
+    List {
+        /// Workflow file or directory (repeatable; default .github/workflows).
+        #[arg(short = 'W', long = "workflows")]
+        workflows: Vec<PathBuf>,
+        /// Event payload JSON file.
+        #[arg(short = 'e', long = "event-file")]
+        event_file: Option<PathBuf>,
+        /// Event name (push, pull_request, ...).
+        event: Option<String>,
+    },
+    /// Print the job graph.
+    Graph {
+        #[arg(short = 'W', long = "workflows")]
+        workflows: Vec<PathBuf>,
+        #[arg(long, default_value = "text", value_parser = ["text", "dot", "mermaid"])]
+        format: String,
+    },
+    /// Build Gantry's base images offline (no registry needed).
+    Image {
+        #[command(subcommand)]
+        action: ImageCommand,
+    },
+    /// Remove containers and networks Gantry left behind.
+    Prune {
+        /// Also remove resources of runs that may still be active.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build images: busybox, debian or all (default).
+    Build {
+        names: Vec<String>,
+        /// Rebuild even when the image exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's help and version are not errors.
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Validate { paths, format } => cmd_validate::run(&paths, format == "json"),
+        Command::Eval { context, expr } => cmd_eval::run(context.as_deref(), expr.as_deref()),
+        Command::List { workflows, event_file, event } => {
+            cmd_list::run(&workflows, event.as_deref(), event_file.as_deref())
+        }
+        Command::Graph { workflows, format } => cmd_graph::run(&workflows, &format),
+        Command::Image { action: ImageCommand::Build { names, force } } => {
+            cmd_image::run(&names, force)
+        }
+        Command::Run(args) => runtime().block_on(cmd_run::run(args)),
+        Command::Rerun(args) => runtime().block_on(cmd_run::rerun(args)),
+        Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("gantry: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
