@@ -1,9 +1,196 @@
 //! Workflow and action files: load YAML (with positions) into a typed model, validate it,
 //! and report every problem as a positioned diagnostic.
+//!
+//! ```
+//! let loaded = gantry_workflow::parse_workflow(
+//!     "ci.yml",
+//!     "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n",
+//! );
+//! assert!(!loaded.has_errors());
+//! assert_eq!(loaded.value.unwrap().jobs["build"].steps.len(), 1);
+//! ```
 
+mod action;
 pub mod diagnostic;
+mod exprs;
+mod job;
+mod load;
 pub mod model;
 pub mod pattern;
+mod render;
+mod schema;
+mod step;
+mod validate;
+mod workflow;
 
 pub use diagnostic::{Diagnostic, Loaded, Severity};
 pub use model::*;
+pub use render::render;
+pub use schema::ReaderOptions;
+
+use std::path::Path;
+
+/// Parses and validates a workflow file's text. `path` is used in diagnostics.
+pub fn parse_workflow(path: &str, text: &str) -> Loaded<Workflow> {
+    parse_workflow_with(path, text, &ReaderOptions::default())
+}
+
+/// [`parse_workflow`] with reader options (experimental features).
+pub fn parse_workflow_with(path: &str, text: &str, opts: &ReaderOptions) -> Loaded<Workflow> {
+    let mut diags = Diagnostics::new(path);
+    let Some(root) = load_root(text, &mut diags) else {
+        return diags.finish(None);
+    };
+    schema::read(&root, schema::Root::Workflow, opts, &mut diags);
+    let wf = workflow::convert(path, &root, &mut diags);
+    diags.finish(Some(wf))
+}
+
+/// Reads and parses a workflow file; an I/O error becomes a diagnostic.
+pub fn load_workflow(path: &Path) -> Loaded<Workflow> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_workflow(&name, &text),
+        Err(e) => io_error(&name, &e),
+    }
+}
+
+/// Parses and validates an action's metadata file (`action.yml`).
+pub fn parse_action(path: &str, text: &str) -> Loaded<Action> {
+    let mut diags = Diagnostics::new(path);
+    let Some(root) = load_root(text, &mut diags) else {
+        return diags.finish(None);
+    };
+    schema::read(
+        &root,
+        schema::Root::Action,
+        &ReaderOptions::default(),
+        &mut diags,
+    );
+    let action = action::convert(path, &root, &mut diags);
+    diags.finish(Some(action))
+}
+
+/// Loads `action.yml`, falling back to `action.yaml`, from an action directory.
+pub fn load_action_dir(dir: &Path) -> Loaded<Action> {
+    let yml = dir.join("action.yml");
+    let path = if yml.exists() {
+        yml
+    } else {
+        dir.join("action.yaml")
+    };
+    let name = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_action(&name, &text),
+        Err(e) => io_error(&name, &e),
+    }
+}
+
+fn io_error<T>(name: &str, e: &std::io::Error) -> Loaded<T> {
+    Loaded {
+        value: None,
+        diagnostics: vec![Diagnostic {
+            file: name.to_string(),
+            span: Span {
+                offset: 0,
+                len: 0,
+                line: 1,
+                col: 1,
+            },
+            severity: Severity::Error,
+            message: format!("cannot read file: {e}"),
+        }],
+    }
+}
+
+fn load_root(text: &str, diags: &mut Diagnostics) -> Option<load::YNode> {
+    let (root, errors) = load::parse_yaml(text);
+    for e in errors {
+        diags.error(e.span, e.message);
+    }
+    match root {
+        Some(r) if !matches!(r.kind, load::YKind::Null) => Some(r),
+        Some(r) => {
+            diags.error(r.span, "the file is empty: expected a mapping");
+            None
+        }
+        None => {
+            if !diags.has_errors() {
+                diags.error(
+                    Span {
+                        offset: 0,
+                        len: 0,
+                        line: 1,
+                        col: 1,
+                    },
+                    "the file is empty: expected a mapping",
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Collects diagnostics in two phases: structural (schema) problems first, then semantic
+/// ones, each in discovery order — the order GitHub reports them.
+pub(crate) struct Diagnostics {
+    file: String,
+    list: Vec<Diagnostic>,
+    semantic: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub(crate) fn new(file: &str) -> Self {
+        Diagnostics {
+            file: file.to_string(),
+            list: Vec::new(),
+            semantic: Vec::new(),
+        }
+    }
+
+    /// A structural (schema-level) error.
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>) {
+        let d = self.make(span, Severity::Error, message.into());
+        self.list.push(d);
+    }
+
+    /// A semantic error (reported after all structural ones).
+    pub(crate) fn semantic(&mut self, span: Span, message: impl Into<String>) {
+        let d = self.make(span, Severity::Error, message.into());
+        self.semantic.push(d);
+    }
+
+    pub(crate) fn warning(&mut self, span: Span, message: impl Into<String>) {
+        let d = self.make(span, Severity::Warning, message.into());
+        self.semantic.push(d);
+    }
+
+    fn make(&self, span: Span, severity: Severity, message: String) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            span,
+            severity,
+            message,
+        }
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.list
+            .iter()
+            .chain(&self.semantic)
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    fn finish<T>(mut self, value: Option<T>) -> Loaded<T> {
+        let ok = !self.has_errors();
+        self.list.append(&mut self.semantic);
+        // Identical diagnostics (same place, same text) are reported once.
+        let mut seen = std::collections::HashSet::new();
+        self.list
+            .retain(|d| seen.insert((d.span.offset, d.span.line, d.span.col, d.message.clone())));
+        Loaded {
+            value: if ok { value } else { None },
+            diagnostics: self.list,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Expression checks on top of `gantry_expr`: allowed contexts and functions per key
+//! (spec §4.2), `if:` conditions, and template-injection warnings.
+
+use crate::schema::ctx;
+use gantry_expr::{ParseOptions, Template};
+
+/// Parse options recognising exactly the contexts in `bits`.
+pub(crate) fn options(bits: u32) -> ParseOptions {
+    let names: Vec<&str> = ctx::NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    let mut o = ParseOptions::with_contexts(&names);
+    o.status_function_args = bits & ctx::F_STATUS_ARGS != 0;
+    o
+}
+
+/// Checks the functions an expression calls against `bits`.
+fn check_functions<'a>(mut funcs: impl Iterator<Item = &'a str>, bits: u32) -> Result<(), String> {
+    funcs.try_for_each(|f| {
+        let needed = match f {
+            "success" => ctx::F_SUCCESS,
+            "failure" => ctx::F_FAILURE,
+            "cancelled" => ctx::F_CANCELLED,
+            "always" => ctx::F_ALWAYS,
+            "hashfiles" => ctx::F_HASHFILES,
+            _ => 0,
+        };
+        if needed != 0 && bits & needed == 0 {
+            Err(format!("Unrecognized function: '{}'", display_fn(f)))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+fn display_fn(f: &str) -> &str {
+    match f {
+        "hashfiles" => "hashFiles",
+        other => other,
+    }
+}
+
+/// Checks a scalar containing `${{`. `Ok(Some(text))` when it collapses to a literal.
+pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
+    let t = Template::parse_with(s, &options(bits)).map_err(|e| e.message)?;
+    check_functions(t.called_functions(), bits)?;
+    Ok(match t {
+        Template::Literal(l) => Some(l),
+        _ => None,
+    })
+}
+
+/// Checks an `if:` condition (plain text is an expression; `${{ }}` optional).
+pub(crate) fn check_if(s: &str, bits: u32) -> Result<(), String> {
+    let opts = options(bits);
+    let t = Template::parse_with(s, &opts).map_err(|e| e.message)?;
+    match t {
+        Template::Literal(cond) => {
+            let e = gantry_expr::parse_with(&cond, &opts).map_err(|e| e.message)?;
+            check_functions(e.called_functions(), bits)
+        }
+        other => check_functions(other.called_functions(), bits),
+    }
+}
+
+/// Untrusted event fields that must not be interpolated into scripts (spec: template
+/// injection). Patterns use `*` for one path segment.
+const UNTRUSTED: &[&str] = &[
+    "github.event.issue.title",
+    "github.event.issue.body",
+    "github.event.pull_request.title",
+    "github.event.pull_request.body",
+    "github.event.comment.body",
+    "github.event.review.body",
+    "github.event.review_comment.body",
+    "github.event.discussion.title",
+    "github.event.discussion.body",
+    "github.event.pages.*.page_name",
+    "github.event.commits.*.message",
+    "github.event.commits.*.author.email",
+    "github.event.commits.*.author.name",
+    "github.event.head_commit.message",
+    "github.event.head_commit.author.email",
+    "github.event.head_commit.author.name",
+    "github.event.head_commit.committer.email",
+    "github.event.head_commit.committer.name",
+    "github.event.pull_request.head.ref",
+    "github.event.pull_request.head.label",
+    "github.event.pull_request.head.repo.default_branch",
+    "github.event.workflow_run.head_branch",
+    "github.event.workflow_run.head_commit.message",
+    "github.event.workflow_run.head_commit.author.email",
+    "github.event.workflow_run.head_commit.author.name",
+    "github.head_ref",
+];
+
+/// Untrusted inputs interpolated into `text` (the paths found, normalised).
+pub(crate) fn untrusted_inputs(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        let after = &rest[start + 3..];
+        let end = after.find("}}").unwrap_or(after.len());
+        let inner = &after[..end];
+        for path in property_paths(inner) {
+            if UNTRUSTED.iter().any(|p| path_matches(p, &path)) && !found.contains(&path) {
+                found.push(path);
+            }
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    found
+}
+
+/// Extracts dotted property paths (`github.event.x[0].y` → `github.event.x.*.y`, lowercase).
+fn property_paths(expr: &str) -> Vec<String> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != b'\'' {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let mut path = String::new();
+            let mut seg_start = i;
+            loop {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-')
+                {
+                    i += 1;
+                }
+                path.push_str(&expr[seg_start..i].to_ascii_lowercase());
+                if i < b.len() && b[i] == b'.' {
+                    path.push('.');
+                    i += 1;
+                    if i < b.len() && b[i] == b'*' {
+                        path.push('*');
+                        i += 1;
+                        seg_start = i;
+                        if i < b.len() && b[i] == b'.' {
+                            continue;
+                        }
+                        break;
+                    }
+                    seg_start = i;
+                } else if i < b.len() && b[i] == b'[' {
+                    let close = expr[i..].find(']').map_or(b.len(), |p| i + p);
+                    let inner = expr[i + 1..close.min(b.len())].trim();
+                    if inner.starts_with('\'') && inner.ends_with('\'') && inner.len() >= 2 {
+                        path.push('.');
+                        path.push_str(&inner[1..inner.len() - 1].to_ascii_lowercase());
+                    } else {
+                        path.push_str(".*");
+                    }
+                    i = (close + 1).min(b.len());
+                    if i < b.len() && b[i] == b'.' {
+                        path.push('.');
+                        i += 1;
+                    }
+                    seg_start = i;
+                    if i >= b.len() || !(b[i].is_ascii_alphabetic() || b[i] == b'_') {
+                        break;
+                    }
+                } else {
+                    break;
+                }
+            }
+            out.push(path.trim_end_matches('.').to_string());
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let p: Vec<&str> = pattern.split('.').collect();
+    let q: Vec<&str> = path.split('.').collect();
+    // A pattern matches the path or a prefix of it (`github.event.issue.title.x`).
+    q.len() >= p.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| *a == "*" || *b == "*" || a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_untrusted() {
+        assert_eq!(
+            untrusted_inputs("echo ${{ github.event.issue.title }}"),
+            vec!["github.event.issue.title"]
+        );
+        assert_eq!(
+            untrusted_inputs("echo ${{ github.event.commits[0].message }}"),
+            vec!["github.event.commits.*.message"]
+        );
+        assert_eq!(
+            untrusted_inputs("echo ${{ github.head_ref }}"),
+            vec!["github.head_ref"]
+        );
+        assert!(
+            untrusted_inputs("echo ${{ github.sha }} ${{ github.event.issue.number }}").is_empty()
+        );
+        assert!(untrusted_inputs("echo ${{ 'github.head_ref' }}").is_empty());
+    }
+
+    #[test]
+    fn contexts_and_functions() {
+        assert!(check_template("${{ matrix.os }}", ctx::GIVNSM).is_ok());
+        assert!(check_template("${{ secrets.x }}", ctx::GIVNSM).is_err());
+        assert!(check_if("success() && matrix.x", ctx::JOB_IF).is_err());
+        assert!(check_if("always()", ctx::JOB_IF).is_ok());
+        assert!(check_if("hashFiles('x') != ''", ctx::STEP_IF).is_ok());
+        assert!(check_if("hashFiles('x') != ''", ctx::JOB_IF).is_err());
+        assert_eq!(
+            check_template("${{ 'a' }}", ctx::GIV).unwrap(),
+            Some("a".into())
+        );
+    }
+}

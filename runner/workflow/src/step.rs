@@ -1,0 +1,117 @@
+//! Steps: conversion into [`Step`] and step-level checks (`uses` forms, `if` contexts,
+//! template injection in `run`).
+
+use crate::Diagnostics;
+use crate::exprs;
+use crate::load::YNode;
+use crate::model::*;
+use crate::schema::ctx;
+use crate::validate;
+use crate::workflow::{entries, is_expr, or_bool, or_num, sstr, string_map};
+
+pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
+    let mut s = Step {
+        span: n.span,
+        ..Default::default()
+    };
+    for (k, v) in entries(n) {
+        match k.as_str().unwrap_or("") {
+            "id" => s.id = sstr(v),
+            "name" => s.name = sstr(v),
+            "if" => s.if_cond = sstr(v),
+            "uses" => s.uses = sstr(v),
+            "run" => s.run = sstr(v),
+            "shell" => s.shell = sstr(v),
+            "with" => s.with = string_map(v),
+            "env" => s.env = string_map(v),
+            "working-directory" => s.working_directory = sstr(v),
+            "continue-on-error" => s.continue_on_error = or_bool(v),
+            "timeout-minutes" => s.timeout_minutes = or_num(v),
+            _ => {}
+        }
+    }
+    if let Some(id) = &s.id {
+        if !is_expr(&id.value) {
+            validate::check_id(id, "step", d);
+        }
+    }
+    if let Some(c) = &s.if_cond {
+        let bits = if composite {
+            ctx::STEP_IF & !ctx::NEEDS
+        } else {
+            ctx::STEP_IF
+        };
+        if let Err(e) = exprs::check_if(&c.value, bits) {
+            d.semantic(c.span, e);
+        }
+    }
+    if let Some(u) = &s.uses {
+        if let Err(e) = check_action_ref(&u.value) {
+            d.semantic(u.span, e);
+        }
+    }
+    if let Some(run) = &s.run {
+        let found = exprs::untrusted_inputs(&run.value);
+        if !found.is_empty() {
+            d.warning(
+                run.span,
+                format!(
+                    "possible script injection: {} is controlled by the event's author and is interpolated into `run`; pass it through `env:` (e.g. `env: {{ VALUE: ${{{{ {} }}}} }}`) and use \"$VALUE\" in the script",
+                    found.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+                    found[0]
+                ),
+            );
+        }
+        if composite && s.shell.is_none() {
+            d.semantic(s.span, "Required property is missing: shell");
+        }
+    }
+    s
+}
+
+/// Checks a step's `uses:` (spec §8.1).
+pub(crate) fn check_action_ref(u: &str) -> Result<(), String> {
+    if is_expr(u) || u.starts_with("docker://") || u.starts_with("./") || u.starts_with(".\\") {
+        return Ok(());
+    }
+    if u.starts_with("$/") || u == "$" {
+        return Ok(());
+    }
+    let bad = || format!("Expected format {{org}}/{{repo}}[/path]@ref. Actual '{u}'");
+    let parts: Vec<&str> = u.split('@').collect();
+    if parts.len() != 2 || parts[1].is_empty() {
+        return Err(bad());
+    }
+    let path: Vec<&str> = parts[0].split(['/', '\\']).collect();
+    if path.len() < 2 || path[0].is_empty() || path[1].is_empty() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_action_ref;
+
+    #[test]
+    fn uses_forms() {
+        for ok in [
+            "actions/checkout@v4",
+            "o/r/sub/dir@main",
+            "./local",
+            "docker://alpine:3",
+            "o/r\\x@1",
+        ] {
+            assert!(check_action_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "actions/checkout",
+            "checkout@v4",
+            "o/r@",
+            "o/r@a@b",
+            "/r@v1",
+        ] {
+            assert!(check_action_ref(bad).is_err(), "{bad}");
+        }
+    }
+}
