@@ -30,7 +30,13 @@ pub(crate) fn convert(id: Spanned<String>, n: &YNode, d: &mut Diagnostics) -> Jo
                     }
                 }
             }
-            "runs-on" => job.runs_on = Some(runs_on(v)),
+            "runs-on" => {
+                let r = runs_on(v);
+                if let Some(g) = &r.group {
+                    check_runner_group(g, d);
+                }
+                job.runs_on = Some(r);
+            }
             "environment" => job.environment = environment(v),
             "concurrency" => job.concurrency = concurrency(v),
             "outputs" => {
@@ -39,17 +45,20 @@ pub(crate) fn convert(id: Spanned<String>, n: &YNode, d: &mut Diagnostics) -> Jo
                     .filter_map(|(k, v)| Some((k.scalar_string()?, sstr(v)?)))
                     .collect()
             }
-            "env" => job.env = string_map(v),
+            "env" => job.env = crate::step::expect_mapping(v, "job env", d),
             "defaults" => job.defaults = defaults(v),
             "steps" => job.steps = steps(v, false, d),
             "timeout-minutes" => job.timeout_minutes = or_num(v),
             "strategy" => job.strategy = strategy(v, d),
             "continue-on-error" => job.continue_on_error = or_bool(v),
-            "container" => job.container = container(v),
+            "container" => job.container = container_checked(v, d),
             "services" => {
+                if v.as_str().is_some_and(is_expr) {
+                    d.semantic(v.span, "Unexpected type 'BasicExpressionToken' encountered while reading 'services'. The type 'MappingToken' was expected.");
+                }
                 job.services = entries(v)
                     .iter()
-                    .filter_map(|(k, v)| Some((k.scalar_string()?, container(v)?)))
+                    .filter_map(|(k, v)| Some((k.scalar_string()?, container_checked(v, d)?)))
                     .collect()
             }
             "permissions" => job.permissions = permissions(v),
@@ -134,6 +143,34 @@ fn environment(n: &YNode) -> Option<Environment> {
             name: sstr(n)?,
             url: None,
         }),
+    }
+}
+
+fn container_checked(n: &YNode, d: &mut Diagnostics) -> Option<Container> {
+    let c = container(n)?;
+    if matches!(n.kind, YKind::Map(_)) && get(n, "image").is_none() {
+        d.semantic(n.span, "Container image cannot be empty");
+    }
+    Some(c)
+}
+
+/// `runs-on.group`: a name, or `organization/<name>` / `enterprise/<name>`.
+fn check_runner_group(g: &Spanned<String>, d: &mut Diagnostics) {
+    let v = g.value.as_str();
+    if is_expr(v) || !v.contains('/') {
+        return;
+    }
+    let ok = ["organization/", "enterprise/", "org/", "ent/"]
+        .iter()
+        .any(|p| {
+            v.strip_prefix(p)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+        });
+    if !ok {
+        d.semantic(
+            g.span,
+            format!("Invalid runs-on group name '{v}'. Please use 'organization/' or 'enterprise/' prefix to target a single runner group."),
+        );
     }
 }
 

@@ -105,8 +105,13 @@ fn io_error<T>(name: &str, e: &std::io::Error) -> Loaded<T> {
 
 fn load_root(text: &str, diags: &mut Diagnostics) -> Option<load::YNode> {
     let (root, errors) = load::parse_yaml(text);
+    let fatal = root.is_none();
     for e in errors {
-        diags.error(e.span, e.message);
+        if fatal {
+            diags.error(e.span, e.message);
+        } else {
+            diags.loader_error(e.span, e.message);
+        }
     }
     match root {
         Some(r) if !matches!(r.kind, load::YKind::Null) => Some(r),
@@ -137,6 +142,7 @@ pub(crate) struct Diagnostics {
     file: String,
     list: Vec<Diagnostic>,
     semantic: Vec<Diagnostic>,
+    loader: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
@@ -145,6 +151,7 @@ impl Diagnostics {
             file: file.to_string(),
             list: Vec::new(),
             semantic: Vec::new(),
+            loader: Vec::new(),
         }
     }
 
@@ -152,6 +159,12 @@ impl Diagnostics {
     pub(crate) fn error(&mut self, span: Span, message: impl Into<String>) {
         let d = self.make(span, Severity::Error, message.into());
         self.list.push(d);
+    }
+
+    /// A non-fatal loader error, placed by position among the structural ones.
+    pub(crate) fn loader_error(&mut self, span: Span, message: impl Into<String>) {
+        let d = self.make(span, Severity::Error, message.into());
+        self.loader.push(d);
     }
 
     /// A semantic error (reported after all structural ones).
@@ -182,7 +195,16 @@ impl Diagnostics {
     }
 
     fn finish<T>(mut self, value: Option<T>) -> Loaded<T> {
-        let ok = !self.has_errors();
+        let ok = !self.has_errors() && self.loader.is_empty();
+        // Loader problems (merge keys, tags) go where they occur among the structural ones.
+        for d in std::mem::take(&mut self.loader) {
+            let at = self
+                .list
+                .iter()
+                .position(|x| x.span.offset > d.span.offset)
+                .unwrap_or(self.list.len());
+            self.list.insert(at, d);
+        }
         self.list.append(&mut self.semantic);
         // Identical diagnostics (same place, same text) are reported once.
         let mut seen = std::collections::HashSet::new();

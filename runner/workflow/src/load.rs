@@ -332,17 +332,8 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
                     match tag.core_suffix() {
                         Some("str") => kind = YKind::Str(value.to_string(), false),
                         Some("null") | Some("bool") | Some("int") | Some("float") => {
-                            let k = resolve_plain(&value);
-                            if matches!(k, YKind::Str(..)) {
-                                b.error(
-                                    span,
-                                    format!(
-                                        "invalid value '{value}' for tag !!{}",
-                                        tag.core_suffix().unwrap_or("")
-                                    ),
-                                );
-                            }
-                            kind = k;
+                            // GitHub's reader keeps a value that does not fit the tag as text.
+                            kind = resolve_plain(&value);
                         }
                         _ => b.error(span, format!("unsupported YAML tag '{}'", tag.original())),
                     }

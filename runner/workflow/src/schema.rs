@@ -58,10 +58,19 @@ pub(crate) mod ctx {
 }
 
 /// Options of the reader (GitHub's experimental features).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReaderOptions {
-    /// `background:` steps and `wait` / `wait-all` / `cancel` steps.
+    /// `background:` steps and `wait` / `wait-all` / `cancel` steps (default on: GitHub's
+    /// parser accepts them).
     pub allow_background_steps: bool,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            allow_background_steps: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -221,7 +230,9 @@ impl Reader<'_> {
         let mut seen: Vec<String> = Vec::new();
         for (k, v) in entries {
             if let Some(s) = k.scalar_string() {
-                if s.contains("${{") {
+                if is_insert(&s) {
+                    // merged mapping
+                } else if s.contains("${{") {
                     self.check_template(k, &s, ctx);
                 } else {
                     self.check_dup(k, &s, &mut seen);
@@ -267,6 +278,11 @@ impl Reader<'_> {
             };
             if key.contains("${{") {
                 has_expr_key = true;
+                if is_insert(&key) && ctx != 0 {
+                    // `${{ insert }}`: the value's mapping is merged into this one.
+                    self.read(v, "any", ctx, depth + 1);
+                    continue;
+                }
                 if ctx != 0 {
                     self.check_template(k, &key, ctx);
                     self.read(v, "any", ctx, depth + 1);
@@ -335,10 +351,20 @@ impl Reader<'_> {
         if let YKind::Str(s, _) = &node.kind {
             if s.contains("${{") {
                 if ctx == 0 {
-                    self.diags.error(
-                        node.span,
-                        "A template expression is not allowed in this context",
-                    );
+                    // A lone string literal (`${{ 'x' }}`) collapses to text even here.
+                    match exprs::check_template(s, 0) {
+                        Ok(Some(literal)) => {
+                            let lit = YNode {
+                                kind: YKind::Str(literal, false),
+                                span: node.span,
+                            };
+                            self.validate_literal(&lit, concrete);
+                        }
+                        _ => self.diags.error(
+                            node.span,
+                            "A template expression is not allowed in this context",
+                        ),
+                    }
                     return;
                 }
                 if let Some(literal) = self.check_template(node, s, ctx) {
@@ -410,6 +436,13 @@ fn str_matches(kind: &Kind, s: &str) -> bool {
         Kind::Any => true,
         _ => false,
     }
+}
+
+fn is_insert(key: &str) -> bool {
+    let k = key.trim();
+    k.strip_prefix("${{")
+        .and_then(|r| r.strip_suffix("}}"))
+        .is_some_and(|inner| inner.trim().eq_ignore_ascii_case("insert"))
 }
 
 /// GitHub's `matchPropertyAndFilter`: finds `key` among the candidate mappings' properties

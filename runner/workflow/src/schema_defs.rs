@@ -120,6 +120,10 @@ const TYPED_EVENTS: &[(&str, &[&str])] = &[
             "unlocked",
             "milestoned",
             "demilestoned",
+            "typed",
+            "untyped",
+            "field_added",
+            "field_removed",
         ],
     ),
     ("label", &["created", "edited", "deleted"]),
@@ -187,6 +191,7 @@ const PR_TYPES: &[&str] = &[
     "review_request_removed",
     "auto_merge_enabled",
     "auto_merge_disabled",
+    "stacked",
 ];
 
 const NULL_EVENTS: &[&str] = &[

@@ -23,7 +23,7 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
             "run" => s.run = sstr(v),
             "shell" => s.shell = sstr(v),
             "with" => s.with = string_map(v),
-            "env" => s.env = string_map(v),
+            "env" => s.env = expect_mapping(v, "step env", d),
             "working-directory" => s.working_directory = sstr(v),
             "continue-on-error" => s.continue_on_error = or_bool(v),
             "timeout-minutes" => s.timeout_minutes = or_num(v),
@@ -47,7 +47,8 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
     }
     if let Some(u) = &s.uses {
         if let Err(e) = check_action_ref(&u.value) {
-            d.semantic(u.span, e);
+            // GitHub's parser accepts it; the runner fails the step when it starts.
+            d.warning(u.span, e);
         }
     }
     if let Some(run) = &s.run {
@@ -67,6 +68,17 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
         }
     }
     s
+}
+
+/// `env:` must be a mapping: GitHub's parser rejects a whole-value expression here.
+pub(crate) fn expect_mapping(v: &YNode, what: &str, d: &mut Diagnostics) -> StringMap {
+    if let Some(s) = v.as_str() {
+        if is_expr(s) {
+            d.semantic(v.span, format!("Unexpected type 'BasicExpressionToken' encountered while reading '{what}'. The type 'MappingToken' was expected."));
+            return StringMap::Empty;
+        }
+    }
+    string_map(v)
 }
 
 /// Checks a step's `uses:` (spec §8.1).

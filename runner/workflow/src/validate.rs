@@ -29,8 +29,19 @@ pub(crate) fn check_id(id: &Spanned<String>, _what: &str, d: &mut Diagnostics) {
     }
 }
 
-/// `needs` must name existing jobs, the graph must be acyclic and have a root.
+/// The graph must have a root, `needs` must name existing jobs, and there must be no
+/// cycle (each edge on a cycle is reported, naming the cycle).
 pub(crate) fn job_graph(jobs: &IndexMap<String, Job>, jobs_span: Span, d: &mut Diagnostics) {
+    if jobs.is_empty() {
+        return;
+    }
+    if jobs.values().all(|j| !j.needs.is_empty()) {
+        let span = jobs.values().next().map_or(jobs_span, |j| j.id.span);
+        d.semantic(
+            span,
+            "The workflow must contain at least one job with no dependencies.",
+        );
+    }
     let mut ok = true;
     for job in jobs.values() {
         for n in &job.needs {
@@ -46,17 +57,9 @@ pub(crate) fn job_graph(jobs: &IndexMap<String, Job>, jobs_span: Span, d: &mut D
             }
         }
     }
-    if jobs.is_empty() || !ok {
+    if !ok {
         return;
     }
-    if jobs.values().all(|j| !j.needs.is_empty()) {
-        let span = jobs.values().next().map_or(jobs_span, |j| j.id.span);
-        d.semantic(
-            span,
-            "The workflow must contain at least one job with no dependencies.",
-        );
-    }
-    // Cycle detection: iterative DFS with colours; report each cycle once.
     let index: IndexMap<&str, usize> = jobs
         .keys()
         .enumerate()
@@ -71,41 +74,128 @@ pub(crate) fn job_graph(jobs: &IndexMap<String, Job>, jobs_span: Span, d: &mut D
                 .collect()
         })
         .collect();
-    let mut colour = vec![0u8; adj.len()]; // 0 new, 1 on stack, 2 done
-    for start in 0..adj.len() {
-        if colour[start] != 0 {
+    let in_cycle = cyclic_nodes(&adj);
+    if !in_cycle.iter().any(|c| *c) {
+        return;
+    }
+    for (i, job) in jobs.values().enumerate() {
+        if !in_cycle[i] {
             continue;
         }
-        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
-        colour[start] = 1;
-        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            if *next < adj[node].len() {
-                let to = adj[node][*next];
-                *next += 1;
-                match colour[to] {
-                    0 => {
-                        colour[to] = 1;
-                        stack.push((to, 0));
-                    }
-                    1 => {
-                        let pos = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
-                        let mut names: Vec<&str> = stack[pos..]
-                            .iter()
-                            .map(|(n, _)| jobs.get_index(*n).map_or("", |(k, _)| k.as_str()))
-                            .collect();
-                        names.push(jobs.get_index(to).map_or("", |(k, _)| k.as_str()));
-                        let (_, job) = jobs.get_index(to).expect("job");
-                        d.semantic(
-                            job.id.span,
-                            format!("Dependency cycle: {}", names.join(" -> ")),
-                        );
-                    }
-                    _ => {}
-                }
-            } else {
-                colour[node] = 2;
-                stack.pop();
+        for n in &job.needs {
+            let to = index[n.value.as_str()];
+            if let Some(path) = path_between(&adj, to, i) {
+                let mut names = vec![job.id.value.as_str()];
+                names.extend(
+                    path.iter()
+                        .map(|p| jobs.get_index(*p).map_or("", |(k, _)| k.as_str())),
+                );
+                d.semantic(
+                    n.span,
+                    format!(
+                        "Job '{}' depends on job '{}' which creates a cycle in the dependency graph: {}",
+                        job.id.value,
+                        n.value,
+                        names.join(" -> ")
+                    ),
+                );
             }
         }
+    }
+}
+
+/// Nodes on some cycle (Tarjan's strongly connected components, iterative).
+fn cyclic_nodes(adj: &[Vec<usize>]) -> Vec<bool> {
+    let n = adj.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut result = vec![false; n];
+    let mut counter = 0;
+    for s in 0..n {
+        if index[s] != usize::MAX {
+            continue;
+        }
+        let mut call: Vec<(usize, usize)> = vec![(s, 0)];
+        index[s] = counter;
+        low[s] = counter;
+        counter += 1;
+        stack.push(s);
+        on_stack[s] = true;
+        while let Some(&(v, ei)) = call.last() {
+            if ei < adj[v].len() {
+                call.last_mut().expect("frame").1 += 1;
+                let w = adj[v][ei];
+                if index[w] == usize::MAX {
+                    index[w] = counter;
+                    low[w] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    call.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                call.pop();
+                if let Some(&(u, _)) = call.last() {
+                    low[u] = low[u].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    let cyclic = comp.len() > 1 || adj[v].contains(&v);
+                    for w in comp {
+                        result[w] = cyclic;
+                    }
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Shortest path `from` → … → `to` (both included), breadth-first.
+fn path_between(adj: &[Vec<usize>], from: usize, to: usize) -> Option<Vec<usize>> {
+    let mut prev = vec![usize::MAX; adj.len()];
+    let mut queue = std::collections::VecDeque::from([from]);
+    prev[from] = from;
+    while let Some(v) = queue.pop_front() {
+        if v == to {
+            let mut path = vec![to];
+            let mut c = to;
+            while c != from {
+                c = prev[c];
+                path.push(c);
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for &w in &adj[v] {
+            if prev[w] == usize::MAX {
+                prev[w] = v;
+                queue.push_back(w);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tarjan_finds_cycles() {
+        let adj = vec![vec![], vec![0, 2], vec![1], vec![3]];
+        assert_eq!(cyclic_nodes(&adj), vec![false, true, true, true]);
+        assert_eq!(path_between(&adj, 2, 1), Some(vec![2, 1]));
     }
 }
