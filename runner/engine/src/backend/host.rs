@@ -1,1 +1,356 @@
-//! Host backend (placeholder)
+//! Host backend: steps run as plain processes on this machine.
+//!
+//! Each `exec` spawns the program directly (no wrapper shell) in a new process group, with
+//! exactly `spec.env` as its environment, and pumps stdout/stderr in 64 KiB chunks. On
+//! cancellation the whole group gets SIGINT, SIGTERM and SIGKILL per [`KillPolicy`], until no
+//! process of the group is left. Background processes that outlive a step (`server &`) keep
+//! running for later steps, as on GitHub, and are killed by [`JobEnv::stop`].
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Backend, BackendError, BackendResult, ExecSpec, ExitStatus, JobEnv, JobEnvSpec, JobPaths,
+    KillPolicy, Output, ServiceInfo,
+};
+
+/// Size of one read from a child's pipe.
+const CHUNK: usize = 64 * 1024;
+/// How long to keep reading after the main process exited while a background process still
+/// holds the pipes open.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// Group liveness poll interval while cancelling.
+const POLL: Duration = Duration::from_millis(10);
+/// Upper bound on waiting for the group to vanish after SIGKILL.
+const AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// Runs jobs directly on the host.
+#[derive(Debug, Default, Clone)]
+pub struct HostBackend;
+
+impl HostBackend {
+    pub fn new() -> HostBackend {
+        HostBackend
+    }
+}
+
+fn msg(s: impl Into<String>) -> BackendError {
+    BackendError::Message(s.into())
+}
+
+#[async_trait]
+impl Backend for HostBackend {
+    fn name(&self) -> &'static str {
+        "host"
+    }
+
+    async fn start(
+        &self,
+        spec: &JobEnvSpec,
+        _log: mpsc::UnboundedSender<String>,
+    ) -> BackendResult<Box<dyn JobEnv>> {
+        if spec.container.is_some() {
+            return Err(msg("a job container needs the docker backend"));
+        }
+        if !spec.services.is_empty() {
+            return Err(msg("services need the docker backend"));
+        }
+        for dir in [&spec.workspace, &spec.temp, &spec.tool_cache] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| msg(format!("cannot create directory '{}': {e}", dir.display())))?;
+        }
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        Ok(Box::new(HostJobEnv {
+            paths: JobPaths {
+                workspace: s(&spec.workspace),
+                temp: s(&spec.temp),
+                tool_cache: s(&spec.tool_cache),
+                home: None,
+            },
+            lingering: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// A job environment on the host.
+#[derive(Debug)]
+pub struct HostJobEnv {
+    paths: JobPaths,
+    /// Process groups whose members outlived their step.
+    lingering: Mutex<Vec<i32>>,
+}
+
+impl HostJobEnv {
+    /// Process groups started by this job that still had live members after their step.
+    pub fn lingering_groups(&self) -> Vec<i32> {
+        let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|&g| group_alive(g));
+        v.clone()
+    }
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}
+
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    let r = unsafe { libc::kill(-pgid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Kills the group with SIGKILL if the exec future is dropped before the process ended.
+struct KillGuard {
+    pgid: i32,
+    armed: bool,
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Resolves the program like `execvp` would with the child's PATH, so that the spawn can use
+/// `posix_spawn` (std falls back to fork+exec when PATH lookup uses a modified PATH).
+fn resolve_program(program: &str, spec: &ExecSpec, workdir: &Path) -> BackendResult<PathBuf> {
+    if program.contains('/') {
+        let p = Path::new(program);
+        return Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            workdir.join(p)
+        });
+    }
+    let path = match spec.env.get("PATH") {
+        Some(p) => p.clone(),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    crate::shell::which(program, &path)
+        .ok_or_else(|| msg(format!("'{program}' was not found on PATH ({path})")))
+}
+
+async fn send_or_detach(
+    tx: &mut Option<mpsc::Sender<Output>>,
+    detach: &mut oneshot::Receiver<()>,
+    item: Output,
+) {
+    let Some(sender) = tx.as_ref() else { return };
+    tokio::select! {
+        r = sender.send(item) => {
+            if r.is_err() {
+                *tx = None;
+            }
+        }
+        _ = detach => {
+            *tx = None;
+        }
+    }
+}
+
+/// Reads both pipes until EOF, forwarding chunks until `detach` fires; after that it keeps
+/// draining (so background writers never get SIGPIPE) but drops the sender.
+async fn pump(
+    mut stdout: ChildStdout,
+    mut stderr: ChildStderr,
+    tx: mpsc::Sender<Output>,
+    mut detach: oneshot::Receiver<()>,
+) {
+    let mut tx = Some(tx);
+    let mut b_out = vec![0u8; CHUNK];
+    let mut b_err = vec![0u8; CHUNK];
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        tokio::select! {
+            r = stdout.read(&mut b_out), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => {
+                    send_or_detach(&mut tx, &mut detach, Output::Stdout(b_out[..n].to_vec())).await
+                }
+            },
+            r = stderr.read(&mut b_err), if err_open => match r {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => {
+                    send_or_detach(&mut tx, &mut detach, Output::Stderr(b_err[..n].to_vec())).await
+                }
+            },
+            _ = &mut detach, if tx.is_some() => tx = None,
+        }
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Waits until the main process is reaped and no member of the group is left, or `limit`.
+async fn wait_group(
+    child: &mut tokio::process::Child,
+    reaped: &mut bool,
+    pgid: i32,
+    limit: Duration,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !*reaped {
+            tokio::select! {
+                r = child.wait() => { *reaped = true; let _ = r; }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        } else {
+            tokio::time::sleep(POLL).await;
+        }
+        if *reaped && !group_alive(pgid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+#[async_trait]
+impl JobEnv for HostJobEnv {
+    fn paths(&self) -> &JobPaths {
+        &self.paths
+    }
+
+    fn services(&self) -> &[ServiceInfo] {
+        &[]
+    }
+
+    fn to_job_path(&self, host: &Path) -> String {
+        host.to_string_lossy().into_owned()
+    }
+
+    async fn exec(
+        &self,
+        spec: ExecSpec,
+        out: mpsc::Sender<Output>,
+        cancel: CancellationToken,
+        kill: KillPolicy,
+    ) -> BackendResult<ExitStatus> {
+        let Some(program) = spec.argv.first() else {
+            return Err(msg("nothing to run: empty command"));
+        };
+        let workdir = Path::new(&spec.workdir);
+        match std::fs::metadata(workdir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(msg(format!(
+                    "working directory '{}' is not a directory",
+                    spec.workdir
+                )));
+            }
+            Err(_) => {
+                return Err(msg(format!(
+                    "working directory '{}' does not exist",
+                    spec.workdir
+                )));
+            }
+        }
+        if cancel.is_cancelled() {
+            return Ok(ExitStatus::Cancelled);
+        }
+        let program_path = resolve_program(program, &spec, workdir)?;
+        let mut cmd = tokio::process::Command::new(&program_path);
+        cmd.arg0(program)
+            .args(&spec.argv[1..])
+            .env_clear()
+            .envs(
+                spec.env.iter().filter(|(k, v)| {
+                    !k.is_empty() && !k.contains(['=', '\0']) && !v.contains('\0')
+                }),
+            )
+            .current_dir(workdir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| msg(format!("failed to start '{}': {e}", program_path.display())))?;
+        let pgid = child
+            .id()
+            .ok_or_else(|| msg("process exited before its id was known"))?
+            as i32;
+        let mut guard = KillGuard { pgid, armed: true };
+        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+            (Some(o), Some(e)) => (o, e),
+            _ => return Err(msg("child pipes missing")),
+        };
+        let (detach_tx, detach_rx) = oneshot::channel();
+        let mut pump_task = tokio::spawn(pump(stdout, stderr, out, detach_rx));
+
+        let status = tokio::select! {
+            s = child.wait() => Some(s?),
+            _ = cancel.cancelled() => None,
+        };
+        let result = match status {
+            Some(status) => {
+                guard.armed = false;
+                ExitStatus::Code(exit_code(status))
+            }
+            None => {
+                let mut reaped = false;
+                signal_group(pgid, libc::SIGINT);
+                if !wait_group(&mut child, &mut reaped, pgid, kill.term_after).await {
+                    signal_group(pgid, libc::SIGTERM);
+                    if !wait_group(&mut child, &mut reaped, pgid, kill.kill_after).await {
+                        signal_group(pgid, libc::SIGKILL);
+                        wait_group(&mut child, &mut reaped, pgid, AFTER_KILL).await;
+                    }
+                }
+                guard.armed = false;
+                ExitStatus::Cancelled
+            }
+        };
+        // Output written just before exit is still in the pipes: drain it. Only a process
+        // left in the background keeps them open; stop forwarding after a grace period.
+        if tokio::time::timeout(DRAIN_GRACE, &mut pump_task)
+            .await
+            .is_err()
+        {
+            let _ = detach_tx.send(());
+        }
+        if group_alive(pgid) {
+            let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+            v.push(pgid);
+        }
+        Ok(result)
+    }
+
+    async fn stop(&self) -> BackendResult<()> {
+        let groups: Vec<i32> = {
+            let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *v)
+        };
+        for pgid in groups {
+            if group_alive(pgid) {
+                signal_group(pgid, libc::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host backend as a shared trait object.
+pub fn default_backend() -> std::sync::Arc<dyn Backend> {
+    std::sync::Arc::new(HostBackend::new())
+}
