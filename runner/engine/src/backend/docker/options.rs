@@ -79,10 +79,10 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
             }
             '\\' => {
                 in_word = true;
-                if let Some(n) = chars.next() {
-                    if n != '\n' {
-                        cur.push(n);
-                    }
+                if let Some(n) = chars.next()
+                    && n != '\n'
+                {
+                    cur.push(n);
                 }
             }
             c if c.is_whitespace() => {
@@ -213,7 +213,9 @@ pub fn parse_options(options: Option<&str>) -> Result<ParsedOptions, String> {
         }
         // Short flags may carry their value attached (`-e=X` is not docker syntax, `-eX` is).
         let (flag, inline) = match (flag.as_str(), inline) {
-            (f, None) if f.len() > 2 && !f.starts_with("--") => (f[..2].to_string(), Some(f[2..].to_string())),
+            (f, None) if f.len() > 2 && !f.starts_with("--") => {
+                (f[..2].to_string(), Some(f[2..].to_string()))
+            }
             (_, inline) => (flag.clone(), inline),
         };
         let known = matches!(
@@ -347,12 +349,19 @@ pub fn parse_port(entry: &str) -> Result<(String, PortBinding), String> {
     let parts: Vec<&str> = match spec.strip_prefix('[') {
         Some(rest) => {
             let (ip, rest) = rest.split_once(']').ok_or_else(|| err("unclosed ["))?;
-            let rest = rest.strip_prefix(':').ok_or_else(|| err("expected ':' after ]"))?;
+            let rest = rest
+                .strip_prefix(':')
+                .ok_or_else(|| err("expected ':' after ]"))?;
             let mut v = vec![ip];
             v.extend(rest.splitn(2, ':'));
             v
         }
-        None => spec.rsplitn(3, ':').collect::<Vec<_>>().into_iter().rev().collect(),
+        None => spec
+            .rsplitn(3, ':')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
     };
     let (ip, host, container) = match parts.as_slice() {
         [c] => ("", "", *c),
@@ -362,7 +371,9 @@ pub fn parse_port(entry: &str) -> Result<(String, PortBinding), String> {
     };
     let is_port = |s: &str| s.parse::<u16>().is_ok();
     if !is_port(container) {
-        return Err(err("container port must be a number (ranges are not supported)"));
+        return Err(err(
+            "container port must be a number (ranges are not supported)",
+        ));
     }
     if !host.is_empty() && !is_port(host) {
         return Err(err("host port must be a number (ranges are not supported)"));
@@ -381,7 +392,10 @@ pub fn port_map(entries: &[String]) -> Result<PortMap, String> {
     let mut map: PortMap = HashMap::new();
     for e in entries {
         let (key, binding) = parse_port(e.trim())?;
-        map.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
+        map.entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
     }
     Ok(map)
 }
@@ -389,7 +403,10 @@ pub fn port_map(entries: &[String]) -> Result<PortMap, String> {
 /// The `job.services.<id>.ports` key for a Docker port key: `5432/tcp` → `5432`,
 /// other protocols keep their suffix (`53/udp`).
 pub fn port_key(docker_key: &str) -> String {
-    docker_key.strip_suffix("/tcp").unwrap_or(docker_key).to_string()
+    docker_key
+        .strip_suffix("/tcp")
+        .unwrap_or(docker_key)
+        .to_string()
 }
 
 /// A `volumes:` entry sorted for the Docker API.
@@ -431,7 +448,9 @@ pub fn parse_volume(entry: &str, base: &Path) -> Result<VolumeSpec, String> {
             }
             Ok(VolumeSpec::Bind { bind, named })
         }
-        _ => Err(format!("volumes: invalid entry '{entry}' (expected src:dst[:ro])")),
+        _ => Err(format!(
+            "volumes: invalid entry '{entry}' (expected src:dst[:ro])"
+        )),
     }
 }
 
@@ -475,7 +494,10 @@ mod tests {
         assert_eq!(h.timeout, Some(5_000_000_000));
         assert_eq!(h.retries, Some(5));
         assert_eq!(h.start_period, Some(1_000_000_000));
-        assert_eq!(p.env, vec![("A".into(), "1".into()), ("B".into(), "2".into())]);
+        assert_eq!(
+            p.env,
+            vec![("A".into(), "1".into()), ("B".into(), "2".into())]
+        );
         assert_eq!(p.user.as_deref(), Some("1000:1000"));
         assert_eq!(p.entrypoint, Some(vec!["/bin/sh".to_string()]));
         assert_eq!(p.workdir.as_deref(), Some("/w"));
@@ -488,19 +510,32 @@ mod tests {
     #[test]
     fn options_errors() {
         let e = parse_options(Some("--frobnicate 3")).unwrap_err();
-        assert!(e.contains("unsupported flag '--frobnicate'") && e.contains("--health-cmd"), "{e}");
+        assert!(
+            e.contains("unsupported flag '--frobnicate'") && e.contains("--health-cmd"),
+            "{e}"
+        );
         let e = parse_options(Some("--network host")).unwrap_err();
         assert!(e.contains("managed by gantry"), "{e}");
-        assert!(parse_options(Some("--health-retries")).unwrap_err().contains("needs a value"));
+        assert!(
+            parse_options(Some("--health-retries"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
         assert!(parse_options(Some("postgres")).is_err());
     }
 
     #[test]
     fn ports() {
         let (k, b) = parse_port("8080").unwrap();
-        assert_eq!((k.as_str(), b.host_port.as_deref(), b.host_ip), ("8080/tcp", Some(""), None));
+        assert_eq!(
+            (k.as_str(), b.host_port.as_deref(), b.host_ip),
+            ("8080/tcp", Some(""), None)
+        );
         let (k, b) = parse_port("8080:80").unwrap();
-        assert_eq!((k.as_str(), b.host_port.as_deref()), ("80/tcp", Some("8080")));
+        assert_eq!(
+            (k.as_str(), b.host_port.as_deref()),
+            ("80/tcp", Some("8080"))
+        );
         let (k, b) = parse_port("127.0.0.1:5432:5432/tcp").unwrap();
         assert_eq!(k, "5432/tcp");
         assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
@@ -516,17 +551,29 @@ mod tests {
         let base = Path::new("/ws");
         assert_eq!(
             parse_volume("/data:/data:ro", base).unwrap(),
-            VolumeSpec::Bind { bind: "/data:/data:ro".into(), named: None }
+            VolumeSpec::Bind {
+                bind: "/data:/data:ro".into(),
+                named: None
+            }
         );
         assert_eq!(
             parse_volume("./cfg:/cfg", base).unwrap(),
-            VolumeSpec::Bind { bind: "/ws/./cfg:/cfg".into(), named: None }
+            VolumeSpec::Bind {
+                bind: "/ws/./cfg:/cfg".into(),
+                named: None
+            }
         );
         assert_eq!(
             parse_volume("cache:/cache", base).unwrap(),
-            VolumeSpec::Bind { bind: "cache:/cache".into(), named: Some("cache".into()) }
+            VolumeSpec::Bind {
+                bind: "cache:/cache".into(),
+                named: Some("cache".into())
+            }
         );
-        assert_eq!(parse_volume("/anon", base).unwrap(), VolumeSpec::Anonymous("/anon".into()));
+        assert_eq!(
+            parse_volume("/anon", base).unwrap(),
+            VolumeSpec::Anonymous("/anon".into())
+        );
         assert!(parse_volume("a:b", base).is_err());
     }
 }
