@@ -22,33 +22,27 @@
 //!
 //! All are bind mounts: files written by steps appear on the host at once.
 
+mod cleanup;
+mod create;
 mod env;
 pub mod options;
+mod service;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthStatusEnum, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, VolumeCreateRequest,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
-use futures_util::{StreamExt, TryStreamExt, future};
-use indexmap::IndexMap;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use futures_util::future;
 use tokio::sync::mpsc;
 
+pub(crate) use cleanup::{Created, Registry, remove_created};
+pub use cleanup::{PruneReport, connect, prune, prune_stale, prune_with};
+use create::Prepared;
+pub use create::registry_of;
 pub use env::DockerJobEnv;
-use options::{ParsedOptions, VolumeSpec};
 
 use super::{
     Backend, BackendError, BackendResult, ContainerSpec, JobEnv, JobEnvSpec, JobPaths, ServiceInfo,
@@ -186,178 +180,6 @@ fn docker_err(what: &str, e: DockerError) -> BackendError {
     }
 }
 
-/// Everything one job environment created, in creation order, for cleanup.
-#[derive(Debug, Default)]
-pub(crate) struct Created {
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-}
-
-impl Created {
-    pub fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
-    }
-}
-
-pub(crate) type Registry = Arc<Mutex<Created>>;
-
-/// Remove resources: containers (forced, with anonymous volumes), then networks, then
-/// volumes. Missing resources are fine. Returns the first real error.
-pub(crate) async fn remove_created(docker: &Docker, c: Created) -> BackendResult<()> {
-    let rm = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    let results = future::join_all(
-        c.containers
-            .iter()
-            .map(|id| docker.remove_container(id, Some(rm.clone()))),
-    )
-    .await;
-    let mut first_err = None;
-    let mut note = |what: &str, r: Result<(), DockerError>| {
-        if let Err(e) = r {
-            // 404: already gone; 409 "removal already in progress": someone else is on it.
-            if !is_status(&e, 404) && !is_status(&e, 409) && first_err.is_none() {
-                first_err = Some(docker_err(what, e));
-            }
-        }
-    };
-    for r in results {
-        note("remove container", r);
-    }
-    for n in &c.networks {
-        note("remove network", docker.remove_network(n).await);
-    }
-    for v in &c.volumes {
-        let r = docker
-            .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
-            .await;
-        note("remove volume", r);
-    }
-    first_err.map_or(Ok(()), Err)
-}
-
-/// What [`prune`] removed.
-#[derive(Debug, Default, Clone)]
-pub struct PruneReport {
-    pub containers: usize,
-    pub networks: usize,
-    pub volumes: usize,
-}
-
-/// Connect to the daemon from the environment (`DOCKER_HOST` or the local socket) and
-/// negotiate the API version.
-pub async fn connect() -> BackendResult<Docker> {
-    let docker = Docker::connect_with_defaults()
-        .map_err(|e| BackendError::Message(format!("docker: cannot connect: {e}")))?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|e| BackendError::Message(format!("docker: daemon not reachable: {e}")))
-}
-
-/// Remove everything labelled `dev.gantry.managed=true` (only one run's when `run_id` is
-/// given): containers, networks and volumes.
-pub async fn prune(run_id: Option<&str>) -> BackendResult<PruneReport> {
-    let docker = connect().await?;
-    prune_with(&docker, run_id, None).await
-}
-
-/// Remove gantry-managed resources whose creating gantry process is gone (label
-/// `gantry.pid` names no live process here): leftovers of crashed or killed runs, while
-/// runs in progress keep theirs.
-pub async fn prune_stale() -> BackendResult<PruneReport> {
-    let docker = connect().await?;
-    prune_matching(&docker, None, None, true).await
-}
-
-/// Whether the gantry process that created a resource with these labels is still alive.
-fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
-    let pid = labels
-        .and_then(|l| l.get(LABEL_PID))
-        .and_then(|p| p.parse::<u32>().ok());
-    pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
-}
-
-/// [`prune`] with a given client, optionally narrowed to one job of the run.
-pub async fn prune_with(
-    docker: &Docker,
-    run_id: Option<&str>,
-    job_key: Option<&str>,
-) -> BackendResult<PruneReport> {
-    prune_matching(docker, run_id, job_key, false).await
-}
-
-async fn prune_matching(
-    docker: &Docker,
-    run_id: Option<&str>,
-    job_key: Option<&str>,
-    stale_only: bool,
-) -> BackendResult<PruneReport> {
-    let mut labels = vec![format!("{LABEL_MANAGED}=true")];
-    if let Some(r) = run_id {
-        labels.push(format!("{LABEL_RUN}={r}"));
-    }
-    if let Some(j) = job_key {
-        labels.push(format!("{LABEL_JOB}={j}"));
-    }
-    let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), labels)]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| docker_err("list containers", e))?;
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| docker_err("list networks", e))?;
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| docker_err("list volumes", e))?
-        .volumes
-        .unwrap_or_default();
-    let keep = |labels: Option<&HashMap<String, String>>| stale_only && owner_alive(labels);
-    let created = Created {
-        containers: containers
-            .into_iter()
-            .filter(|c| !keep(c.labels.as_ref()))
-            .filter_map(|c| c.id)
-            .collect(),
-        networks: networks
-            .into_iter()
-            .filter(|n| !keep(n.labels.as_ref()))
-            .filter_map(|n| n.id)
-            .collect(),
-        volumes: volumes
-            .into_iter()
-            .filter(|v| !keep(Some(&v.labels)))
-            .map(|v| v.name)
-            .collect(),
-    };
-    let report = PruneReport {
-        containers: created.containers.len(),
-        networks: created.networks.len(),
-        volumes: created.volumes.len(),
-    };
-    remove_created(docker, created).await?;
-    Ok(report)
-}
-
 /// The Docker backend. Cheap to clone; holds one negotiated bollard client.
 #[derive(Clone)]
 pub struct DockerBackend {
@@ -388,254 +210,7 @@ impl DockerBackend {
     }
 }
 
-/// Everything parsed up front so that bad input fails before anything is created.
-struct Prepared {
-    name: String,
-    config: ContainerCreateBody,
-    credentials: Option<DockerCredentials>,
-    named_volumes: Vec<String>,
-    has_ports: bool,
-    has_health: bool,
-}
-
 impl DockerBackend {
-    fn labels(
-        spec: &JobEnvSpec,
-        role: &str,
-        extra: &[(String, String)],
-    ) -> HashMap<String, String> {
-        let mut l: HashMap<String, String> = extra.iter().cloned().collect();
-        l.insert(LABEL_MANAGED.into(), "true".into());
-        l.insert(LABEL_RUN.into(), spec.run_id.clone());
-        l.insert(LABEL_JOB.into(), spec.job_key.clone());
-        l.insert(LABEL_ROLE.into(), role.into());
-        l.insert(LABEL_PID.into(), std::process::id().to_string());
-        l
-    }
-
-    /// Build the create body for a service (`service = Some(id)`) or the job container.
-    fn prepare(
-        spec: &JobEnvSpec,
-        network: &str,
-        c: &ContainerSpec,
-        service: Option<&str>,
-        paths: &ContainerPaths,
-    ) -> BackendResult<Prepared> {
-        let what = match service {
-            Some(id) => format!("service '{id}'"),
-            None => "job container".to_string(),
-        };
-        let bad = |e: String| BackendError::Message(format!("{what}: {e}"));
-        let opts: ParsedOptions = options::parse_options(c.options.as_deref()).map_err(bad)?;
-        let mut ports = c.ports.clone();
-        ports.extend(opts.ports.iter().cloned());
-        let port_map = options::port_map(&ports).map_err(bad)?;
-
-        let mut binds = Vec::new();
-        let mut anon = Vec::new();
-        let mut named_volumes = Vec::new();
-        for v in c.volumes.iter().chain(&opts.volumes) {
-            match options::parse_volume(v, &spec.workspace).map_err(bad)? {
-                VolumeSpec::Bind { bind, named } => {
-                    binds.push(bind);
-                    named_volumes.extend(named);
-                }
-                VolumeSpec::Anonymous(dst) => anon.push(dst),
-            }
-        }
-
-        let mut env: Vec<String> = Vec::new();
-        let (role, name, entrypoint, cmd, workdir) = match service {
-            Some(id) => {
-                let entrypoint = c.entrypoint.clone().or(opts.entrypoint.clone());
-                (
-                    format!("service:{id}"),
-                    format!(
-                        "gantry-{}-{}-{}",
-                        sanitize_name(&spec.run_id),
-                        sanitize_name(&spec.job_key),
-                        sanitize_name(id)
-                    ),
-                    entrypoint,
-                    c.command.clone(),
-                    opts.workdir.clone(),
-                )
-            }
-            None => {
-                if opts.entrypoint.is_some() || c.entrypoint.is_some() {
-                    return Err(bad(
-                        "--entrypoint is not supported for the job container (as on GitHub)".into(),
-                    ));
-                }
-                // The job container stays alive with `tail -f /dev/null`, like GitHub's runner.
-                binds.splice(0..0, paths.binds());
-                if Path::new(DOCKER_SOCK).exists() {
-                    binds.push(format!("{DOCKER_SOCK}:{DOCKER_SOCK}"));
-                }
-                env.push(format!("HOME={CONTAINER_HOME}"));
-                env.push("GITHUB_ACTIONS=true".into());
-                if !c.env.contains_key("CI") {
-                    env.push("CI=true".into());
-                }
-                (
-                    "job".to_string(),
-                    format!(
-                        "gantry-{}-{}",
-                        sanitize_name(&spec.run_id),
-                        sanitize_name(&spec.job_key)
-                    ),
-                    Some(vec!["tail".to_string()]),
-                    Some(vec!["-f".to_string(), "/dev/null".to_string()]),
-                    Some(
-                        opts.workdir
-                            .clone()
-                            .unwrap_or_else(|| container_workspace(&spec.workspace)),
-                    ),
-                )
-            }
-        };
-        env.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
-        env.extend(opts.env.iter().map(|(k, v)| format!("{k}={v}")));
-
-        let mut endpoints = HashMap::new();
-        endpoints.insert(
-            network.to_string(),
-            EndpointSettings {
-                aliases: service.map(|id| vec![id.to_string()]),
-                ..Default::default()
-            },
-        );
-        let has_ports = !port_map.is_empty();
-        let host_config = HostConfig {
-            binds: (!binds.is_empty()).then_some(binds),
-            network_mode: Some(network.to_string()),
-            port_bindings: has_ports.then(|| port_map.clone()),
-            tmpfs: (!opts.tmpfs.is_empty()).then(|| opts.tmpfs.clone()),
-            privileged: opts.privileged.then_some(true),
-            nano_cpus: opts.nano_cpus,
-            memory: opts.memory,
-            shm_size: opts.shm_size,
-            cap_add: (!opts.cap_add.is_empty()).then(|| opts.cap_add.clone()),
-            cap_drop: (!opts.cap_drop.is_empty()).then(|| opts.cap_drop.clone()),
-            extra_hosts: (!opts.extra_hosts.is_empty()).then(|| opts.extra_hosts.clone()),
-            init: opts.init.then_some(true),
-            readonly_rootfs: opts.read_only.then_some(true),
-            security_opt: (!opts.security_opt.is_empty()).then(|| opts.security_opt.clone()),
-            ..Default::default()
-        };
-        let has_health = opts
-            .health
-            .as_ref()
-            .is_some_and(|h| h.test.as_deref() != Some(&["NONE".to_string()][..]));
-        let config = ContainerCreateBody {
-            image: Some(c.image.clone()),
-            env: Some(env),
-            entrypoint,
-            cmd,
-            working_dir: workdir,
-            user: opts.user.clone(),
-            hostname: opts.hostname.clone(),
-            healthcheck: opts.health.clone(),
-            labels: Some(Self::labels(spec, &role, &opts.labels)),
-            exposed_ports: has_ports.then(|| port_map.keys().cloned().collect()),
-            volumes: (!anon.is_empty()).then_some(anon),
-            host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(endpoints),
-            }),
-            ..Default::default()
-        };
-        let credentials = c.credentials.as_ref().map(|cr| DockerCredentials {
-            username: Some(cr.username.clone()),
-            password: Some(cr.password.clone()),
-            serveraddress: registry_of(&c.image),
-            ..Default::default()
-        });
-        Ok(Prepared {
-            name,
-            config,
-            credentials,
-            named_volumes,
-            has_ports,
-            has_health,
-        })
-    }
-
-    /// Create a container; a missing image is pulled only when a registry is plausible.
-    async fn create(&self, p: &Prepared, created: &Registry) -> BackendResult<String> {
-        let image = p.config.image.clone().unwrap_or_default();
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&p.name)
-            .build();
-        let mut pulled = false;
-        let mut removed_stale = false;
-        loop {
-            match self
-                .docker
-                .create_container(Some(opts.clone()), p.config.clone())
-                .await
-            {
-                Ok(r) => {
-                    created.lock().unwrap().containers.push(r.id.clone());
-                    return Ok(r.id);
-                }
-                Err(e) if is_status(&e, 404) && !pulled => {
-                    pulled = true;
-                    self.pull_if_plausible(&image, p.credentials.clone())
-                        .await?;
-                }
-                Err(e) if is_status(&e, 409) && !removed_stale => {
-                    // A leftover with the same name (a crashed earlier attempt of this run):
-                    // remove it when it is ours, then retry once.
-                    removed_stale = true;
-                    let ours = self
-                        .docker
-                        .inspect_container(&p.name, None)
-                        .await
-                        .ok()
-                        .and_then(|i| i.config?.labels)
-                        .is_some_and(|l| l.get(LABEL_MANAGED).map(String::as_str) == Some("true"));
-                    if !ours {
-                        return Err(docker_err(&format!("create container {}", p.name), e));
-                    }
-                    let rm = RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = self.docker.remove_container(&p.name, Some(rm)).await;
-                }
-                Err(e) => return Err(docker_err(&format!("create container {}", p.name), e)),
-            }
-        }
-    }
-
-    async fn pull_if_plausible(
-        &self,
-        image: &str,
-        credentials: Option<DockerCredentials>,
-    ) -> BackendResult<()> {
-        let missing = |extra: String| BackendError::MissingImage {
-            image: image.to_string(),
-            hint: format!("{BUILD_HINT}{extra}"),
-        };
-        if credentials.is_none() && registry_of(image).is_none() {
-            return Err(missing(String::new()));
-        }
-        let (repo, tag) = split_tag(image);
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(repo)
-            .tag(tag)
-            .build();
-        let result: Result<Vec<_>, _> = self
-            .docker
-            .create_image(Some(opts), None, credentials)
-            .try_collect()
-            .await;
-        result
-            .map(|_| ())
-            .map_err(|e| missing(format!("; pulling it failed: {e}")))
-    }
-
     async fn create_network(&self, spec: &JobEnvSpec, created: &Registry) -> BackendResult<String> {
         let name = format!(
             "gantry-{}-{}",
@@ -788,137 +363,6 @@ impl DockerBackend {
             .map_err(|e| docker_err(&format!("start {label}"), e))?;
         Ok(id)
     }
-
-    /// Poll a service until it is ready (no health check, or `healthy`); read its ports.
-    async fn wait_service(
-        &self,
-        id: &str,
-        cid: &str,
-        has_ports: bool,
-        has_health: bool,
-        network: &str,
-        log: &mpsc::UnboundedSender<String>,
-    ) -> BackendResult<ServiceInfo> {
-        let mut info = ServiceInfo {
-            id: id.to_string(),
-            container_id: cid.to_string(),
-            network: Some(network.to_string()),
-            ports: IndexMap::new(),
-        };
-        // Nothing to wait for or read back: skip the inspect (unless the image may carry its
-        // own HEALTHCHECK, which only an inspect reveals).
-        let deadline = Instant::now() + Duration::from_secs(15 * 60);
-        let mut delay = Duration::from_millis(50);
-        let mut announced = false;
-        loop {
-            let inspect = self
-                .docker
-                .inspect_container(cid, None)
-                .await
-                .map_err(|e| docker_err(&format!("inspect service {id}"), e))?;
-            let state = inspect.state.clone().unwrap_or_default();
-            let health = state.health.clone();
-            let status = health.as_ref().and_then(|h| h.status);
-            let running = state.running.unwrap_or(false);
-            let checked = has_health
-                || matches!(status, Some(s) if s != HealthStatusEnum::NONE && s != HealthStatusEnum::EMPTY);
-            let fail = |why: String| async move {
-                let logs = self.tail_logs(cid, 20).await;
-                let last_check = health
-                    .as_ref()
-                    .and_then(|h| h.log.as_ref()?.last()?.output.clone())
-                    .map(|o| format!("\nlast health check output:\n{}", o.trim_end()))
-                    .unwrap_or_default();
-                BackendError::Message(format!(
-                    "service '{id}' {why}; one or more containers failed to start\n--- last log lines of service '{id}' ---\n{logs}{last_check}"
-                ))
-            };
-            if !running && checked {
-                let code = state.exit_code.unwrap_or(-1);
-                return Err(fail(format!("exited with code {code} before becoming healthy")).await);
-            }
-            match status {
-                Some(HealthStatusEnum::UNHEALTHY) => return Err(fail("is unhealthy".into()).await),
-                Some(HealthStatusEnum::STARTING) => {
-                    if !announced {
-                        announced = true;
-                        let _ = log.send(format!("Waiting for service {id} to become healthy"));
-                    }
-                    if Instant::now() > deadline {
-                        return Err(fail("did not become healthy within 15 minutes".into()).await);
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                    continue;
-                }
-                _ => {}
-            }
-            if !running {
-                let _ = log.send(format!(
-                    "warning: service {id} is not running (exit code {})",
-                    state.exit_code.unwrap_or(-1)
-                ));
-            } else if status == Some(HealthStatusEnum::HEALTHY) {
-                let _ = log.send(format!("Service {id} is healthy"));
-            }
-            if has_ports {
-                let ports = inspect
-                    .network_settings
-                    .and_then(|n| n.ports)
-                    .unwrap_or_default();
-                let mut keys: Vec<_> = ports.into_iter().collect();
-                keys.sort_by(|a, b| a.0.cmp(&b.0));
-                for (k, bindings) in keys {
-                    if let Some(hp) = bindings
-                        .unwrap_or_default()
-                        .into_iter()
-                        .find_map(|b| b.host_port)
-                    {
-                        info.ports.insert(options::port_key(&k), hp);
-                    }
-                }
-            }
-            return Ok(info);
-        }
-    }
-
-    /// The last `n` log lines of a container, stdout and stderr merged.
-    async fn tail_logs(&self, cid: &str, n: usize) -> String {
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail(&n.to_string())
-            .build();
-        let mut out = String::new();
-        let mut stream = self.docker.logs(cid, Some(opts));
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-        if out.trim().is_empty() {
-            "(no output)".into()
-        } else {
-            out.trim_end().to_string()
-        }
-    }
-}
-
-/// The registry host of an image reference, when it names one (`ghcr.io/x/y`,
-/// `localhost:5000/x`); Docker Hub references give `None`.
-pub fn registry_of(image: &str) -> Option<String> {
-    let (first, rest) = image.split_once('/')?;
-    let _ = rest;
-    (first.contains('.') || first.contains(':') || first == "localhost").then(|| first.to_string())
-}
-
-/// `repo[:tag][@digest]` → (repo, tag-or-digest); the default tag is `latest`.
-fn split_tag(image: &str) -> (&str, &str) {
-    if let Some((repo, digest)) = image.split_once('@') {
-        return (repo, digest);
-    }
-    match image.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (image, "latest"),
-    }
 }
 
 #[async_trait]
@@ -1003,23 +447,6 @@ mod tests {
     }
 
     #[test]
-    fn registries_and_tags() {
-        assert_eq!(registry_of("postgres:16"), None);
-        assert_eq!(registry_of("gantry/busybox:latest"), None);
-        assert_eq!(registry_of("ghcr.io/o/i:1").as_deref(), Some("ghcr.io"));
-        assert_eq!(
-            registry_of("localhost:5000/i").as_deref(),
-            Some("localhost:5000")
-        );
-        assert_eq!(split_tag("a/b:1"), ("a/b", "1"));
-        assert_eq!(
-            split_tag("localhost:5000/b"),
-            ("localhost:5000/b", "latest")
-        );
-        assert_eq!(split_tag("b@sha256:00"), ("b", "sha256:00"));
-    }
-
-    #[test]
     fn path_translation() {
         let spec = JobEnvSpec {
             run_id: "r".into(),
@@ -1029,7 +456,7 @@ mod tests {
             tool_cache: "/runner/tools".into(),
             home: "/runner/_work/_temp/_github_home".into(),
             container: None,
-            services: IndexMap::new(),
+            services: indexmap::IndexMap::new(),
         };
         let p = ContainerPaths::new(&spec);
         assert_eq!(

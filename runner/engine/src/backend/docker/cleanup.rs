@@ -1,0 +1,188 @@
+//! Cleanup: the per-job registry of created resources, their removal, and `prune`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use futures_util::future;
+
+use super::{LABEL_JOB, LABEL_MANAGED, LABEL_PID, LABEL_RUN, docker_err, is_status};
+use crate::backend::{BackendError, BackendResult};
+
+/// Everything one job environment created, in creation order, for cleanup.
+#[derive(Debug, Default)]
+pub(crate) struct Created {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Created {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+}
+
+pub(crate) type Registry = Arc<Mutex<Created>>;
+
+/// Remove resources: containers (forced, with anonymous volumes), then networks, then
+/// volumes. Missing resources are fine. Returns the first real error.
+pub(crate) async fn remove_created(docker: &Docker, c: Created) -> BackendResult<()> {
+    let rm = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let results = future::join_all(
+        c.containers
+            .iter()
+            .map(|id| docker.remove_container(id, Some(rm.clone()))),
+    )
+    .await;
+    let mut first_err = None;
+    let mut note = |what: &str, r: Result<(), DockerError>| {
+        if let Err(e) = r {
+            // 404: already gone; 409 "removal already in progress": someone else is on it.
+            if !is_status(&e, 404) && !is_status(&e, 409) && first_err.is_none() {
+                first_err = Some(docker_err(what, e));
+            }
+        }
+    };
+    for r in results {
+        note("remove container", r);
+    }
+    for n in &c.networks {
+        note("remove network", docker.remove_network(n).await);
+    }
+    for v in &c.volumes {
+        let r = docker
+            .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await;
+        note("remove volume", r);
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// What [`prune`] removed.
+#[derive(Debug, Default, Clone)]
+pub struct PruneReport {
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+}
+
+/// Connect to the daemon from the environment (`DOCKER_HOST` or the local socket) and
+/// negotiate the API version.
+pub async fn connect() -> BackendResult<Docker> {
+    let docker = Docker::connect_with_defaults()
+        .map_err(|e| BackendError::Message(format!("docker: cannot connect: {e}")))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| BackendError::Message(format!("docker: daemon not reachable: {e}")))
+}
+
+/// Remove everything labelled `dev.gantry.managed=true` (only one run's when `run_id` is
+/// given): containers, networks and volumes.
+pub async fn prune(run_id: Option<&str>) -> BackendResult<PruneReport> {
+    let docker = connect().await?;
+    prune_with(&docker, run_id, None).await
+}
+
+/// Remove gantry-managed resources whose creating gantry process is gone (label
+/// `gantry.pid` names no live process here): leftovers of crashed or killed runs, while
+/// runs in progress keep theirs.
+pub async fn prune_stale() -> BackendResult<PruneReport> {
+    let docker = connect().await?;
+    prune_matching(&docker, None, None, true).await
+}
+
+/// Whether the gantry process that created a resource with these labels is still alive.
+fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
+    let pid = labels
+        .and_then(|l| l.get(LABEL_PID))
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// [`prune`] with a given client, optionally narrowed to one job of the run.
+pub async fn prune_with(
+    docker: &Docker,
+    run_id: Option<&str>,
+    job_key: Option<&str>,
+) -> BackendResult<PruneReport> {
+    prune_matching(docker, run_id, job_key, false).await
+}
+
+async fn prune_matching(
+    docker: &Docker,
+    run_id: Option<&str>,
+    job_key: Option<&str>,
+    stale_only: bool,
+) -> BackendResult<PruneReport> {
+    let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+    if let Some(r) = run_id {
+        labels.push(format!("{LABEL_RUN}={r}"));
+    }
+    if let Some(j) = job_key {
+        labels.push(format!("{LABEL_JOB}={j}"));
+    }
+    let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), labels)]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| docker_err("list containers", e))?;
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| docker_err("list networks", e))?;
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| docker_err("list volumes", e))?
+        .volumes
+        .unwrap_or_default();
+    let keep = |labels: Option<&HashMap<String, String>>| stale_only && owner_alive(labels);
+    let created = Created {
+        containers: containers
+            .into_iter()
+            .filter(|c| !keep(c.labels.as_ref()))
+            .filter_map(|c| c.id)
+            .collect(),
+        networks: networks
+            .into_iter()
+            .filter(|n| !keep(n.labels.as_ref()))
+            .filter_map(|n| n.id)
+            .collect(),
+        volumes: volumes
+            .into_iter()
+            .filter(|v| !keep(Some(&v.labels)))
+            .map(|v| v.name)
+            .collect(),
+    };
+    let report = PruneReport {
+        containers: created.containers.len(),
+        networks: created.networks.len(),
+        volumes: created.volumes.len(),
+    };
+    remove_created(docker, created).await?;
+    Ok(report)
+}

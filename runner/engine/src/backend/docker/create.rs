@@ -1,0 +1,309 @@
+//! Turning a [`ContainerSpec`] into a Docker create request, and creating it (with the
+//! missing-image policy: no pull unless a registry is plausible).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::TryStreamExt;
+
+use super::options::{self, ParsedOptions, VolumeSpec};
+use super::{
+    BUILD_HINT, CONTAINER_HOME, ContainerPaths, DOCKER_SOCK, DockerBackend, LABEL_JOB,
+    LABEL_MANAGED, LABEL_PID, LABEL_ROLE, LABEL_RUN, Registry, container_workspace, docker_err,
+    is_status, sanitize_name,
+};
+use crate::backend::{BackendError, BackendResult, ContainerSpec, JobEnvSpec};
+
+/// Everything parsed up front so that bad input fails before anything is created.
+pub(super) struct Prepared {
+    pub name: String,
+    pub config: ContainerCreateBody,
+    pub credentials: Option<DockerCredentials>,
+    pub named_volumes: Vec<String>,
+    pub has_ports: bool,
+    pub has_health: bool,
+}
+
+impl DockerBackend {
+    pub(super) fn labels(
+        spec: &JobEnvSpec,
+        role: &str,
+        extra: &[(String, String)],
+    ) -> HashMap<String, String> {
+        let mut l: HashMap<String, String> = extra.iter().cloned().collect();
+        l.insert(LABEL_MANAGED.into(), "true".into());
+        l.insert(LABEL_RUN.into(), spec.run_id.clone());
+        l.insert(LABEL_JOB.into(), spec.job_key.clone());
+        l.insert(LABEL_ROLE.into(), role.into());
+        l.insert(LABEL_PID.into(), std::process::id().to_string());
+        l
+    }
+
+    /// Build the create body for a service (`service = Some(id)`) or the job container.
+    pub(super) fn prepare(
+        spec: &JobEnvSpec,
+        network: &str,
+        c: &ContainerSpec,
+        service: Option<&str>,
+        paths: &ContainerPaths,
+    ) -> BackendResult<Prepared> {
+        let what = match service {
+            Some(id) => format!("service '{id}'"),
+            None => "job container".to_string(),
+        };
+        let bad = |e: String| BackendError::Message(format!("{what}: {e}"));
+        let opts: ParsedOptions = options::parse_options(c.options.as_deref()).map_err(bad)?;
+        let mut ports = c.ports.clone();
+        ports.extend(opts.ports.iter().cloned());
+        let port_map = options::port_map(&ports).map_err(bad)?;
+
+        let mut binds = Vec::new();
+        let mut anon = Vec::new();
+        let mut named_volumes = Vec::new();
+        for v in c.volumes.iter().chain(&opts.volumes) {
+            match options::parse_volume(v, &spec.workspace).map_err(bad)? {
+                VolumeSpec::Bind { bind, named } => {
+                    binds.push(bind);
+                    named_volumes.extend(named);
+                }
+                VolumeSpec::Anonymous(dst) => anon.push(dst),
+            }
+        }
+
+        let mut env: Vec<String> = Vec::new();
+        let (role, name, entrypoint, cmd, workdir) = match service {
+            Some(id) => {
+                let entrypoint = c.entrypoint.clone().or(opts.entrypoint.clone());
+                (
+                    format!("service:{id}"),
+                    format!(
+                        "gantry-{}-{}-{}",
+                        sanitize_name(&spec.run_id),
+                        sanitize_name(&spec.job_key),
+                        sanitize_name(id)
+                    ),
+                    entrypoint,
+                    c.command.clone(),
+                    opts.workdir.clone(),
+                )
+            }
+            None => {
+                if opts.entrypoint.is_some() || c.entrypoint.is_some() {
+                    return Err(bad(
+                        "--entrypoint is not supported for the job container (as on GitHub)".into(),
+                    ));
+                }
+                // The job container stays alive with `tail -f /dev/null`, like GitHub's runner.
+                binds.splice(0..0, paths.binds());
+                if Path::new(DOCKER_SOCK).exists() {
+                    binds.push(format!("{DOCKER_SOCK}:{DOCKER_SOCK}"));
+                }
+                env.push(format!("HOME={CONTAINER_HOME}"));
+                env.push("GITHUB_ACTIONS=true".into());
+                if !c.env.contains_key("CI") {
+                    env.push("CI=true".into());
+                }
+                (
+                    "job".to_string(),
+                    format!(
+                        "gantry-{}-{}",
+                        sanitize_name(&spec.run_id),
+                        sanitize_name(&spec.job_key)
+                    ),
+                    Some(vec!["tail".to_string()]),
+                    Some(vec!["-f".to_string(), "/dev/null".to_string()]),
+                    Some(
+                        opts.workdir
+                            .clone()
+                            .unwrap_or_else(|| container_workspace(&spec.workspace)),
+                    ),
+                )
+            }
+        };
+        env.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
+        env.extend(opts.env.iter().map(|(k, v)| format!("{k}={v}")));
+
+        let mut endpoints = HashMap::new();
+        endpoints.insert(
+            network.to_string(),
+            EndpointSettings {
+                aliases: service.map(|id| vec![id.to_string()]),
+                ..Default::default()
+            },
+        );
+        let has_ports = !port_map.is_empty();
+        let host_config = HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: Some(network.to_string()),
+            port_bindings: has_ports.then(|| port_map.clone()),
+            tmpfs: (!opts.tmpfs.is_empty()).then(|| opts.tmpfs.clone()),
+            privileged: opts.privileged.then_some(true),
+            nano_cpus: opts.nano_cpus,
+            memory: opts.memory,
+            shm_size: opts.shm_size,
+            cap_add: (!opts.cap_add.is_empty()).then(|| opts.cap_add.clone()),
+            cap_drop: (!opts.cap_drop.is_empty()).then(|| opts.cap_drop.clone()),
+            extra_hosts: (!opts.extra_hosts.is_empty()).then(|| opts.extra_hosts.clone()),
+            init: opts.init.then_some(true),
+            readonly_rootfs: opts.read_only.then_some(true),
+            security_opt: (!opts.security_opt.is_empty()).then(|| opts.security_opt.clone()),
+            ..Default::default()
+        };
+        let has_health = opts
+            .health
+            .as_ref()
+            .is_some_and(|h| h.test.as_deref() != Some(&["NONE".to_string()][..]));
+        let config = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            env: Some(env),
+            entrypoint,
+            cmd,
+            working_dir: workdir,
+            user: opts.user.clone(),
+            hostname: opts.hostname.clone(),
+            healthcheck: opts.health.clone(),
+            labels: Some(Self::labels(spec, &role, &opts.labels)),
+            exposed_ports: has_ports.then(|| port_map.keys().cloned().collect()),
+            volumes: (!anon.is_empty()).then_some(anon),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(endpoints),
+            }),
+            ..Default::default()
+        };
+        let credentials = c.credentials.as_ref().map(|cr| DockerCredentials {
+            username: Some(cr.username.clone()),
+            password: Some(cr.password.clone()),
+            serveraddress: registry_of(&c.image),
+            ..Default::default()
+        });
+        Ok(Prepared {
+            name,
+            config,
+            credentials,
+            named_volumes,
+            has_ports,
+            has_health,
+        })
+    }
+
+    /// Create a container; a missing image is pulled only when a registry is plausible.
+    pub(super) async fn create(&self, p: &Prepared, created: &Registry) -> BackendResult<String> {
+        let image = p.config.image.clone().unwrap_or_default();
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&p.name)
+            .build();
+        let mut pulled = false;
+        let mut removed_stale = false;
+        loop {
+            match self
+                .docker
+                .create_container(Some(opts.clone()), p.config.clone())
+                .await
+            {
+                Ok(r) => {
+                    created.lock().unwrap().containers.push(r.id.clone());
+                    return Ok(r.id);
+                }
+                Err(e) if is_status(&e, 404) && !pulled => {
+                    pulled = true;
+                    self.pull_if_plausible(&image, p.credentials.clone())
+                        .await?;
+                }
+                Err(e) if is_status(&e, 409) && !removed_stale => {
+                    // A leftover with the same name (a crashed earlier attempt of this run):
+                    // remove it when it is ours, then retry once.
+                    removed_stale = true;
+                    let ours = self
+                        .docker
+                        .inspect_container(&p.name, None)
+                        .await
+                        .ok()
+                        .and_then(|i| i.config?.labels)
+                        .is_some_and(|l| l.get(LABEL_MANAGED).map(String::as_str) == Some("true"));
+                    if !ours {
+                        return Err(docker_err(&format!("create container {}", p.name), e));
+                    }
+                    let rm = RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = self.docker.remove_container(&p.name, Some(rm)).await;
+                }
+                Err(e) => return Err(docker_err(&format!("create container {}", p.name), e)),
+            }
+        }
+    }
+
+    async fn pull_if_plausible(
+        &self,
+        image: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> BackendResult<()> {
+        let missing = |extra: String| BackendError::MissingImage {
+            image: image.to_string(),
+            hint: format!("{BUILD_HINT}{extra}"),
+        };
+        if credentials.is_none() && registry_of(image).is_none() {
+            return Err(missing(String::new()));
+        }
+        let (repo, tag) = split_tag(image);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(repo)
+            .tag(tag)
+            .build();
+        let result: Result<Vec<_>, _> = self
+            .docker
+            .create_image(Some(opts), None, credentials)
+            .try_collect()
+            .await;
+        result
+            .map(|_| ())
+            .map_err(|e| missing(format!("; pulling it failed: {e}")))
+    }
+}
+
+/// The registry host of an image reference, when it names one (`ghcr.io/x/y`,
+/// `localhost:5000/x`); Docker Hub references give `None`.
+pub fn registry_of(image: &str) -> Option<String> {
+    let (first, rest) = image.split_once('/')?;
+    let _ = rest;
+    (first.contains('.') || first.contains(':') || first == "localhost").then(|| first.to_string())
+}
+
+/// `repo[:tag][@digest]` → (repo, tag-or-digest); the default tag is `latest`.
+fn split_tag(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_and_tags() {
+        assert_eq!(registry_of("postgres:16"), None);
+        assert_eq!(registry_of("gantry/busybox:latest"), None);
+        assert_eq!(registry_of("ghcr.io/o/i:1").as_deref(), Some("ghcr.io"));
+        assert_eq!(
+            registry_of("localhost:5000/i").as_deref(),
+            Some("localhost:5000")
+        );
+        assert_eq!(split_tag("a/b:1"), ("a/b", "1"));
+        assert_eq!(
+            split_tag("localhost:5000/b"),
+            ("localhost:5000/b", "latest")
+        );
+        assert_eq!(split_tag("b@sha256:00"), ("b", "sha256:00"));
+    }
+}
