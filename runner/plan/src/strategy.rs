@@ -1,0 +1,221 @@
+//! Evaluating a job's `strategy` (matrix, fail-fast, max-parallel) with the contexts GitHub
+//! allows there (github, needs, vars, inputs; §6.4) and expanding it into legs.
+
+use gantry_expr::{EvalContext, Template, Value};
+use gantry_workflow::{Job, Node, OrExpr, Spanned};
+use serde_json::Value as J;
+
+use crate::matrix::{self, Leg, MatrixFilter};
+
+/// A job's expanded strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobExpansion {
+    /// The legs; `None` when the job has no matrix (a single run).
+    pub legs: Option<Vec<Leg>>,
+    /// `strategy.fail-fast` (default true).
+    pub fail_fast: bool,
+    /// `strategy.max-parallel`; `None` is unbounded.
+    pub max_parallel: Option<usize>,
+}
+
+impl JobExpansion {
+    /// `strategy.job-total`: the number of legs (1 without a matrix).
+    pub fn total(&self) -> usize {
+        self.legs.as_ref().map_or(1, Vec::len)
+    }
+}
+
+fn template(s: &str) -> Result<Template, String> {
+    Template::parse(s).map_err(|e| e.located_message(s))
+}
+
+fn visit_strings<'a>(node: &'a Node, f: &mut dyn FnMut(&'a str)) {
+    match node {
+        Node::String(s) => f(s),
+        Node::Seq(items) => items.iter().for_each(|i| visit_strings(&i.value, f)),
+        Node::Map(entries) => {
+            for (k, v) in entries {
+                f(&k.value);
+                visit_strings(&v.value, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every expression text of a job's strategy (matrix scalars and keys, fail-fast,
+/// max-parallel).
+fn strategy_texts(job: &Job) -> Vec<&str> {
+    let mut out = Vec::new();
+    let Some(s) = &job.strategy else {
+        return out;
+    };
+    if let Some(m) = &s.matrix {
+        visit_strings(&m.value, &mut |t| {
+            if t.contains("${{") {
+                out.push(t)
+            }
+        });
+    }
+    if let Some(Spanned {
+        value: OrExpr::Expr(e),
+        ..
+    }) = &s.fail_fast
+    {
+        out.push(e);
+    }
+    if let Some(Spanned {
+        value: OrExpr::Expr(e),
+        ..
+    }) = &s.max_parallel
+    {
+        out.push(e);
+    }
+    out
+}
+
+/// True when the strategy contains any `${{ }}` expression.
+pub fn has_expressions(job: &Job) -> bool {
+    !strategy_texts(job).is_empty()
+}
+
+/// True when the strategy reads the `needs` context, so it can only be expanded once the
+/// job's needs finished (e.g. `${{ fromJSON(needs.setup.outputs.matrix) }}`).
+pub fn uses_needs(job: &Job) -> bool {
+    strategy_texts(job).into_iter().any(|t| {
+        let t = if t.contains("${{") {
+            t.to_string()
+        } else {
+            format!("${{{{ {t} }}}}")
+        };
+        match Template::parse(&t) {
+            Ok(tp) => tp.referenced_contexts().any(|c| c == "needs"),
+            // Unparsable: let the engine report it when the job starts.
+            Err(_) => t.contains("needs"),
+        }
+    })
+}
+
+/// Evaluates a matrix node: strings holding `${{ }}` become the expression's value (a
+/// single expression keeps its type), mapping keys are evaluated to strings.
+pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
+    Ok(match node {
+        Node::String(s) if s.contains("${{") => template(s)?
+            .eval(ctx)
+            .map_err(|e| e.located_message(s))?
+            .to_json(),
+        Node::Seq(items) => J::Array(
+            items
+                .iter()
+                .map(|i| eval_node(&i.value, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        Node::Map(entries) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in entries {
+                let key = if k.value.contains("${{") {
+                    template(&k.value)?
+                        .eval(ctx)
+                        .map_err(|e| e.located_message(&k.value))?
+                        .as_string()
+                        .into_owned()
+                } else {
+                    k.value.clone()
+                };
+                m.insert(key, eval_node(&v.value, ctx)?);
+            }
+            J::Object(m)
+        }
+        other => other.to_json(),
+    })
+}
+
+fn eval_scalar(text: &str, ctx: &dyn EvalContext) -> Result<Value, String> {
+    let t = if text.contains("${{") {
+        template(text)?
+    } else {
+        template(&format!("${{{{ {text} }}}}"))?
+    };
+    t.eval(ctx).map_err(|e| e.located_message(text))
+}
+
+/// Evaluates and expands a job's strategy. `filters` are `--matrix K:V` filters.
+pub fn expand_job(
+    job: &Job,
+    ctx: &dyn EvalContext,
+    filters: &[MatrixFilter],
+) -> Result<JobExpansion, String> {
+    let Some(s) = &job.strategy else {
+        return Ok(JobExpansion {
+            legs: None,
+            fail_fast: true,
+            max_parallel: None,
+        });
+    };
+    let fail_fast = match &s.fail_fast {
+        None => true,
+        Some(Spanned {
+            value: OrExpr::Value(b),
+            ..
+        }) => *b,
+        Some(Spanned {
+            value: OrExpr::Expr(e),
+            ..
+        }) => match eval_scalar(e, ctx)? {
+            Value::Bool(b) => b,
+            other => {
+                return Err(format!(
+                    "strategy.fail-fast must be a boolean, got {}",
+                    other.kind_name()
+                ));
+            }
+        },
+    };
+    let max_parallel = match &s.max_parallel {
+        None => None,
+        Some(Spanned { value, .. }) => {
+            let n = match value {
+                OrExpr::Value(n) => *n,
+                OrExpr::Expr(e) => match eval_scalar(e, ctx)? {
+                    Value::Number(n) => n,
+                    other => {
+                        return Err(format!(
+                            "strategy.max-parallel must be a number, got {}",
+                            other.kind_name()
+                        ));
+                    }
+                },
+            };
+            if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
+                return Err(format!(
+                    "strategy.max-parallel must be a positive integer, got {n}"
+                ));
+            }
+            Some(n as usize)
+        }
+    };
+    let legs = match &s.matrix {
+        None => None,
+        Some(m) => {
+            let evaluated = eval_node(&m.value, ctx)?;
+            let legs = matrix::expand(&evaluated)?;
+            Some(matrix::filter_legs(legs, filters))
+        }
+    };
+    Ok(JobExpansion {
+        legs,
+        fail_fast,
+        max_parallel,
+    })
+}
+
+/// The display name of one leg. A job `name:` containing `${{ }}` gets no suffix (GitHub
+/// evaluates it per leg instead); otherwise the name (or id) plus the leg's values.
+pub fn leg_display_name(job: &Job, leg: &Leg) -> String {
+    let base = job.display_name();
+    if base.contains("${{") {
+        base.to_string()
+    } else {
+        leg.display_name(base)
+    }
+}
