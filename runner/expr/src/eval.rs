@@ -3,20 +3,57 @@
 use crate::functions::call;
 use crate::parser::{CmpOp, Node};
 use crate::value::{Array, Value};
-use crate::{EvalContext, ExprError};
+use crate::{ErrorKind, EvalContext, ExprError};
+
+/// Maximum memory of string results held at once while evaluating (bytes, UTF-16 like the
+/// C# runner's `MemoryCounter`, 1 MiB).
+pub(crate) const MAX_MEMORY: usize = 1024 * 1024;
+const STRING_OVERHEAD: usize = 26;
+
+/// Evaluation state: the host context and the memory held by function results per call
+/// depth (a deeper level is released when its parent call completes).
+pub(crate) struct Ev<'a> {
+    pub ctx: &'a dyn EvalContext,
+    mem: Vec<usize>,
+    depth: usize,
+}
+
+impl<'a> Ev<'a> {
+    pub(crate) fn new(ctx: &'a dyn EvalContext) -> Self {
+        Ev {
+            ctx,
+            mem: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    fn account(&mut self, v: &Value) -> Result<(), ExprError> {
+        let Value::String(s) = v else { return Ok(()) };
+        self.mem.truncate(self.depth + 1);
+        self.mem.resize(self.depth + 1, 0);
+        self.mem[self.depth] += STRING_OVERHEAD + 2 * s.len();
+        if self.mem.iter().sum::<usize>() > MAX_MEMORY {
+            return Err(ExprError::new(
+                ErrorKind::Evaluation,
+                "The maximum allowed memory size was exceeded",
+            ));
+        }
+        Ok(())
+    }
+}
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-pub(crate) fn eval(node: &Node, ctx: &dyn EvalContext) -> Result<Value, ExprError> {
+pub(crate) fn eval(node: &Node, ev: &mut Ev) -> Result<Value, ExprError> {
     match node {
         Node::Lit(v) => Ok(v.clone()),
-        Node::Ctx(name) => Ok(ctx.context(name).unwrap_or(Value::Null)),
+        Node::Ctx(name) => Ok(ev.ctx.context(name).unwrap_or(Value::Null)),
         Node::Wildcard => Ok(Value::Null),
-        Node::Not(a) => Ok(Value::Bool(!eval(a, ctx)?.is_truthy())),
+        Node::Not(a) => Ok(Value::Bool(!eval(a, ev)?.is_truthy())),
         Node::And(items) => {
             let mut last = Value::Null;
             for n in items {
-                last = eval(n, ctx)?;
+                last = eval(n, ev)?;
                 if !last.is_truthy() {
                     return Ok(last);
                 }
@@ -26,7 +63,7 @@ pub(crate) fn eval(node: &Node, ctx: &dyn EvalContext) -> Result<Value, ExprErro
         Node::Or(items) => {
             let mut last = Value::Null;
             for n in items {
-                last = eval(n, ctx)?;
+                last = eval(n, ev)?;
                 if last.is_truthy() {
                     return Ok(last);
                 }
@@ -34,15 +71,22 @@ pub(crate) fn eval(node: &Node, ctx: &dyn EvalContext) -> Result<Value, ExprErro
             Ok(last)
         }
         Node::Cmp(op, a, b) => {
-            let l = eval(a, ctx)?;
-            let r = eval(b, ctx)?;
+            let l = eval(a, ev)?;
+            let r = eval(b, ev)?;
             Ok(Value::Bool(compare(*op, &l, &r)))
         }
         Node::Index(a, b) => {
-            let left = eval(a, ctx)?;
-            index(&left, b, ctx)
+            let left = eval(a, ev)?;
+            index(&left, b, ev)
         }
-        Node::Call(f, args) => call(*f, args, ctx),
+        Node::Call(f, args) => {
+            ev.depth += 1;
+            let r = call(*f, args, ev);
+            ev.depth -= 1;
+            let r = r?;
+            ev.account(&r)?;
+            Ok(r)
+        }
     }
 }
 
@@ -96,7 +140,7 @@ fn filtered(items: Vec<Value>) -> Value {
     }))
 }
 
-fn index(left: &Value, idx_node: &Node, ctx: &dyn EvalContext) -> Result<Value, ExprError> {
+fn index(left: &Value, idx_node: &Node, ev: &mut Ev) -> Result<Value, ExprError> {
     let is_wild = matches!(idx_node, Node::Wildcard);
     match left {
         Value::Object(_) | Value::Array(_) => {}
@@ -111,7 +155,7 @@ fn index(left: &Value, idx_node: &Node, ctx: &dyn EvalContext) -> Result<Value, 
     let idx = if is_wild {
         Idx::Wildcard
     } else {
-        Idx::Val(eval(idx_node, ctx)?)
+        Idx::Val(eval(idx_node, ev)?)
     };
     match left {
         Value::Array(arr) if arr.filtered => {

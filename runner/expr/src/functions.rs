@@ -1,22 +1,22 @@
 //! Built-in functions (spec §3.8–§3.9).
 
-use crate::eval::eval;
+use crate::eval::{Ev, eval};
 use crate::json::parse_json;
 use crate::parser::{Func, Node};
 use crate::value::{Value, contains_ignore_case, ends_with_ignore_case, starts_with_ignore_case};
-use crate::{ErrorKind, EvalContext, ExprError, StatusFunction};
+use crate::{ErrorKind, ExprError, StatusFunction};
 
 fn eval_err(msg: impl Into<String>) -> ExprError {
     ExprError::new(ErrorKind::Evaluation, msg)
 }
 
-pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Value, ExprError> {
+pub(crate) fn call(f: Func, args: &[Node], ev: &mut Ev) -> Result<Value, ExprError> {
     match f {
         Func::Contains => {
-            let left = eval(&args[0], ctx)?;
+            let left = eval(&args[0], ev)?;
             match &left {
                 l if l.is_primitive() => {
-                    let right = eval(&args[1], ctx)?;
+                    let right = eval(&args[1], ev)?;
                     if right.is_primitive() {
                         return Ok(Value::Bool(contains_ignore_case(
                             &l.as_string(),
@@ -26,18 +26,18 @@ pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Valu
                     Ok(Value::Bool(false))
                 }
                 Value::Array(a) if !a.items.is_empty() => {
-                    let right = eval(&args[1], ctx)?;
+                    let right = eval(&args[1], ev)?;
                     Ok(Value::Bool(a.items.iter().any(|item| right.loose_eq(item))))
                 }
                 _ => Ok(Value::Bool(false)),
             }
         }
         Func::StartsWith | Func::EndsWith => {
-            let left = eval(&args[0], ctx)?;
+            let left = eval(&args[0], ev)?;
             if !left.is_primitive() {
                 return Ok(Value::Bool(false));
             }
-            let right = eval(&args[1], ctx)?;
+            let right = eval(&args[1], ev)?;
             if !right.is_primitive() {
                 return Ok(Value::Bool(false));
             }
@@ -48,16 +48,16 @@ pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Valu
                 ends_with_ignore_case(&l, &r)
             }))
         }
-        Func::Format => format(args, ctx),
+        Func::Format => format(args, ev),
         Func::Join => {
-            let items = eval(&args[0], ctx)?;
+            let items = eval(&args[0], ev)?;
             match &items {
                 Value::Array(a) if !a.items.is_empty() => {
                     let mut out = a.items[0].as_string().into_owned();
                     if a.items.len() > 1 {
                         let mut sep = std::borrow::Cow::Borrowed(",");
                         if let Some(n) = args.get(1) {
-                            let s = eval(n, ctx)?;
+                            let s = eval(n, ev)?;
                             if s.is_primitive() {
                                 sep = std::borrow::Cow::Owned(s.as_string().into_owned());
                             }
@@ -73,9 +73,9 @@ pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Valu
                 _ => Ok(Value::string("")),
             }
         }
-        Func::ToJson => Ok(Value::string(eval(&args[0], ctx)?.to_json_pretty())),
+        Func::ToJson => Ok(Value::string(eval(&args[0], ev)?.to_json_pretty())),
         Func::FromJson => {
-            let v = eval(&args[0], ctx)?;
+            let v = eval(&args[0], ev)?;
             let s = v.as_string();
             if s.trim().is_empty() {
                 return Err(eval_err("Error parsing fromJson: empty input"));
@@ -86,21 +86,21 @@ pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Valu
         Func::HashFiles => {
             let mut patterns = Vec::with_capacity(args.len());
             for a in args {
-                patterns.push(eval(a, ctx)?.as_string().into_owned());
+                patterns.push(eval(a, ev)?.as_string().into_owned());
             }
-            Ok(Value::string(ctx.hash_files(&patterns)?))
+            Ok(Value::string(ev.ctx.hash_files(&patterns)?))
         }
         Func::Case => {
             let mut i = 0;
             while i + 1 < args.len() {
-                match eval(&args[i], ctx)? {
-                    Value::Bool(true) => return eval(&args[i + 1], ctx),
+                match eval(&args[i], ev)? {
+                    Value::Bool(true) => return eval(&args[i + 1], ev),
                     Value::Bool(false) => {}
                     _ => return Err(eval_err("case predicate must evaluate to a boolean value")),
                 }
                 i += 2;
             }
-            eval(&args[args.len() - 1], ctx)
+            eval(&args[args.len() - 1], ev)
         }
         Func::Success | Func::Failure | Func::Cancelled | Func::Always => {
             let sf = match f {
@@ -110,13 +110,13 @@ pub(crate) fn call(f: Func, args: &[Node], ctx: &dyn EvalContext) -> Result<Valu
                 _ => StatusFunction::Always,
             };
             if args.is_empty() {
-                return Ok(Value::Bool(ctx.status(sf)?));
+                return Ok(Value::Bool(ev.ctx.status(sf)?));
             }
             let mut ids = Vec::with_capacity(args.len());
             for a in args {
-                ids.push(eval(a, ctx)?.as_string().into_owned());
+                ids.push(eval(a, ev)?.as_string().into_owned());
             }
-            Ok(Value::Bool(ctx.status_with_args(sf, &ids)?))
+            Ok(Value::Bool(ev.ctx.status_with_args(sf, &ids)?))
         }
     }
 }
@@ -127,8 +127,8 @@ enum Seg {
 }
 
 /// `format()` exactly as the C# `Format` function parses it.
-fn format(args: &[Node], ctx: &dyn EvalContext) -> Result<Value, ExprError> {
-    let fmt_v = eval(&args[0], ctx)?;
+fn format(args: &[Node], ev: &mut Ev) -> Result<Value, ExprError> {
+    let fmt_v = eval(&args[0], ev)?;
     let fmt = fmt_v.as_string();
     let nargs = args.len() - 1;
     let invalid = || eval_err(format!("The following format string is invalid: {fmt}"));
@@ -201,7 +201,7 @@ fn format(args: &[Node], ctx: &dyn EvalContext) -> Result<Value, ExprError> {
             Seg::Lit(t) => out.push_str(t),
             Seg::Arg(i, spec) => {
                 if cache[*i].is_none() {
-                    cache[*i] = Some(eval(&args[i + 1], ctx)?);
+                    cache[*i] = Some(eval(&args[i + 1], ev)?);
                 }
                 let v = cache[*i].as_ref().expect("cached");
                 if let Some(spec) = spec {

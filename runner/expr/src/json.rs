@@ -294,6 +294,14 @@ impl Value {
         }
     }
 
+    /// Compact JSON text in key insertion order; non-finite numbers become the strings
+    /// "NaN", "Infinity", "-Infinity" (like [`Value::to_json`]).
+    pub fn to_json_compact(&self) -> String {
+        let mut out = String::new();
+        write_compact(self, &mut out);
+        out
+    }
+
     /// `toJSON()`: the runner's pretty-printed JSON (2-space indent, `"key": value`).
     pub fn to_json_pretty(&self) -> String {
         let mut out = String::new();
@@ -315,6 +323,42 @@ fn number_to_json(n: f64) -> serde_json::Value {
     serde_json::Number::from_f64(n)
         .map(serde_json::Value::Number)
         .unwrap_or(serde_json::Value::Null)
+}
+
+fn write_compact(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match number_to_json(*n) {
+            serde_json::Value::String(s) => write_json_string(&s, out),
+            j => {
+                let _ = write!(out, "{j}");
+            }
+        },
+        Value::String(s) => write_json_string(s, out),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_compact(v, out);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            out.push('{');
+            for (i, (k, v)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_string(k, out);
+                out.push(':');
+                write_compact(v, out);
+            }
+            out.push('}');
+        }
+    }
 }
 
 fn indent(out: &mut String, depth: usize) {
@@ -388,4 +432,35 @@ pub(crate) fn write_json_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+impl serde::Serialize for Value {
+    /// Serializes like [`Value::to_json`] (key order kept, non-finite numbers as strings).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => match number_to_json(*n) {
+                serde_json::Value::String(t) => s.serialize_str(&t),
+                serde_json::Value::Number(num) => num.serialize(s),
+                _ => s.serialize_unit(),
+            },
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.items.len()))?;
+                for v in &a.items {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Object(o) => {
+                let mut m = s.serialize_map(Some(o.len()))?;
+                for (k, v) in o.iter() {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+    }
 }

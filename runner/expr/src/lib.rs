@@ -248,7 +248,7 @@ impl Expr {
     /// Evaluates the expression. An empty expression evaluates to null.
     pub fn eval(&self, ctx: &dyn EvalContext) -> Result<Value, ExprError> {
         match &self.root {
-            Some(r) => eval::eval(r, ctx),
+            Some(r) => eval::eval(r, &mut eval::Ev::new(ctx)),
             None => Ok(Value::Null),
         }
     }

@@ -1,0 +1,187 @@
+//! Public API behaviour: templates, `if:` conversion, contexts and functions used,
+//! status callbacks, hashFiles, errors with positions.
+
+use gantry_expr::{
+    ErrorKind, EvalContext, ExprError, MapContext, ParseOptions, StatusFunction, Template, Value,
+    if_condition, parse,
+};
+use serde_json::json;
+
+fn ctx() -> MapContext {
+    let mut c = MapContext::new();
+    c.insert("github", Value::from_json(&json!({"ref": "refs/heads/main", "event": {"labels": [{"name": "bug"}, {"name": "help"}]}})));
+    c.insert(
+        "matrix",
+        Value::from_json(&json!({"os": "ubuntu", "exp": true})),
+    );
+    c
+}
+
+#[test]
+fn parse_and_eval() {
+    let e = parse("github.event.labels.*.name").unwrap();
+    assert_eq!(e.eval(&ctx()).unwrap().to_json(), json!(["bug", "help"]));
+    let e =
+        parse("success() && contains(GITHUB.ref, 'MAIN') && hashFiles('x') || matrix.os").unwrap();
+    assert_eq!(
+        e.referenced_contexts().collect::<Vec<_>>(),
+        vec!["github", "matrix"]
+    );
+    assert_eq!(
+        e.called_functions().collect::<Vec<_>>(),
+        vec!["success", "contains", "hashfiles"]
+    );
+    assert!(e.uses_status_function());
+}
+
+#[test]
+fn parse_errors_have_positions() {
+    let e = parse("github.ref == 'x' && foo").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Parsing);
+    assert_eq!(e.position, Some(21));
+    assert_eq!(e.message, "Unrecognized named-value: 'foo'");
+    let e = parse("1 = 2").unwrap_err();
+    assert_eq!((e.kind, e.position), (ErrorKind::Lexing, Some(2)));
+    let e = parse("(1").unwrap_err();
+    assert!(e.message.starts_with("Unexpected end of expression"), "{e}");
+    let only = ParseOptions::with_contexts(&["matrix"]);
+    assert!(gantry_expr::parse_with("github.ref", &only).is_err());
+    assert!(gantry_expr::parse_with("MATRIX.os", &only).is_ok());
+}
+
+#[test]
+fn templates() {
+    let c = ctx();
+    match Template::parse("${{ matrix.exp }}").unwrap() {
+        t @ Template::Expr(_) => assert_eq!(t.eval(&c).unwrap().to_json(), json!(true)),
+        other => panic!("{other:?}"),
+    }
+    let t = Template::parse("os=${{ matrix.os }} '{x}' ${{ github.ref }}").unwrap();
+    assert_eq!(
+        t.eval(&c).unwrap().to_json(),
+        json!("os=ubuntu '{x}' refs/heads/main")
+    );
+    assert_eq!(
+        t.converted_expr().unwrap(),
+        "format('os={0} ''{{x}}'' {1}', matrix.os, github.ref)"
+    );
+    assert_eq!(
+        t.referenced_contexts().collect::<Vec<_>>(),
+        vec!["matrix", "github"]
+    );
+    match Template::parse("${{ '${{ not-an-expr }}' }}").unwrap() {
+        Template::Literal(s) => assert_eq!(s, "${{ not-an-expr }}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!Template::parse("plain").unwrap().has_expressions());
+    let e = Template::parse("ab ${{ matrix.os }} ${{ nope }}").unwrap_err();
+    assert_eq!(e.position, Some(20));
+    assert!(Template::parse("x ${{ matrix.os }").is_err());
+    assert!(Template::parse("${{ }}").is_err());
+}
+
+#[test]
+fn if_conditions() {
+    assert_eq!(if_condition(""), "success()");
+    assert_eq!(if_condition("  "), "success()");
+    assert_eq!(
+        if_condition("${{ github.ref == 'x' }}"),
+        "success() && (github.ref == 'x')"
+    );
+    assert_eq!(
+        if_condition("github.ref == 'x'"),
+        "success() && (github.ref == 'x')"
+    );
+    assert_eq!(if_condition("${{ always() }}"), "always()");
+    assert_eq!(if_condition("123 || failure()"), "123 || failure()");
+    assert_eq!(
+        if_condition("success('build', 'b2')"),
+        "success('build', 'b2')"
+    );
+    assert_eq!(
+        if_condition("${{ matrix.os }} == 'x'"),
+        "success() && (format('{0} == ''x''', matrix.os))"
+    );
+    assert_eq!(if_condition("Cancelled()"), "Cancelled()");
+}
+
+struct Failed;
+impl EvalContext for Failed {
+    fn context(&self, _: &str) -> Option<Value> {
+        None
+    }
+    fn status(&self, f: StatusFunction) -> Result<bool, ExprError> {
+        Ok(matches!(
+            f,
+            StatusFunction::Failure | StatusFunction::Always
+        ))
+    }
+}
+
+#[test]
+fn status_callbacks() {
+    let run = |s: &str| {
+        parse(&if_condition(s))
+            .unwrap()
+            .eval(&Failed)
+            .unwrap()
+            .is_truthy()
+    };
+    assert!(!run("true"));
+    assert!(run("failure()"));
+    assert!(run("always()"));
+    assert!(!run("!failure() && !cancelled()"));
+    let d = MapContext::new();
+    assert!(parse("success()").unwrap().eval(&d).unwrap().is_truthy());
+    assert!(!parse("cancelled()").unwrap().eval(&d).unwrap().is_truthy());
+    assert!(parse("hashFiles('*')").unwrap().eval(&d).is_err());
+}
+
+#[test]
+fn hash_files() {
+    let dir = std::env::temp_dir().join(format!("gantry-expr-hash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub/deep")).unwrap();
+    std::fs::write(dir.join("a.txt"), "a").unwrap();
+    std::fs::write(dir.join("sub/b.txt"), "b").unwrap();
+    std::fs::write(dir.join("sub/deep/c.lock"), "c").unwrap();
+    let c = MapContext::new().with_workspace(&dir);
+    let h = |p: &str| parse(p).unwrap().eval(&c).unwrap().as_string().into_owned();
+    use sha2::{Digest, Sha256};
+    let mut outer = Sha256::new();
+    for s in ["a", "b"] {
+        outer.update(Sha256::digest(s.as_bytes()));
+    }
+    assert_eq!(h("hashFiles('**/*.txt')"), hex::encode(outer.finalize()));
+    let mut one = Sha256::new();
+    one.update(Sha256::digest(b"b"));
+    let only_b = hex::encode(one.finalize());
+    assert_eq!(h("hashFiles('**/*.txt', '!a.txt')"), only_b);
+    assert_eq!(h("hashFiles('sub/b.txt')"), only_b);
+    // A directory pattern matches its descendants.
+    assert_eq!(h("hashFiles('sub', '!sub/deep')"), only_b);
+    assert_eq!(h("hashFiles('nothing-*')"), "");
+    assert!(
+        parse("hashFiles('--bogus', 'x')")
+            .unwrap()
+            .eval(&c)
+            .is_err()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn values() {
+    let v = Value::from_json(&json!({"B": 1, "a": [1.5, null, "x"]}));
+    assert_eq!(v.kind_name(), "Object");
+    assert_eq!(v.as_string(), "Object");
+    assert_eq!(
+        v.to_json_pretty(),
+        "{\n  \"B\": 1,\n  \"a\": [\n    1.5,\n    null,\n    \"x\"\n  ]\n}"
+    );
+    assert!(!Value::Number(f64::NAN).is_truthy());
+    assert!(Value::string("false").is_truthy());
+    assert_eq!(Value::Number(f64::INFINITY).to_json(), json!("Infinity"));
+    let big = format!("'{}'", "x".repeat(21_001));
+    assert!(parse(&big).is_err());
+}
