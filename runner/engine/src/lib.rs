@@ -4,4 +4,5 @@ pub mod backend;
 pub mod commands;
 pub mod envfile;
 pub mod gate;
+pub mod mask;
 pub mod shell;

@@ -1,0 +1,811 @@
+//! Secret masking (GHA-SEMANTICS §5.5).
+//!
+//! A [`Masker`] holds the registered values (secrets, `::add-mask::` values, runner tokens)
+//! and every encoded form of them (base64 and its two shifted variants, JSON, URI, XML,
+//! command-line and expression escapes, trimmed double quotes, PowerShell `&` sections).
+//! Every registration rebuilds one Aho-Corasick automaton over all forms into an immutable
+//! [`MaskSet`] snapshot; readers take the snapshot (an `Arc` clone) and never block each
+//! other. Each match is replaced by `***`; overlapping and adjacent matches are merged, so
+//! the union of all matched ranges is hidden.
+//!
+//! Output is masked line by line: [`MaskedLines`] splits a byte stream into lines for the
+//! step runner and [`MaskingWriter`] masks a stream into any `io::Write`. A line longer than
+//! [`MAX_LINE`] is emitted in pieces, each cut placed so that no secret can straddle it.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use aho_corasick::{AhoCorasick, Input, MatchKind, Span, packed};
+use base64::Engine as _;
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "***";
+
+/// Longest partial line kept before a piece of it is emitted.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Shortest truncated (unpadded, mid-stream) base64 form registered.
+const MIN_B64_FRAGMENT: usize = 6;
+
+/// Most patterns per detection automaton: small sets get the SIMD (Teddy) prefilter.
+const DETECT_GROUP: usize = 64;
+
+/// An immutable set of values to mask.
+///
+/// Two layers: `detect` finds candidate positions fast (leftmost-first automata over a
+/// minimal set of forms, every form containing one of them, in groups small enough for the
+/// SIMD prefilter); `ac` (all forms, overlapping) then runs on the few lines with a hit to
+/// find every range to hide.
+#[derive(Debug, Default)]
+pub struct MaskSet {
+    ac: Option<AhoCorasick>,
+    detect: Vec<Detector>,
+    max_len: usize,
+    patterns: usize,
+}
+
+/// Merges sorted-by-start ranges that overlap or touch.
+fn merge_ranges(ranges: &mut Vec<(usize, usize)>) {
+    ranges.sort_unstable();
+    let mut w = 0;
+    for i in 0..ranges.len() {
+        if w > 0 && ranges[i].0 <= ranges[w - 1].1 {
+            ranges[w - 1].1 = ranges[w - 1].1.max(ranges[i].1);
+        } else {
+            ranges[w] = ranges[i];
+            w += 1;
+        }
+    }
+    ranges.truncate(w);
+}
+
+/// Longest detection string: the tail of a form (tails differ even when many secrets share
+/// a prefix like `ghp_`, which keeps the SIMD fingerprint selective).
+const DETECT_WINDOW: usize = 12;
+
+/// A fast leftmost-first finder for a group of detection strings.
+#[derive(Debug)]
+enum Detector {
+    Packed(packed::Searcher),
+    Ac(AhoCorasick),
+}
+
+impl Detector {
+    fn build(group: &[&[u8]]) -> Option<Detector> {
+        if let Some(s) = packed::Config::new().builder().extend(group).build() {
+            return Some(Detector::Packed(s));
+        }
+        AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(group)
+            .ok()
+            .map(Detector::Ac)
+    }
+
+    fn find(&self, text: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Detector::Packed(s) => s.find_in(text, Span::from(from..text.len())),
+            Detector::Ac(ac) => ac.find(Input::new(text).span(from..text.len())),
+        }
+        .map(|m| m.start())
+    }
+}
+
+/// Forms such that every registered form contains at least one of them.
+fn detection_forms(patterns: &[String]) -> Vec<&str> {
+    let mut sorted: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    sorted.sort_by_key(|p| p.len());
+    let mut chosen: Vec<&str> = Vec::new();
+    for p in sorted {
+        if !chosen
+            .iter()
+            .any(|c| memchr::memmem::find(p.as_bytes(), c.as_bytes()).is_some())
+        {
+            chosen.push(p);
+        }
+    }
+    chosen
+}
+
+/// Cached leftmost detection hits, one per automaton, for one text.
+struct Hits {
+    /// Per group: `None` not computed; `Some(None)` no hit at or after the last query;
+    /// `Some(Some(p))` the leftmost hit at or after the last query.
+    next: Vec<Option<Option<usize>>>,
+}
+
+impl Hits {
+    fn new(set: &MaskSet) -> Hits {
+        Hits {
+            next: vec![None; set.detect.len()],
+        }
+    }
+
+    /// Start of the leftmost hit at or after `from` (always the same `set` and `text`).
+    fn next_from(&mut self, set: &MaskSet, text: &[u8], from: usize) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (g, ac) in set.detect.iter().enumerate() {
+            let hit = match self.next[g] {
+                Some(None) => None,
+                Some(Some(p)) if p >= from => Some(p),
+                _ => {
+                    let r = if from >= text.len() {
+                        None
+                    } else {
+                        ac.find(text, from)
+                    };
+                    self.next[g] = Some(r);
+                    r
+                }
+            };
+            if let Some(h) = hit {
+                best = Some(best.map_or(h, |b: usize| b.min(h)));
+            }
+        }
+        best
+    }
+}
+
+impl MaskSet {
+    fn build(patterns: &[String]) -> MaskSet {
+        if patterns.is_empty() {
+            return MaskSet::default();
+        }
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(patterns)
+            .ok();
+        let mut windows: Vec<&[u8]> = detection_forms(patterns)
+            .into_iter()
+            .map(|f| &f.as_bytes()[f.len().saturating_sub(DETECT_WINDOW)..])
+            .collect();
+        windows.sort_unstable();
+        windows.dedup();
+        let detect = windows
+            .chunks(DETECT_GROUP)
+            .filter_map(Detector::build)
+            .collect();
+        MaskSet {
+            max_len: patterns.iter().map(String::len).max().unwrap_or(0),
+            patterns: patterns.len(),
+            ac,
+            detect,
+        }
+    }
+
+    /// Number of registered forms (values and their encodings).
+    pub fn len(&self) -> usize {
+        self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ac.is_none()
+    }
+
+    /// Length in bytes of the longest registered form.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Whether `text` contains a registered form (possibly across a line break).
+    pub fn is_match(&self, text: &[u8]) -> bool {
+        self.detect.iter().any(|d| d.find(text, 0).is_some())
+    }
+
+    /// Appends the ranges to hide in the line `text[ls..le]` (no `\n` inside), merged.
+    fn line_ranges(&self, text: &[u8], ls: usize, le: usize, out: &mut Vec<(usize, usize)>) {
+        let Some(ac) = &self.ac else { return };
+        let first = out.len();
+        for o in ac.find_overlapping_iter(&text[ls..le]) {
+            out.push((ls + o.start(), ls + o.end()));
+        }
+        if out.len() - first > 1 {
+            let mut tail = out.split_off(first);
+            merge_ranges(&mut tail);
+            out.extend(tail);
+        }
+    }
+
+    /// Appends to `out` the merged ranges of `text` to hide. Text is masked line by line:
+    /// matches spanning a `\n` are ignored (multi-line values are registered per line).
+    pub fn ranges(&self, text: &[u8], out: &mut Vec<(usize, usize)>) {
+        if self.ac.is_none() {
+            return;
+        }
+        let mut hits = Hits::new(self);
+        let mut pos = 0;
+        while let Some(p) = hits.next_from(self, text, pos) {
+            let ls = memchr::memrchr(b'\n', &text[pos..p]).map_or(pos, |i| pos + i + 1);
+            let le = memchr::memchr(b'\n', &text[p..]).map_or(text.len(), |i| p + i);
+            self.line_ranges(text, ls, le, out);
+            pos = le + 1;
+            if pos >= text.len() {
+                break;
+            }
+        }
+    }
+
+    /// Writes `text` with `ranges` (merged, sorted) replaced by `***`.
+    fn apply(text: &[u8], ranges: &[(usize, usize)], out: &mut Vec<u8>) {
+        let mut at = 0;
+        for &(s, e) in ranges {
+            out.extend_from_slice(&text[at..s]);
+            out.extend_from_slice(MASK.as_bytes());
+            at = e;
+        }
+        out.extend_from_slice(&text[at..]);
+    }
+
+    /// Masks bytes; borrows when nothing matches.
+    pub fn mask_bytes<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
+        let mut ranges = Vec::new();
+        self.ranges(text, &mut ranges);
+        if ranges.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = Vec::with_capacity(text.len());
+        Self::apply(text, &ranges, &mut out);
+        Cow::Owned(out)
+    }
+
+    /// Masks text; borrows when nothing matches. Every form is valid UTF-8, so matches fall
+    /// on character boundaries and the result stays valid.
+    pub fn mask_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.mask_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(v) => Cow::Owned(
+                String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
+    }
+}
+
+/// Registered secret values; cheap to share (`Arc<Masker>`), safe to use from many tasks.
+#[derive(Debug, Default)]
+pub struct Masker {
+    state: RwLock<State>,
+    version: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seen: HashSet<String>,
+    patterns: Vec<String>,
+    set: Arc<MaskSet>,
+}
+
+impl Masker {
+    pub fn new() -> Masker {
+        Masker::default()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<MaskSet> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .set
+            .clone()
+    }
+
+    /// Bumped on every change; lets streaming maskers refresh their snapshot cheaply.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Registers secrets (`secrets.*` values, runner tokens): each value trimmed, and each
+    /// of its lines trimmed. Empty values are ignored.
+    pub fn add_secret(&self, value: &str) {
+        self.add_secrets([value]);
+    }
+
+    /// [`Masker::add_secret`] for many values with one rebuild.
+    pub fn add_secrets<'a>(&self, values: impl IntoIterator<Item = &'a str>) {
+        let mut forms = Vec::new();
+        for v in values {
+            let v = v.trim();
+            push_value(v, &mut forms);
+            if v.contains(['\r', '\n']) {
+                for line in v.split(['\r', '\n']) {
+                    push_value(line.trim(), &mut forms);
+                }
+            }
+        }
+        self.register(forms);
+    }
+
+    /// Registers an `::add-mask::` value as given, and each of its lines. Empty or
+    /// whitespace-only values (and lines) are ignored; returns false when nothing was added
+    /// because the value is blank (the caller warns).
+    pub fn add_mask(&self, value: &str) -> bool {
+        if value.trim().is_empty() {
+            return false;
+        }
+        let mut forms = Vec::new();
+        push_value(value, &mut forms);
+        if value.contains(['\r', '\n']) {
+            for line in value.split(['\r', '\n']) {
+                if !line.trim().is_empty() {
+                    push_value(line, &mut forms);
+                }
+            }
+        }
+        self.register(forms);
+        true
+    }
+
+    fn register(&self, forms: Vec<String>) {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for f in forms {
+            if !f.is_empty() && st.seen.insert(f.clone()) {
+                st.patterns.push(f);
+                changed = true;
+            }
+        }
+        if changed {
+            st.set = Arc::new(MaskSet::build(&st.patterns));
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Masks one line (or any text; matches spanning `\n` are left to the per-line forms).
+    pub fn mask_line<'a>(&self, line: &'a str) -> Cow<'a, str> {
+        self.snapshot().mask_str(line)
+    }
+
+    /// Masks bytes.
+    pub fn mask_bytes<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
+        self.snapshot().mask_bytes(text)
+    }
+
+    /// Masks multi-line text line by line (step summaries, expression traces).
+    pub fn mask_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.mask_line(text)
+    }
+
+    /// Whether `text` contains a registered value (job outputs holding one are dropped).
+    pub fn contains_secret(&self, text: &str) -> bool {
+        let set = self.snapshot();
+        let mut r = Vec::new();
+        set.ranges(text.as_bytes(), &mut r);
+        !r.is_empty()
+    }
+}
+
+/// Adds `value` and its encoded forms (`actions/runner` `ValueEncoders`).
+fn push_value(value: &str, out: &mut Vec<String>) {
+    if value.is_empty() {
+        return;
+    }
+    out.push(value.to_string());
+    let bytes = value.as_bytes();
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    for shift in 0..3 {
+        if shift > 0 && bytes.len() <= shift {
+            break;
+        }
+        let part = &bytes[shift..];
+        let full = b64.encode(part);
+        // Characters fully determined by the value when it sits mid-stream.
+        let determined = part.len() * 8 / 6;
+        if determined >= MIN_B64_FRAGMENT && determined < full.len() {
+            out.push(full[..determined].to_string());
+        }
+        out.push(full);
+    }
+    out.push(value.replace('"', "\\\""));
+    out.push(value.replace('\'', "''"));
+    out.push(json_escape(value));
+    out.push(uri_escape(value));
+    out.push(xml_escape(value));
+    if value.len() > 8 && value.starts_with('"') && value.ends_with('"') {
+        out.push(value[1..value.len() - 1].to_string());
+    }
+    if let Some(i) = value.find('&') {
+        let (pre, post) = match value.find("&&") {
+            Some(j) => (&value[..j], &value[j + 2..]),
+            None => (&value[..i], &value[i + 1..]),
+        };
+        for section in [pre, post] {
+            if section.chars().count() >= 6 {
+                out.push(section.to_string());
+            }
+        }
+    }
+}
+
+/// Newtonsoft `JsonConvert.ToString` without the surrounding quotes.
+fn json_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            '\u{8}' => o.push_str("\\b"),
+            '\u{c}' => o.push_str("\\f"),
+            c if (c as u32) < 0x20 || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') => {
+                o.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// .NET `Uri.EscapeDataString`.
+fn uri_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+/// .NET `SecurityElement.Escape`.
+fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            '&' => o.push_str("&amp;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Keeps a cached snapshot in step with the masker.
+#[derive(Debug)]
+struct Cached {
+    masker: Arc<Masker>,
+    set: Arc<MaskSet>,
+    version: u64,
+}
+
+impl Cached {
+    fn new(masker: Arc<Masker>) -> Cached {
+        let version = masker.version();
+        let set = masker.snapshot();
+        Cached {
+            masker,
+            set,
+            version,
+        }
+    }
+
+    /// Takes the newest snapshot; true when it changed.
+    fn refresh(&mut self) -> bool {
+        let v = self.masker.version();
+        if v == self.version {
+            return false;
+        }
+        self.version = v;
+        self.set = self.masker.snapshot();
+        true
+    }
+}
+
+/// Where to cut an overlong partial line: as late as possible while leaving every byte that
+/// could begin a secret continuing past the end, and never inside a match.
+fn safe_cut(set: &MaskSet, buf: &[u8], ranges: &mut Vec<(usize, usize)>) -> usize {
+    ranges.clear();
+    set.ranges(buf, ranges);
+    let mut cut = buf.len().saturating_sub(set.max_len().saturating_sub(1));
+    for &(s, e) in ranges.iter() {
+        if s < cut && e > cut {
+            cut = s;
+        }
+    }
+    ranges.retain(|&(_, e)| e <= cut);
+    cut
+}
+
+/// How a [`Segment`] relates to the lines of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// A whole line (the usual case). Parse it for workflow commands.
+    Line,
+    /// A piece of a line longer than [`MAX_LINE`]; more of the line follows.
+    Partial,
+    /// The last piece of a line that was emitted in pieces.
+    End,
+}
+
+/// One line (or piece of an overlong line), without its `\n` and a `\r` before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    /// Unmasked bytes: for command parsing only, never for output.
+    pub raw: &'a [u8],
+    /// Masked bytes to log.
+    pub masked: &'a [u8],
+    pub kind: SegmentKind,
+}
+
+/// Splits an output stream (arbitrary chunks) into masked lines.
+///
+/// The snapshot is refreshed before each line, so a value registered by the callback (an
+/// `::add-mask::` line) applies from the next line on, even within the same chunk.
+#[derive(Debug)]
+pub struct MaskedLines {
+    cached: Cached,
+    pending: Vec<u8>,
+    in_pieces: bool,
+    scratch: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+    max_line: usize,
+}
+
+impl MaskedLines {
+    pub fn new(masker: Arc<Masker>) -> MaskedLines {
+        Self::with_max_line(masker, MAX_LINE)
+    }
+
+    /// With a custom partial-line bound (tests).
+    pub fn with_max_line(masker: Arc<Masker>, max_line: usize) -> MaskedLines {
+        MaskedLines {
+            cached: Cached::new(masker),
+            pending: Vec::new(),
+            in_pieces: false,
+            scratch: Vec::new(),
+            ranges: Vec::new(),
+            max_line: max_line.max(1),
+        }
+    }
+
+    /// Emits one line; `dirty`: it may hold a match (`None`: not known, check).
+    fn emit_line(&mut self, line: &[u8], dirty: Option<bool>, f: &mut dyn FnMut(Segment<'_>)) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let kind = if std::mem::take(&mut self.in_pieces) {
+            SegmentKind::End
+        } else {
+            SegmentKind::Line
+        };
+        self.ranges.clear();
+        if dirty != Some(false) {
+            self.cached.set.ranges(line, &mut self.ranges);
+        }
+        if self.ranges.is_empty() {
+            f(Segment {
+                raw: line,
+                masked: line,
+                kind,
+            });
+            return;
+        }
+        self.scratch.clear();
+        MaskSet::apply(line, &self.ranges, &mut self.scratch);
+        f(Segment {
+            raw: line,
+            masked: &self.scratch,
+            kind,
+        });
+    }
+
+    /// Emits the complete lines of `region` (which ends with `\n`), detecting candidates
+    /// over the whole region at once.
+    fn emit_region(&mut self, region: &[u8], f: &mut dyn FnMut(Segment<'_>)) {
+        self.cached.refresh();
+        let mut set = self.cached.set.clone();
+        let mut hits = Hits::new(&set);
+        let mut ls = 0;
+        for nl in memchr::memchr_iter(b'\n', region) {
+            if self.cached.refresh() {
+                set = self.cached.set.clone();
+                hits = Hits::new(&set);
+            }
+            let dirty = hits.next_from(&set, region, ls).is_some_and(|p| p < nl);
+            self.emit_line(&region[ls..nl], Some(dirty), f);
+            ls = nl + 1;
+        }
+    }
+
+    /// Feeds a chunk; calls `f` for every line completed by it.
+    pub fn push(&mut self, chunk: &[u8], f: &mut dyn FnMut(Segment<'_>)) {
+        let mut rest = chunk;
+        if !self.pending.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.extend_from_slice(&rest[..i]);
+                    self.cached.refresh();
+                    self.emit_line(&line, None, f);
+                    line.clear();
+                    self.pending = line;
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.pending.extend_from_slice(rest);
+                    self.bound(f);
+                    return;
+                }
+            }
+        }
+        if let Some(last) = memchr::memrchr(b'\n', rest) {
+            self.emit_region(&rest[..=last], f);
+            rest = &rest[last + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        self.bound(f);
+    }
+
+    /// Emits pieces of an overlong pending line.
+    fn bound(&mut self, f: &mut dyn FnMut(Segment<'_>)) {
+        while self.pending.len() > self.max_line {
+            self.cached.refresh();
+            let cut = safe_cut(&self.cached.set, &self.pending, &mut self.ranges);
+            if cut == 0 {
+                return;
+            }
+            self.scratch.clear();
+            MaskSet::apply(&self.pending[..cut], &self.ranges, &mut self.scratch);
+            f(Segment {
+                raw: &self.pending[..cut],
+                masked: &self.scratch,
+                kind: SegmentKind::Partial,
+            });
+            self.in_pieces = true;
+            self.pending.drain(..cut);
+        }
+    }
+
+    /// Ends the stream: emits a final line without a trailing newline, if any.
+    pub fn finish(&mut self, f: &mut dyn FnMut(Segment<'_>)) {
+        if !self.pending.is_empty() || self.in_pieces {
+            let line = std::mem::take(&mut self.pending);
+            self.cached.refresh();
+            self.emit_line(&line, None, f);
+        }
+    }
+}
+
+/// Masks a byte stream into a writer, keeping line structure and bytes (including `\r`)
+/// except for masked ranges. Call [`MaskingWriter::finish`] at the end of the stream.
+#[derive(Debug)]
+pub struct MaskingWriter<W: Write> {
+    cached: Cached,
+    inner: W,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+    max_line: usize,
+}
+
+impl<W: Write> MaskingWriter<W> {
+    pub fn new(masker: Arc<Masker>, inner: W) -> MaskingWriter<W> {
+        Self::with_max_line(masker, inner, MAX_LINE)
+    }
+
+    pub fn with_max_line(masker: Arc<Masker>, inner: W, max_line: usize) -> MaskingWriter<W> {
+        MaskingWriter {
+            cached: Cached::new(masker),
+            inner,
+            pending: Vec::new(),
+            out: Vec::new(),
+            ranges: Vec::new(),
+            max_line: max_line.max(1),
+        }
+    }
+
+    /// Writes complete lines (a region ending with `\n`, or the final partial line).
+    fn write_region(&mut self, region: &[u8]) -> io::Result<()> {
+        self.ranges.clear();
+        self.cached.set.ranges(region, &mut self.ranges);
+        if self.ranges.is_empty() {
+            return self.inner.write_all(region);
+        }
+        self.out.clear();
+        MaskSet::apply(region, &self.ranges, &mut self.out);
+        self.inner.write_all(&self.out)
+    }
+
+    fn bound(&mut self) -> io::Result<()> {
+        while self.pending.len() > self.max_line {
+            let cut = safe_cut(&self.cached.set, &self.pending, &mut self.ranges);
+            if cut == 0 {
+                return Ok(());
+            }
+            self.out.clear();
+            MaskSet::apply(&self.pending[..cut], &self.ranges, &mut self.out);
+            self.inner.write_all(&self.out)?;
+            self.pending.drain(..cut);
+        }
+        Ok(())
+    }
+
+    /// Flushes the final partial line and the inner writer; returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.cached.refresh();
+        let pending = std::mem::take(&mut self.pending);
+        self.write_region(&pending)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for MaskingWriter<W> {
+    fn write(&mut self, chunk: &[u8]) -> io::Result<usize> {
+        self.cached.refresh();
+        let mut rest = chunk;
+        if !self.pending.is_empty() {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    let mut line = std::mem::take(&mut self.pending);
+                    line.extend_from_slice(&rest[..=i]);
+                    let r = self.write_region(&line);
+                    line.clear();
+                    self.pending = line;
+                    r?;
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    self.pending.extend_from_slice(rest);
+                    self.bound()?;
+                    return Ok(chunk.len());
+                }
+            }
+        }
+        match memchr::memrchr(b'\n', rest) {
+            Some(i) => {
+                self.write_region(&rest[..=i])?;
+                self.pending.extend_from_slice(&rest[i + 1..]);
+            }
+            None => self.pending.extend_from_slice(rest),
+        }
+        self.bound()?;
+        Ok(chunk.len())
+    }
+
+    /// Flushes the inner writer; a partial line stays buffered until more data or `finish`.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoders() {
+        let mut v = Vec::new();
+        push_value("p\"a'ss<&>wörd\n", &mut v);
+        assert!(v.contains(&"p\\\"a'ss<&>wörd\n".to_string())); // command line
+        assert!(v.contains(&"p\"a''ss<&>wörd\n".to_string())); // expression
+        assert!(v.contains(&"p\\\"a'ss<&>wörd\\n".to_string())); // json
+        assert!(v.contains(&"p%22a%27ss%3C%26%3Ew%C3%B6rd%0A".to_string())); // uri
+        assert!(v.contains(&"p&quot;a&apos;ss&lt;&amp;&gt;wörd\n".to_string())); // xml
+        let mut v = Vec::new();
+        push_value("\"quoted-secret\"", &mut v);
+        assert!(v.contains(&"quoted-secret".to_string()));
+        let mut v = Vec::new();
+        push_value("abcdefgh&&ijklmnop", &mut v);
+        assert!(v.contains(&"abcdefgh".to_string()) && v.contains(&"ijklmnop".to_string()));
+        let mut v = Vec::new();
+        push_value("hunter22", &mut v);
+        assert!(v.contains(&"aHVudGVyMjI=".to_string()));
+        assert!(v.contains(&"aHVudGVyMj".to_string()));
+        assert_eq!(json_escape("\u{1}"), "\\u0001");
+    }
+
+    #[test]
+    fn merge() {
+        let mut r = vec![(5, 7), (0, 2), (1, 3), (3, 4), (8, 9)];
+        merge_ranges(&mut r);
+        assert_eq!(r, vec![(0, 4), (5, 7), (8, 9)]);
+    }
+}
