@@ -1,0 +1,230 @@
+//! GitHub's workflow-parser reader suite (`github-official/workflow-parser/testdata/reader`):
+//! each file is options, `---`, a workflow, [`---`, called-workflow path, `---`, its text]…,
+//! `---`, the expected converted template or errors. Compares error/no-error and, for
+//! successes, the converted structure we model (jobs, needs, wrapped `if`, steps).
+//! `GANTRY_CONFORMANCE_VERBOSE=1` lists failures.
+
+use gantry_workflow::{Job, Severity, Step, Workflow, parse_workflow};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn reader_dir() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader");
+    p.exists().then_some(p)
+}
+
+fn split_docs(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else {
+            let cur = docs.last_mut().expect("doc");
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    docs
+}
+
+fn expected_if(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(o) => o.get("expr").and_then(|e| e.as_str()).map(str::to_string),
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn compare_step(exp: &Value, got: &Step, problems: &mut Vec<String>) {
+    if let Some(e) = exp.get("if").and_then(expected_if) {
+        let mine = gantry_expr::if_condition(got.if_cond.as_ref().map_or("", |c| c.value.as_str()));
+        if norm(&e) != norm(&mine) {
+            problems.push(format!("step if: want {e:?}, got {mine:?}"));
+        }
+    }
+    if let Some(run) = exp.get("run").and_then(|r| r.as_str()) {
+        if !run.contains("${{") && got.run.as_ref().map(|r| r.value.as_str()) != Some(run) {
+            problems.push(format!("step run: want {run:?}, got {:?}", got.run));
+        }
+    }
+    if let Some(uses) = exp.get("uses").and_then(|r| r.as_str()) {
+        if got.uses.as_ref().map(|r| r.value.as_str()) != Some(uses) {
+            problems.push(format!("step uses: want {uses:?}, got {:?}", got.uses));
+        }
+    }
+    if let Some(id) = exp.get("id").and_then(|r| r.as_str()) {
+        if !id.starts_with("__") && got.id.as_ref().map(|r| r.value.as_str()) != Some(id) {
+            problems.push(format!("step id: want {id:?}, got {:?}", got.id));
+        }
+    }
+}
+
+fn norm(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn compare_job(exp: &Value, got: &Job, problems: &mut Vec<String>) {
+    let needs: Vec<&str> = got.needs.iter().map(|n| n.value.as_str()).collect();
+    let want_needs: Vec<&str> = exp
+        .get("needs")
+        .and_then(|n| n.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    if needs != want_needs {
+        problems.push(format!(
+            "job {} needs: want {want_needs:?}, got {needs:?}",
+            got.id.value
+        ));
+    }
+    if let Some(e) = exp.get("if").and_then(expected_if) {
+        let mine = gantry_expr::if_condition(got.if_cond.as_ref().map_or("", |c| c.value.as_str()));
+        if norm(&e) != norm(&mine) {
+            problems.push(format!("job {} if: want {e:?}, got {mine:?}", got.id.value));
+        }
+    }
+    if let Some(Value::String(name)) = exp.get("name") {
+        if !name.contains("${{") && got.display_name() != name {
+            problems.push(format!(
+                "job {} name: want {name:?}, got {:?}",
+                got.id.value,
+                got.display_name()
+            ));
+        }
+    }
+    if let Some(steps) = exp.get("steps").and_then(|s| s.as_array()) {
+        if steps.len() != got.steps.len() {
+            problems.push(format!(
+                "job {} steps: want {}, got {}",
+                got.id.value,
+                steps.len(),
+                got.steps.len()
+            ));
+        } else {
+            for (e, g) in steps.iter().zip(&got.steps) {
+                compare_step(e, g, problems);
+            }
+        }
+    }
+}
+
+fn compare(exp: &Value, wf: &Workflow) -> Vec<String> {
+    let mut problems = Vec::new();
+    let jobs = exp
+        .get("jobs")
+        .and_then(|j| j.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let want: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+    let got: Vec<&str> = wf.jobs.keys().map(String::as_str).collect();
+    if want != got {
+        problems.push(format!("job ids: want {want:?}, got {got:?}"));
+        return problems;
+    }
+    for (e, g) in jobs.iter().zip(wf.jobs.values()) {
+        compare_job(e, g, &mut problems);
+    }
+    if let Some(events) = exp.get("events").and_then(|e| e.as_object()) {
+        let want: Vec<&str> = events.keys().map(String::as_str).collect();
+        let mut got: Vec<&str> = wf.on.events.keys().map(String::as_str).collect();
+        let mut w = want.clone();
+        w.sort_unstable();
+        got.sort_unstable();
+        if w != got {
+            problems.push(format!("events: want {want:?}, got {got:?}"));
+        }
+    }
+    problems
+}
+
+fn first_error_line(exp: &Value) -> Option<u32> {
+    let msg = exp["errors"][0]["Message"].as_str()?;
+    let at = msg.find("(Line: ")?;
+    msg[at + 7..].split(',').next()?.trim().parse().ok()
+}
+
+#[test]
+fn reader_suite() {
+    let Some(dir) = reader_dir() else {
+        eprintln!("SKIPPED: ../shared/conformance/github-official not found; reader suite not run");
+        return;
+    };
+    let verbose = std::env::var("GANTRY_CONFORMANCE_VERBOSE").is_ok();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("reader dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    let (mut passed, mut total, mut both_err, mut line_eq) = (0, 0, 0, 0);
+    for f in &files {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let text = std::fs::read_to_string(f).expect("read");
+        let docs = split_docs(&text);
+        if docs.len() < 3 {
+            continue;
+        }
+        total += 1;
+        let Ok(expected) = serde_json::from_str::<Value>(docs.last().expect("last")) else {
+            if verbose {
+                eprintln!("FAIL {name}: expected output is not JSON");
+            }
+            continue;
+        };
+        let path = format!(".github/workflows/{name}");
+        let loaded = parse_workflow(&path, &docs[1]);
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        let want_errors = expected.get("errors").is_some();
+        let ok = match (&loaded.value, want_errors) {
+            (_, true) if !errors.is_empty() => {
+                both_err += 1;
+                match first_error_line(&expected) {
+                    Some(l) if l == errors[0].span.line => line_eq += 1,
+                    None => line_eq += 1,
+                    Some(l) => {
+                        if verbose {
+                            eprintln!(
+                                "LINE {name}: want {l} {:?}, got {}",
+                                expected["errors"][0]["Message"], errors[0]
+                            );
+                        }
+                    }
+                }
+                true
+            }
+            (Some(wf), false) if errors.is_empty() => {
+                let problems = compare(&expected, wf);
+                if verbose && !problems.is_empty() {
+                    eprintln!("FAIL {name}: {}", problems.join("; "));
+                }
+                problems.is_empty()
+            }
+            _ => {
+                if verbose {
+                    eprintln!(
+                        "FAIL {name}: want errors={want_errors} {:?}, got {:?}",
+                        expected.get("errors").and_then(|e| e.get(0)),
+                        errors.first().map(|d| d.to_string())
+                    );
+                }
+                false
+            }
+        };
+        if ok {
+            passed += 1;
+        }
+    }
+    println!(
+        "workflow-parser reader: {passed}/{total} passed; first error line equal {line_eq}/{both_err}"
+    );
+    assert!(total >= 190, "reader suite unexpectedly small: {total}");
+}
