@@ -46,6 +46,25 @@ fn expression_vectors() {
             Err(why) => failures.push(format!("#{} {expr:?}: {why}", v["id"])),
         }
     }
+    // Informational: error kind (lexing/parsing/evaluation) and position agreement.
+    let (mut kinds, mut kind_total, mut pos, mut pos_total) = (0, 0, 0, 0);
+    for v in &vectors {
+        let (Some(want_kind), Some(expr)) = (v.get("error_kind").and_then(J::as_str), v["expr"].as_str()) else {
+            continue;
+        };
+        if want_kind == "stub" || v.get("oracle_notes").is_some() {
+            continue;
+        }
+        if let Err(e) = gantry_expr::parse(expr).and_then(|x| x.eval(&ctx)) {
+            kind_total += 1;
+            kinds += usize::from(e.kind.as_str() == want_kind);
+            if let Some(col) = v.pointer("/error_pos/column").and_then(J::as_u64) {
+                pos_total += 1;
+                pos += usize::from(e.position == Some(col as usize));
+            }
+        }
+    }
+    println!("expressions/vectors error kind agreement: {kinds}/{kind_total}, error position: {pos}/{pos_total}");
     for (cat, (p, t)) in &per_cat {
         println!("expressions/vectors [{cat}]: {p}/{t}");
     }
