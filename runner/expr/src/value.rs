@@ -50,6 +50,7 @@ impl Array {
 #[derive(Clone, Debug, Default)]
 pub struct Object {
     map: IndexMap<Box<str>, (Box<str>, Value)>,
+    case_sensitive: bool,
 }
 
 impl Object {
@@ -58,10 +59,32 @@ impl Object {
         Self::default()
     }
 
+    /// An empty object with case-sensitive keys: the runner's `env` context on Linux and
+    /// macOS (`CaseSensitiveDictionaryContextData`, spec §3.3).
+    pub fn new_case_sensitive() -> Self {
+        Object {
+            map: IndexMap::new(),
+            case_sensitive: true,
+        }
+    }
+
+    /// True for an object made by [`Object::new_case_sensitive`].
+    pub fn is_case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
+    fn key_of<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.case_sensitive {
+            Cow::Borrowed(key)
+        } else {
+            fold_key(key)
+        }
+    }
+
     /// Inserts or replaces a value. On replacement the first key spelling and position stay.
     pub fn insert(&mut self, key: impl Into<String>, value: Value) {
         let key: String = key.into();
-        let folded = fold_key(&key).into_owned().into_boxed_str();
+        let folded = self.key_of(&key).into_owned().into_boxed_str();
         match self.map.get_mut(&folded) {
             Some(slot) => slot.1 = value,
             None => {
@@ -73,7 +96,8 @@ impl Object {
     /// JSON-object insertion: an exact duplicate key replaces the value; a key differing
     /// only in case keeps the first entry.
     pub(crate) fn insert_json(&mut self, key: String, value: Value) {
-        match self.map.get_mut(fold_key(&key).as_ref()) {
+        let k = self.key_of(&key).into_owned();
+        match self.map.get_mut(k.as_str()) {
             Some(slot) => {
                 if *slot.0 == *key {
                     slot.1 = value;
@@ -83,9 +107,9 @@ impl Object {
         }
     }
 
-    /// Case-insensitive lookup.
+    /// Lookup: case-insensitive unless the object is case-sensitive.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        let folded = fold_key(key);
+        let folded = self.key_of(key);
         self.map.get(folded.as_ref()).map(|(_, v)| v)
     }
 

@@ -185,3 +185,20 @@ fn values() {
     let big = format!("'{}'", "x".repeat(21_001));
     assert!(parse(&big).is_err());
 }
+
+#[test]
+fn case_sensitive_env() {
+    let mut env = gantry_expr::Object::new_case_sensitive();
+    env.insert("Key", Value::string("a"));
+    env.insert("KEY", Value::string("b"));
+    let mut c = MapContext::new();
+    c.insert("env", Value::object(env));
+    let get = |e: &str| parse(e).unwrap().eval(&c).unwrap().to_json();
+    assert_eq!(get("env.Key"), json!("a"));
+    assert_eq!(get("env.KEY"), json!("b"));
+    assert_eq!(get("env.key"), json!(null));
+    assert_eq!(
+        get("toJSON(env)"),
+        json!("{\n  \"Key\": \"a\",\n  \"KEY\": \"b\"\n}")
+    );
+}

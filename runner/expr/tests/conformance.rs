@@ -49,7 +49,9 @@ fn expression_vectors() {
     // Informational: error kind (lexing/parsing/evaluation) and position agreement.
     let (mut kinds, mut kind_total, mut pos, mut pos_total) = (0, 0, 0, 0);
     for v in &vectors {
-        let (Some(want_kind), Some(expr)) = (v.get("error_kind").and_then(J::as_str), v["expr"].as_str()) else {
+        let (Some(want_kind), Some(expr)) =
+            (v.get("error_kind").and_then(J::as_str), v["expr"].as_str())
+        else {
             continue;
         };
         if want_kind == "stub" || v.get("oracle_notes").is_some() {
@@ -64,7 +66,9 @@ fn expression_vectors() {
             }
         }
     }
-    println!("expressions/vectors error kind agreement: {kinds}/{kind_total}, error position: {pos}/{pos_total}");
+    println!(
+        "expressions/vectors error kind agreement: {kinds}/{kind_total}, error position: {pos}/{pos_total}"
+    );
     for (cat, (p, t)) in &per_cat {
         println!("expressions/vectors [{cat}]: {p}/{t}");
     }
