@@ -47,6 +47,16 @@ fn main() {
             let _ = e.eval(&ctx);
         }
         let ev = t.elapsed();
+        let t = Instant::now();
+        let mut n = 0usize;
+        for s in &all {
+            n += usize::from(parse(s).is_ok());
+        }
+        let po = t.elapsed();
+        println!(
+            "round {round}: parse only {:.0}/s ({n} parsed)",
+            all.len() as f64 / po.as_secs_f64()
+        );
         println!(
             "round {round}: parse+eval {:.0}/s ({ok} ok of {}), eval only {:.0}/s",
             all.len() as f64 / pe.as_secs_f64(),

@@ -42,12 +42,12 @@ pub(crate) enum Op {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Token {
+pub(crate) struct Token<'a> {
     pub kind: Kind,
     /// Char offset in the expression.
     pub pos: usize,
     /// Raw text.
-    pub raw: String,
+    pub raw: &'a str,
     pub num: f64,
     pub bool_val: bool,
     /// Unescaped string-literal value.
@@ -73,25 +73,28 @@ pub(crate) fn is_legal_keyword(s: &str) -> bool {
 
 pub(crate) struct Lexer<'a> {
     chars: Vec<char>,
+    /// Byte offset of each char (only for non-ASCII sources).
+    offs: Option<Vec<usize>>,
     src: &'a str,
     i: usize,
     last: Option<Kind>,
-    last_raw: String,
+    last_raw: &'a str,
     last_pos: usize,
     unclosed: Vec<Kind>,
     opts: &'a ParseOptions,
     /// Open function calls: (name, argument count, position of the name).
-    calls: Vec<(String, usize, usize)>,
+    calls: Vec<(&'a str, usize, usize)>,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a str, opts: &'a ParseOptions) -> Self {
         Lexer {
             chars: src.chars().collect(),
+            offs: (!src.is_ascii()).then(|| src.char_indices().map(|(i, _)| i).collect()),
             src,
             i: 0,
             last: None,
-            last_raw: String::new(),
+            last_raw: "",
             last_pos: 0,
             unclosed: Vec::new(),
             opts,
@@ -119,7 +122,7 @@ impl<'a> Lexer<'a> {
                 Err(self.parse_error(format!("Unrecognized function: '{}'", tok.raw), tok.pos))
             }
             Kind::StartParameters => {
-                self.calls.push((self.last_raw.clone(), 0, last_pos));
+                self.calls.push((self.last_raw, 0, last_pos));
                 Ok(())
             }
             Kind::Separator => {
@@ -153,7 +156,7 @@ impl<'a> Lexer<'a> {
         !self.unclosed.is_empty()
     }
 
-    fn unexpected(&self, raw: String, pos: usize) -> ExprError {
+    fn unexpected(&self, raw: &str, pos: usize) -> ExprError {
         ExprError::located(
             ErrorKind::Lexing,
             format!("Unexpected symbol: '{raw}'"),
@@ -172,12 +175,19 @@ impl<'a> Lexer<'a> {
         )
     }
 
-    fn text(&self, a: usize, b: usize) -> String {
-        self.chars[a..b].iter().collect()
+    fn byte(&self, i: usize) -> usize {
+        match &self.offs {
+            None => i,
+            Some(o) => o.get(i).copied().unwrap_or(self.src.len()),
+        }
+    }
+
+    fn text(&self, a: usize, b: usize) -> &'a str {
+        &self.src[self.byte(a)..self.byte(b)]
     }
 
     /// Reads all tokens.
-    pub fn tokenize(mut self) -> Result<(Vec<Token>, bool), ExprError> {
+    pub fn tokenize(mut self) -> Result<(Vec<Token<'a>>, bool), ExprError> {
         let mut out = Vec::new();
         while let Some(t) = self.next_token()? {
             out.push(t);
@@ -186,7 +196,7 @@ impl<'a> Lexer<'a> {
         Ok((out, unclosed))
     }
 
-    fn next_token(&mut self) -> Result<Option<Token>, ExprError> {
+    fn next_token(&mut self) -> Result<Option<Token<'a>>, ExprError> {
         while self.i < self.chars.len() && self.chars[self.i].is_whitespace() {
             self.i += 1;
         }
@@ -198,7 +208,7 @@ impl<'a> Lexer<'a> {
         let mut tok = Token {
             kind: Kind::Null,
             pos: start,
-            raw: String::new(),
+            raw: "",
             num: 0.0,
             bool_val: false,
             str_val: String::new(),
@@ -262,11 +272,11 @@ impl<'a> Lexer<'a> {
         self.check_names(&tok, self.last_pos)?;
         self.last = Some(tok.kind);
         self.last_pos = tok.pos;
-        self.last_raw.clone_from(&tok.raw);
+        self.last_raw = tok.raw;
         Ok(Some(tok))
     }
 
-    fn read_number(&mut self, tok: &mut Token) -> Result<(), ExprError> {
+    fn read_number(&mut self, tok: &mut Token<'a>) -> Result<(), ExprError> {
         let start = self.i;
         self.i += 1;
         while self.i < self.chars.len()
@@ -285,7 +295,7 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    fn read_keyword(&mut self, tok: &mut Token) -> Result<(), ExprError> {
+    fn read_keyword(&mut self, tok: &mut Token<'a>) -> Result<(), ExprError> {
         let start = self.i;
         self.i += 1;
         while self.i < self.chars.len() && !is_boundary(self.chars[self.i]) {
@@ -298,7 +308,7 @@ impl<'a> Lexer<'a> {
         tok.kind = if self.last == Some(Kind::Dereference) {
             Kind::PropertyName
         } else {
-            match raw.as_str() {
+            match raw {
                 "null" => Kind::Null,
                 "true" => {
                     tok.bool_val = true;
@@ -330,7 +340,7 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    fn read_string(&mut self, tok: &mut Token) -> Result<(), ExprError> {
+    fn read_string(&mut self, tok: &mut Token<'a>) -> Result<(), ExprError> {
         let start = self.i;
         self.i += 1;
         let mut s = String::new();
@@ -357,7 +367,7 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    fn read_operator(&mut self, tok: &mut Token) -> Result<(), ExprError> {
+    fn read_operator(&mut self, tok: &mut Token<'a>) -> Result<(), ExprError> {
         let start = self.i;
         if self.i + 1 < self.chars.len() {
             let two = (self.chars[self.i], self.chars[self.i + 1]);

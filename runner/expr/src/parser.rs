@@ -269,7 +269,7 @@ pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>,
 }
 
 struct Parser<'t> {
-    toks: &'t [Token],
+    toks: &'t [Token<'t>],
     i: usize,
     src: &'t str,
 }
