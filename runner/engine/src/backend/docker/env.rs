@@ -197,12 +197,26 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// SIGINT → SIGTERM → SIGKILL, per the kill policy. Runs until aborted by the caller (the
 /// process is gone) or the escalation is complete.
 async fn escalate(docker: &Docker, exec_id: &str, container: &str, kill: KillPolicy) {
-    let pid = docker
-        .inspect_exec(exec_id)
-        .await
-        .ok()
-        .and_then(|i| i.pid)
-        .filter(|p| *p > 0);
+    // The exec's PID (daemon namespace); it can lag a moment right after the start.
+    let mut pid = None;
+    for _ in 0..20 {
+        pid = docker
+            .inspect_exec(exec_id)
+            .await
+            .ok()
+            .and_then(|i| i.pid)
+            .filter(|p| *p > 0);
+        if pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Only trust it if the daemon's PIDs are ours: the job container's PID 1 must be our
+    // `tail -f /dev/null` when looked up in this /proc.
+    let pid = match pid {
+        Some(p) if daemon_shares_pids(docker, container).await => Some(p as i32),
+        _ => None,
+    };
     let steps = [
         (libc::SIGINT, "INT", Duration::ZERO),
         (libc::SIGTERM, "TERM", kill.term_after),
@@ -213,13 +227,28 @@ async fn escalate(docker: &Docker, exec_id: &str, container: &str, kill: KillPol
             tokio::time::sleep(wait).await;
         }
         match pid {
-            Some(pid) if Path::new(&format!("/proc/{pid}")).exists() => {
-                signal_host(pid as i32, sig)
+            Some(pid) => {
+                if Path::new(&format!("/proc/{pid}")).exists() {
+                    signal_host(pid, sig);
+                }
             }
-            Some(_) => {} // the process is gone already
             None => signal_in_container(docker, container, name).await,
         }
     }
+}
+
+/// Whether PIDs reported by the daemon name processes in this PID namespace.
+async fn daemon_shares_pids(docker: &Docker, container: &str) -> bool {
+    let Some(pid) = docker
+        .inspect_container(container, None)
+        .await
+        .ok()
+        .and_then(|i| i.state?.pid)
+        .filter(|p| *p > 0)
+    else {
+        return false;
+    };
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"tail\0-f\0/dev/null\0")
 }
 
 /// Signal the exec'd process's group when it leads one (runc makes it a session leader),
