@@ -115,10 +115,10 @@ impl<'a> Lexer<'a> {
             top.1 = 1;
         }
         match tok.kind {
-            Kind::NamedValue if !self.opts.allows_context(&tok.raw) => {
+            Kind::NamedValue if !self.opts.allows_context(tok.raw) => {
                 Err(self.parse_error(format!("Unrecognized named-value: '{}'", tok.raw), tok.pos))
             }
-            Kind::Function if function_arity(&tok.raw, self.opts).is_none() => {
+            Kind::Function if function_arity(tok.raw, self.opts).is_none() => {
                 Err(self.parse_error(format!("Unrecognized function: '{}'", tok.raw), tok.pos))
             }
             Kind::StartParameters => {
@@ -133,7 +133,7 @@ impl<'a> Lexer<'a> {
             }
             Kind::EndParameters => {
                 let (name, count, pos) = self.calls.pop().unwrap_or_default();
-                let (min, max) = function_arity(&name, self.opts).unwrap_or((0, usize::MAX));
+                let (min, max) = function_arity(name, self.opts).unwrap_or((0, usize::MAX));
                 if count < min {
                     Err(self.parse_error(format!("Too few parameters supplied: '{name}'"), pos))
                 } else if count > max {
@@ -285,7 +285,7 @@ impl<'a> Lexer<'a> {
             self.i += 1;
         }
         let raw = self.text(start, self.i);
-        let d = parse_number(&raw);
+        let d = parse_number(raw);
         if d.is_nan() {
             return Err(self.unexpected(raw, start));
         }
@@ -302,7 +302,7 @@ impl<'a> Lexer<'a> {
             self.i += 1;
         }
         let raw = self.text(start, self.i);
-        if !is_legal_keyword(&raw) {
+        if !is_legal_keyword(raw) {
             return Err(self.unexpected(raw, start));
         }
         tok.kind = if self.last == Some(Kind::Dereference) {

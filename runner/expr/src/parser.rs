@@ -284,7 +284,7 @@ impl Parser<'_> {
             .toks
             .get(self.i)
             .or(self.toks.last())
-            .map(|t| (t.raw.clone(), t.pos))
+            .map(|t| (t.raw, t.pos))
             .unwrap_or_default();
         ExprError::located(
             ErrorKind::Parsing,
@@ -381,7 +381,7 @@ impl Parser<'_> {
                     let t = self.toks.get(self.i).ok_or_else(|| self.end_error())?;
                     let idx = match t.kind {
                         Kind::Wildcard => Node::Wildcard,
-                        Kind::PropertyName => Node::Lit(Value::string(&t.raw)),
+                        Kind::PropertyName => Node::Lit(Value::string(t.raw)),
                         _ => return Err(self.end_error()),
                     };
                     self.i += 1;
@@ -417,7 +417,7 @@ impl Parser<'_> {
             // `*` used as an operand (only reachable as `[*…`): evaluates to null.
             Kind::Wildcard => Node::Lit(Value::Null),
             Kind::Function => {
-                let f = Func::from_name(&t.raw).ok_or_else(|| self.end_error())?;
+                let f = Func::from_name(t.raw).ok_or_else(|| self.end_error())?;
                 self.expect(Kind::StartParameters)?;
                 let mut args = Vec::new();
                 if self.peek() == Some(Kind::EndParameters) {
