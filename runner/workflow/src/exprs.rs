@@ -46,6 +46,14 @@ fn display_fn(f: &str) -> &str {
 pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
     let t = Template::parse_with(s, &options(bits)).map_err(|e| e.message)?;
     check_functions(t.called_functions(), bits)?;
+    if t.converted_expr()
+        .is_some_and(|c| c.chars().count() > gantry_expr::MAX_LENGTH)
+    {
+        return Err(format!(
+            "Exceeded max expression length {}",
+            gantry_expr::MAX_LENGTH
+        ));
+    }
     Ok(match t {
         Template::Literal(l) => Some(l),
         _ => None,

@@ -11,6 +11,7 @@
 //! ```
 
 mod action;
+mod calls;
 pub mod diagnostic;
 mod exprs;
 mod job;
@@ -23,6 +24,7 @@ mod step;
 mod validate;
 mod workflow;
 
+pub use calls::{CallOptions, PermissionsPolicy, Resolver, check_workflow_calls};
 pub use diagnostic::{Diagnostic, Loaded, Severity};
 pub use model::*;
 pub use render::render;
@@ -38,6 +40,20 @@ pub fn parse_workflow(path: &str, text: &str) -> Loaded<Workflow> {
 /// [`parse_workflow`] with reader options (experimental features).
 pub fn parse_workflow_with(path: &str, text: &str, opts: &ReaderOptions) -> Loaded<Workflow> {
     let mut diags = Diagnostics::new(path);
+    if let Some(max) = opts.max_file_size {
+        if text.chars().count() > max {
+            diags.error(
+                Span {
+                    offset: 0,
+                    len: 0,
+                    line: 1,
+                    col: 1,
+                },
+                format!("The maximum file size of {max} characters has been exceeded"),
+            );
+            return diags.finish(None);
+        }
+    }
     let Some(root) = load_root(text, &mut diags) else {
         return diags.finish(None);
     };

@@ -173,6 +173,32 @@ fn is_core_number(b: &[u8]) -> bool {
     i == b.len()
 }
 
+/// The position of a block scalar's `|` / `>` indicator (GitHub reports block scalars
+/// there), given the byte offset where its content starts; and whether it keeps (`+`)
+/// trailing line breaks.
+fn block_header(text: &str, content: usize) -> Option<(Span, bool)> {
+    let before = text.get(..content)?;
+    let ind = before.rfind(['|', '>'])?;
+    let line_start = before[..ind].rfind('\n').map_or(0, |p| p + 1);
+    let line = before[..ind].matches('\n').count() as u32 + 1;
+    let col = before[line_start..ind].chars().count() as u32 + 1;
+    let header_end = before[ind..].find('\n').map_or(before.len(), |p| ind + p);
+    let keep = before[ind..header_end]
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .contains('+');
+    Some((
+        Span {
+            offset: ind,
+            len: content.saturating_sub(ind),
+            line,
+            col,
+        },
+        keep,
+    ))
+}
+
 /// Maximum number of nodes, counting alias expansions (guards against "billion laughs").
 const MAX_NODES: usize = 2_000_000;
 
@@ -323,6 +349,25 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
                     return (None, b.errors);
                 }
                 let plain = style == ScalarStyle::Plain;
+                let mut span = span;
+                let mut value = value;
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    let end = span.offset + span.len;
+                    if let Some((s, keep)) = block_header(b.text, span.offset) {
+                        span = s;
+                        span.len = end.saturating_sub(span.offset);
+                        // Clip chomping: no final line break when the text ends without one.
+                        if !keep
+                            && !b.text.ends_with('\n')
+                            && end >= b.text.trim_end().len()
+                            && value.ends_with('\n')
+                        {
+                            let mut v = value.to_string();
+                            v.pop();
+                            value = v.into();
+                        }
+                    }
+                }
                 let mut kind = if plain {
                     resolve_plain(&value)
                 } else {
@@ -331,9 +376,21 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
                 if let Some(tag) = tag {
                     match tag.core_suffix() {
                         Some("str") => kind = YKind::Str(value.to_string(), false),
-                        Some("null") | Some("bool") | Some("int") | Some("float") => {
-                            // GitHub's reader keeps a value that does not fit the tag as text.
-                            kind = resolve_plain(&value);
+                        Some(t @ ("null" | "bool" | "int" | "float")) => {
+                            let k = resolve_plain(&value);
+                            let fits = matches!(
+                                (t, &k),
+                                ("null", YKind::Null)
+                                    | ("bool", YKind::Bool(_))
+                                    | ("int", YKind::Number(_))
+                                    | ("float", YKind::Number(_))
+                            );
+                            if !plain {
+                                b.error(span, format!("The scalar style '{style:?}' on line {} and column {} is not valid with the tag 'tag:yaml.org,2002:{t}'", span.line, span.col));
+                            } else if !fits {
+                                b.error(span, format!("The value '{value}' on line {} and column {} is invalid for the type 'tag:yaml.org,2002:{t}'", span.line, span.col));
+                            }
+                            kind = k;
                         }
                         _ => b.error(span, format!("unsupported YAML tag '{}'", tag.original())),
                     }

@@ -63,12 +63,18 @@ pub struct ReaderOptions {
     /// `background:` steps and `wait` / `wait-all` / `cancel` steps (default on: GitHub's
     /// parser accepts them).
     pub allow_background_steps: bool,
+    /// Maximum nesting of mappings and sequences ("Maximum object depth exceeded").
+    pub max_depth: usize,
+    /// Maximum file size in characters, when set.
+    pub max_file_size: Option<usize>,
 }
 
 impl Default for ReaderOptions {
     fn default() -> Self {
         ReaderOptions {
             allow_background_steps: true,
+            max_depth: 50,
+            max_file_size: None,
         }
     }
 }
@@ -158,7 +164,12 @@ fn schema(opts: &ReaderOptions) -> &'static Schema {
 /// Checks `root` against the schema, adding structural diagnostics.
 pub(crate) fn read(root: &YNode, which: Root, opts: &ReaderOptions, diags: &mut Diagnostics) {
     let schema = schema(opts);
-    let mut r = Reader { schema, diags };
+    let mut r = Reader {
+        schema,
+        diags,
+        max_depth: opts.max_depth,
+        depth_reported: false,
+    };
     let name = match which {
         Root::Workflow => "workflow-root-strict",
         Root::Action => "action-root",
@@ -171,13 +182,17 @@ const MAX_DEPTH: usize = 200;
 struct Reader<'a> {
     schema: &'static Schema,
     diags: &'a mut Diagnostics,
+    max_depth: usize,
+    depth_reported: bool,
 }
 
 impl Reader<'_> {
     fn read(&mut self, node: &YNode, def_name: &str, parent_ctx: u32, depth: usize) {
-        if depth > MAX_DEPTH {
-            self.diags
-                .error(node.span, "the document is nested too deeply");
+        if depth >= self.max_depth.min(MAX_DEPTH) && !node.is_scalar() {
+            if !self.depth_reported {
+                self.depth_reported = true;
+                self.diags.error(node.span, "Maximum object depth exceeded");
+            }
             return;
         }
         let ctx = parent_ctx | self.schema.get(def_name).ctx;

@@ -430,10 +430,24 @@ pub(super) fn build(background: bool) -> HashMap<String, Def> {
     );
     b.str("workflow-output-context", GIV | JOBS);
     // workflow_dispatch
-    b.map(
+    // GitHub ignores unknown keys under `workflow_dispatch` and accepts null inputs.
+    b.def(
         "workflow-dispatch-mapping",
         0,
-        &[("inputs", "workflow-dispatch-inputs", false)],
+        Kind::Map(MapDef {
+            props: vec![("inputs", "workflow-dispatch-inputs-or-null".into(), false)],
+            loose: Some(("string".into(), "any".into())),
+        }),
+    );
+    b.one_of(
+        "workflow-dispatch-inputs-or-null",
+        0,
+        &["null", "workflow-dispatch-inputs"],
+    );
+    b.one_of(
+        "workflow-dispatch-input-or-null",
+        0,
+        &["null", "workflow-dispatch-input"],
     );
     b.one_of(
         "event-workflow_dispatch",
@@ -445,7 +459,7 @@ pub(super) fn build(background: bool) -> HashMap<String, Def> {
         "workflow-dispatch-inputs",
         0,
         "non-empty-string",
-        "workflow-dispatch-input",
+        "workflow-dispatch-input-or-null",
     );
     b.map(
         "workflow-dispatch-input",

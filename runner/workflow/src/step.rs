@@ -47,8 +47,7 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
     }
     if let Some(u) = &s.uses {
         if let Err(e) = check_action_ref(&u.value) {
-            // GitHub's parser accepts it; the runner fails the step when it starts.
-            d.warning(u.span, e);
+            d.semantic(u.span, e);
         }
     }
     if let Some(run) = &s.run {

@@ -248,7 +248,8 @@ fn event(name: &str, key: &YNode, v: &YNode, d: &mut Diagnostics) -> EventTrigge
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(b))
                 .map_or(v.span, |(k, _)| k.span);
-            d.semantic(
+            // GitHub documents this as invalid, but its parsers accept the file; warn.
+            d.warning(
                 span,
                 format!("'{a}' and '{b}' cannot be used together for the '{name}' event"),
             );

@@ -4,7 +4,9 @@
 //! successes, the converted structure we model (jobs, needs, wrapped `if`, steps).
 //! `GANTRY_CONFORMANCE_VERBOSE=1` lists failures.
 
-use gantry_workflow::{Job, Severity, Step, Workflow, parse_workflow};
+use gantry_workflow::{Job, Severity, Step, Workflow, check_workflow_calls, parse_workflow_with};
+mod common;
+use common::{called_workflows, options, split_docs};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -14,18 +16,26 @@ fn reader_dir() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn split_docs(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.lines() {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else {
-            let cur = docs.last_mut().expect("doc");
-            cur.push_str(line);
-            cur.push('\n');
-        }
+/// With `include-source: true` values are `{type, file, line, col, lit}` objects.
+fn lit(v: &Value) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(lit).collect()),
+        _ => match v.get("lit") {
+            Some(l) => l.clone(),
+            None => match v.get("seq") {
+                Some(Value::Array(items)) => Value::Array(items.iter().map(lit).collect()),
+                _ => v.clone(),
+            },
+        },
     }
-    docs
+}
+
+/// A scalar as GitHub's reader sees it: `${{ 'text' }}` collapses to `text`.
+fn collapsed(s: &str) -> String {
+    match gantry_expr::Template::parse(s) {
+        Ok(gantry_expr::Template::Literal(l)) => l,
+        _ => s.to_string(),
+    }
 }
 
 fn expected_if(v: &Value) -> Option<String> {
@@ -44,17 +54,22 @@ fn compare_step(exp: &Value, got: &Step, problems: &mut Vec<String>) {
             problems.push(format!("step if: want {e:?}, got {mine:?}"));
         }
     }
-    if let Some(run) = exp.get("run").and_then(|r| r.as_str()) {
-        if !run.contains("${{") && got.run.as_ref().map(|r| r.value.as_str()) != Some(run) {
+    if let Some(run) = exp.get("run").map(lit) {
+        let run = run.as_str().unwrap_or("${{");
+        if !run.contains("${{")
+            && got.run.as_ref().map(|r| collapsed(&r.value)).as_deref() != Some(run)
+        {
             problems.push(format!("step run: want {run:?}, got {:?}", got.run));
         }
     }
-    if let Some(uses) = exp.get("uses").and_then(|r| r.as_str()) {
+    if let Some(uses) = exp.get("uses").map(lit) {
+        let uses = uses.as_str().unwrap_or("");
         if got.uses.as_ref().map(|r| r.value.as_str()) != Some(uses) {
             problems.push(format!("step uses: want {uses:?}, got {:?}", got.uses));
         }
     }
-    if let Some(id) = exp.get("id").and_then(|r| r.as_str()) {
+    if let Some(id) = exp.get("id").map(lit) {
+        let id = id.as_str().unwrap_or("");
         if !id.starts_with("__") && got.id.as_ref().map(|r| r.value.as_str()) != Some(id) {
             problems.push(format!("step id: want {id:?}, got {:?}", got.id));
         }
@@ -67,11 +82,12 @@ fn norm(s: &str) -> String {
 
 fn compare_job(exp: &Value, got: &Job, problems: &mut Vec<String>) {
     let needs: Vec<&str> = got.needs.iter().map(|n| n.value.as_str()).collect();
-    let want_needs: Vec<&str> = exp
+    let want_needs: Vec<Value> = exp
         .get("needs")
-        .and_then(|n| n.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .map(lit)
+        .and_then(|n| n.as_array().cloned())
         .unwrap_or_default();
+    let want_needs: Vec<&str> = want_needs.iter().filter_map(|x| x.as_str()).collect();
     if needs != want_needs {
         problems.push(format!(
             "job {} needs: want {want_needs:?}, got {needs:?}",
@@ -84,7 +100,7 @@ fn compare_job(exp: &Value, got: &Job, problems: &mut Vec<String>) {
             problems.push(format!("job {} if: want {e:?}, got {mine:?}", got.id.value));
         }
     }
-    if let Some(Value::String(name)) = exp.get("name") {
+    if let Some(Value::String(name)) = exp.get("name").map(lit) {
         if !name.contains("${{") && got.display_name() != name {
             problems.push(format!(
                 "job {} name: want {name:?}, got {:?}",
@@ -116,7 +132,8 @@ fn compare(exp: &Value, wf: &Workflow) -> Vec<String> {
         .and_then(|j| j.as_array())
         .cloned()
         .unwrap_or_default();
-    let want: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+    let ids: Vec<Value> = jobs.iter().map(|j| lit(&j["id"])).collect();
+    let want: Vec<&str> = ids.iter().filter_map(|j| j.as_str()).collect();
     let got: Vec<&str> = wf.jobs.keys().map(String::as_str).collect();
     if want != got {
         problems.push(format!("job ids: want {want:?}, got {got:?}"));
@@ -177,14 +194,26 @@ fn reader_suite() {
             continue;
         };
         let path = format!(".github/workflows/{name}");
-        let loaded = parse_workflow(&path, &docs[1]);
-        let errors: Vec<_> = loaded
-            .diagnostics
+        let (ropts, copts) = options(&docs[0]);
+        let loaded = parse_workflow_with(&path, &docs[1], &ropts);
+        let mut diagnostics = loaded.diagnostics.clone();
+        if let Some(wf) = &loaded.value {
+            // Called workflows: `path`, `---`, text pairs between the workflow and the result.
+            let called = called_workflows(&docs);
+            let mut resolve = |r: &str| called.get(r).cloned();
+            diagnostics.extend(check_workflow_calls(wf, &mut resolve, &copts));
+        }
+        let errors: Vec<_> = diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .collect();
         let want_errors = expected.get("errors").is_some();
-        let ok = match (&loaded.value, want_errors) {
+        let value = if errors.is_empty() {
+            loaded.value.as_ref()
+        } else {
+            None
+        };
+        let ok = match (value, want_errors) {
             (_, true) if !errors.is_empty() => {
                 both_err += 1;
                 match first_error_line(&expected) {

@@ -15,12 +15,18 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -32,8 +38,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ":", "- ", "'", "\"", "&a ", "*a", "!", "|", ">", "#", "\n", "  ", "${{", "}}", "${{ x }}",
-    "<<: ", "on", "jobs", "needs: ", "\t", "é", "\\", "?", "%", "@", ",", "~", "null", "true", "1e9", "0x",
+    "{", "}", "[", "]", ":", "- ", "'", "\"", "&a ", "*a", "!", "|", ">", "#", "\n", "  ", "${{",
+    "}}", "${{ x }}", "<<: ", "on", "jobs", "needs: ", "\t", "é", "\\", "?", "%", "@", ",", "~",
+    "null", "true", "1e9", "0x",
 ];
 
 fn mutate(text: &str, rng: &mut Rng) -> String {
@@ -86,25 +93,43 @@ fn mutated_inputs_do_not_panic() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     collect(&manifest.join("tests/testdata"), &mut files);
-    collect(&manifest.join("../../../shared/conformance/workflows/files"), &mut files);
-    collect(&manifest.join("../../../shared/conformance/github-official/workflow-parser/testdata/reader"), &mut files);
+    collect(
+        &manifest.join("../../../shared/conformance/workflows/files"),
+        &mut files,
+    );
+    collect(
+        &manifest
+            .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader"),
+        &mut files,
+    );
     files.sort();
     let per_file = if files.len() > 100 { 12 } else { 400 };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut count = 0;
     for f in &files {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
         for _ in 0..per_file {
             let m = mutate(&text, &mut rng);
-            for loaded in [parse_workflow("m.yml", &m).diagnostics, parse_action("action.yml", &m).diagnostics] {
+            for loaded in [
+                parse_workflow("m.yml", &m).diagnostics,
+                parse_action("action.yml", &m).diagnostics,
+            ] {
                 for d in loaded {
-                    assert!(d.span.offset <= m.len() && d.span.line >= 1 && d.span.col >= 1, "{d:?}");
+                    assert!(
+                        d.span.offset <= m.len() && d.span.line >= 1 && d.span.col >= 1,
+                        "{d:?}"
+                    );
                 }
             }
             count += 1;
         }
     }
-    println!("no-panic: {count} mutated inputs from {} files", files.len());
+    println!(
+        "no-panic: {count} mutated inputs from {} files",
+        files.len()
+    );
     assert!(count >= 4000, "too few inputs: {count}");
 }
 

@@ -1,0 +1,73 @@
+//! Quick throughput check (run with `--release`): the conformance corpus in files/s and a
+//! generated 1 MB workflow. Speed targets are asserted in `bench/`, not here.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+fn big_workflow(target: usize) -> String {
+    let mut s = String::from("on: [push, pull_request]\njobs:\n");
+    let mut i = 0;
+    while s.len() < target {
+        s.push_str(&format!(
+            "  job{i}:\n    runs-on: ubuntu-latest\n    needs: {}\n    if: ${{{{ github.ref == 'refs/heads/main' }}}}\n    env:\n      A: ${{{{ matrix.x }}}}\n    strategy:\n      matrix:\n        x: [1, 2, 3]\n    steps:\n",
+            if i > 0 { format!("[job{}]", i - 1) } else { "[]".into() }
+        ));
+        for k in 0..8 {
+            s.push_str(&format!(
+                "      - name: step {k}\n        id: s{k}\n        run: |\n          echo \"${{{{ github.sha }}}} {k}\"\n          make target-{k}\n      - uses: actions/checkout@v4\n        with:\n          ref: ${{{{ github.ref }}}}\n"
+            ));
+        }
+        i += 1;
+    }
+    s
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/workflows/files");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
+        .collect();
+    if !texts.is_empty() {
+        let rounds = 20;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            for (p, t) in &texts {
+                std::hint::black_box(gantry_workflow::parse_workflow(p, t));
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let n = texts.len() * rounds;
+        println!(
+            "corpus: {n} files in {secs:.3}s = {:.0} files/s (single thread)",
+            n as f64 / secs
+        );
+    }
+    let big = big_workflow(1 << 20);
+    let start = Instant::now();
+    let loaded = gantry_workflow::parse_workflow("big.yml", &big);
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "1 MB workflow ({} bytes, {} jobs): {ms:.1} ms, {} diagnostics",
+        big.len(),
+        loaded.value.as_ref().map_or(0, |w| w.jobs.len()),
+        loaded.diagnostics.len()
+    );
+}

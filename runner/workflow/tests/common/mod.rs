@@ -1,0 +1,73 @@
+//! Helpers shared by the conformance tests: GitHub's reader-test file format.
+
+#![allow(dead_code)]
+
+use gantry_workflow::{CallOptions, PermissionsPolicy, ReaderOptions};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn reader_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader")
+}
+
+pub fn split_docs(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else {
+            let cur = docs.last_mut().expect("doc");
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    // A document ends before the line break that precedes `---`.
+    for d in &mut docs {
+        if d.ends_with('\n') {
+            d.pop();
+        }
+    }
+    docs
+}
+
+/// Called workflows of a reader test: `path`, `---`, text pairs between the workflow and
+/// the expected result.
+pub fn called_workflows(docs: &[String]) -> HashMap<String, String> {
+    if docs.len() < 3 {
+        return HashMap::new();
+    }
+    docs[2..docs.len() - 1]
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].trim().to_string(), c[1].clone()))
+        .collect()
+}
+
+/// The test's options document: reader and call limits.
+pub fn options(doc: &str) -> (ReaderOptions, CallOptions) {
+    let mut r = ReaderOptions::default();
+    let mut c = CallOptions::default();
+    for line in doc.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim() {
+            "max-depth" => r.max_depth = v.parse().unwrap_or(r.max_depth),
+            "max-file-size" => r.max_file_size = v.parse().ok(),
+            "max-nested-reusable-workflows-depth" => c.max_depth = v.parse().unwrap_or(c.max_depth),
+            "max-job-limit" => c.max_jobs = v.parse().unwrap_or(c.max_jobs),
+            "permissions-policy" => {
+                c.permissions_policy = if v == "Write" {
+                    PermissionsPolicy::Write
+                } else {
+                    PermissionsPolicy::LimitedRead
+                }
+            }
+            _ => {}
+        }
+    }
+    (r, c)
+}
