@@ -64,11 +64,12 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, ExprE
             roots.push(lit);
         }
     }
-    roots.sort_by_key(Vec::len);
+    // Like @actions/glob `getSearchPaths`: pattern order, dropping a search path that has
+    // another search path as an ancestor.
     let mut kept: Vec<Vec<String>> = Vec::new();
-    for r in roots {
-        if !kept.iter().any(|k| r.starts_with(k)) {
-            kept.push(r);
+    for r in &roots {
+        if !roots.iter().any(|o| o.len() < r.len() && r.starts_with(o)) {
+            kept.push(r.clone());
         }
     }
     let mut outer = Sha256::new();
