@@ -215,6 +215,12 @@ pub struct Expr {
     functions: Vec<String>,
 }
 
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
 /// Parses an expression recognising every known context ([`ALL_CONTEXTS`]).
 pub fn parse(src: &str) -> Result<Expr, ExprError> {
     parse_with(src, &ParseOptions::default())

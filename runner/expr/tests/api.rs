@@ -202,3 +202,20 @@ fn case_sensitive_env() {
         json!("{\n  \"Key\": \"a\",\n  \"KEY\": \"b\"\n}")
     );
 }
+
+#[test]
+fn value_helpers() {
+    let v = Value::from_json(&json!({"A": {"b": [true, 2, "x"]}}));
+    let arr = v
+        .get("a")
+        .and_then(|a| a.get("B"))
+        .and_then(Value::as_array)
+        .unwrap();
+    assert_eq!(arr[0].as_bool(), Some(true));
+    assert_eq!(arr[1].as_f64(), Some(2.0));
+    assert_eq!(arr[2].as_str(), Some("x"));
+    assert!(Value::Null.is_null());
+    assert_eq!(Value::from("s").kind_name(), "String");
+    assert_eq!(Value::from(vec![Value::from(1.0)]).as_string(), "Array");
+    assert_eq!(parse("  github.ref ").unwrap().to_string(), "  github.ref ");
+}
