@@ -1,11 +1,533 @@
-//! Placeholder until the engine lands (its owner replaces this file).
-#[derive(clap::Args)]
-pub struct RunArgs {}
-#[derive(clap::Args)]
-pub struct RerunArgs {}
-pub async fn run(_a: RunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("run is not available yet")
+//! `gantry run [EVENT]` and `gantry rerun --failed [RUN]`: assemble a run from flags
+//! (act-compatible names where they overlap), start the reporters, run, save.
+//!
+//! Exit codes: 0 success, 1 the workflow failed or was cancelled, 2 bad input.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use gantry_engine::backend::KillPolicy;
+use gantry_engine::context::parse_dotenv;
+use gantry_engine::events::{EventBus, RunEvent, Status};
+use gantry_engine::run::{Platform, ReusedJob, RunConfig, WorkflowEntry};
+use gantry_engine::store::{self, RunStore};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::terminal;
+
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// Event to run (default: push).
+    pub event: Option<String>,
+    /// Workflow file or directory (repeatable; default .github/workflows).
+    #[arg(short = 'W', long = "workflows")]
+    pub workflows: Vec<PathBuf>,
+    /// Run only this job and the jobs it needs (repeatable).
+    #[arg(short = 'j', long = "job")]
+    pub jobs_filter: Vec<String>,
+    /// Event payload JSON file.
+    #[arg(short = 'e', long = "event-file", visible_alias = "eventpath")]
+    pub event_file: Option<PathBuf>,
+    /// Secret: K=V, or K to read the value from the environment (repeatable).
+    #[arg(short = 's', long = "secret")]
+    #[serde(skip)]
+    pub secret: Vec<String>,
+    /// File of secrets (dotenv format).
+    #[arg(long = "secret-file")]
+    pub secret_file: Option<PathBuf>,
+    /// Configuration variable K=V (repeatable).
+    #[arg(long = "var")]
+    pub var: Vec<String>,
+    /// File of variables (dotenv format).
+    #[arg(long = "var-file")]
+    pub var_file: Option<PathBuf>,
+    /// Environment variable K=V for every job (repeatable).
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// File of environment variables (dotenv format).
+    #[arg(long = "env-file")]
+    pub env_file: Option<PathBuf>,
+    /// Workflow input K=V (repeatable).
+    #[arg(long = "input")]
+    pub input: Vec<String>,
+    /// File of inputs (dotenv format).
+    #[arg(long = "input-file")]
+    pub input_file: Option<PathBuf>,
+    /// Platform mapping: LABEL=IMAGE or LABEL=host (repeatable).
+    #[arg(short = 'P', long = "platform")]
+    pub platform: Vec<String>,
+    /// Run every job on the host, whatever its runs-on.
+    #[arg(long = "host")]
+    pub host: bool,
+    /// Only run matrix legs with K:V (repeatable).
+    #[arg(long = "matrix")]
+    pub matrix: Vec<String>,
+    /// The actor (github.actor; default: git's user.name).
+    #[arg(short = 'a', long = "actor")]
+    pub actor: Option<String>,
+    /// Maximum number of jobs running at once (default: number of CPUs).
+    #[arg(long = "jobs")]
+    pub max_jobs: Option<usize>,
+    /// Plan and print what would run; run nothing.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// One JSON event per line on stdout.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Show a step's output only when it fails.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Repository directory (default: the current directory).
+    #[arg(short = 'C', long = "workdir")]
+    pub workdir: Option<PathBuf>,
+    /// Run jobs directly in the working tree instead of a copy.
+    #[arg(long = "bind")]
+    pub bind: bool,
+    /// Keep job workspaces under .gantry/work after the run.
+    #[arg(long = "keep-work")]
+    pub keep_work: bool,
+    /// Seconds between SIGINT and SIGTERM when cancelling a step (default 7.5).
+    #[arg(long = "kill-after", hide = true)]
+    pub term_after: Option<f64>,
 }
-pub async fn rerun(_a: RerunArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("rerun is not available yet")
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RerunArgs {
+    /// Re-run only the failed (and cancelled) jobs and the jobs that depend on them.
+    #[arg(long)]
+    pub failed: bool,
+    /// Run id (default: the latest run).
+    pub run: Option<String>,
+    /// Secret: K=V, or K from the environment (secrets are never saved with a run).
+    #[arg(short = 's', long = "secret")]
+    pub secret: Vec<String>,
+    #[arg(long = "secret-file")]
+    pub secret_file: Option<PathBuf>,
+    #[arg(long = "json")]
+    pub json: bool,
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    #[arg(short = 'C', long = "workdir")]
+    pub workdir: Option<PathBuf>,
+}
+
+/// A usage error: exit code 2.
+#[derive(Debug)]
+struct BadInput(String);
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BadInput {}
+
+fn kv(items: &[String], sep: char, what: &str) -> anyhow::Result<IndexMap<String, String>> {
+    let mut m = IndexMap::new();
+    for i in items {
+        match i.split_once(sep) {
+            Some((k, v)) => {
+                m.insert(k.trim().to_string(), v.to_string());
+            }
+            None => bail!(BadInput(format!("{what} '{i}': expected KEY{sep}VALUE"))),
+        }
+    }
+    Ok(m)
+}
+
+fn dotenv_file(path: &Path, root: &Path) -> anyhow::Result<IndexMap<String, String>> {
+    let p = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let p = if p.exists() { p } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    parse_dotenv(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
+}
+
+fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let defaults = [root.join(".github/workflows")];
+    let list: Vec<PathBuf> = if paths.is_empty() {
+        defaults.to_vec()
+    } else {
+        paths
+            .iter()
+            .map(|p| if p.is_absolute() || p.exists() { p.clone() } else { root.join(p) })
+            .collect()
+    };
+    let mut files = Vec::new();
+    for p in list {
+        if p.is_dir() {
+            let mut here: Vec<PathBuf> = std::fs::read_dir(&p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+                })
+                .collect();
+            here.sort();
+            files.extend(here);
+        } else if p.is_file() {
+            files.push(p);
+        } else {
+            bail!(BadInput(format!("no workflow file or directory at {}", p.display())));
+        }
+    }
+    Ok(files)
+}
+
+fn rel_to(root: &Path, p: &Path) -> String {
+    let rp = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let rr = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    rp.strip_prefix(&rr)
+        .map(|r| r.display().to_string())
+        .unwrap_or_else(|_| p.display().to_string())
+}
+
+/// What `run.json` records (no secret values).
+#[derive(Serialize, Deserialize)]
+struct SavedRun {
+    args: RunArgs,
+    secret_names: Vec<String>,
+    root: PathBuf,
+}
+
+struct Prepared {
+    cfg: RunConfig,
+    args: RunArgs,
+}
+
+fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Result<Prepared> {
+    let root = match &args.workdir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?,
+    };
+    let root = root
+        .canonicalize()
+        .map_err(|e| BadInput(format!("{}: {e}", root.display())))?;
+    let event_name = args.event.clone().unwrap_or_else(|| "push".into());
+    let event: serde_json::Value = match &args.event_file {
+        Some(f) => {
+            let p = if f.is_absolute() || f.exists() { f.clone() } else { root.join(f) };
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| BadInput(format!("{}: {e}", f.display())))?;
+            serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", f.display())))?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut secrets = IndexMap::new();
+    if let Some(f) = &args.secret_file {
+        secrets.extend(dotenv_file(f, &root)?);
+    }
+    for s in &args.secret {
+        match s.split_once('=') {
+            Some((k, v)) => {
+                secrets.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                let v = std::env::var(s).unwrap_or_default();
+                secrets.insert(s.clone(), v);
+            }
+        }
+    }
+    secrets.extend(extra_secrets);
+    let mut vars = IndexMap::new();
+    if let Some(f) = &args.var_file {
+        vars.extend(dotenv_file(f, &root)?);
+    }
+    vars.extend(kv(&args.var, '=', "--var")?);
+    let mut env = IndexMap::new();
+    if let Some(f) = &args.env_file {
+        env.extend(dotenv_file(f, &root)?);
+    }
+    env.extend(kv(&args.env, '=', "--env")?);
+    let mut inputs = IndexMap::new();
+    if let Some(f) = &args.input_file {
+        inputs.extend(dotenv_file(f, &root)?);
+    }
+    inputs.extend(kv(&args.input, '=', "--input")?);
+    let mut platforms = IndexMap::new();
+    for (k, v) in kv(&args.platform, '=', "-P")? {
+        let p = if v.eq_ignore_ascii_case("host") || v == "-self-hosted" {
+            Platform::Host
+        } else {
+            Platform::Image(v)
+        };
+        platforms.insert(k, p);
+    }
+    let matrix_filters: Vec<(String, String)> = kv(&args.matrix, ':', "--matrix")?.into_iter().collect();
+
+    // Workflows triggered by the event.
+    let files = collect_workflow_files(&args.workflows, &root)?;
+    let mut workflows = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let loaded = gantry_workflow::load_workflow(&f);
+        for d in &loaded.diagnostics {
+            if d.severity == gantry_workflow::Severity::Error {
+                errors.push(d.to_string());
+            }
+        }
+        if let Some(w) = loaded.value {
+            if !w.on.events.contains_key(&event_name) {
+                continue;
+            }
+            workflows.push(WorkflowEntry {
+                rel_path: rel_to(&root, &f),
+                workflow: w,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        bail!(BadInput(errors.join("\n")));
+    }
+    let mut cfg = RunConfig::new(root, workflows);
+    cfg.event_name = event_name;
+    cfg.event = event;
+    cfg.actor = args.actor.clone();
+    cfg.secrets = secrets;
+    cfg.vars = vars;
+    cfg.env = env;
+    cfg.inputs = inputs;
+    cfg.platforms = platforms;
+    cfg.all_host = args.host;
+    if let Some(n) = args.max_jobs {
+        cfg.max_jobs = n.max(1);
+    }
+    cfg.only_jobs = args.jobs_filter.clone();
+    cfg.matrix_filters = matrix_filters;
+    cfg.bind = args.bind;
+    cfg.keep_work = args.keep_work;
+    if let Some(t) = args.term_after {
+        cfg.kill = KillPolicy {
+            term_after: std::time::Duration::from_secs_f64(t.max(0.0)),
+            kill_after: std::time::Duration::from_secs_f64((t / 3.0).max(0.1)),
+        };
+    }
+    for id in &cfg.only_jobs {
+        if !cfg.workflows.iter().any(|w| w.workflow.jobs.contains_key(id)) {
+            bail!(BadInput(format!("no job '{id}' in the workflows for this event")));
+        }
+    }
+    Ok(Prepared { cfg, args })
+}
+
+fn dry_run(cfg: &RunConfig) -> i32 {
+    println!("event {} in {}", cfg.event_name, cfg.root.display());
+    for w in &cfg.workflows {
+        println!("{} ({})", w.workflow.display_name(), w.rel_path);
+        for (id, job) in &w.workflow.jobs {
+            if !cfg.only_jobs.is_empty() && !cfg.only_jobs.contains(id) {
+                continue;
+            }
+            let needs: Vec<&str> = job.needs.iter().map(|n| n.value.as_str()).collect();
+            let labels: Vec<&str> = job
+                .runs_on
+                .as_ref()
+                .map(|r| r.labels.iter().map(|l| l.value.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "  job {id}: runs-on [{}]{}{} — {} step(s)",
+                labels.join(", "),
+                if needs.is_empty() { String::new() } else { format!(", needs [{}]", needs.join(", ")) },
+                if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) { ", matrix" } else { "" },
+                job.steps.len()
+            );
+        }
+    }
+    0
+}
+
+async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32> {
+    if p.cfg.workflows.is_empty() {
+        eprintln!("gantry: no workflow is triggered by '{}'", p.cfg.event_name);
+        return Ok(0);
+    }
+    let store = RunStore::new(&p.cfg.root);
+    let (id, number, dir) = store.allocate().context("creating the run directory")?;
+    p.cfg.run_id = id.clone();
+    p.cfg.run_number = number;
+    let saved = SavedRun {
+        args: p.args.clone(),
+        secret_names: p.cfg.secrets.keys().cloned().collect(),
+        root: p.cfg.root.clone(),
+    };
+    std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&saved)?)?;
+
+    // Needs per job id, for the critical path.
+    let mut needs: HashMap<String, Vec<String>> = HashMap::new();
+    for w in &p.cfg.workflows {
+        for (id, j) in &w.workflow.jobs {
+            needs.insert(id.clone(), j.needs.iter().map(|n| n.value.clone()).collect());
+        }
+    }
+
+    let bus = EventBus::new();
+    let writer = store::spawn_writer(dir.clone(), bus.subscribe());
+    let reporter = if json {
+        gantry_engine::reporter::json::spawn(bus.subscribe())
+    } else {
+        terminal::spawn(bus.subscribe(), terminal::Options { quiet, color: true })
+    };
+    // Step summaries for summary.md.
+    let mut sums_sub = bus.subscribe();
+    let sums = tokio::spawn(async move {
+        let mut out: Vec<(String, String)> = Vec::new();
+        while let Some(ev) = sums_sub.recv().await {
+            if let RunEvent::StepSummary { job, markdown, .. } = &*ev {
+                out.push((job.to_string(), markdown.clone()));
+            }
+        }
+        out
+    });
+
+    // Ctrl-C: first cancels the run (GitHub semantics), a second one exits hard.
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    let sig = tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            count += 1;
+            if count == 1 {
+                eprintln!("gantry: cancelling the run (Ctrl-C again to stop at once)");
+                c2.cancel();
+            } else {
+                eprintln!("gantry: stopping now");
+                std::process::exit(130);
+            }
+        }
+    });
+    let started = Instant::now();
+    let root = p.cfg.root.clone();
+    let outcome = gantry_engine::run::execute(p.cfg, bus.clone(), cancel).await;
+    sig.abort();
+    bus.close();
+    drop(bus);
+    let step_sums = sums.await.unwrap_or_default();
+    let _ = writer.join();
+    let _ = reporter.join();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => bail!(BadInput(e)),
+    };
+    let critical = store::critical_path(&outcome.jobs, &needs);
+    let summary = store::write_summary(
+        &dir,
+        &id,
+        &outcome,
+        gantry_engine::events::millis(started.elapsed()),
+        critical,
+        &step_sums,
+    )?;
+    if !json {
+        terminal::print_summary(&summary, true);
+        println!("saved in {}", rel_to(&root, &dir));
+    }
+    Ok(match outcome.result {
+        Status::Success | Status::Skipped => 0,
+        _ => 1,
+    })
+}
+
+fn exit_code(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
+    match r {
+        Err(e) if e.downcast_ref::<BadInput>().is_some() => {
+            eprintln!("gantry: {e}");
+            Ok(2)
+        }
+        other => other,
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    exit_code(
+        async {
+            let json = args.json;
+            let quiet = args.quiet;
+            let dry = args.dry_run;
+            let p = prepare(args, IndexMap::new())?;
+            if dry {
+                return Ok(dry_run(&p.cfg));
+            }
+            execute(p, json, quiet).await
+        }
+        .await,
+    )
+}
+
+pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
+    exit_code(
+        async {
+            let root = match &args.workdir {
+                Some(d) => d.clone(),
+                None => std::env::current_dir()?,
+            };
+            let store = RunStore::new(&root);
+            let id = match args.run.clone().or_else(|| store.latest()) {
+                Some(id) => id,
+                None => bail!(BadInput("no saved run to re-run".into())),
+            };
+            let dir = store.run_dir(&id);
+            let saved: SavedRun = serde_json::from_str(
+                &std::fs::read_to_string(dir.join("run.json"))
+                    .map_err(|e| BadInput(format!("run {id}: {e}")))?,
+            )?;
+            let summary = store
+                .load_summary(&id)
+                .map_err(|e| BadInput(format!("run {id} has no summary: {e}")))?;
+            let mut run_args = saved.args;
+            run_args.workdir = Some(saved.root.clone());
+            run_args.json = args.json;
+            run_args.quiet = args.quiet;
+            run_args.secret = args.secret.clone();
+            if args.secret_file.is_some() {
+                run_args.secret_file = args.secret_file.clone();
+            }
+            let missing: Vec<&String> = saved
+                .secret_names
+                .iter()
+                .filter(|n| {
+                    !run_args.secret.iter().any(|s| s.split('=').next() == Some(n.as_str()))
+                        && run_args.secret_file.is_none()
+                })
+                .collect();
+            if !missing.is_empty() {
+                eprintln!(
+                    "gantry: note: secrets are not saved with a run; pass them again (-s NAME): {}",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let mut p = prepare(run_args, IndexMap::new())?;
+            if args.failed {
+                // Jobs whose every leg succeeded (or was skipped) are reused.
+                let mut by_job: HashMap<(String, String), Vec<&store::JobSummary>> = HashMap::new();
+                for j in &summary.jobs {
+                    by_job.entry((j.workflow.clone(), j.job_id.clone())).or_default().push(j);
+                }
+                let mut reuse = HashMap::new();
+                for (k, legs) in by_job {
+                    let ok = legs
+                        .iter()
+                        .all(|j| matches!(j.result, Status::Success) || j.continue_on_error);
+                    if ok {
+                        let mut outputs = IndexMap::new();
+                        for l in &legs {
+                            outputs.extend(l.outputs.clone());
+                        }
+                        reuse.insert(k, ReusedJob { result: Status::Success, outputs });
+                    }
+                }
+                p.cfg.reuse = reuse;
+            }
+            let _ = Arc::new(());
+            execute(p, args.json, args.quiet).await
+        }
+        .await,
+    )
 }

@@ -1,0 +1,320 @@
+//! The one stream of run events. The engine emits [`RunEvent`]s on an [`EventBus`];
+//! reporters (terminal, JSON lines, the run store) subscribe before the run starts and
+//! consume them on their own tasks or threads. Reporters never call back into the engine.
+//!
+//! Log output travels in batches: one [`RunEvent::Log`] carries every complete line read
+//! from one chunk of process output (already masked), so the hot path costs one event per
+//! read, not one per line.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use indexmap::IndexMap;
+use serde::{Serialize, Serializer};
+use tokio::sync::mpsc;
+
+/// Shared immutable text (job keys, log batches) that serializes as a plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(pub Arc<str>);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Arc::from(s))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Text::from(s))
+    }
+}
+
+/// Which stream a log batch came from. `Runner` is text written by Gantry itself (headers,
+/// errors, backend progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    Runner,
+}
+
+/// Result of a job, a step conclusion/outcome, or the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Cancelled => "cancelled",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "success" => Status::Success,
+            "failure" => Status::Failure,
+            "cancelled" => Status::Cancelled,
+            "skipped" => Status::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event of a run. Serialized with a `"type"` tag (`{"type":"job_started",...}`).
+/// Every string that can carry user output is masked before the event is emitted.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: String,
+        workflows: Vec<String>,
+        event: String,
+        repository: String,
+        sha: String,
+        #[serde(rename = "ref")]
+        git_ref: String,
+        /// RFC 3339.
+        time: String,
+    },
+    RunFinished {
+        run_id: String,
+        result: Status,
+        duration_ms: u64,
+    },
+    /// A job instance (matrix legs are separate instances) entered the plan.
+    JobQueued {
+        job: Text,
+        job_id: String,
+        name: String,
+        workflow: String,
+        needs: Vec<String>,
+    },
+    JobStarted {
+        job: Text,
+        name: String,
+        backend: String,
+    },
+    JobFinished {
+        job: Text,
+        name: String,
+        result: Status,
+        duration_ms: u64,
+        outputs: IndexMap<String, String>,
+        /// Reused from an earlier run (`gantry rerun --failed`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reused: bool,
+    },
+    StepStarted {
+        job: Text,
+        step: usize,
+        name: String,
+    },
+    StepFinished {
+        job: Text,
+        step: usize,
+        name: String,
+        outcome: Status,
+        conclusion: Status,
+        duration_ms: u64,
+    },
+    /// Complete lines (each ending in `\n`), masked. `step` is `None` for job-level text
+    /// (set up, services, tear down).
+    Log {
+        job: Text,
+        step: Option<usize>,
+        stream: Stream,
+        text: Text,
+    },
+    Annotation {
+        job: Text,
+        step: Option<usize>,
+        severity: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        col: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+    GroupStarted {
+        job: Text,
+        step: usize,
+        title: String,
+    },
+    GroupEnded {
+        job: Text,
+        step: usize,
+    },
+    /// A job with `environment:` waits for its delivery gate (approvals, branch policy).
+    ApprovalRequested {
+        job: Text,
+        environment: String,
+    },
+    StepSummary {
+        job: Text,
+        step: usize,
+        markdown: String,
+    },
+}
+
+impl RunEvent {
+    /// The job key of a job-scoped event.
+    pub fn job(&self) -> Option<&Text> {
+        match self {
+            RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => None,
+            RunEvent::JobQueued { job, .. }
+            | RunEvent::JobStarted { job, .. }
+            | RunEvent::JobFinished { job, .. }
+            | RunEvent::StepStarted { job, .. }
+            | RunEvent::StepFinished { job, .. }
+            | RunEvent::Log { job, .. }
+            | RunEvent::Annotation { job, .. }
+            | RunEvent::GroupStarted { job, .. }
+            | RunEvent::GroupEnded { job, .. }
+            | RunEvent::ApprovalRequested { job, .. }
+            | RunEvent::StepSummary { job, .. } => Some(job),
+        }
+    }
+}
+
+/// A receiver of run events.
+pub type Subscription = mpsc::UnboundedReceiver<Arc<RunEvent>>;
+
+/// Fan-out of run events to every subscriber. Cloning is cheap (shared list).
+#[derive(Clone, Default)]
+pub struct EventBus {
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<RunEvent>>>>>,
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Subscribes; events emitted from now on are delivered in emission order. The stream
+    /// ends when every clone of the bus is dropped (or [`EventBus::close`] is called).
+    pub fn subscribe(&self) -> Subscription {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.lock().expect("event bus").push(tx);
+        rx
+    }
+
+    /// Emits one event to every subscriber.
+    pub fn emit(&self, event: RunEvent) {
+        let event = Arc::new(event);
+        let subs = self.subscribers.lock().expect("event bus");
+        for s in subs.iter() {
+            let _ = s.send(event.clone());
+        }
+    }
+
+    /// Ends every subscription (receivers see the end of the stream once drained).
+    pub fn close(&self) {
+        self.subscribers.lock().expect("event bus").clear();
+    }
+}
+
+/// Milliseconds of a duration, saturating.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_with_type_tag() {
+        let ev = RunEvent::StepFinished {
+            job: "build".into(),
+            step: 2,
+            name: "Run make".into(),
+            outcome: Status::Failure,
+            conclusion: Status::Success,
+            duration_ms: 12,
+        };
+        let j = serde_json::to_value(&ev).unwrap();
+        assert_eq!(j["type"], "step_finished");
+        assert_eq!(j["outcome"], "failure");
+        assert_eq!(j["conclusion"], "success");
+        let back: RunEvent = serde_json::from_value(j).unwrap();
+        assert!(matches!(back, RunEvent::StepFinished { step: 2, .. }));
+    }
+
+    #[tokio::test]
+    async fn fan_out_in_order() {
+        let bus = EventBus::new();
+        let mut a = bus.subscribe();
+        let mut b = bus.subscribe();
+        for i in 0..3 {
+            bus.emit(RunEvent::GroupEnded {
+                job: "j".into(),
+                step: i,
+            });
+        }
+        bus.close();
+        let mut seen = vec![];
+        while let Some(e) = a.recv().await {
+            if let RunEvent::GroupEnded { step, .. } = &*e {
+                seen.push(*step);
+            }
+        }
+        assert_eq!(seen, vec![0, 1, 2]);
+        let mut n = 0;
+        while b.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+}

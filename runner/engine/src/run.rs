@@ -1,0 +1,304 @@
+//! A run: the configuration `gantry run` assembles, the state shared by every job of the
+//! run, and [`execute`], which runs the selected workflows' jobs and reports the result.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gantry_expr::{Object, Value};
+use gantry_workflow::{InputType, Workflow};
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, KillPolicy};
+use crate::context::{GitInfo, RunFacts};
+use crate::events::{EventBus, RunEvent, Status, millis};
+use crate::gate::{DeliveryGates, NoGates};
+use crate::workspace::Snapshot;
+
+/// Where jobs with a given `runs-on` label run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Platform {
+    /// On this machine, in a job workspace.
+    Host,
+    /// In a container of this image.
+    Image(String),
+}
+
+/// A job reused from an earlier run (`gantry rerun --failed`).
+#[derive(Debug, Clone)]
+pub struct ReusedJob {
+    pub result: Status,
+    pub outputs: IndexMap<String, String>,
+}
+
+/// A workflow selected for the run, with its path relative to the repository.
+#[derive(Debug, Clone)]
+pub struct WorkflowEntry {
+    pub workflow: Workflow,
+    /// Path relative to the repository root (for `github.workflow_ref`).
+    pub rel_path: String,
+}
+
+/// Everything a run needs; built by `gantry run` (or a test).
+pub struct RunConfig {
+    /// Repository root (`--workdir`, default the current directory).
+    pub root: PathBuf,
+    pub workflows: Vec<WorkflowEntry>,
+    pub event_name: String,
+    pub event: serde_json::Value,
+    /// `--actor` (default: git's user.name).
+    pub actor: Option<String>,
+    pub secrets: IndexMap<String, String>,
+    pub vars: IndexMap<String, String>,
+    /// `--env` / `--env-file`: added to the `env` context below workflow `env`.
+    pub env: IndexMap<String, String>,
+    /// `--input K=V` (over the event payload's `inputs`).
+    pub inputs: IndexMap<String, String>,
+    /// `-P label=image|host`.
+    pub platforms: IndexMap<String, Platform>,
+    /// `--host`: every label on the host.
+    pub all_host: bool,
+    /// `--jobs N`.
+    pub max_jobs: usize,
+    /// `-j JOB` (with its needs).
+    pub only_jobs: Vec<String>,
+    /// `--matrix K:V`.
+    pub matrix_filters: Vec<(String, String)>,
+    /// `--bind`: run in the user's working tree instead of a copy.
+    pub bind: bool,
+    pub kill: KillPolicy,
+    pub gates: Arc<dyn DeliveryGates>,
+    /// Run id and number (allocated by the run store).
+    pub run_id: String,
+    pub run_number: u64,
+    /// Jobs (by `workflow path` + `job id`) to reuse instead of running.
+    pub reuse: HashMap<(String, String), ReusedJob>,
+    /// Keep job workspaces after the run (default: removed when the job ends).
+    pub keep_work: bool,
+}
+
+impl RunConfig {
+    /// A configuration with defaults for everything but the repository and workflows.
+    pub fn new(root: PathBuf, workflows: Vec<WorkflowEntry>) -> Self {
+        RunConfig {
+            root,
+            workflows,
+            event_name: "push".into(),
+            event: serde_json::json!({}),
+            actor: None,
+            secrets: IndexMap::new(),
+            vars: IndexMap::new(),
+            env: IndexMap::new(),
+            inputs: IndexMap::new(),
+            platforms: IndexMap::new(),
+            all_host: false,
+            max_jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            only_jobs: vec![],
+            matrix_filters: vec![],
+            bind: false,
+            kill: KillPolicy::default(),
+            gates: Arc::new(NoGates),
+            run_id: "0".into(),
+            run_number: 0,
+            reuse: HashMap::new(),
+            keep_work: false,
+        }
+    }
+}
+
+/// State shared by every job of a run.
+pub struct RunShared {
+    pub cfg: RunConfig,
+    pub facts: RunFacts,
+    pub bus: EventBus,
+    pub process_env: IndexMap<String, String>,
+    pub work_root: PathBuf,
+    pub snapshot: Snapshot,
+    pub host: Arc<dyn Backend>,
+    pub docker: tokio::sync::OnceCell<Result<Arc<crate::backend::docker::DockerBackend>, String>>,
+    /// Fired by Ctrl-C (or [`RunHandle::cancel`]).
+    pub cancel: CancellationToken,
+    /// `inputs` context per workflow index.
+    pub inputs: Vec<Value>,
+    /// Every secret value (for masking outputs that cross jobs).
+    pub secret_masker: crate::masking::Masker,
+    pub event_json: String,
+}
+
+impl RunShared {
+    pub async fn docker(&self) -> Result<Arc<crate::backend::docker::DockerBackend>, String> {
+        self.docker
+            .get_or_init(|| async {
+                crate::backend::docker::DockerBackend::connect()
+                    .await
+                    .map(|d| Arc::new(d.with_host_backend(self.host.clone())))
+                    .map_err(|e| format!("cannot connect to Docker: {e}"))
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub result: Status,
+    /// Per job instance: key, job id, workflow path, display name, result, outputs, duration.
+    pub jobs: Vec<JobRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub key: String,
+    pub job_id: String,
+    pub workflow: String,
+    pub name: String,
+    pub result: Status,
+    pub continue_on_error: bool,
+    pub outputs: IndexMap<String, String>,
+    pub duration_ms: u64,
+}
+
+/// Resolves the `inputs` context of a workflow: declared `workflow_dispatch` /
+/// `workflow_call` inputs with defaults and types, then the event payload's `inputs`, then
+/// `--input`.
+pub fn resolve_inputs(
+    wf: &Workflow,
+    event_name: &str,
+    event: &serde_json::Value,
+    cli: &IndexMap<String, String>,
+) -> Value {
+    let mut o = Object::new();
+    let decl = wf
+        .on
+        .events
+        .get(event_name)
+        .or_else(|| wf.on.events.get("workflow_dispatch"))
+        .or_else(|| wf.on.events.get("workflow_call"));
+    let given = |k: &str| -> Option<serde_json::Value> {
+        if let Some(v) = cli.get(k) {
+            return Some(serde_json::Value::String(v.clone()));
+        }
+        event.get("inputs").and_then(|i| i.get(k)).cloned()
+    };
+    if let Some(t) = decl {
+        for (name, def) in &t.inputs {
+            let raw = given(name).or_else(|| def.default.as_ref().map(|d| d.value.to_json()));
+            let v = match (raw, def.input_type) {
+                (None, InputType::Boolean) => Value::Bool(false),
+                (None, InputType::Number) => Value::Null,
+                (None, _) => Value::string(""),
+                (Some(serde_json::Value::String(s)), InputType::Boolean) => {
+                    Value::Bool(s.trim().eq_ignore_ascii_case("true"))
+                }
+                (Some(serde_json::Value::String(s)), InputType::Number) => {
+                    Value::Number(gantry_expr::parse_number(&s))
+                }
+                (Some(j), _) => Value::from_json(&j),
+            };
+            o.insert(name.clone(), v);
+        }
+    }
+    if let Some(serde_json::Value::Object(m)) = event.get("inputs") {
+        for (k, v) in m {
+            if o.get(k).is_none() {
+                o.insert(k.clone(), Value::from_json(v));
+            }
+        }
+    }
+    for (k, v) in cli {
+        if o.get(k).is_none() {
+            o.insert(k.clone(), Value::string(v));
+        }
+    }
+    Value::object(o)
+}
+
+/// Runs the configured workflows to the end. Events go to `bus` (subscribe before calling).
+/// `cancel` cancels the run like Ctrl-C does.
+pub async fn execute(
+    cfg: RunConfig,
+    bus: EventBus,
+    cancel: CancellationToken,
+) -> anyhow_like::Result<RunOutcome> {
+    let started = Instant::now();
+    let git = GitInfo::discover(&cfg.root);
+    let actor = cfg.actor.clone().unwrap_or_else(|| git.actor.clone());
+    let facts = RunFacts {
+        run_id: cfg.run_id.clone(),
+        run_number: cfg.run_number,
+        event_name: cfg.event_name.clone(),
+        event: cfg.event.clone(),
+        git,
+        actor,
+    };
+    let snapshot = Snapshot::scan(&cfg.root, cfg.bind)
+        .map_err(|e| format!("cannot read the repository at {}: {e}", cfg.root.display()))?;
+    let work_root = snapshot.root.join(".gantry").join("work").join(&cfg.run_id);
+    let process_env: IndexMap<String, String> = std::env::vars().collect();
+    let inputs = cfg
+        .workflows
+        .iter()
+        .map(|w| resolve_inputs(&w.workflow, &cfg.event_name, &cfg.event, &cfg.inputs))
+        .collect();
+    let mut secret_masker = crate::masking::Masker::new();
+    for v in cfg.secrets.values() {
+        secret_masker.add(v);
+    }
+    let event_json = serde_json::to_string_pretty(&cfg.event).unwrap_or_else(|_| "{}".into());
+    let (git_ref, sha, repository) = {
+        let (r, _, _) = facts.refs();
+        (r, facts.git.sha.clone(), facts.git.repository.clone())
+    };
+    bus.emit(RunEvent::RunStarted {
+        run_id: cfg.run_id.clone(),
+        workflows: cfg.workflows.iter().map(|w| w.rel_path.clone()).collect(),
+        event: cfg.event_name.clone(),
+        repository,
+        sha,
+        git_ref,
+        time: chrono::Utc::now().to_rfc3339(),
+    });
+    let shared = Arc::new(RunShared {
+        facts,
+        bus: bus.clone(),
+        process_env,
+        work_root,
+        snapshot,
+        host: crate::backend::host::default_backend(),
+        docker: tokio::sync::OnceCell::new(),
+        cancel,
+        inputs,
+        secret_masker,
+        event_json,
+        cfg,
+    });
+    let jobs = crate::scheduler::run_all(shared.clone()).await;
+    let cancelled = shared.cancel.is_cancelled();
+    let result = if jobs
+        .iter()
+        .any(|j| j.result == Status::Failure && !j.continue_on_error)
+    {
+        Status::Failure
+    } else if cancelled || jobs.iter().any(|j| j.result == Status::Cancelled) {
+        Status::Cancelled
+    } else {
+        Status::Success
+    };
+    if !shared.cfg.keep_work && !shared.cfg.bind {
+        let _ = std::fs::remove_dir_all(&shared.work_root);
+    }
+    bus.emit(RunEvent::RunFinished {
+        run_id: shared.cfg.run_id.clone(),
+        result,
+        duration_ms: millis(started.elapsed()),
+    });
+    Ok(RunOutcome { result, jobs })
+}
+
+/// Minimal error plumbing without pulling anyhow into the engine.
+pub mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, String>;
+}

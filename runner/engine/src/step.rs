@@ -1,0 +1,783 @@
+//! Running the steps of a job: `if` (§3.10, step-level status functions), env layering
+//! (§5.2), shells and scripts (§5.1), fresh file-command files per step (§5.3), workflow
+//! commands and masking on the output (§5.4, §5.5), outcome versus conclusion with
+//! `continue-on-error`, step timeouts and job cancellation (§5.6).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gantry_expr::{Object, Value};
+use gantry_workflow::{Job, Step, Workflow};
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
+use crate::commands::{Command, CommandProcessor, LineAction};
+use crate::context;
+use crate::envfile::{self, FileCommandFiles, StepSummary};
+use crate::evalctx::{Ctx, StatusMode};
+use crate::events::{EventBus, RunEvent, Status, Stream, Text, millis};
+use crate::job::{at, eval_bool, eval_number, eval_string_map, job_value, join_view, runner_log};
+use crate::masking::Masker;
+use crate::run::RunShared;
+use crate::shell::{self, Shell};
+
+/// PATH inside containers when the job prepends entries (the image's own PATH is not known
+/// to the engine).
+const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Mutable job state carried from step to step.
+pub struct JobState {
+    /// `env` context below the step's own env: workflow, job, then `GITHUB_ENV` writes.
+    pub env_ctx: IndexMap<String, String>,
+    /// `GITHUB_PATH` entries, oldest first.
+    pub path_prepend: Vec<String>,
+    /// `steps` context.
+    pub steps: Object,
+    /// `job.status`.
+    pub status: Status,
+    pub masker: Masker,
+    pub github_json: serde_json::Value,
+}
+
+/// Per-job constants for running steps.
+pub struct StepRunner<'a> {
+    pub shared: Arc<RunShared>,
+    pub key: Text,
+    pub env: &'a dyn JobEnv,
+    pub job: &'a Job,
+    pub workflow: &'a Workflow,
+    /// Process environment (host jobs) or empty (container jobs).
+    pub base_env: IndexMap<String, String>,
+    /// `GITHUB_*` / `RUNNER_*` / `CI` / `HOME` (containers).
+    pub default_env: IndexMap<String, String>,
+    pub is_container: bool,
+    pub temp_host: std::path::PathBuf,
+    pub workspace_view: String,
+    pub cancel: CancellationToken,
+    pub kill: KillPolicy,
+    pub bash_cache: std::sync::OnceLock<bool>,
+}
+
+/// What a step's output produced besides log lines.
+#[derive(Default)]
+struct OutputEffects {
+    outputs: IndexMap<String, String>,
+    set_env: Vec<(String, String)>,
+    add_path: Vec<String>,
+    failed: bool,
+}
+
+/// Turns raw output chunks into masked log batches, carrying out workflow commands.
+struct OutputPipe {
+    bus: EventBus,
+    key: Text,
+    step: usize,
+    masker: Masker,
+    processor: CommandProcessor,
+    bufs: [Vec<u8>; 2],
+    batch: String,
+    batch_stream: Stream,
+    effects: OutputEffects,
+}
+
+impl OutputPipe {
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let text = std::mem::take(&mut self.batch);
+            self.bus.emit(RunEvent::Log {
+                job: self.key.clone(),
+                step: Some(self.step),
+                stream: self.batch_stream,
+                text: Text::from(text),
+            });
+        }
+    }
+
+    fn push_text(&mut self, stream: Stream, line: &str) {
+        if stream != self.batch_stream {
+            self.flush();
+            self.batch_stream = stream;
+        }
+        let masked = self.masker.mask(line);
+        self.batch.push_str(&masked);
+        self.batch.push('\n');
+    }
+
+    fn line(&mut self, stream: Stream, raw: &[u8]) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = String::from_utf8_lossy(raw);
+        match self.processor.process_line(&line) {
+            LineAction::Print => self.push_text(stream, &line),
+            LineAction::Run { command, echo } => {
+                if let Some(e) = echo {
+                    self.push_text(stream, &e);
+                }
+                self.command(command);
+            }
+            LineAction::Failed { error, echo } => {
+                if let Some(e) = echo {
+                    self.push_text(stream, &e);
+                }
+                let msg = format!(
+                    "Error: Unable to process command '{}' successfully.\nError: {error}",
+                    line.trim()
+                );
+                for l in msg.lines() {
+                    self.push_text(Stream::Runner, l);
+                }
+                self.effects.failed = true;
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::AddMask(v) => {
+                self.masker.add(&v);
+            }
+            Command::Debug(_) => {}
+            Command::Annotation(sev, a) => {
+                self.flush();
+                let severity = format!("{sev:?}").to_ascii_lowercase();
+                self.bus.emit(RunEvent::Annotation {
+                    job: self.key.clone(),
+                    step: Some(self.step),
+                    severity,
+                    message: self.masker.mask(&a.message).into_owned(),
+                    file: a.file.clone(),
+                    line: a.line,
+                    col: a.col,
+                    title: a.title.as_ref().map(|t| self.masker.mask(t).into_owned()),
+                });
+            }
+            Command::Group(title) => {
+                self.flush();
+                self.bus.emit(RunEvent::GroupStarted {
+                    job: self.key.clone(),
+                    step: self.step,
+                    title: self.masker.mask(&title).into_owned(),
+                });
+            }
+            Command::EndGroup => {
+                self.flush();
+                self.bus.emit(RunEvent::GroupEnded {
+                    job: self.key.clone(),
+                    step: self.step,
+                });
+            }
+            Command::StopCommands(token) => {
+                if token.len() > 6 {
+                    self.masker.add(&token);
+                }
+            }
+            Command::SetOutput { name, value } => {
+                self.effects.outputs.insert(name, value);
+            }
+            Command::SetEnv { name, value } => self.effects.set_env.push((name, value)),
+            Command::AddPath(p) => self.effects.add_path.push(p),
+            _ => {}
+        }
+    }
+
+    fn chunk(&mut self, stream: Stream, data: &[u8]) {
+        let idx = if stream == Stream::Stderr { 1 } else { 0 };
+        let mut buf = std::mem::take(&mut self.bufs[idx]);
+        let mut start = 0;
+        if buf.is_empty() {
+            // Fast path: process complete lines straight from the chunk.
+            for nl in memchr::memchr_iter(b'\n', data) {
+                self.line(stream, &data[start..nl]);
+                start = nl + 1;
+            }
+            buf.extend_from_slice(&data[start..]);
+        } else {
+            buf.extend_from_slice(data);
+            let mut consumed = 0;
+            let owned = std::mem::take(&mut buf);
+            for nl in memchr::memchr_iter(b'\n', &owned) {
+                self.line(stream, &owned[consumed..nl]);
+                consumed = nl + 1;
+            }
+            buf = owned[consumed..].to_vec();
+        }
+        // A very long unterminated line is logged as is.
+        if buf.len() > 1 << 20 {
+            let b = std::mem::take(&mut buf);
+            self.line(stream, &b);
+        }
+        self.bufs[idx] = buf;
+        self.flush();
+    }
+
+    fn finish(&mut self) {
+        for (idx, stream) in [(0, Stream::Stdout), (1, Stream::Stderr)] {
+            let b = std::mem::take(&mut self.bufs[idx]);
+            if !b.is_empty() {
+                self.line(stream, &b);
+            }
+        }
+        self.flush();
+    }
+}
+
+fn allow_unsecure(env: &IndexMap<String, String>) -> bool {
+    crate::commands::is_true(
+        env.get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
+            .map(|s| s.as_str()),
+    )
+}
+
+impl StepRunner<'_> {
+    fn log(&self, step: usize, masker: &Masker, text: &str) {
+        runner_log(
+            &self.shared,
+            &self.key,
+            Some(step),
+            masker.mask(text).into_owned(),
+        );
+    }
+
+    fn bash_available(&self, path: &str) -> bool {
+        if self.is_container {
+            // The default images carry bash; busybox does not (checked by the shell program
+            // lookup inside the container failing).
+            return *self.bash_cache.get_or_init(|| true);
+        }
+        shell::which("bash", path).is_some()
+    }
+
+    /// Runs step `i`, updating `ctx` (`steps`, `env`, `job`) and `state`.
+    pub async fn run_step(&self, i: usize, step: &Step, ctx: &mut Ctx, state: &mut JobState) {
+        let started = Instant::now();
+        let bus = &self.shared.bus;
+        ctx.set("steps", Value::object(state.steps.clone()));
+        ctx.set("job", job_value(state.status, self.env, self.is_container));
+        ctx.status = StatusMode::Step(state.status);
+
+        // Step env (evaluated before `if` so that `if` sees it; errors surface only if the
+        // step runs).
+        ctx.set("env", context::string_map_value(state.env_ctx.iter()));
+        let step_env = eval_string_map(&step.env, ctx);
+        let mut env_view = state.env_ctx.clone();
+        if let Ok(se) = &step_env {
+            env_view.extend(se.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        ctx.set("env", context::string_map_value(env_view.iter()));
+
+        let name = self.display_name(step, ctx, &state.masker);
+        let id = step.id.as_ref().map(|s| s.value.clone());
+
+        let cond = step.if_cond.as_ref().map(|c| c.value.as_str());
+        let run_it = match ctx.eval_if(cond) {
+            Ok(b) => b,
+            Err(e) => {
+                bus.emit(RunEvent::StepStarted {
+                    job: self.key.clone(),
+                    step: i,
+                    name: name.clone(),
+                });
+                let msg = match &step.if_cond {
+                    Some(c) => at(c, &format!("The step's if condition failed: {e}")),
+                    None => e.to_string(),
+                };
+                self.log(i, &state.masker, &format!("Error: {msg}"));
+                self.finish(
+                    i,
+                    &name,
+                    id,
+                    Status::Failure,
+                    false,
+                    IndexMap::new(),
+                    started,
+                    state,
+                );
+                return;
+            }
+        };
+        if !run_it {
+            bus.emit(RunEvent::StepStarted {
+                job: self.key.clone(),
+                step: i,
+                name: name.clone(),
+            });
+            self.record(
+                id.as_deref(),
+                Status::Skipped,
+                Status::Skipped,
+                IndexMap::new(),
+                state,
+            );
+            bus.emit(RunEvent::StepFinished {
+                job: self.key.clone(),
+                step: i,
+                name,
+                outcome: Status::Skipped,
+                conclusion: Status::Skipped,
+                duration_ms: 0,
+            });
+            return;
+        }
+        bus.emit(RunEvent::StepStarted {
+            job: self.key.clone(),
+            step: i,
+            name: name.clone(),
+        });
+        let coe = match eval_bool(&step.continue_on_error, ctx) {
+            Ok(b) => b,
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: continue-on-error: {e}"));
+                false
+            }
+        };
+        let step_env = match step_env {
+            Ok(e) => e,
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: env: {e}"));
+                self.finish(
+                    i,
+                    &name,
+                    id,
+                    Status::Failure,
+                    coe,
+                    IndexMap::new(),
+                    started,
+                    state,
+                );
+                return;
+            }
+        };
+
+        let (outcome, outputs) = if let Some(run) = &step.run {
+            self.run_script(i, step, run, &step_env, ctx, state).await
+        } else if let Some(uses) = &step.uses {
+            self.run_uses(i, uses, state)
+        } else {
+            self.log(i, &state.masker, "Error: a step needs `run` or `uses`");
+            (Status::Failure, IndexMap::new())
+        };
+        self.finish(i, &name, id, outcome, coe, outputs, started, state);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        i: usize,
+        name: &str,
+        id: Option<String>,
+        outcome: Status,
+        coe: bool,
+        outputs: IndexMap<String, String>,
+        started: Instant,
+        state: &mut JobState,
+    ) {
+        let conclusion = if outcome == Status::Failure && coe {
+            Status::Success
+        } else {
+            outcome
+        };
+        if conclusion == Status::Failure && state.status == Status::Success {
+            state.status = Status::Failure;
+        }
+        if outcome == Status::Cancelled && state.status != Status::Failure {
+            state.status = Status::Cancelled;
+        }
+        self.record(id.as_deref(), outcome, conclusion, outputs, state);
+        self.shared.bus.emit(RunEvent::StepFinished {
+            job: self.key.clone(),
+            step: i,
+            name: name.to_string(),
+            outcome,
+            conclusion,
+            duration_ms: millis(started.elapsed()),
+        });
+    }
+
+    fn record(
+        &self,
+        id: Option<&str>,
+        outcome: Status,
+        conclusion: Status,
+        outputs: IndexMap<String, String>,
+        state: &mut JobState,
+    ) {
+        let Some(id) = id else { return };
+        let mut o = Object::new();
+        let mut out = Object::new();
+        for (k, v) in outputs {
+            out.insert(k, Value::string(v));
+        }
+        o.insert("outputs", Value::object(out));
+        o.insert("outcome", Value::string(outcome.as_str()));
+        o.insert("conclusion", Value::string(conclusion.as_str()));
+        state.steps.insert(id.to_string(), Value::object(o));
+    }
+
+    fn display_name(&self, step: &Step, ctx: &Ctx, masker: &Masker) -> String {
+        let raw = if let Some(n) = &step.name {
+            ctx.eval_string(&n.value)
+                .unwrap_or_else(|_| n.value.clone())
+        } else if let Some(r) = &step.run {
+            shell::run_display_name(&r.value)
+        } else if let Some(u) = &step.uses {
+            format!("Run {}", u.value)
+        } else {
+            "Run".to_string()
+        };
+        masker.mask(&raw).into_owned()
+    }
+
+    /// The `uses:` seam. Actions proper are another module's job; here `actions/checkout`
+    /// is built in (the workspace already holds the repository) and everything else fails
+    /// with a clear message.
+    fn run_uses(
+        &self,
+        i: usize,
+        uses: &gantry_workflow::Spanned<String>,
+        state: &mut JobState,
+    ) -> (Status, IndexMap<String, String>) {
+        let u = uses.value.trim();
+        let lower = u.to_ascii_lowercase();
+        if lower.starts_with("actions/checkout@") {
+            self.log(i, &state.masker, "The workspace already holds a copy of the repository (actions/checkout is built in).");
+            return (Status::Success, IndexMap::new());
+        }
+        self.log(
+            i,
+            &state.masker,
+            &format!(
+                "Error: {}: action '{u}' is not supported yet",
+                at(uses, "uses")
+            ),
+        );
+        (Status::Failure, IndexMap::new())
+    }
+
+    async fn run_script(
+        &self,
+        i: usize,
+        step: &Step,
+        run: &gantry_workflow::Spanned<String>,
+        step_env: &IndexMap<String, String>,
+        ctx: &mut Ctx,
+        state: &mut JobState,
+    ) -> (Status, IndexMap<String, String>) {
+        let fail = |this: &Self, state: &JobState, msg: String| {
+            this.log(i, &state.masker, &format!("Error: {msg}"));
+            (Status::Failure, IndexMap::new())
+        };
+        // Fresh file-command files.
+        let files = match FileCommandFiles::create(&self.temp_host) {
+            Ok(f) => f,
+            Err(e) => {
+                return fail(
+                    self,
+                    state,
+                    format!("cannot create the file-command files: {e}"),
+                );
+            }
+        };
+        let file_vars = files.env_vars(|p| self.env.to_job_path(p));
+
+        // github context with per-step fields.
+        let action_name = step
+            .id
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| format!("__run_{i}"));
+        {
+            let mut g = state.github_json.clone();
+            if let Some(o) = g.as_object_mut() {
+                o.insert("action".into(), action_name.clone().into());
+                for (var, p) in &file_vars {
+                    let k = match *var {
+                        "GITHUB_OUTPUT" => "output",
+                        "GITHUB_ENV" => "env",
+                        "GITHUB_PATH" => "path",
+                        "GITHUB_STATE" => "state",
+                        _ => "step_summary",
+                    };
+                    o.insert(k.into(), p.clone().into());
+                }
+            }
+            ctx.set("github", Value::from_json(&g));
+        }
+
+        let script = match ctx.eval_string(&run.value) {
+            Ok(s) => s,
+            Err(e) => return fail(self, state, at(run, &e.to_string())),
+        };
+
+        // Process environment (§5.2).
+        let mut penv = self.base_env.clone();
+        for (k, v) in &state.env_ctx {
+            penv.insert(k.clone(), v.clone());
+        }
+        for (k, v) in step_env {
+            penv.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.default_env {
+            if k == "CI" && penv.contains_key("CI") {
+                continue;
+            }
+            penv.insert(k.clone(), v.clone());
+        }
+        penv.insert("GITHUB_ACTION".into(), action_name);
+        for (var, p) in &file_vars {
+            penv.insert(var.to_string(), p.clone());
+        }
+        let orig_path = penv.get("PATH").cloned().unwrap_or_else(|| {
+            if self.is_container {
+                CONTAINER_PATH.into()
+            } else {
+                String::new()
+            }
+        });
+        let path = envfile::build_path(&state.path_prepend, &orig_path);
+        if !state.path_prepend.is_empty() || !self.is_container {
+            penv.insert("PATH".into(), path.clone());
+        }
+
+        // Shell.
+        let shell_name = step
+            .shell
+            .as_ref()
+            .map(|s| s.value.clone())
+            .or_else(|| self.job.defaults.shell.as_ref().map(|s| s.value.clone()))
+            .or_else(|| {
+                self.workflow
+                    .defaults
+                    .shell
+                    .as_ref()
+                    .map(|s| s.value.clone())
+            });
+        let shell_name = match shell_name {
+            Some(s) => match ctx.eval_string(&s) {
+                Ok(s) => Some(s),
+                Err(e) => return fail(self, state, format!("shell: {e}")),
+            },
+            None => None,
+        };
+        let sh = match Shell::resolve(
+            shell_name.as_deref(),
+            shell_name.is_some() || self.bash_available(&path),
+        ) {
+            Ok(s) => s,
+            Err(e) => return fail(self, state, e.to_string()),
+        };
+        let program = if self.is_container {
+            sh.program.clone()
+        } else {
+            match shell::which(&sh.program, &path) {
+                Some(p) => p.display().to_string(),
+                None => {
+                    return fail(
+                        self,
+                        state,
+                        format!("{}: command not found (shell '{}')", sh.program, sh.program),
+                    );
+                }
+            }
+        };
+        let script_path = match sh.write_script(&self.temp_host, &script) {
+            Ok(p) => p,
+            Err(e) => return fail(self, state, format!("cannot write the script: {e}")),
+        };
+        let argv = sh.argv(&program, &self.env.to_job_path(&script_path));
+
+        // Working directory.
+        let wd = step
+            .working_directory
+            .as_ref()
+            .or(self.job.defaults.working_directory.as_ref())
+            .or(self.workflow.defaults.working_directory.as_ref());
+        let wd = match wd {
+            Some(w) => match ctx.eval_string(&w.value) {
+                Ok(s) => s,
+                Err(e) => return fail(self, state, at(w, &e.to_string())),
+            },
+            None => String::new(),
+        };
+        let workdir = join_view(&self.workspace_view, &wd);
+        if !self.is_container && !std::path::Path::new(&workdir).is_dir() {
+            let _ = std::fs::remove_file(&script_path);
+            files.remove();
+            return fail(
+                self,
+                state,
+                format!("working-directory '{workdir}' does not exist"),
+            );
+        }
+
+        // Execute with streaming output.
+        let timeout = match eval_number(&step.timeout_minutes, ctx) {
+            Ok(t) => t.filter(|m| m.is_finite() && *m > 0.0),
+            Err(e) => return fail(self, state, format!("timeout-minutes: {e}")),
+        };
+        let mut pipe = OutputPipe {
+            bus: self.shared.bus.clone(),
+            key: self.key.clone(),
+            step: i,
+            masker: state.masker.clone(),
+            processor: CommandProcessor::new(allow_unsecure(&penv), false),
+            bufs: [Vec::new(), Vec::new()],
+            batch: String::new(),
+            batch_stream: Stream::Stdout,
+            effects: OutputEffects::default(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Output>(64);
+        let step_cancel = CancellationToken::new();
+        let spec = ExecSpec {
+            argv,
+            env: penv,
+            workdir,
+        };
+        let exec = self.env.exec(spec, tx, step_cancel.clone(), self.kill);
+        let mut timed_out = false;
+        let control = async {
+            tokio::pin!(exec);
+            let sleep = tokio::time::sleep(
+                timeout
+                    .map(|m| Duration::from_secs_f64(m * 60.0))
+                    .unwrap_or(Duration::from_secs(u32::MAX as u64)),
+            );
+            tokio::pin!(sleep);
+            let mut job_cancel_seen = false;
+            loop {
+                tokio::select! {
+                    r = &mut exec => break r,
+                    _ = self.cancel.cancelled(), if !job_cancel_seen => {
+                        job_cancel_seen = true;
+                        // Re-evaluate the running step's `if` with job.status = cancelled.
+                        let mut c2 = ctx.clone();
+                        c2.status = StatusMode::Step(Status::Cancelled);
+                        c2.set("job", job_value(Status::Cancelled, self.env, self.is_container));
+                        let keep = c2
+                            .eval_if(step.if_cond.as_ref().map(|c| c.value.as_str()))
+                            .unwrap_or(false);
+                        if !keep {
+                            step_cancel.cancel();
+                        }
+                    }
+                    _ = &mut sleep, if !timed_out => {
+                        timed_out = true;
+                        step_cancel.cancel();
+                    }
+                }
+            }
+        };
+        let consume = async {
+            while let Some(o) = rx.recv().await {
+                match o {
+                    Output::Stdout(b) => pipe.chunk(Stream::Stdout, &b),
+                    Output::Stderr(b) => pipe.chunk(Stream::Stderr, &b),
+                }
+            }
+            pipe.finish();
+        };
+        let (res, ()) = tokio::join!(control, consume);
+        let _ = std::fs::remove_file(&script_path);
+
+        let OutputPipe {
+            masker, effects, ..
+        } = pipe;
+        state.masker = masker;
+        let mut outcome = match res {
+            Ok(ExitStatus::Code(0)) => Status::Success,
+            Ok(ExitStatus::Code(n)) => {
+                self.log(
+                    i,
+                    &state.masker,
+                    &format!("Error: Process completed with exit code {n}."),
+                );
+                Status::Failure
+            }
+            Ok(ExitStatus::Cancelled) => {
+                if timed_out {
+                    self.log(
+                        i,
+                        &state.masker,
+                        &format!(
+                            "Error: The action '{}' has timed out after {} minutes.",
+                            step.name
+                                .as_ref()
+                                .map(|n| n.value.as_str())
+                                .unwrap_or("run"),
+                            gantry_expr::format_number(timeout.unwrap_or(0.0))
+                        ),
+                    );
+                    Status::Failure
+                } else {
+                    self.log(i, &state.masker, "Error: The operation was canceled.");
+                    Status::Cancelled
+                }
+            }
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: {e}"));
+                Status::Failure
+            }
+        };
+        if effects.failed && outcome == Status::Success {
+            outcome = Status::Failure;
+        }
+
+        // File commands, processed even after a failure.
+        let mut outputs = effects.outputs;
+        for (k, v) in effects.set_env {
+            state.env_ctx.insert(k, v);
+        }
+        envfile::add_path_entries(&mut state.path_prepend, effects.add_path);
+        match envfile::read_key_value_file(&files.output) {
+            Ok(pairs) => outputs.extend(pairs),
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: GITHUB_OUTPUT: {e}"));
+                outcome = Status::Failure;
+            }
+        }
+        match envfile::read_key_value_file(&files.env) {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    if envfile::is_blocked_env_key(&k) {
+                        self.shared.bus.emit(RunEvent::Annotation {
+                            job: self.key.clone(),
+                            step: Some(i),
+                            severity: "error".into(),
+                            message: format!(
+                                "Can't store {k} output parameter using '$GITHUB_ENV' command."
+                            ),
+                            file: None,
+                            line: None,
+                            col: None,
+                            title: None,
+                        });
+                        continue;
+                    }
+                    state.env_ctx.insert(k, v);
+                }
+            }
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: GITHUB_ENV: {e}"));
+                outcome = Status::Failure;
+            }
+        }
+        match envfile::read_path_file(&files.path) {
+            Ok(entries) => envfile::add_path_entries(&mut state.path_prepend, entries),
+            Err(e) => self.log(i, &state.masker, &format!("Error: GITHUB_PATH: {e}")),
+        }
+        let m = state.masker.clone();
+        match envfile::read_step_summary(&files.summary, |l| m.mask(l)) {
+            Ok(StepSummary::Markdown(md)) => self.shared.bus.emit(RunEvent::StepSummary {
+                job: self.key.clone(),
+                step: i,
+                markdown: md,
+            }),
+            Ok(StepSummary::TooLarge { message }) => {
+                self.log(i, &state.masker, &format!("Error: {message}"))
+            }
+            _ => {}
+        }
+        files.remove();
+        (outcome, outputs)
+    }
+}
