@@ -237,6 +237,33 @@ async fn exec_streams_output_and_reports_exit_codes() {
         "first chunk only after {at:?}: not streamed"
     );
 
+    // Large output arrives complete and in order, on both streams.
+    let r = run(
+        env.as_ref(),
+        "i=0; while [ $i -lt 20000 ]; do echo line-$i; echo err-$i >&2; i=$((i+1)); done",
+    )
+    .await;
+    assert_eq!(r.status, ExitStatus::Code(0));
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 20000);
+    assert_eq!((lines[0], lines[19999]), ("line-0", "line-19999"));
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| *l == format!("line-{i}"))
+    );
+    assert_eq!(r.stderr.lines().count(), 20000);
+
+    // A workdir that does not exist is a failed step, not a hang.
+    let r = run_with(env.as_ref(), &["pwd"], &[], "/no/such/dir").await;
+    assert_ne!(r.status, ExitStatus::Code(0), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("/no/such/dir"),
+        "the daemon's reason is shown: {}",
+        r.stdout
+    );
+
     env.stop().await.unwrap();
     assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
 }
