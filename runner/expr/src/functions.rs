@@ -1,7 +1,7 @@
 //! Built-in functions (spec §3.8–§3.9).
 
 use crate::eval::{Ev, eval};
-use crate::json::parse_json;
+use crate::json::parse_json_max_depth;
 use crate::parser::{Func, Node};
 use crate::value::{Value, contains_ignore_case, ends_with_ignore_case, starts_with_ignore_case};
 use crate::{ErrorKind, ExprError, StatusFunction};
@@ -80,7 +80,7 @@ pub(crate) fn call(f: Func, args: &[Node], ev: &mut Ev) -> Result<Value, ExprErr
             if s.trim().is_empty() {
                 return Err(eval_err("Error parsing fromJson: empty input"));
             }
-            parse_json(&s)
+            parse_json_max_depth(&s, 64)
                 .map_err(|e| eval_err(format!("Error parsing JSON when evaluating fromJson: {e}")))
         }
         Func::HashFiles => {

@@ -8,10 +8,16 @@ use std::sync::Arc;
 /// Parses strict JSON text (RFC 8259) into a value, keeping object key order. Every number
 /// becomes a double; numbers too large for a double become infinite (as .NET parses them).
 pub fn parse_json(text: &str) -> Result<Value, String> {
+    parse_json_max_depth(text, 512)
+}
+
+/// [`parse_json`] with a nesting limit (`fromJSON` uses Newtonsoft's default of 64).
+pub(crate) fn parse_json_max_depth(text: &str, max_depth: usize) -> Result<Value, String> {
     let mut p = JsonParser {
         b: text.as_bytes(),
         i: 0,
         depth: 0,
+        max_depth,
     };
     p.ws();
     let v = p.value()?;
@@ -29,6 +35,7 @@ struct JsonParser<'a> {
     b: &'a [u8],
     i: usize,
     depth: usize,
+    max_depth: usize,
 }
 
 impl JsonParser<'_> {
@@ -73,7 +80,7 @@ impl JsonParser<'_> {
 
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
-        if self.depth > 512 {
+        if self.depth > self.max_depth {
             return Err("JSON nested too deeply".into());
         }
         self.i += 1;

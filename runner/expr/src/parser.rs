@@ -248,6 +248,7 @@ pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>,
         toks: &tokens,
         i: 0,
         src,
+        nest: 0,
     };
     let node = p.parse_or()?;
     if p.i != tokens.len() {
@@ -268,10 +269,16 @@ pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>,
     Ok(Some(node))
 }
 
+/// Recursion guard for the recursive-descent parser. Parentheses make no tree node, so
+/// C# accepts deeper paren nesting than `MAX_DEPTH`; beyond this many nested groups, calls,
+/// indexes or `!` we report the depth error instead of risking the stack.
+const MAX_NESTING: usize = 100;
+
 struct Parser<'t> {
     toks: &'t [Token<'t>],
     i: usize,
     src: &'t str,
+    nest: usize,
 }
 
 impl Parser<'_> {
@@ -303,7 +310,37 @@ impl Parser<'_> {
         }
     }
 
+    fn enter(&mut self) -> Result<(), ExprError> {
+        self.nest += 1;
+        if self.nest > MAX_NESTING {
+            return Err(ExprError::new(
+                ErrorKind::Parsing,
+                format!("Exceeded max expression depth {MAX_DEPTH}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Left-nested chains (`a.b.c…`, `a == b == c…`) also deepen the tree.
+    fn chain(&self, n: &mut usize) -> Result<(), ExprError> {
+        *n += 1;
+        if *n + self.nest > MAX_NESTING {
+            return Err(ExprError::new(
+                ErrorKind::Parsing,
+                format!("Exceeded max expression depth {MAX_DEPTH}"),
+            ));
+        }
+        Ok(())
+    }
+
     fn parse_or(&mut self) -> Result<Node, ExprError> {
+        self.enter()?;
+        let r = self.parse_or_inner();
+        self.nest -= 1;
+        r
+    }
+
+    fn parse_or_inner(&mut self) -> Result<Node, ExprError> {
         let first = self.parse_and()?;
         if self.peek() != Some(Kind::Op(Op::Or)) {
             return Ok(first);
@@ -335,6 +372,7 @@ impl Parser<'_> {
 
     fn parse_eq(&mut self) -> Result<Node, ExprError> {
         let mut l = self.parse_cmp()?;
+        let mut chain = 0;
         loop {
             let op = match self.peek() {
                 Some(Kind::Op(Op::Eq)) => CmpOp::Eq,
@@ -343,12 +381,14 @@ impl Parser<'_> {
             };
             self.i += 1;
             let r = self.parse_cmp()?;
+            self.chain(&mut chain)?;
             l = Node::Cmp(op, Box::new(l), Box::new(r));
         }
     }
 
     fn parse_cmp(&mut self) -> Result<Node, ExprError> {
         let mut l = self.parse_unary()?;
+        let mut chain = 0;
         loop {
             let op = match self.peek() {
                 Some(Kind::Op(Op::Lt)) => CmpOp::Lt,
@@ -359,6 +399,7 @@ impl Parser<'_> {
             };
             self.i += 1;
             let r = self.parse_unary()?;
+            self.chain(&mut chain)?;
             l = Node::Cmp(op, Box::new(l), Box::new(r));
         }
     }
@@ -366,14 +407,17 @@ impl Parser<'_> {
     fn parse_unary(&mut self) -> Result<Node, ExprError> {
         if self.peek() == Some(Kind::Op(Op::Not)) {
             self.i += 1;
-            let n = self.parse_unary()?;
-            return Ok(Node::Not(Box::new(n)));
+            self.enter()?;
+            let n = self.parse_unary();
+            self.nest -= 1;
+            return Ok(Node::Not(Box::new(n?)));
         }
         self.parse_postfix()
     }
 
     fn parse_postfix(&mut self) -> Result<Node, ExprError> {
         let mut n = self.parse_primary()?;
+        let mut chain = 0;
         loop {
             match self.peek() {
                 Some(Kind::Dereference) => {
@@ -385,6 +429,7 @@ impl Parser<'_> {
                         _ => return Err(self.end_error()),
                     };
                     self.i += 1;
+                    self.chain(&mut chain)?;
                     n = Node::Index(Box::new(n), Box::new(idx));
                 }
                 Some(Kind::StartIndex) => {
@@ -398,6 +443,7 @@ impl Parser<'_> {
                         self.parse_or()?
                     };
                     self.expect(Kind::EndIndex)?;
+                    self.chain(&mut chain)?;
                     n = Node::Index(Box::new(n), Box::new(idx));
                 }
                 _ => return Ok(n),

@@ -219,3 +219,33 @@ fn value_helpers() {
     assert_eq!(Value::from(vec![Value::from(1.0)]).as_string(), "Array");
     assert_eq!(parse("  github.ref ").unwrap().to_string(), "  github.ref ");
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let c = MapContext::new();
+    let ok = format!("{}1{}", "(".repeat(90), ")".repeat(90));
+    assert_eq!(parse(&ok).unwrap().eval(&c).unwrap().to_json(), json!(1));
+    for src in [
+        format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000)),
+        "!".repeat(20_000),
+        format!("{}1{}", "format('{0}', ".repeat(2_000), ")".repeat(2_000)),
+        "github".to_string() + &"[0]".repeat(6_000),
+    ] {
+        assert!(parse(&src).is_err(), "{}", &src[..20]);
+    }
+    let deep = format!("fromJSON('{}1{}')", "[".repeat(64), "]".repeat(64));
+    assert!(parse(&deep).unwrap().eval(&c).is_ok());
+    let deeper = format!("fromJSON('{}1{}')", "[".repeat(65), "]".repeat(65));
+    assert!(parse(&deeper).unwrap().eval(&c).is_err());
+}
+
+#[test]
+fn long_chains_are_errors_not_crashes() {
+    for src in [
+        "1 == ".repeat(4_000) + "1",
+        "1 < ".repeat(4_000) + "1",
+        "github".to_string() + &".a".repeat(8_000),
+    ] {
+        assert!(parse(&src).is_err());
+    }
+}
