@@ -264,7 +264,9 @@ impl JsonParser<'_> {
 }
 
 impl Value {
-    /// Converts from `serde_json` (numbers become doubles).
+    /// Converts from `serde_json` (numbers become doubles). Object key order is that of
+    /// `serde_json::Map` (sorted unless its `preserve_order` feature is on); use
+    /// [`parse_json`](crate::parse_json) on the text to keep the document's order.
     pub fn from_json(v: &serde_json::Value) -> Value {
         match v {
             serde_json::Value::Null => Value::Null,
