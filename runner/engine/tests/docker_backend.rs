@@ -593,3 +593,30 @@ async fn prune_stale_keeps_resources_of_live_runs() {
     env.stop().await.unwrap();
     assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
 }
+
+#[tokio::test]
+async fn host_job_steps_run_on_the_host_backend_and_reach_services() {
+    let Some(b) = backend().await else { return };
+    let b = b.with_host_backend(std::sync::Arc::new(
+        gantry_engine::backend::host::HostBackend::new(),
+    ));
+    let (spec, dirs) = job_spec(None, vec![("web", web_service(50))]);
+    let env = b.start(&spec, logger()).await.unwrap();
+    // Host paths: the host backend's view.
+    assert_eq!(Path::new(&env.paths().workspace), dirs.workspace.as_path());
+    let port = env.services()[0].ports["80"].clone();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let script =
+        "exec 3<>/dev/tcp/127.0.0.1/$PORT; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3";
+    let r = run_with(
+        env.as_ref(),
+        &["bash", "-c", script],
+        &[("PORT", &port), ("PATH", &path)],
+        &env.paths().workspace.clone(),
+    )
+    .await;
+    assert_eq!(r.status, ExitStatus::Code(0), "stderr: {}", r.stderr);
+    assert!(r.stdout.contains("hello-from-service"), "{}", r.stdout);
+    env.stop().await.unwrap();
+    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+}
