@@ -140,10 +140,14 @@ fn kv(items: &[String], sep: char, what: &str) -> anyhow::Result<IndexMap<String
 }
 
 fn dotenv_file(path: &Path, root: &Path) -> anyhow::Result<IndexMap<String, String>> {
-    let p = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let p = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    };
     let p = if p.exists() { p } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&p)
-        .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
     parse_dotenv(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
 }
 
@@ -154,7 +158,13 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> anyhow::Result<Vec<
     } else {
         paths
             .iter()
-            .map(|p| if p.is_absolute() || p.exists() { p.clone() } else { root.join(p) })
+            .map(|p| {
+                if p.is_absolute() || p.exists() {
+                    p.clone()
+                } else {
+                    root.join(p)
+                }
+            })
             .collect()
     };
     let mut files = Vec::new();
@@ -173,7 +183,10 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> anyhow::Result<Vec<
         } else if p.is_file() {
             files.push(p);
         } else {
-            bail!(BadInput(format!("no workflow file or directory at {}", p.display())));
+            bail!(BadInput(format!(
+                "no workflow file or directory at {}",
+                p.display()
+            )));
         }
     }
     Ok(files)
@@ -211,7 +224,11 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
     let event_name = args.event.clone().unwrap_or_else(|| "push".into());
     let event: serde_json::Value = match &args.event_file {
         Some(f) => {
-            let p = if f.is_absolute() || f.exists() { f.clone() } else { root.join(f) };
+            let p = if f.is_absolute() || f.exists() {
+                f.clone()
+            } else {
+                root.join(f)
+            };
             let text = std::fs::read_to_string(&p)
                 .map_err(|e| BadInput(format!("{}: {e}", f.display())))?;
             serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", f.display())))?
@@ -258,7 +275,8 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
         };
         platforms.insert(k, p);
     }
-    let matrix_filters: Vec<(String, String)> = kv(&args.matrix, ':', "--matrix")?.into_iter().collect();
+    let matrix_filters: Vec<(String, String)> =
+        kv(&args.matrix, ':', "--matrix")?.into_iter().collect();
 
     // Workflows triggered by the event.
     let files = collect_workflow_files(&args.workflows, &root)?;
@@ -308,8 +326,14 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
         };
     }
     for id in &cfg.only_jobs {
-        if !cfg.workflows.iter().any(|w| w.workflow.jobs.contains_key(id)) {
-            bail!(BadInput(format!("no job '{id}' in the workflows for this event")));
+        if !cfg
+            .workflows
+            .iter()
+            .any(|w| w.workflow.jobs.contains_key(id))
+        {
+            bail!(BadInput(format!(
+                "no job '{id}' in the workflows for this event"
+            )));
         }
     }
     Ok(Prepared { cfg, args })
@@ -332,8 +356,16 @@ fn dry_run(cfg: &RunConfig) -> i32 {
             println!(
                 "  job {id}: runs-on [{}]{}{} — {} step(s)",
                 labels.join(", "),
-                if needs.is_empty() { String::new() } else { format!(", needs [{}]", needs.join(", ")) },
-                if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) { ", matrix" } else { "" },
+                if needs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", needs [{}]", needs.join(", "))
+                },
+                if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) {
+                    ", matrix"
+                } else {
+                    ""
+                },
                 job.steps.len()
             );
         }
@@ -361,7 +393,10 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
     for w in &p.cfg.workflows {
         for (id, j) in &w.workflow.jobs {
-            needs.insert(id.clone(), j.needs.iter().map(|n| n.value.clone()).collect());
+            needs.insert(
+                id.clone(),
+                j.needs.iter().map(|n| n.value.clone()).collect(),
+            );
         }
     }
 
@@ -493,14 +528,21 @@ pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
                 .secret_names
                 .iter()
                 .filter(|n| {
-                    !run_args.secret.iter().any(|s| s.split('=').next() == Some(n.as_str()))
+                    !run_args
+                        .secret
+                        .iter()
+                        .any(|s| s.split('=').next() == Some(n.as_str()))
                         && run_args.secret_file.is_none()
                 })
                 .collect();
             if !missing.is_empty() {
                 eprintln!(
                     "gantry: note: secrets are not saved with a run; pass them again (-s NAME): {}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             let mut p = prepare(run_args, IndexMap::new())?;
@@ -508,7 +550,10 @@ pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
                 // Jobs whose every leg succeeded (or was skipped) are reused.
                 let mut by_job: HashMap<(String, String), Vec<&store::JobSummary>> = HashMap::new();
                 for j in &summary.jobs {
-                    by_job.entry((j.workflow.clone(), j.job_id.clone())).or_default().push(j);
+                    by_job
+                        .entry((j.workflow.clone(), j.job_id.clone()))
+                        .or_default()
+                        .push(j);
                 }
                 let mut reuse = HashMap::new();
                 for (k, legs) in by_job {
@@ -520,7 +565,13 @@ pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
                         for l in &legs {
                             outputs.extend(l.outputs.clone());
                         }
-                        reuse.insert(k, ReusedJob { result: Status::Success, outputs });
+                        reuse.insert(
+                            k,
+                            ReusedJob {
+                                result: Status::Success,
+                                outputs,
+                            },
+                        );
                     }
                 }
                 p.cfg.reuse = reuse;

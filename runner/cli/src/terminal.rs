@@ -54,7 +54,9 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
         let stdout = std::io::stdout();
         let mut jobs: HashMap<String, JobView> = HashMap::new();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let print = |mp: &Option<MultiProgress>, out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>, s: &str| {
+        let print = |mp: &Option<MultiProgress>,
+                     out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>,
+                     s: &str| {
             match mp {
                 Some(m) => {
                     let _ = m.println(s);
@@ -67,11 +69,21 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
         };
         while let Some(ev) = sub.blocking_recv() {
             match &*ev {
-                RunEvent::RunStarted { run_id, event, sha, git_ref, .. } => {
-                    print(&mp, &mut out, &format!(
-                        "gantry run {run_id}: {event} on {git_ref} ({})",
-                        &sha[..sha.len().min(7)]
-                    ));
+                RunEvent::RunStarted {
+                    run_id,
+                    event,
+                    sha,
+                    git_ref,
+                    ..
+                } => {
+                    print(
+                        &mp,
+                        &mut out,
+                        &format!(
+                            "gantry run {run_id}: {event} on {git_ref} ({})",
+                            &sha[..sha.len().min(7)]
+                        ),
+                    );
                 }
                 RunEvent::JobQueued { job, name, .. } => {
                     jobs.entry(job.to_string()).or_default().name = name.clone();
@@ -99,7 +111,9 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                         }
                     }
                 }
-                RunEvent::Log { job, stream, text, .. } => {
+                RunEvent::Log {
+                    job, stream, text, ..
+                } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     let prefix = format!("[{}]", v.name);
                     let hold = opts.quiet || v.group_depth > 0;
@@ -119,7 +133,11 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                 RunEvent::GroupStarted { job, title, .. } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     if v.group_depth == 0 && !opts.quiet {
-                        let l = format!("{} ▸ {}", paint(color, "2", &format!("[{}]", v.name)), title);
+                        let l = format!(
+                            "{} ▸ {}",
+                            paint(color, "2", &format!("[{}]", v.name)),
+                            title
+                        );
                         print(&mp, &mut out, &l);
                     }
                     v.group_depth += 1;
@@ -131,7 +149,14 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                         v.held.clear();
                     }
                 }
-                RunEvent::Annotation { job, severity, message, file, line, .. } => {
+                RunEvent::Annotation {
+                    job,
+                    severity,
+                    message,
+                    file,
+                    line,
+                    ..
+                } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     let loc = match (file, line) {
                         (Some(f), Some(l)) => format!(" {f}:{l}"),
@@ -139,10 +164,21 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                         _ => String::new(),
                     };
                     let code = if severity == "error" { "31" } else { "33" };
-                    let l = format!("[{}] {}{loc}: {message}", v.name, paint(color, code, severity));
+                    let l = format!(
+                        "[{}] {}{loc}: {message}",
+                        v.name,
+                        paint(color, code, severity)
+                    );
                     print(&mp, &mut out, &l);
                 }
-                RunEvent::StepFinished { job, name, outcome, conclusion, duration_ms, .. } => {
+                RunEvent::StepFinished {
+                    job,
+                    name,
+                    outcome,
+                    conclusion,
+                    duration_ms,
+                    ..
+                } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     if *outcome == Status::Failure {
                         for l in std::mem::take(&mut v.held) {
@@ -152,7 +188,11 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                         v.held.clear();
                     }
                     if *outcome != Status::Skipped {
-                        let extra = if outcome != conclusion { " (continue-on-error)" } else { "" };
+                        let extra = if outcome != conclusion {
+                            " (continue-on-error)"
+                        } else {
+                            ""
+                        };
                         let l = format!(
                             "[{}] {} {name} {}{extra}",
                             v.name,
@@ -162,7 +202,14 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                         print(&mp, &mut out, &l);
                     }
                 }
-                RunEvent::JobFinished { job, name, result, duration_ms, reused, .. } => {
+                RunEvent::JobFinished {
+                    job,
+                    name,
+                    result,
+                    duration_ms,
+                    reused,
+                    ..
+                } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     if let Some(b) = v.bar.take() {
                         b.finish_and_clear();
@@ -180,7 +227,11 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                 }
                 RunEvent::ApprovalRequested { job, environment } => {
                     let v = jobs.entry(job.to_string()).or_default();
-                    print(&mp, &mut out, &format!("[{}] waiting for environment '{environment}'", v.name));
+                    print(
+                        &mp,
+                        &mut out,
+                        &format!("[{}] waiting for environment '{environment}'", v.name),
+                    );
                 }
                 _ => {}
             }
@@ -203,7 +254,10 @@ pub fn print_summary(summary: &gantry_engine::store::RunSummary, color: bool) {
         .max()
         .unwrap_or(3)
         .max(3);
-    s.push_str(&format!("\n{:<w$}  {:<9}  {:>8}\n", "job", "result", "duration"));
+    s.push_str(&format!(
+        "\n{:<w$}  {:<9}  {:>8}\n",
+        "job", "result", "duration"
+    ));
     for j in &summary.jobs {
         s.push_str(&format!(
             "{:<w$}  {} {:<7}  {:>8}\n",

@@ -191,7 +191,7 @@ pub async fn run_job(
     let entry = &shared.cfg.workflows[inst.wf_index];
     let wf = &entry.workflow;
     let job = &wf.jobs[&inst.job_id];
-    let mut masker = shared.secret_masker.clone();
+    let mut masker = crate::masking::Masker::with_secrets(shared.cfg.secrets.values());
     let key = inst.key.clone();
 
     // Directories of this job.
@@ -325,7 +325,7 @@ pub async fn run_job(
             match shared.cfg.gates.admit(&req, cancel.clone()).await {
                 Ok(adm) => {
                     for v in adm.secrets.values() {
-                        masker.add(v);
+                        masker.add_secret(v);
                     }
                     extra_secrets = adm.secrets;
                     if !adm.vars.is_empty() {
@@ -514,14 +514,7 @@ pub async fn run_job(
     } else {
         shared.process_env.clone()
     };
-    let mut state = JobState {
-        env_ctx,
-        path_prepend: Vec::new(),
-        steps: Object::new(),
-        status: Status::Success,
-        masker,
-        github_json: gj,
-    };
+    let mut state = JobState::new(env_ctx, masker, gj);
     let runner = StepRunner {
         shared: shared.clone(),
         key: key.clone(),
@@ -533,6 +526,7 @@ pub async fn run_job(
         is_container,
         temp_host: temp_dir.clone(),
         workspace_view: paths.workspace.clone(),
+        workspace_host: workspace.clone(),
         cancel: job_cancel.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),

@@ -1,66 +1,25 @@
-//! The engine's view of masking: a per-job set of registered values applied to complete
-//! lines. The step runner splits output into lines before masking, so values split across
-//! write boundaries are caught; multi-line secrets are registered line by line.
+//! The engine's handle on masking ([`crate::mask`]): a per-job set of registered values
+//! (the run's secrets, environment secrets released by a gate, `::add-mask::` values)
+//! applied to complete lines. The step runner splits output into lines before masking, so
+//! values split across write boundaries are caught; multi-line secrets are registered line
+//! by line by the masker.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
-use base64::Engine as _;
+use crate::mask::{self, MaskSet};
 
-/// Registered values and a matcher built from them (rebuilt when a value is added).
+/// Cheap to clone; clones share the registered values (one job's masker).
 #[derive(Clone, Default)]
 pub struct Masker {
-    values: Vec<String>,
-    matcher: Option<Arc<AhoCorasick>>,
+    inner: Arc<mask::Masker>,
+    snap: Arc<MaskSet>,
 }
 
 impl std::fmt::Debug for Masker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Masker({} values)", self.values.len())
+        write!(f, "Masker({} patterns)", self.snap.len())
     }
-}
-
-fn variants(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let v = value.trim();
-    if v.is_empty() {
-        return out;
-    }
-    out.push(v.to_string());
-    for line in v.split(['\n', '\r']) {
-        let l = line.trim();
-        if !l.is_empty() {
-            out.push(l.to_string());
-        }
-    }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    for (i, shift) in [0usize, 1, 2].iter().enumerate() {
-        // base64 of the value at three alignments (the value embedded mid-stream).
-        let mut bytes = vec![0u8; *shift];
-        bytes.extend_from_slice(v.as_bytes());
-        let enc = b64.encode(&bytes);
-        let skip = if i == 0 {
-            0
-        } else {
-            (shift * 4).div_ceil(3) + 1
-        };
-        let enc = enc.trim_end_matches('=');
-        if enc.len() > skip + 1 {
-            // drop the characters influenced by the padding bytes and the last char
-            let body = &enc[skip..enc.len().saturating_sub(if i == 0 { 0 } else { 1 })];
-            if body.len() >= 4 {
-                out.push(body.to_string());
-            }
-        }
-    }
-    let json = serde_json::to_string(v).unwrap_or_default();
-    if json.len() > 2 {
-        out.push(json[1..json.len() - 1].to_string());
-    }
-    out.push(v.replace('\'', "''"));
-    out.retain(|s| !s.is_empty());
-    out
 }
 
 impl Masker {
@@ -68,50 +27,47 @@ impl Masker {
         Self::default()
     }
 
-    /// Registers a secret (and its lines and encodings). Values shorter than one
-    /// character after trimming are ignored.
+    /// A masker holding these secrets (values trimmed, each line too).
+    pub fn with_secrets<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
+        let inner = mask::Masker::new();
+        inner.add_secrets(values.into_iter().map(|s| s.as_str()));
+        let snap = inner.snapshot();
+        Masker {
+            inner: Arc::new(inner),
+            snap,
+        }
+    }
+
+    /// Registers a secret value (trimmed; each line too).
+    pub fn add_secret(&mut self, value: &str) {
+        self.inner.add_secret(value);
+        self.snap = self.inner.snapshot();
+    }
+
+    /// Registers an `::add-mask::` value.
     pub fn add(&mut self, value: &str) {
-        let mut changed = false;
-        for v in variants(value) {
-            if !self.values.contains(&v) {
-                self.values.push(v);
-                changed = true;
-            }
-        }
-        if changed {
-            // Longest first so that a longer value wins over its own prefix.
-            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-            self.matcher = AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                .build(&self.values)
-                .ok()
-                .map(Arc::new);
-        }
+        self.inner.add_mask(value);
+        self.snap = self.inner.snapshot();
+    }
+
+    /// Picks up values registered through another clone.
+    pub fn refresh(&mut self) {
+        self.snap = self.inner.snapshot();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.snap.is_empty()
     }
 
-    /// Replaces every registered value in `text` by `***`.
+    /// Replaces every registered value (as of this clone's last registration or
+    /// [`Masker::refresh`]) in `text` by `***`.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        match &self.matcher {
-            None => Cow::Borrowed(text),
-            Some(m) => {
-                if m.find(text).is_none() {
-                    return Cow::Borrowed(text);
-                }
-                let reps = vec!["***"; self.values.len()];
-                Cow::Owned(m.replace_all(text, &reps))
-            }
-        }
+        self.snap.mask_str(text)
     }
 
     /// Whether masking would change `text`.
     pub fn would_mask(&self, text: &str) -> bool {
-        self.matcher
-            .as_ref()
-            .is_some_and(|m| m.find(text).is_some())
+        self.inner.contains_secret(text)
     }
 }
 
@@ -121,12 +77,12 @@ mod tests {
 
     #[test]
     fn masks_values_lines_and_base64() {
-        let mut m = Masker::new();
-        m.add("s3cr.t*(x)\nsecond line");
+        let mut m = Masker::with_secrets([&"s3cr.t*(x)\nsecond line".to_string()]);
         assert_eq!(m.mask("a s3cr.t*(x) b"), "a *** b");
         assert_eq!(m.mask("second line!"), "***!");
-        let b = base64::engine::general_purpose::STANDARD.encode("s3cr.t*(x)\nsecond line");
-        assert!(!m.mask(&b).contains(&b[..8]));
+        m.add("hunter2");
+        assert_eq!(m.mask("pw hunter2"), "pw ***");
+        assert!(m.would_mask("hunter2"));
         assert_eq!(m.mask("nothing"), "nothing");
     }
 }

@@ -26,8 +26,13 @@ pub fn eval_node(node: &Node, ctx: &Ctx) -> Result<J, String> {
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for i in items {
-                // A sequence item that is an expression yielding an array is kept as a value.
-                out.push(eval_node(&i.value, ctx)?);
+                // An item that is one expression yielding an array is spliced into the
+                // sequence (`- ${{ fromJSON('[...]') }}` adds several values).
+                let v = eval_node(&i.value, ctx)?;
+                match (&i.value, v) {
+                    (Node::String(src), J::Array(a)) if src.contains("${{") => out.extend(a),
+                    (_, v) => out.push(v),
+                }
             }
             J::Array(out)
         }

@@ -243,10 +243,7 @@ pub async fn execute(
         .iter()
         .map(|w| resolve_inputs(&w.workflow, &cfg.event_name, &cfg.event, &cfg.inputs))
         .collect();
-    let mut secret_masker = crate::masking::Masker::new();
-    for v in cfg.secrets.values() {
-        secret_masker.add(v);
-    }
+    let secret_masker = crate::masking::Masker::with_secrets(cfg.secrets.values());
     let event_json = serde_json::to_string_pretty(&cfg.event).unwrap_or_else(|_| "{}".into());
     let (git_ref, sha, repository) = {
         let (r, _, _) = facts.refs();

@@ -39,6 +39,35 @@ pub struct JobState {
     pub status: Status,
     pub masker: Masker,
     pub github_json: serde_json::Value,
+    /// Inside a composite action: the calling step's env (and enclosing ones).
+    pub scope_env: IndexMap<String, String>,
+    /// Inside a composite action: the index of the workflow step running it (inner steps
+    /// log under it and emit no step events).
+    pub nest: Option<usize>,
+    /// Inside a composite action: `github.action_path` (job view).
+    pub action_path: Option<String>,
+    pub depth: usize,
+}
+
+impl JobState {
+    pub fn new(
+        env_ctx: IndexMap<String, String>,
+        masker: Masker,
+        github_json: serde_json::Value,
+    ) -> Self {
+        JobState {
+            env_ctx,
+            path_prepend: Vec::new(),
+            steps: Object::new(),
+            status: Status::Success,
+            masker,
+            github_json,
+            scope_env: IndexMap::new(),
+            nest: None,
+            action_path: None,
+            depth: 0,
+        }
+    }
 }
 
 /// Per-job constants for running steps.
@@ -55,6 +84,7 @@ pub struct StepRunner<'a> {
     pub is_container: bool,
     pub temp_host: std::path::PathBuf,
     pub workspace_view: String,
+    pub workspace_host: std::path::PathBuf,
     pub cancel: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
@@ -248,10 +278,27 @@ impl StepRunner<'_> {
         shell::which("bash", path).is_some()
     }
 
+    /// [`StepRunner::run_step`] behind a box (composite actions recurse through it).
+    pub fn run_step_boxed<'b>(
+        &'b self,
+        i: usize,
+        step: &'b Step,
+        ctx: &'b mut Ctx,
+        state: &'b mut JobState,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'b>> {
+        Box::pin(self.run_step(i, step, ctx, state))
+    }
+
+    fn emit_step(&self, state: &JobState, ev: RunEvent) {
+        if state.nest.is_none() {
+            self.shared.bus.emit(ev);
+        }
+    }
+
     /// Runs step `i`, updating `ctx` (`steps`, `env`, `job`) and `state`.
     pub async fn run_step(&self, i: usize, step: &Step, ctx: &mut Ctx, state: &mut JobState) {
         let started = Instant::now();
-        let bus = &self.shared.bus;
+        let i = state.nest.unwrap_or(i);
         ctx.set("steps", Value::object(state.steps.clone()));
         ctx.set("job", job_value(state.status, self.env, self.is_container));
         ctx.status = StatusMode::Step(state.status);
@@ -261,6 +308,7 @@ impl StepRunner<'_> {
         ctx.set("env", context::string_map_value(state.env_ctx.iter()));
         let step_env = eval_string_map(&step.env, ctx);
         let mut env_view = state.env_ctx.clone();
+        env_view.extend(state.scope_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Ok(se) = &step_env {
             env_view.extend(se.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -273,11 +321,14 @@ impl StepRunner<'_> {
         let run_it = match ctx.eval_if(cond) {
             Ok(b) => b,
             Err(e) => {
-                bus.emit(RunEvent::StepStarted {
-                    job: self.key.clone(),
-                    step: i,
-                    name: name.clone(),
-                });
+                self.emit_step(
+                    state,
+                    RunEvent::StepStarted {
+                        job: self.key.clone(),
+                        step: i,
+                        name: name.clone(),
+                    },
+                );
                 let msg = match &step.if_cond {
                     Some(c) => at(c, &format!("The step's if condition failed: {e}")),
                     None => e.to_string(),
@@ -297,11 +348,14 @@ impl StepRunner<'_> {
             }
         };
         if !run_it {
-            bus.emit(RunEvent::StepStarted {
-                job: self.key.clone(),
-                step: i,
-                name: name.clone(),
-            });
+            self.emit_step(
+                state,
+                RunEvent::StepStarted {
+                    job: self.key.clone(),
+                    step: i,
+                    name: name.clone(),
+                },
+            );
             self.record(
                 id.as_deref(),
                 Status::Skipped,
@@ -309,21 +363,27 @@ impl StepRunner<'_> {
                 IndexMap::new(),
                 state,
             );
-            bus.emit(RunEvent::StepFinished {
-                job: self.key.clone(),
-                step: i,
-                name,
-                outcome: Status::Skipped,
-                conclusion: Status::Skipped,
-                duration_ms: 0,
-            });
+            self.emit_step(
+                state,
+                RunEvent::StepFinished {
+                    job: self.key.clone(),
+                    step: i,
+                    name,
+                    outcome: Status::Skipped,
+                    conclusion: Status::Skipped,
+                    duration_ms: 0,
+                },
+            );
             return;
         }
-        bus.emit(RunEvent::StepStarted {
-            job: self.key.clone(),
-            step: i,
-            name: name.clone(),
-        });
+        self.emit_step(
+            state,
+            RunEvent::StepStarted {
+                job: self.key.clone(),
+                step: i,
+                name: name.clone(),
+            },
+        );
         let coe = match eval_bool(&step.continue_on_error, ctx) {
             Ok(b) => b,
             Err(e) => {
@@ -352,7 +412,7 @@ impl StepRunner<'_> {
         let (outcome, outputs) = if let Some(run) = &step.run {
             self.run_script(i, step, run, &step_env, ctx, state).await
         } else if let Some(uses) = &step.uses {
-            self.run_uses(i, uses, state)
+            self.run_uses(i, step, uses, &step_env, ctx, state).await
         } else {
             self.log(i, &state.masker, "Error: a step needs `run` or `uses`");
             (Status::Failure, IndexMap::new())
@@ -384,14 +444,17 @@ impl StepRunner<'_> {
             state.status = Status::Cancelled;
         }
         self.record(id.as_deref(), outcome, conclusion, outputs, state);
-        self.shared.bus.emit(RunEvent::StepFinished {
-            job: self.key.clone(),
-            step: i,
-            name: name.to_string(),
-            outcome,
-            conclusion,
-            duration_ms: millis(started.elapsed()),
-        });
+        self.emit_step(
+            state,
+            RunEvent::StepFinished {
+                job: self.key.clone(),
+                step: i,
+                name: name.to_string(),
+                outcome,
+                conclusion,
+                duration_ms: millis(started.elapsed()),
+            },
+        );
     }
 
     fn record(
@@ -428,30 +491,93 @@ impl StepRunner<'_> {
         masker.mask(&raw).into_owned()
     }
 
-    /// The `uses:` seam. Actions proper are another module's job; here `actions/checkout`
-    /// is built in (the workspace already holds the repository) and everything else fails
-    /// with a clear message.
-    fn run_uses(
+    /// The `uses:` seam. `actions/checkout` is built in (the workspace already holds the
+    /// repository) and local composite actions (`./path`) run here; everything else (remote,
+    /// JavaScript, Docker actions) fails with a clear message until the action runner lands.
+    async fn run_uses(
         &self,
         i: usize,
+        step: &Step,
         uses: &gantry_workflow::Spanned<String>,
+        step_env: &IndexMap<String, String>,
+        ctx: &mut Ctx,
         state: &mut JobState,
     ) -> (Status, IndexMap<String, String>) {
+        use crate::actions::composite::{self, CompositeScope};
         let u = uses.value.trim();
         let lower = u.to_ascii_lowercase();
         if lower.starts_with("actions/checkout@") {
             self.log(i, &state.masker, "The workspace already holds a copy of the repository (actions/checkout is built in).");
             return (Status::Success, IndexMap::new());
         }
-        self.log(
-            i,
-            &state.masker,
-            &format!(
-                "Error: {}: action '{u}' is not supported yet",
-                at(uses, "uses")
-            ),
-        );
-        (Status::Failure, IndexMap::new())
+        let unsupported = |this: &Self, state: &JobState, why: &str| {
+            this.log(
+                i,
+                &state.masker,
+                &format!("Error: {}: action '{u}' {why}", at(uses, "uses")),
+            );
+            (Status::Failure, IndexMap::new())
+        };
+        if !u.starts_with("./") {
+            return unsupported(
+                self,
+                state,
+                "is not supported yet (only ./ composite actions and actions/checkout)",
+            );
+        }
+        let dir = self.workspace_host.join(u.trim_start_matches("./"));
+        let action = match crate::actions::load_action(&dir) {
+            Ok(a) => a,
+            Err(e) => return unsupported(self, state, &format!("cannot be loaded: {e}")),
+        };
+        if !matches!(action.runs, gantry_workflow::ActionRuns::Composite { .. }) {
+            return unsupported(
+                self,
+                state,
+                "is not a composite action; JavaScript and Docker actions are not supported yet",
+            );
+        }
+        let with = match eval_string_map(&step.with, ctx) {
+            Ok(w) => w,
+            Err(e) => return unsupported(self, state, &format!("with: {e}")),
+        };
+        let inputs = {
+            let c: &Ctx = ctx;
+            crate::actions::resolve_inputs(Some(&action), &with, |d| {
+                c.eval_string(d).map_err(|e| e.to_string())
+            })
+        };
+        let inputs = match inputs {
+            Ok(x) => x,
+            Err(e) => return unsupported(self, state, &e),
+        };
+        for w in &inputs.warnings {
+            self.log(i, &state.masker, &format!("Warning: {w}"));
+        }
+        let scope = CompositeScope {
+            uses: u.to_string(),
+            action_path: dir.clone(),
+            inputs: inputs.values,
+            depth: state.depth + 1,
+        };
+        let mut host = CompositeHost {
+            runner: self,
+            ctx,
+            state,
+            outer_env: step_env.clone(),
+            index: i,
+        };
+        let out = composite::run_composite(&mut host, &action, scope).await;
+        let CompositeHost { state, .. } = host;
+        for e in &out.errors {
+            self.log(i, &state.masker, &format!("Error: {e}"));
+        }
+        let st = match out.status.as_str() {
+            "success" => Status::Success,
+            "cancelled" => Status::Cancelled,
+            _ => Status::Failure,
+        };
+        (st, out.outputs)
     }
 
     async fn run_script(
@@ -490,6 +616,9 @@ impl StepRunner<'_> {
             let mut g = state.github_json.clone();
             if let Some(o) = g.as_object_mut() {
                 o.insert("action".into(), action_name.clone().into());
+                if let Some(ap) = &state.action_path {
+                    o.insert("action_path".into(), ap.clone().into());
+                }
                 for (var, p) in &file_vars {
                     let k = match *var {
                         "GITHUB_OUTPUT" => "output",
@@ -514,6 +643,9 @@ impl StepRunner<'_> {
         for (k, v) in &state.env_ctx {
             penv.insert(k.clone(), v.clone());
         }
+        for (k, v) in &state.scope_env {
+            penv.insert(k.clone(), v.clone());
+        }
         for (k, v) in step_env {
             penv.insert(k.clone(), v.clone());
         }
@@ -524,6 +656,9 @@ impl StepRunner<'_> {
             penv.insert(k.clone(), v.clone());
         }
         penv.insert("GITHUB_ACTION".into(), action_name);
+        if let Some(ap) = &state.action_path {
+            penv.insert("GITHUB_ACTION_PATH".into(), ap.clone());
+        }
         for (var, p) in &file_vars {
             penv.insert(var.to_string(), p.clone());
         }
@@ -779,5 +914,107 @@ impl StepRunner<'_> {
         }
         files.remove();
         (outcome, outputs)
+    }
+}
+
+/// Runs a composite action's steps in a nested scope (see `actions::composite`).
+struct CompositeHost<'r, 'a> {
+    runner: &'r StepRunner<'a>,
+    ctx: &'r mut Ctx,
+    state: &'r mut JobState,
+    outer_env: IndexMap<String, String>,
+    index: usize,
+}
+
+#[async_trait::async_trait]
+impl crate::actions::composite::StepHost for CompositeHost<'_, '_> {
+    async fn run_steps(
+        &mut self,
+        steps: &[Step],
+        scope: &crate::actions::composite::CompositeScope,
+    ) -> crate::actions::composite::StepsResult {
+        use crate::actions::composite::{StepRecord, StepsResult};
+        let st = &mut *self.state;
+        let saved_steps = std::mem::take(&mut st.steps);
+        let saved_status = std::mem::replace(&mut st.status, Status::Success);
+        let mut env = st.scope_env.clone();
+        env.extend(self.outer_env.clone());
+        let saved_env = std::mem::replace(&mut st.scope_env, env);
+        let saved_nest = st.nest.replace(self.index);
+        let ap = self.runner.env.to_job_path(&scope.action_path);
+        let saved_ap = st.action_path.replace(ap);
+        st.depth += 1;
+        let saved_inputs = self.ctx.get("inputs").cloned();
+        let saved_secrets = self.ctx.get("secrets").cloned();
+        self.ctx
+            .set("inputs", context::string_map_value(scope.inputs.iter()));
+        self.ctx.set("secrets", Value::object(Object::new()));
+        for (j, s) in steps.iter().enumerate() {
+            self.runner.run_step_boxed(j, s, self.ctx, st).await;
+        }
+        let mut records = IndexMap::new();
+        for (id, v) in st.steps.iter() {
+            let get = |k: &str| {
+                if let Value::Object(o) = v {
+                    o.get(k)
+                        .map(|x| x.as_string().into_owned())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            };
+            let mut outputs = IndexMap::new();
+            if let Value::Object(o) = v
+                && let Some(Value::Object(outs)) = o.get("outputs")
+            {
+                for (k, x) in outs.iter() {
+                    outputs.insert(k.to_string(), x.as_string().into_owned());
+                }
+            }
+            records.insert(
+                id.to_string(),
+                StepRecord {
+                    outcome: get("outcome"),
+                    conclusion: get("conclusion"),
+                    outputs,
+                },
+            );
+        }
+        let status = st.status;
+        st.steps = saved_steps;
+        st.status = saved_status;
+        st.scope_env = saved_env;
+        st.nest = saved_nest;
+        st.action_path = saved_ap;
+        st.depth -= 1;
+        // Outputs are evaluated with the composite's inputs and env; restore the rest after.
+        self.pending_restore(saved_inputs, saved_secrets);
+        StepsResult {
+            status: status.as_str().to_string(),
+            steps: records,
+        }
+    }
+
+    fn eval_output(
+        &self,
+        template: &str,
+        scope: &crate::actions::composite::CompositeScope,
+        steps: &IndexMap<String, crate::actions::composite::StepRecord>,
+    ) -> Result<String, String> {
+        let mut c = self.ctx.clone();
+        c.set("steps", crate::actions::composite::steps_value(steps));
+        c.set("inputs", context::string_map_value(scope.inputs.iter()));
+        let mut env = self.state.env_ctx.clone();
+        env.extend(self.state.scope_env.clone());
+        env.extend(self.outer_env.clone());
+        c.set("env", context::string_map_value(env.iter()));
+        c.eval_string(template).map_err(|e| e.to_string())
+    }
+}
+
+impl CompositeHost<'_, '_> {
+    fn pending_restore(&mut self, inputs: Option<Value>, secrets: Option<Value>) {
+        self.ctx.set("inputs", inputs.unwrap_or(Value::Null));
+        self.ctx.set("secrets", secrets.unwrap_or(Value::Null));
     }
 }
