@@ -620,3 +620,26 @@ async fn host_job_steps_run_on_the_host_backend_and_reach_services() {
     env.stop().await.unwrap();
     assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
 }
+
+#[tokio::test]
+async fn abandoned_start_is_cleaned_up() {
+    let Some(b) = backend().await else { return };
+    // A service that never becomes healthy within the time the caller is willing to wait.
+    let svc = ContainerSpec {
+        image: BUSYBOX_IMAGE.into(),
+        command: Some(vec!["sleep".into(), "300".into()]),
+        options: Some("--health-cmd 'exit 1' --health-interval 1s --health-retries 1000".into()),
+        ..Default::default()
+    };
+    let (spec, _dirs) = job_spec(busybox(), vec![("slow", svc)]);
+    let r = tokio::time::timeout(Duration::from_millis(2500), b.start(&spec, logger())).await;
+    assert!(r.is_err(), "start should still be waiting for the service");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while leftovers(&b, &spec.run_id).await != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "abandoned start leaked resources"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -377,6 +377,9 @@ impl Backend for DockerBackend {
         log: mpsc::UnboundedSender<String>,
     ) -> BackendResult<Box<dyn JobEnv>> {
         let created: Registry = Arc::default();
+        // Dropping this future midway (job cancelled while a service warms up) must not
+        // leak what was created so far.
+        let guard = cleanup::StartGuard::new(created.clone(), &spec.run_id, &spec.job_key);
         let result = self.start_inner(spec, &log, &created).await;
         let (job_container, network, services, paths) = match result {
             Ok(r) => r,
@@ -385,6 +388,7 @@ impl Backend for DockerBackend {
                 if let Err(ce) = remove_created(&self.docker, leftovers).await {
                     let _ = log.send(format!("warning: cleanup after a failed start: {ce}"));
                 }
+                guard.disarm();
                 return Err(e);
             }
         };
@@ -399,6 +403,7 @@ impl Backend for DockerBackend {
                     Err(e) => {
                         let leftovers = std::mem::take(&mut *created.lock().unwrap());
                         let _ = remove_created(&self.docker, leftovers).await;
+                        guard.disarm();
                         return Err(e);
                     }
                 }
@@ -420,6 +425,7 @@ impl Backend for DockerBackend {
                 home: None,
             },
         };
+        guard.disarm();
         Ok(Box::new(DockerJobEnv::new(
             self.docker.clone(),
             job_container,

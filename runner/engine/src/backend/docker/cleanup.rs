@@ -186,3 +186,63 @@ async fn prune_matching(
     remove_created(docker, created).await?;
     Ok(report)
 }
+
+/// Remove resources on a helper thread with its own runtime and client, so it works from
+/// `Drop` even while the caller's runtime shuts down. With `scope` (run id, job key), also
+/// remove anything else labelled for that job (a create that was in flight when the
+/// caller gave up).
+pub(crate) fn cleanup_in_background(created: Created, scope: Option<(String, String)>) {
+    if created.is_empty() && scope.is_none() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("gantry-docker-cleanup".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(docker) = connect().await else { return };
+                let _ = remove_created(&docker, created).await;
+                if let Some((run, job)) = scope {
+                    let _ = prune_with(&docker, Some(&run), Some(&job)).await;
+                }
+            });
+        });
+}
+
+/// Cleans up a `start` that was abandoned (its future dropped, e.g. on cancellation, or a
+/// panic) unless disarmed.
+pub(crate) struct StartGuard {
+    created: Registry,
+    scope: Option<(String, String)>,
+}
+
+impl StartGuard {
+    pub fn new(created: Registry, run_id: &str, job_key: &str) -> Self {
+        StartGuard {
+            created,
+            scope: Some((run_id.to_string(), job_key.to_string())),
+        }
+    }
+
+    pub fn disarm(mut self) {
+        self.scope = None;
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.scope.is_none() {
+            return;
+        }
+        let created = match self.created.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        cleanup_in_background(created, self.scope.take());
+    }
+}

@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::cleanup::cleanup_in_background;
 use super::{ContainerPaths, Created, Registry, docker_err, remove_created};
 use crate::backend::{
     BackendError, BackendResult, ExecSpec, ExitStatus, JobEnv, JobPaths, KillPolicy, Output,
@@ -339,30 +340,12 @@ impl JobEnv for DockerJobEnv {
 }
 
 impl Drop for DockerJobEnv {
-    /// Not stopped (a panic, an early return): remove what is left on a helper thread with
-    /// its own runtime and client, so it works even while the caller's runtime shuts down.
+    /// Not stopped (a panic, an early return): remove what is left in the background.
     fn drop(&mut self) {
         let created: Created = match self.created.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
-        if created.is_empty() {
-            return;
-        }
-        let _ = std::thread::Builder::new()
-            .name("gantry-docker-cleanup".into())
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    if let Ok(docker) = super::connect().await {
-                        let _ = remove_created(&docker, created).await;
-                    }
-                });
-            });
+        cleanup_in_background(created, None);
     }
 }
