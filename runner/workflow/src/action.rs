@@ -107,10 +107,10 @@ fn runs_of(n: &YNode, d: &mut Diagnostics) -> (ActionRuns, bool) {
     }
     let s = |k: &str| text_of(get(n, k));
     for cond in ["pre-if", "post-if"] {
-        if let Some(c) = get(n, cond).and_then(sstr) {
-            if let Err(e) = exprs::check_if(&c.value, ctx::STEP_IF & !ctx::NEEDS) {
-                d.semantic(c.span, e);
-            }
+        if let Some(c) = get(n, cond).and_then(sstr)
+            && let Err(e) = exprs::check_if(&c.value, ctx::STEP_IF & !ctx::NEEDS)
+        {
+            d.semantic(c.span, e);
         }
     }
     let runs = match u {

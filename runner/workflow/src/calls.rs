@@ -194,13 +194,13 @@ fn check(
             requests.push((format!("The workflow '{}'", uses.value), levels(&p.value)));
         }
         for cj in called.jobs.values() {
-            if cj.uses.is_none() {
-                if let Some(p) = &cj.permissions {
-                    requests.push((
-                        format!("The nested job '{}'", cj.display_name()),
-                        levels(&p.value),
-                    ));
-                }
+            if cj.uses.is_none()
+                && let Some(p) = &cj.permissions
+            {
+                requests.push((
+                    format!("The nested job '{}'", cj.display_name()),
+                    levels(&p.value),
+                ));
             }
         }
         let mut reported = false;

@@ -4,8 +4,29 @@
 use crate::schema::ctx;
 use gantry_expr::{ParseOptions, Template};
 
-/// Parse options recognising exactly the contexts in `bits`.
-pub(crate) fn options(bits: u32) -> ParseOptions {
+/// Parse options recognising exactly the contexts in `bits` (cached per thread).
+pub(crate) fn options(bits: u32) -> &'static ParseOptions {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    thread_local! {
+        static LOCAL: std::cell::RefCell<HashMap<u32, &'static ParseOptions>> = Default::default();
+    }
+    static SHARED: OnceLock<Mutex<HashMap<u32, &'static ParseOptions>>> = OnceLock::new();
+    LOCAL.with(|l| {
+        *l.borrow_mut().entry(bits).or_insert_with(|| {
+            // At most one leaked `ParseOptions` per distinct context set (a handful).
+            let mut shared = SHARED
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *shared
+                .entry(bits)
+                .or_insert_with(|| Box::leak(Box::new(build_options(bits))))
+        })
+    })
+}
+
+fn build_options(bits: u32) -> ParseOptions {
     let names: Vec<&str> = ctx::NAMES
         .iter()
         .filter(|(b, _)| bits & b != 0)
@@ -44,7 +65,7 @@ fn display_fn(f: &str) -> &str {
 
 /// Checks a scalar containing `${{`. `Ok(Some(text))` when it collapses to a literal.
 pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
-    let t = Template::parse_with(s, &options(bits)).map_err(|e| e.message)?;
+    let t = Template::parse_with(s, options(bits)).map_err(|e| e.message)?;
     check_functions(t.called_functions(), bits)?;
     if t.converted_expr()
         .is_some_and(|c| c.chars().count() > gantry_expr::MAX_LENGTH)
@@ -63,10 +84,10 @@ pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, Strin
 /// Checks an `if:` condition (plain text is an expression; `${{ }}` optional).
 pub(crate) fn check_if(s: &str, bits: u32) -> Result<(), String> {
     let opts = options(bits);
-    let t = Template::parse_with(s, &opts).map_err(|e| e.message)?;
+    let t = Template::parse_with(s, opts).map_err(|e| e.message)?;
     match t {
         Template::Literal(cond) => {
-            let e = gantry_expr::parse_with(&cond, &opts).map_err(|e| e.message)?;
+            let e = gantry_expr::parse_with(&cond, opts).map_err(|e| e.message)?;
             check_functions(e.called_functions(), bits)
         }
         other => check_functions(other.called_functions(), bits),
@@ -113,7 +134,10 @@ pub(crate) fn untrusted_inputs(text: &str) -> Vec<String> {
         let end = after.find("}}").unwrap_or(after.len());
         let inner = &after[..end];
         for path in property_paths(inner) {
-            if UNTRUSTED.iter().any(|p| path_matches(p, &path)) && !found.contains(&path) {
+            if path.starts_with("github.")
+                && UNTRUSTED.iter().any(|p| path_matches(p, &path))
+                && !found.contains(&path)
+            {
                 found.push(path);
             }
         }
@@ -190,13 +214,11 @@ fn property_paths(expr: &str) -> Vec<String> {
 }
 
 fn path_matches(pattern: &str, path: &str) -> bool {
-    let p: Vec<&str> = pattern.split('.').collect();
-    let q: Vec<&str> = path.split('.').collect();
     // A pattern matches the path or a prefix of it (`github.event.issue.title.x`).
-    q.len() >= p.len()
-        && p.iter()
-            .zip(&q)
-            .all(|(a, b)| *a == "*" || *b == "*" || a == b)
+    let mut q = path.split('.');
+    pattern
+        .split('.')
+        .all(|a| q.next().is_some_and(|b| a == "*" || b == "*" || a == b))
 }
 
 #[cfg(test)]

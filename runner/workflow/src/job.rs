@@ -24,10 +24,10 @@ pub(crate) fn convert(id: Spanned<String>, n: &YNode, d: &mut Diagnostics) -> Jo
             "needs" => job.needs = str_list(v),
             "if" => {
                 job.if_cond = sstr(v);
-                if let Some(c) = &job.if_cond {
-                    if let Err(e) = exprs::check_if(&c.value, ctx::JOB_IF) {
-                        d.semantic(c.span, e);
-                    }
+                if let Some(c) = &job.if_cond
+                    && let Err(e) = exprs::check_if(&c.value, ctx::JOB_IF)
+                {
+                    d.semantic(c.span, e);
                 }
             }
             "runs-on" => {
@@ -98,17 +98,20 @@ pub(crate) fn steps(n: &YNode, composite: bool, d: &mut Diagnostics) -> Vec<Step
             continue;
         }
         let s = step::convert(it, composite, d);
-        if let Some(id) = &s.id {
-            if !is_expr(&id.value) {
-                let up = id.value.to_ascii_lowercase();
-                if seen.contains(&up) {
-                    d.semantic(
-                        id.span,
-                        format!("The identifier '{}' may not be used more than once within the same scope.", id.value),
-                    );
-                } else {
-                    seen.push(up);
-                }
+        if let Some(id) = &s.id
+            && !is_expr(&id.value)
+        {
+            let up = id.value.to_ascii_lowercase();
+            if seen.contains(&up) {
+                d.semantic(
+                    id.span,
+                    format!(
+                        "The identifier '{}' may not be used more than once within the same scope.",
+                        id.value
+                    ),
+                );
+            } else {
+                seen.push(up);
             }
         }
         out.push(s);
@@ -267,10 +270,16 @@ fn check_matrix(m: &YNode, d: &mut Diagnostics) {
     {
         for item in items(excl) {
             for (k, _) in entries(item) {
-                if let Some(key) = k.as_str() {
-                    if !is_expr(key) && !vectors.contains(&key) {
-                        d.semantic(k.span, format!("Matrix exclude key '{key}' does not match any key within the matrix"));
-                    }
+                if let Some(key) = k.as_str()
+                    && !is_expr(key)
+                    && !vectors.contains(&key)
+                {
+                    d.semantic(
+                        k.span,
+                        format!(
+                            "Matrix exclude key '{key}' does not match any key within the matrix"
+                        ),
+                    );
                 }
             }
         }

@@ -40,19 +40,19 @@ pub fn parse_workflow(path: &str, text: &str) -> Loaded<Workflow> {
 /// [`parse_workflow`] with reader options (experimental features).
 pub fn parse_workflow_with(path: &str, text: &str, opts: &ReaderOptions) -> Loaded<Workflow> {
     let mut diags = Diagnostics::new(path);
-    if let Some(max) = opts.max_file_size {
-        if text.chars().count() > max {
-            diags.error(
-                Span {
-                    offset: 0,
-                    len: 0,
-                    line: 1,
-                    col: 1,
-                },
-                format!("The maximum file size of {max} characters has been exceeded"),
-            );
-            return diags.finish(None);
-        }
+    if let Some(max) = opts.max_file_size
+        && text.chars().count() > max
+    {
+        diags.error(
+            Span {
+                offset: 0,
+                len: 0,
+                line: 1,
+                col: 1,
+            },
+            format!("The maximum file size of {max} characters has been exceeded"),
+        );
+        return diags.finish(None);
     }
     let Some(root) = load_root(text, &mut diags) else {
         return diags.finish(None);

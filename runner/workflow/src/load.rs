@@ -111,25 +111,27 @@ pub(crate) fn resolve_plain(s: &str) -> YKind {
     }
     let b = s.as_bytes();
     if let Some(hex) = s.strip_prefix("0x") {
-        if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            if let Ok(v) = u64::from_str_radix(hex, 16) {
-                return YKind::Number(v as f64);
-            }
+        if !hex.is_empty()
+            && hex.bytes().all(|c| c.is_ascii_hexdigit())
+            && let Ok(v) = u64::from_str_radix(hex, 16)
+        {
+            return YKind::Number(v as f64);
         }
         return YKind::Str(s.to_string(), true);
     }
     if let Some(oct) = s.strip_prefix("0o") {
-        if !oct.is_empty() && oct.bytes().all(|c| (b'0'..=b'7').contains(&c)) {
-            if let Ok(v) = u64::from_str_radix(oct, 8) {
-                return YKind::Number(v as f64);
-            }
+        if !oct.is_empty()
+            && oct.bytes().all(|c| (b'0'..=b'7').contains(&c))
+            && let Ok(v) = u64::from_str_radix(oct, 8)
+        {
+            return YKind::Number(v as f64);
         }
         return YKind::Str(s.to_string(), true);
     }
-    if is_core_number(b) {
-        if let Ok(v) = s.parse::<f64>() {
-            return YKind::Number(v);
-        }
+    if is_core_number(b)
+        && let Ok(v) = s.parse::<f64>()
+    {
+        return YKind::Number(v);
     }
     YKind::Str(s.to_string(), true)
 }
@@ -176,11 +178,13 @@ fn is_core_number(b: &[u8]) -> bool {
 /// The position of a block scalar's `|` / `>` indicator (GitHub reports block scalars
 /// there), given the byte offset where its content starts; and whether it keeps (`+`)
 /// trailing line breaks.
-fn block_header(text: &str, content: usize) -> Option<(Span, bool)> {
+fn block_header(text: &str, content: usize, content_line: u32) -> Option<(Span, bool)> {
     let before = text.get(..content)?;
     let ind = before.rfind(['|', '>'])?;
     let line_start = before[..ind].rfind('\n').map_or(0, |p| p + 1);
-    let line = before[..ind].matches('\n').count() as u32 + 1;
+    let line = content_line
+        .saturating_sub(before[ind..].matches('\n').count() as u32)
+        .max(1);
     let col = before[line_start..ind].chars().count() as u32 + 1;
     let header_end = before[ind..].find('\n').map_or(before.len(), |p| ind + p);
     let keep = before[ind..header_end]
@@ -313,8 +317,7 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
         root: None,
     };
     let mut docs = 0;
-    loop {
-        let Some(ev) = parser.next_event() else { break };
+    while let Some(ev) = parser.next_event() {
         let (ev, yspan) = match ev {
             Ok(x) => x,
             Err(e) => {
@@ -353,7 +356,7 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
                 let mut value = value;
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
                     let end = span.offset + span.len;
-                    if let Some((s, keep)) = block_header(b.text, span.offset) {
+                    if let Some((s, keep)) = block_header(b.text, span.offset, span.line) {
                         span = s;
                         span.len = end.saturating_sub(span.offset);
                         // Clip chomping: no final line break when the text ends without one.

@@ -125,6 +125,8 @@ impl MapDef {
 
 pub(crate) struct Schema {
     defs: HashMap<String, Def>,
+    /// Each definition with its one-of alternatives expanded (computed once).
+    expanded: HashMap<String, Vec<String>>,
 }
 
 impl Schema {
@@ -134,16 +136,27 @@ impl Schema {
             .unwrap_or_else(|| panic!("schema definition '{name}' missing"))
     }
 
-    /// Expands one-of definitions into the concrete definitions.
-    fn expand<'s>(&'s self, name: &'s str, out: &mut Vec<&'s str>) {
-        match &self.get(name).kind {
-            Kind::OneOf(list) => {
-                for n in list {
-                    self.expand(n, out);
-                }
+    fn new(defs: HashMap<String, Def>) -> Schema {
+        fn expand(defs: &HashMap<String, Def>, name: &str, out: &mut Vec<String>) {
+            match defs.get(name).map(|d| &d.kind) {
+                Some(Kind::OneOf(list)) => list.iter().for_each(|n| expand(defs, n, out)),
+                _ => out.push(name.to_string()),
             }
-            _ => out.push(name),
         }
+        let expanded = defs
+            .keys()
+            .map(|k| {
+                let mut v = Vec::new();
+                expand(&defs, k, &mut v);
+                (k.clone(), v)
+            })
+            .collect();
+        Schema { defs, expanded }
+    }
+
+    /// The concrete definitions behind `name` (one-of alternatives expanded).
+    fn concrete(&self, name: &str) -> &[String] {
+        self.expanded.get(name).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -151,13 +164,9 @@ fn schema(opts: &ReaderOptions) -> &'static Schema {
     static PLAIN: OnceLock<Schema> = OnceLock::new();
     static BG: OnceLock<Schema> = OnceLock::new();
     if opts.allow_background_steps {
-        BG.get_or_init(|| Schema {
-            defs: defs::build(true),
-        })
+        BG.get_or_init(|| Schema::new(defs::build(true)))
     } else {
-        PLAIN.get_or_init(|| Schema {
-            defs: defs::build(false),
-        })
+        PLAIN.get_or_init(|| Schema::new(defs::build(false)))
     }
 }
 
@@ -196,8 +205,7 @@ impl Reader<'_> {
             return;
         }
         let ctx = parent_ctx | self.schema.get(def_name).ctx;
-        let mut concrete = Vec::new();
-        self.schema.expand(def_name, &mut concrete);
+        let concrete = self.schema.concrete(def_name);
         match &node.kind {
             YKind::Seq(items) => {
                 let seq = concrete
@@ -237,7 +245,7 @@ impl Reader<'_> {
                 }
                 self.read_map(node, entries, maps, ctx, depth);
             }
-            _ => self.read_scalar(node, &concrete, ctx),
+            _ => self.read_scalar(node, concrete, ctx),
         }
     }
 
@@ -312,11 +320,9 @@ impl Reader<'_> {
             if self.check_dup(k, &key, &mut seen) {
                 continue;
             }
-            if !all_loose {
-                if let Some(def) = match_property_and_filter(&mut maps, &key) {
-                    self.read(v, &def, ctx, depth + 1);
-                    continue;
-                }
+            if !all_loose && let Some(def) = match_property_and_filter(&mut maps, &key) {
+                self.read(v, &def, ctx, depth + 1);
+                continue;
             }
             if let Some((kdef, vdef)) = &loose {
                 self.read_scalar_literal(k, kdef);
@@ -357,40 +363,39 @@ impl Reader<'_> {
 
     /// A scalar in a key position: validated against the key definition (no expressions).
     fn read_scalar_literal(&mut self, node: &YNode, def: &str) {
-        let mut concrete = Vec::new();
-        self.schema.expand(def, &mut concrete);
-        self.validate_literal(node, &concrete);
+        let concrete = self.schema.concrete(def);
+        self.validate_literal(node, concrete);
     }
 
-    fn read_scalar(&mut self, node: &YNode, concrete: &[&str], ctx: u32) {
-        if let YKind::Str(s, _) = &node.kind {
-            if s.contains("${{") {
-                if ctx == 0 {
-                    // A lone string literal (`${{ 'x' }}`) collapses to text even here.
-                    match exprs::check_template(s, 0) {
-                        Ok(Some(literal)) => {
-                            let lit = YNode {
-                                kind: YKind::Str(literal, false),
-                                span: node.span,
-                            };
-                            self.validate_literal(&lit, concrete);
-                        }
-                        _ => self.diags.error(
-                            node.span,
-                            "A template expression is not allowed in this context",
-                        ),
+    fn read_scalar(&mut self, node: &YNode, concrete: &[String], ctx: u32) {
+        if let YKind::Str(s, _) = &node.kind
+            && s.contains("${{")
+        {
+            if ctx == 0 {
+                // A lone string literal (`${{ 'x' }}`) collapses to text even here.
+                match exprs::check_template(s, 0) {
+                    Ok(Some(literal)) => {
+                        let lit = YNode {
+                            kind: YKind::Str(literal, false),
+                            span: node.span,
+                        };
+                        self.validate_literal(&lit, concrete);
                     }
-                    return;
-                }
-                if let Some(literal) = self.check_template(node, s, ctx) {
-                    let lit = YNode {
-                        kind: YKind::Str(literal, false),
-                        span: node.span,
-                    };
-                    self.validate_literal(&lit, concrete);
+                    _ => self.diags.error(
+                        node.span,
+                        "A template expression is not allowed in this context",
+                    ),
                 }
                 return;
             }
+            if let Some(literal) = self.check_template(node, s, ctx) {
+                let lit = YNode {
+                    kind: YKind::Str(literal, false),
+                    span: node.span,
+                };
+                self.validate_literal(&lit, concrete);
+            }
+            return;
         }
         self.validate_literal(node, concrete);
     }
@@ -407,7 +412,7 @@ impl Reader<'_> {
         }
     }
 
-    fn validate_literal(&mut self, node: &YNode, concrete: &[&str]) {
+    fn validate_literal(&mut self, node: &YNode, concrete: &[String]) {
         if concrete
             .iter()
             .any(|n| self.literal_matches(n, node, false))

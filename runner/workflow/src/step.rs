@@ -30,10 +30,10 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
             _ => {}
         }
     }
-    if let Some(id) = &s.id {
-        if !is_expr(&id.value) {
-            validate::check_id(id, "step", d);
-        }
+    if let Some(id) = &s.id
+        && !is_expr(&id.value)
+    {
+        validate::check_id(id, "step", d);
     }
     if let Some(c) = &s.if_cond {
         let bits = if composite {
@@ -45,10 +45,10 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
             d.semantic(c.span, e);
         }
     }
-    if let Some(u) = &s.uses {
-        if let Err(e) = check_action_ref(&u.value) {
-            d.semantic(u.span, e);
-        }
+    if let Some(u) = &s.uses
+        && let Err(e) = check_action_ref(&u.value)
+    {
+        d.semantic(u.span, e);
     }
     if let Some(run) = &s.run {
         let found = exprs::untrusted_inputs(&run.value);
@@ -71,11 +71,11 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
 
 /// `env:` must be a mapping: GitHub's parser rejects a whole-value expression here.
 pub(crate) fn expect_mapping(v: &YNode, what: &str, d: &mut Diagnostics) -> StringMap {
-    if let Some(s) = v.as_str() {
-        if is_expr(s) {
-            d.semantic(v.span, format!("Unexpected type 'BasicExpressionToken' encountered while reading '{what}'. The type 'MappingToken' was expected."));
-            return StringMap::Empty;
-        }
+    if let Some(s) = v.as_str()
+        && is_expr(s)
+    {
+        d.semantic(v.span, format!("Unexpected type 'BasicExpressionToken' encountered while reading '{what}'. The type 'MappingToken' was expected."));
+        return StringMap::Empty;
     }
     string_map(v)
 }

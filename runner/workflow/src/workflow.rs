@@ -331,12 +331,13 @@ fn input_def(event: &str, n: &YNode, d: &mut Diagnostics) -> InputDef {
         if input_type == InputType::Choice && options.is_empty() {
             d.semantic(n.span, "a 'choice' input must have 'options'");
         }
-        if let (InputType::Choice, Some(def)) = (input_type, &default) {
-            if let Node::String(s) = &def.value {
-                if !options.is_empty() && !options.contains(s) && !is_expr(s) {
-                    d.semantic(def.span, format!("default '{s}' is not one of the options"));
-                }
-            }
+        if let (InputType::Choice, Some(def)) = (input_type, &default)
+            && let Node::String(s) = &def.value
+            && !options.is_empty()
+            && !options.contains(s)
+            && !is_expr(s)
+        {
+            d.semantic(def.span, format!("default '{s}' is not one of the options"));
         }
     }
     InputDef {

@@ -100,14 +100,15 @@ fn compare_job(exp: &Value, got: &Job, problems: &mut Vec<String>) {
             problems.push(format!("job {} if: want {e:?}, got {mine:?}", got.id.value));
         }
     }
-    if let Some(Value::String(name)) = exp.get("name").map(lit) {
-        if !name.contains("${{") && got.display_name() != name {
-            problems.push(format!(
-                "job {} name: want {name:?}, got {:?}",
-                got.id.value,
-                got.display_name()
-            ));
-        }
+    if let Some(Value::String(name)) = exp.get("name").map(lit)
+        && !name.contains("${{")
+        && got.display_name() != name
+    {
+        problems.push(format!(
+            "job {} name: want {name:?}, got {:?}",
+            got.id.value,
+            got.display_name()
+        ));
     }
     if let Some(steps) = exp.get("steps").and_then(|s| s.as_array()) {
         if steps.len() != got.steps.len() {

@@ -82,7 +82,7 @@ fn workflow_vectors() {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .collect();
-        let same = (expected > 0) == !errors.is_empty();
+        let same = (expected > 0) != errors.is_empty();
         raw_total += 1;
         if same {
             raw_agree += 1;
