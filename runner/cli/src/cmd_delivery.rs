@@ -1,0 +1,181 @@
+//! `gantry approvals`, `gantry approve`, `gantry reject`, `gantry deployments`: decide on
+//! pending environment approvals and show the deployment history of a repository.
+
+use std::path::PathBuf;
+
+use gantry_delivery::approval::{ApprovalStore, DecideError};
+use gantry_delivery::history::History;
+
+/// `gantry approvals`: list pending approvals.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApprovalsArgs {
+    /// The repository (where `.gantry/` lives).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gantry approve RUN ENV --as NAME` / `gantry reject RUN ENV --as NAME`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DecideArgs {
+    /// The run id (see `gantry approvals`).
+    pub run: String,
+    /// The environment.
+    pub environment: String,
+    /// Who decides (must be one of the environment's reviewers).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+    /// A comment recorded with the decision (the reason, for a rejection).
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+}
+
+/// `gantry deployments [ENV]`: the deployment history.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeploymentsArgs {
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// How many (newest first).
+    #[arg(long, default_value_t = 20)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+}
+
+pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
+    let store = ApprovalStore::for_repo(&args.repo);
+    let pending = store.pending();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&pending)?);
+        return Ok(0);
+    }
+    if pending.is_empty() {
+        println!("no pending approvals");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<14} {:<24} {:<9} {:<20} COMMAND",
+        "RUN", "ENVIRONMENT", "JOB", "APPROVALS", "SINCE"
+    );
+    for p in &pending {
+        println!(
+            "{:<24} {:<14} {:<24} {:<9} {:<20} {}",
+            p.run_id,
+            p.environment,
+            p.job,
+            format!("{}/{}", p.approvals(), p.required_approvals),
+            p.since.format("%Y-%m-%d %H:%M:%S"),
+            p.approve_command()
+        );
+    }
+    Ok(0)
+}
+
+async fn decide(args: DecideArgs, approved: bool) -> anyhow::Result<i32> {
+    let store = ApprovalStore::for_repo(&args.repo);
+    let (run, env, name, comment) = (args.run, args.environment, args.name, args.comment);
+    let result =
+        tokio::task::spawn_blocking(move || store.decide(&run, &env, &name, approved, comment))
+            .await?;
+    match result {
+        Ok(req) => {
+            let verb = if approved { "approved" } else { "rejected" };
+            println!(
+                "{verb} run {} environment {} ({} of {} approvals; state {:?})",
+                req.run_id,
+                req.environment,
+                req.approvals(),
+                req.required_approvals,
+                req.state
+            );
+            Ok(0)
+        }
+        Err(e @ DecideError::NotFound { .. }) => {
+            eprintln!("error: {e}");
+            Ok(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+pub async fn approve(args: DecideArgs) -> anyhow::Result<i32> {
+    decide(args, true).await
+}
+
+pub async fn reject(args: DecideArgs) -> anyhow::Result<i32> {
+    decide(args, false).await
+}
+
+pub async fn deployments(args: DeploymentsArgs) -> anyhow::Result<i32> {
+    if !args.repo.join(".gantry").join("deployments.db").exists() {
+        println!("no deployments recorded");
+        return Ok(0);
+    }
+    let history = History::open_repo(&args.repo).await?;
+    let list = history
+        .list(args.environment.as_deref(), args.limit)
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(0);
+    }
+    if list.is_empty() {
+        println!("no deployments recorded");
+        return Ok(0);
+    }
+    for d in &list {
+        println!(
+            "{}  {:<12} {:<11} {} {:<20} run {} job {} by {}",
+            d.created_at.format("%Y-%m-%d %H:%M:%S"),
+            d.environment,
+            d.status,
+            &d.sha[..d.sha.len().min(7)],
+            d.git_ref,
+            d.run_id,
+            d.job,
+            d.actor
+        );
+        if let Some(url) = &d.url {
+            println!("    url: {url}");
+        }
+        for a in &d.approvals {
+            println!(
+                "    {} by {} at {}{}",
+                if a.approved { "approved" } else { "rejected" },
+                a.by,
+                a.at.format("%Y-%m-%d %H:%M:%S"),
+                a.comment
+                    .as_ref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(h) = &d.health {
+            println!(
+                "    health: {} — {}",
+                if h.passed { "passed" } else { "failed" },
+                h.summary()
+            );
+        }
+        if let Some(r) = &d.rollback {
+            println!("    rollback ({}): {}", r.strategy, r.message);
+        }
+        if let Some(m) = &d.message {
+            println!("    {m}");
+        }
+        if !d.outputs.is_empty() {
+            let outs: Vec<String> = d.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("    outputs: {}", outs.join(" "));
+        }
+    }
+    Ok(0)
+}

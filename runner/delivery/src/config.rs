@@ -1,0 +1,960 @@
+//! The delivery model of `.gantry/config.yml` and its conversion from the positioned YAML
+//! tree ([`gantry_workflow::Node`]) with `file:line:col` diagnostics.
+//!
+//! YAML itself is parsed by `gantry_workflow` (the only module that touches YAML); this
+//! module only walks the resulting [`Spanned<Node>`] tree.
+
+use std::time::Duration;
+
+use gantry_workflow::{Diagnostic, Node, Severity, Span, Spanned};
+use indexmap::IndexMap;
+
+/// The whole delivery configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryConfig {
+    pub environments: IndexMap<String, EnvironmentConfig>,
+    pub notifications: Notifications,
+}
+
+impl DeliveryConfig {
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
+        self.environments.get(name)
+    }
+}
+
+/// One `environments.<name>` entry.
+#[derive(Debug, Clone)]
+pub struct EnvironmentConfig {
+    pub name: String,
+    pub reviewers: Vec<String>,
+    pub required_approvals: u32,
+    pub prevent_self_review: bool,
+    pub wait_timer: Option<Duration>,
+    /// Branch patterns (`*` does not cross `/`); `None` = no branch restriction given.
+    pub branches: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub approval_timeout: Duration,
+    /// Names of environment secrets released after approval.
+    pub secrets: Vec<String>,
+    pub vars: IndexMap<String, String>,
+    pub health_check: Option<HealthCheckConfig>,
+    pub rollback: Option<RollbackConfig>,
+}
+
+impl EnvironmentConfig {
+    pub fn new(name: &str) -> Self {
+        EnvironmentConfig {
+            name: name.to_string(),
+            reviewers: Vec::new(),
+            required_approvals: 1,
+            prevent_self_review: false,
+            wait_timer: None,
+            branches: None,
+            tags: None,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            secrets: Vec::new(),
+            vars: IndexMap::new(),
+            health_check: None,
+            rollback: None,
+        }
+    }
+
+    /// Whether this environment needs approvals before a job may start.
+    pub fn needs_approval(&self) -> bool {
+        !self.reviewers.is_empty()
+    }
+}
+
+/// GitHub's limit: a pending deployment fails after 30 days.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub initial_delay: Duration,
+    pub interval: Duration,
+    /// Number of measurements per probe; 0 = measure until `deadline`.
+    pub count: u32,
+    pub deadline: Option<Duration>,
+    pub probes: Vec<ProbeConfig>,
+    pub on_failure: OnFailure,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            initial_delay: Duration::ZERO,
+            interval: Duration::from_secs(10),
+            count: 1,
+            deadline: None,
+            probes: Vec::new(),
+            on_failure: OnFailure::Rollback,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Rollback,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub kind: ProbeKind,
+    /// Failed measurements tolerated (Argo `failureLimit`, default 0).
+    pub failure_limit: u32,
+    /// Consecutive transport errors tolerated (Argo `consecutiveErrorLimit`, default 4).
+    pub error_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    Http(HttpProbe),
+    /// A shell command; exit code 0 passes.
+    Run(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    pub url: String,
+    pub method: String,
+    pub timeout: Duration,
+    /// Accepted statuses; empty = any 2xx.
+    pub expect_status: Vec<u16>,
+    pub json_path: Option<String>,
+    pub expect: Option<Expect>,
+    pub headers: IndexMap<String, String>,
+}
+
+impl HttpProbe {
+    pub fn get(url: &str) -> Self {
+        HttpProbe {
+            url: url.to_string(),
+            method: "GET".into(),
+            timeout: Duration::from_secs(10),
+            expect_status: Vec::new(),
+            json_path: None,
+            expect: None,
+            headers: IndexMap::new(),
+        }
+    }
+}
+
+/// The expected value of a probe result: a literal (compared as text) or `/regex/`.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    Value(String),
+    Regex(regex::Regex),
+}
+
+impl Expect {
+    pub fn parse(text: &str) -> Result<Expect, String> {
+        if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
+            regex::Regex::new(&text[1..text.len() - 1])
+                .map(Expect::Regex)
+                .map_err(|e| format!("invalid regex {text}: {e}"))
+        } else {
+            Ok(Expect::Value(text.to_string()))
+        }
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Expect::Value(v) => v == value,
+            Expect::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Value(v) => write!(f, "{v:?}"),
+            Expect::Regex(r) => write!(f, "/{}/", r.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RollbackConfig {
+    Run(String),
+    /// Re-run the deploy job at the last successful deployment's commit.
+    Previous,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Notifications {
+    pub slack: Option<SlackConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SlackConfig {
+    /// Raw text; may be `${{ secrets.NAME }}`.
+    pub webhook_url: Option<String>,
+    pub bot_token: Option<String>,
+    pub channel: Option<String>,
+    /// Event names; empty = all events.
+    pub events: Vec<String>,
+    /// Slack ids mentioned on failures (`U…` users, `S…` groups, `here`, `channel`).
+    pub mention_on_failure: Vec<String>,
+    /// Web API base (tests point it at a local server).
+    pub api_url: Option<String>,
+}
+
+/// Events a notification filter may name.
+pub const EVENTS: &[&str] = &[
+    "run_failed",
+    "run_succeeded",
+    "approval_requested",
+    "approval_decided",
+    "deployment_started",
+    "deployment_succeeded",
+    "deployment_failed",
+    "health_check_failed",
+    "rolled_back",
+];
+
+/// Parses `30s`, `5m`, `24h`, `2d`, `1h30m`, `250ms`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration `{text}` (use e.g. 30s, 5m, 24h)"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            _ => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{unit}` (use ms, s, m, h, d)"
+                ));
+            }
+        };
+        total += d;
+    }
+    Ok(total)
+}
+
+/// Formats a duration compactly (`1m30s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Conversion from the YAML tree.
+
+type Entries = [(Spanned<String>, Spanned<Node>)];
+
+struct Cx<'f> {
+    file: &'f str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            file: self.file.to_string(),
+            span,
+            severity: Severity::Error,
+            message: message.into(),
+        });
+    }
+
+    fn map<'n>(&mut self, n: &'n Spanned<Node>, what: &str) -> Option<&'n Entries> {
+        match &n.value {
+            Node::Map(entries) => Some(entries),
+            Node::Null => Some(&[]),
+            other => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected a mapping, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports unknown keys of a mapping.
+    fn known_keys(&mut self, entries: &Entries, what: &str, allowed: &[&str]) {
+        for (k, _) in entries {
+            if !allowed.contains(&k.value.as_str()) {
+                self.error(
+                    k.span,
+                    format!(
+                        "unknown key `{}` in {what} (expected one of: {})",
+                        k.value,
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn string(&mut self, n: &Spanned<Node>, what: &str) -> Option<String> {
+        match &n.value {
+            Node::String(s) => Some(s.clone()),
+            Node::Number(x) => Some(number_text(*x)),
+            Node::Bool(b) => Some(b.to_string()),
+            other => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected a string, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn strict_string(&mut self, n: &Spanned<Node>, what: &str) -> Option<String> {
+        match &n.value {
+            Node::String(s) => Some(s.clone()),
+            other => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected a string, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, n: &Spanned<Node>, what: &str) -> Option<Vec<String>> {
+        match &n.value {
+            Node::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    if let Some(s) = self.string(item, what) {
+                        out.push(s);
+                    }
+                }
+                Some(out)
+            }
+            Node::String(s) => Some(vec![s.clone()]),
+            other => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected a list of strings, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, n: &Spanned<Node>, what: &str) -> Option<u32> {
+        match &n.value {
+            Node::Number(x) if *x >= 0.0 && x.fract() == 0.0 && *x <= u32::MAX as f64 => {
+                Some(*x as u32)
+            }
+            other => {
+                self.error(
+                    n.span,
+                    format!(
+                        "{what}: expected a non-negative integer, found {}",
+                        describe(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, n: &Spanned<Node>, what: &str) -> Option<bool> {
+        match &n.value {
+            Node::Bool(b) => Some(*b),
+            other => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected true or false, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, n: &Spanned<Node>, what: &str) -> Option<Duration> {
+        let text = match &n.value {
+            Node::String(s) => s.clone(),
+            Node::Number(x) if *x >= 0.0 && x.fract() == 0.0 => number_text(*x),
+            other => {
+                self.error(
+                    n.span,
+                    format!(
+                        "{what}: expected a duration like 30s, 5m or 24h, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(n.span, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        x.to_string()
+    }
+}
+
+fn kind(n: &Node) -> &'static str {
+    match n {
+        Node::Null => "null",
+        Node::Bool(_) => "a boolean",
+        Node::Number(_) => "a number",
+        Node::String(_) => "a string",
+        Node::Seq(_) => "a list",
+        Node::Map(_) => "a mapping",
+    }
+}
+
+fn describe(n: &Node) -> String {
+    match n {
+        Node::String(s) => format!("\"{s}\""),
+        Node::Number(x) => number_text(*x),
+        Node::Bool(b) => b.to_string(),
+        other => kind(other).to_string(),
+    }
+}
+
+/// Converts the tree of `.gantry/config.yml` (named `file` in diagnostics). The config is
+/// returned only when there are no errors. Keys other than `environments` and
+/// `notifications` are left to other parts of Gantry.
+pub fn config_from_node(
+    root: &Spanned<Node>,
+    file: &str,
+) -> (Option<DeliveryConfig>, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        file,
+        diags: Vec::new(),
+    };
+    let mut config = DeliveryConfig::default();
+    if let Some(entries) = cx.map(root, "config") {
+        for (k, v) in entries {
+            match k.value.as_str() {
+                "environments" => {
+                    if let Some(envs) = cx.map(v, "environments") {
+                        for (name, env) in envs {
+                            if let Some(e) = environment(&mut cx, &name.value, env) {
+                                config.environments.insert(name.value.clone(), e);
+                            }
+                        }
+                    }
+                }
+                "notifications" => {
+                    if let Some(n) = cx.map(v, "notifications") {
+                        cx.known_keys(n, "notifications", &["slack"]);
+                        for (k, v) in n {
+                            if k.value == "slack" {
+                                config.notifications.slack = slack(&mut cx, v);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);
+    (ok.then_some(config), cx.diags)
+}
+
+const ENV_KEYS: &[&str] = &[
+    "reviewers",
+    "required_approvals",
+    "prevent_self_review",
+    "wait_timer",
+    "branches",
+    "tags",
+    "approval_timeout",
+    "secrets",
+    "vars",
+    "health_check",
+    "rollback",
+];
+
+fn environment(cx: &mut Cx, name: &str, n: &Spanned<Node>) -> Option<EnvironmentConfig> {
+    let what = format!("environments.{name}");
+    let entries = cx.map(n, &what)?;
+    cx.known_keys(entries, &what, ENV_KEYS);
+    let mut env = EnvironmentConfig::new(name);
+    let mut required_span = None;
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        match k.value.as_str() {
+            "reviewers" => env.reviewers = cx.string_list(v, &w).unwrap_or_default(),
+            "required_approvals" => {
+                if let Some(n) = cx.uint(v, &w) {
+                    if n == 0 {
+                        cx.error(v.span, format!("{w}: must be at least 1"));
+                    }
+                    env.required_approvals = n.max(1);
+                    required_span = Some(v.span);
+                }
+            }
+            "prevent_self_review" => env.prevent_self_review = cx.boolean(v, &w).unwrap_or(false),
+            "wait_timer" => env.wait_timer = cx.duration(v, &w),
+            "branches" => env.branches = cx.string_list(v, &w),
+            "tags" => env.tags = cx.string_list(v, &w),
+            "approval_timeout" => {
+                if let Some(d) = cx.duration(v, &w) {
+                    env.approval_timeout = d;
+                }
+            }
+            "secrets" => env.secrets = cx.string_list(v, &w).unwrap_or_default(),
+            "vars" => {
+                if let Some(m) = cx.map(v, &w) {
+                    for (vk, vv) in m {
+                        if let Some(s) = cx.string(vv, &format!("{w}.{}", vk.value)) {
+                            env.vars.insert(vk.value.clone(), s);
+                        }
+                    }
+                }
+            }
+            "health_check" => env.health_check = health_check(cx, v, &w),
+            "rollback" => env.rollback = rollback(cx, v, &w),
+            _ => {}
+        }
+    }
+    if let Some(span) = required_span
+        && !env.reviewers.is_empty()
+        && env.required_approvals as usize > env.reviewers.len()
+    {
+        cx.error(
+            span,
+            format!(
+                "{what}.required_approvals: {} approvals required but only {} reviewers listed",
+                env.required_approvals,
+                env.reviewers.len()
+            ),
+        );
+    }
+    Some(env)
+}
+
+fn health_check(cx: &mut Cx, n: &Spanned<Node>, what: &str) -> Option<HealthCheckConfig> {
+    let entries = cx.map(n, what)?;
+    cx.known_keys(
+        entries,
+        what,
+        &[
+            "initial_delay",
+            "interval",
+            "count",
+            "deadline",
+            "probes",
+            "on_failure",
+        ],
+    );
+    let mut hc = HealthCheckConfig::default();
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        match k.value.as_str() {
+            "initial_delay" => hc.initial_delay = cx.duration(v, &w).unwrap_or_default(),
+            "interval" => {
+                if let Some(d) = cx.duration(v, &w) {
+                    hc.interval = d;
+                }
+            }
+            "count" => hc.count = cx.uint(v, &w).unwrap_or(1),
+            "deadline" => hc.deadline = cx.duration(v, &w),
+            "on_failure" => match cx.strict_string(v, &w).as_deref() {
+                Some("rollback") => hc.on_failure = OnFailure::Rollback,
+                Some("fail") => hc.on_failure = OnFailure::Fail,
+                Some(other) => cx.error(
+                    v.span,
+                    format!("{w}: expected `rollback` or `fail`, found \"{other}\""),
+                ),
+                None => {}
+            },
+            "probes" => match &v.value {
+                Node::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(p) = probe(cx, item, &format!("{w}[{i}]")) {
+                            hc.probes.push(p);
+                        }
+                    }
+                }
+                other => cx.error(
+                    v.span,
+                    format!("{w}: expected a list, found {}", kind(other)),
+                ),
+            },
+            _ => {}
+        }
+    }
+    if hc.probes.is_empty() {
+        cx.error(n.span, format!("{what}: at least one probe is required"));
+    }
+    if hc.count == 0 && hc.deadline.is_none() {
+        cx.error(
+            n.span,
+            format!("{what}: `count: 0` measures until `deadline`, which is missing"),
+        );
+    }
+    Some(hc)
+}
+
+fn probe(cx: &mut Cx, n: &Spanned<Node>, what: &str) -> Option<ProbeConfig> {
+    let entries = cx.map(n, what)?;
+    cx.known_keys(
+        entries,
+        what,
+        &["name", "http", "run", "failure_limit", "error_limit"],
+    );
+    let mut name = None;
+    let mut kind_: Option<ProbeKind> = None;
+    let mut failure_limit = 0;
+    let mut error_limit = 4;
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        match k.value.as_str() {
+            "name" => name = cx.string(v, &w),
+            "run" => {
+                if kind_.is_some() {
+                    cx.error(
+                        k.span,
+                        format!("{what}: a probe has either `http` or `run`, not both"),
+                    );
+                }
+                kind_ = cx.strict_string(v, &w).map(ProbeKind::Run);
+            }
+            "http" => {
+                if kind_.is_some() {
+                    cx.error(
+                        k.span,
+                        format!("{what}: a probe has either `http` or `run`, not both"),
+                    );
+                }
+                kind_ = http_probe(cx, v, &w).map(ProbeKind::Http);
+            }
+            "failure_limit" => failure_limit = cx.uint(v, &w).unwrap_or(0),
+            "error_limit" => error_limit = cx.uint(v, &w).unwrap_or(4),
+            _ => {}
+        }
+    }
+    let Some(kind_) = kind_ else {
+        cx.error(n.span, format!("{what}: a probe needs `http` or `run`"));
+        return None;
+    };
+    let name = name.unwrap_or_else(|| match &kind_ {
+        ProbeKind::Http(h) => h.url.clone(),
+        ProbeKind::Run(r) => r.clone(),
+    });
+    Some(ProbeConfig {
+        name,
+        kind: kind_,
+        failure_limit,
+        error_limit,
+    })
+}
+
+fn http_probe(cx: &mut Cx, n: &Spanned<Node>, what: &str) -> Option<HttpProbe> {
+    let entries = cx.map(n, what)?;
+    cx.known_keys(
+        entries,
+        what,
+        &[
+            "url",
+            "method",
+            "timeout",
+            "expect_status",
+            "json_path",
+            "expect",
+            "headers",
+        ],
+    );
+    let mut p = HttpProbe::get("");
+    let mut has_url = false;
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        match k.value.as_str() {
+            "url" => {
+                if let Some(u) = cx.strict_string(v, &w) {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        cx.error(v.span, format!("{w}: expected an http:// or https:// URL"));
+                    }
+                    p.url = u;
+                    has_url = true;
+                }
+            }
+            "method" => {
+                if let Some(m) = cx.strict_string(v, &w) {
+                    let up = m.to_ascii_uppercase();
+                    if !["GET", "POST", "PUT", "HEAD"].contains(&up.as_str()) {
+                        cx.error(v.span, format!("{w}: expected GET, POST, PUT or HEAD"));
+                    }
+                    p.method = up;
+                }
+            }
+            "timeout" => {
+                if let Some(d) = cx.duration(v, &w) {
+                    p.timeout = d;
+                }
+            }
+            "expect_status" => match &v.value {
+                Node::Number(_) => {
+                    p.expect_status = cx.uint(v, &w).map(|s| vec![s as u16]).unwrap_or_default()
+                }
+                Node::Seq(items) => {
+                    for item in items {
+                        if let Some(s) = cx.uint(item, &w) {
+                            if !(100..=599).contains(&s) {
+                                cx.error(item.span, format!("{w}: {s} is not an HTTP status"));
+                            }
+                            p.expect_status.push(s as u16);
+                        }
+                    }
+                }
+                other => cx.error(
+                    v.span,
+                    format!(
+                        "{w}: expected a status or a list of statuses, found {}",
+                        kind(other)
+                    ),
+                ),
+            },
+            "json_path" => {
+                if let Some(jp) = cx.strict_string(v, &w) {
+                    if let Err(e) = crate::health::parse_json_path(&jp) {
+                        cx.error(v.span, format!("{w}: {e}"));
+                    }
+                    p.json_path = Some(jp);
+                }
+            }
+            "expect" => {
+                if let Some(e) = cx.string(v, &w) {
+                    match Expect::parse(&e) {
+                        Ok(x) => p.expect = Some(x),
+                        Err(msg) => cx.error(v.span, format!("{w}: {msg}")),
+                    }
+                }
+            }
+            "headers" => {
+                if let Some(m) = cx.map(v, &w) {
+                    for (hk, hv) in m {
+                        if let Some(s) = cx.string(hv, &w) {
+                            p.headers.insert(hk.value.clone(), s);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_url {
+        cx.error(n.span, format!("{what}: `url` is required"));
+    }
+    Some(p)
+}
+
+fn rollback(cx: &mut Cx, n: &Spanned<Node>, what: &str) -> Option<RollbackConfig> {
+    let entries = cx.map(n, what)?;
+    cx.known_keys(entries, what, &["run", "strategy"]);
+    let mut out = None;
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        let this = match k.value.as_str() {
+            "run" => cx.strict_string(v, &w).map(RollbackConfig::Run),
+            "strategy" => match cx.strict_string(v, &w).as_deref() {
+                Some("previous") => Some(RollbackConfig::Previous),
+                Some(other) => {
+                    cx.error(
+                        v.span,
+                        format!("{w}: expected `previous`, found \"{other}\""),
+                    );
+                    None
+                }
+                None => None,
+            },
+            _ => continue,
+        };
+        if out.is_some() && this.is_some() {
+            cx.error(
+                k.span,
+                format!("{what}: use either `run` or `strategy`, not both"),
+            );
+        }
+        if this.is_some() {
+            out = this;
+        }
+    }
+    if out.is_none() && !cx.diags.iter().any(|d| d.span == n.span) && entries.is_empty() {
+        cx.error(
+            n.span,
+            format!("{what}: needs `run` or `strategy: previous`"),
+        );
+    }
+    out
+}
+
+fn slack(cx: &mut Cx, n: &Spanned<Node>) -> Option<SlackConfig> {
+    let what = "notifications.slack";
+    let entries = cx.map(n, what)?;
+    cx.known_keys(
+        entries,
+        what,
+        &[
+            "webhook_url",
+            "bot_token",
+            "channel",
+            "events",
+            "mention_on_failure",
+            "api_url",
+        ],
+    );
+    let mut s = SlackConfig::default();
+    for (k, v) in entries {
+        let w = format!("{what}.{}", k.value);
+        match k.value.as_str() {
+            "webhook_url" => s.webhook_url = cx.strict_string(v, &w),
+            "bot_token" => s.bot_token = cx.strict_string(v, &w),
+            "channel" => s.channel = cx.string(v, &w),
+            "api_url" => s.api_url = cx.strict_string(v, &w),
+            "mention_on_failure" => {
+                s.mention_on_failure = cx.string_list(v, &w).unwrap_or_default()
+            }
+            "events" => {
+                if let Node::Seq(items) = &v.value {
+                    for item in items {
+                        if let Some(e) = cx.string(item, &w) {
+                            if !EVENTS.contains(&e.as_str()) {
+                                cx.error(
+                                    item.span,
+                                    format!(
+                                        "{w}: unknown event `{e}` (expected one of: {})",
+                                        EVENTS.join(", ")
+                                    ),
+                                );
+                            }
+                            s.events.push(e);
+                        }
+                    }
+                } else {
+                    cx.error(v.span, format!("{w}: expected a list of event names"));
+                }
+            }
+            _ => {}
+        }
+    }
+    match (&s.webhook_url, &s.bot_token, &s.channel) {
+        (Some(_), None, _) | (None, Some(_), Some(_)) => {}
+        (Some(_), Some(_), _) => cx.error(
+            n.span,
+            format!("{what}: use either `webhook_url` or `bot_token` + `channel`, not both"),
+        ),
+        (None, Some(_), None) => cx.error(n.span, format!("{what}: `bot_token` needs `channel`")),
+        (None, None, _) => cx.error(
+            n.span,
+            format!("{what}: needs `webhook_url` or `bot_token` + `channel`"),
+        ),
+    }
+    Some(s)
+}
+
+/// `fnmatch`-style matching as GitHub applies to deployment branch/tag policies: `*`
+/// matches any run of characters except `/`, `**` also crosses `/`, `?` one non-`/`
+/// character; everything else literally.
+pub fn fnmatch(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some(b'*') => {
+                let double = p.get(1) == Some(&b'*');
+                let rest = if double { &p[2..] } else { &p[1..] };
+                for i in 0..=t.len() {
+                    if go(rest, &t[i..]) {
+                        return true;
+                    }
+                    if i < t.len() && t[i] == b'/' && !double {
+                        return false;
+                    }
+                }
+                false
+            }
+            Some(b'?') => !t.is_empty() && t[0] != b'/' && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+impl EnvironmentConfig {
+    /// The deployment branch/tag policy: `Err` says why `git_ref` may not deploy here.
+    pub fn check_ref(&self, git_ref: &str) -> Result<(), String> {
+        if self.branches.is_none() && self.tags.is_none() {
+            return Ok(());
+        }
+        let (kind_, name, list) = if let Some(b) = git_ref.strip_prefix("refs/heads/") {
+            ("branch", b, &self.branches)
+        } else if let Some(t) = git_ref.strip_prefix("refs/tags/") {
+            ("tag", t, &self.tags)
+        } else {
+            ("ref", git_ref, &self.branches)
+        };
+        let patterns = list.as_deref().unwrap_or(&[]);
+        if patterns
+            .iter()
+            .any(|p| fnmatch(p, name) || fnmatch(p, git_ref))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "{kind_} `{name}` may not deploy to environment `{}` (allowed {}s: {})",
+            self.name,
+            kind_,
+            if patterns.is_empty() {
+                "none".to_string()
+            } else {
+                patterns.join(", ")
+            }
+        ))
+    }
+}

@@ -1,0 +1,875 @@
+//! [`Delivery`]: the engine's [`DeliveryGates`] built from `.gantry/config.yml`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use gantry_engine::gate::{
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
+};
+use indexmap::IndexMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::approval::{
+    ApprovalPrompt, ApprovalState, ApprovalStore, PendingApproval, PromptAnswer,
+};
+use crate::config::{DeliveryConfig, EnvironmentConfig, OnFailure, RollbackConfig};
+use crate::events::{DeliveryEvent, EventSink, short};
+use crate::health::{self, HealthReport, ProbeContext};
+use crate::history::{DeploymentRecord, History, RollbackRecord, status};
+use crate::notify::slack::{Mask, SlackNotifier, SlackTarget};
+use crate::notify::{self, Notification, RunInfo, Status};
+use crate::rollback::{self, Redeploy};
+
+type Key = (String, String, String);
+
+/// Continuous delivery rules for one repository.
+pub struct Delivery {
+    config: DeliveryConfig,
+    root: PathBuf,
+    store: ApprovalStore,
+    history: Option<History>,
+    notifier: Option<SlackNotifier>,
+    sink: EventSink,
+    prompt: Option<Arc<dyn ApprovalPrompt>>,
+    secrets: IndexMap<String, String>,
+    mask: Mask,
+    redeploy: Option<Arc<dyn Redeploy>>,
+    poll_interval: Duration,
+    run_urls: Mutex<HashMap<String, String>>,
+    active: Mutex<HashMap<Key, (DeploymentRecord, Admission)>>,
+}
+
+/// Builds a [`Delivery`].
+pub struct DeliveryBuilder {
+    d: Delivery,
+}
+
+impl DeliveryBuilder {
+    /// Where events go (the engine forwards them into the run's event stream).
+    pub fn events(mut self, tx: tokio::sync::mpsc::UnboundedSender<DeliveryEvent>) -> Self {
+        let print = self.d.sink.print;
+        self.d.sink = EventSink::new(Some(tx));
+        self.d.sink.print = print;
+        self
+    }
+
+    /// Print events as lines on stderr (a CLI without a reporter for them).
+    pub fn print_events(mut self, yes: bool) -> Self {
+        self.d.sink.print = yes;
+        self
+    }
+
+    /// Ask interactively ([`crate::approval::TtyPrompt`] in a terminal).
+    pub fn prompt(mut self, p: Arc<dyn ApprovalPrompt>) -> Self {
+        self.d.prompt = Some(p);
+        self
+    }
+
+    /// Every secret known to the run: environment secrets are taken from here, and every
+    /// value is masked in messages, records and output.
+    pub fn secrets(mut self, secrets: IndexMap<String, String>) -> Self {
+        self.d.mask = notify::masker(secrets.values().cloned());
+        self.d.secrets = secrets;
+        self
+    }
+
+    pub fn history(mut self, h: History) -> Self {
+        self.d.history = Some(h);
+        self
+    }
+
+    pub fn redeploy(mut self, r: Arc<dyn Redeploy>) -> Self {
+        self.d.redeploy = Some(r);
+        self
+    }
+
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.d.poll_interval = d;
+        self
+    }
+
+    pub fn notifier(mut self, n: SlackNotifier) -> Self {
+        self.d.notifier = Some(n);
+        self
+    }
+
+    /// Builds; the Slack notifier comes from the config unless one was given. Config
+    /// values like `${{ secrets.SLACK_WEBHOOK_URL }}` are resolved from the secrets.
+    pub fn build(mut self) -> Delivery {
+        if self.d.notifier.is_none()
+            && let Some(s) = &self.d.config.notifications.slack
+        {
+            match slack_target(s, &self.d.secrets) {
+                Ok(target) => {
+                    self.d.notifier = Some(
+                        SlackNotifier::new(target, self.d.mask.clone())
+                            .with_events(s.events.clone())
+                            .with_mentions(s.mention_on_failure.clone()),
+                    )
+                }
+                Err(e) => self.d.sink.emit(DeliveryEvent::NotificationWarning {
+                    message: format!("Slack notifications disabled: {e}"),
+                }),
+            }
+        }
+        self.d
+    }
+}
+
+/// The Slack target of a config, with `${{ secrets.X }}` resolved.
+pub fn slack_target(
+    s: &crate::config::SlackConfig,
+    secrets: &IndexMap<String, String>,
+) -> Result<SlackTarget, String> {
+    if let Some(url) = &s.webhook_url {
+        return Ok(SlackTarget::Webhook {
+            url: notify::resolve_refs(url, secrets)?,
+        });
+    }
+    match (&s.bot_token, &s.channel) {
+        (Some(t), Some(c)) => Ok(SlackTarget::Api {
+            token: notify::resolve_refs(t, secrets)?,
+            channel: c.clone(),
+            base_url: s
+                .api_url
+                .clone()
+                .unwrap_or_else(|| "https://slack.com/api".into()),
+        }),
+        _ => Err("needs webhook_url or bot_token + channel".into()),
+    }
+}
+
+type PromptFuture = Pin<Box<dyn Future<Output = Option<PromptAnswer>> + Send>>;
+
+impl Delivery {
+    /// `root` is the repository (where `.gantry/` lives).
+    pub fn builder(root: impl Into<PathBuf>, config: DeliveryConfig) -> DeliveryBuilder {
+        let root = root.into();
+        DeliveryBuilder {
+            d: Delivery {
+                store: ApprovalStore::for_repo(&root),
+                root,
+                config,
+                history: None,
+                notifier: None,
+                sink: EventSink::default(),
+                prompt: None,
+                secrets: IndexMap::new(),
+                mask: notify::masker(Vec::new()),
+                redeploy: None,
+                poll_interval: Duration::from_millis(500),
+                run_urls: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashMap::new()),
+            },
+        }
+    }
+
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    pub fn approvals(&self) -> &ApprovalStore {
+        &self.store
+    }
+
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
+    }
+
+    pub fn notifier(&self) -> Option<&SlackNotifier> {
+        self.notifier.as_ref()
+    }
+
+    /// A link to the run shown in messages.
+    pub fn set_run_url(&self, run_id: &str, url: &str) {
+        self.run_urls
+            .lock()
+            .unwrap()
+            .insert(run_id.into(), url.into());
+    }
+
+    /// Sends a run-level notification (`run_succeeded`, `run_failed`); the engine's
+    /// reporter calls this at the end of a run. Failures only warn.
+    pub async fn notify_run(&self, event: &str, run: RunInfo, details: Option<String>) {
+        let status = if event == "run_failed" {
+            Status::Failure
+        } else {
+            Status::Success
+        };
+        let title = format!(
+            "{} #{} {}",
+            run.workflow,
+            run.run_id,
+            if status == Status::Failure {
+                "failed"
+            } else {
+                "succeeded"
+            }
+        );
+        self.send(Notification {
+            event: event.into(),
+            status,
+            title,
+            run,
+            approval_command: None,
+            health: None,
+            details,
+        })
+        .await;
+    }
+
+    async fn send(&self, n: Notification) {
+        if let Some(notifier) = &self.notifier
+            && let Err(e) = notifier.notify(&n).await
+        {
+            tracing::warn!("{e}");
+            self.sink
+                .emit(DeliveryEvent::NotificationWarning { message: e });
+        }
+    }
+
+    fn run_info(&self, req: &DeploymentRequest) -> RunInfo {
+        let commit_message = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["log", "-1", "--format=%s", &req.sha])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty());
+        RunInfo {
+            repository: req.repository.clone(),
+            git_ref: req.git_ref.clone(),
+            sha: req.sha.clone(),
+            commit_message,
+            actor: req.actor.clone(),
+            workflow: req.workflow.clone(),
+            run_id: req.run_id.clone(),
+            run_url: self.run_urls.lock().unwrap().get(&req.run_id).cloned(),
+            job: Some(req.job_name.clone()),
+            environment: Some(req.environment.clone()),
+            duration: None,
+        }
+    }
+
+    async fn record(&self, rec: &DeploymentRecord) {
+        if let Some(h) = &self.history
+            && let Err(e) = h.save(rec).await
+        {
+            tracing::warn!("deployment history: {e}");
+        }
+    }
+
+    async fn refuse(
+        &self,
+        req: &DeploymentRequest,
+        mut rec: DeploymentRecord,
+        st: &str,
+        reason: String,
+    ) -> String {
+        rec.status = st.into();
+        rec.message = Some(reason.clone());
+        self.record(&rec).await;
+        self.sink.emit(DeliveryEvent::GateRefused {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            reason: reason.clone(),
+        });
+        self.send(Notification {
+            event: "deployment_failed".into(),
+            status: Status::Failure,
+            title: format!("Deployment to {} refused", req.environment),
+            run: self.run_info(req),
+            approval_command: None,
+            health: None,
+            details: Some(reason.clone()),
+        })
+        .await;
+        reason
+    }
+
+    fn ask(&self, req: &PendingApproval, note: Option<String>) -> Option<PromptFuture> {
+        let p = self.prompt.clone()?;
+        let r = req.clone();
+        Some(Box::pin(async move { p.ask(&r, note.as_deref()).await }))
+    }
+
+    /// Waits for approvals; `Ok` with the decisions once approved.
+    async fn wait_for_approval(
+        &self,
+        req: &DeploymentRequest,
+        env: &EnvironmentConfig,
+        cancel: &CancellationToken,
+    ) -> Result<PendingApproval, (&'static str, String)> {
+        let pending = PendingApproval {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            job: req.job_name.clone(),
+            workflow: req.workflow.clone(),
+            actor: req.actor.clone(),
+            git_ref: req.git_ref.clone(),
+            sha: req.sha.clone(),
+            reviewers: env.reviewers.clone(),
+            required_approvals: env.required_approvals,
+            prevent_self_review: env.prevent_self_review,
+            since: Utc::now(),
+            state: ApprovalState::Pending,
+            decisions: Vec::new(),
+        };
+        let io = |e: crate::approval::DecideError| (status::FAILED, format!("approval state: {e}"));
+        self.store.create(&pending).map_err(io)?;
+        let command = pending.approve_command();
+        self.sink.emit(DeliveryEvent::ApprovalRequested {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            job: req.job_name.clone(),
+            reviewers: env.reviewers.clone(),
+            required_approvals: env.required_approvals,
+            command: command.clone(),
+        });
+        self.send(Notification {
+            event: "approval_requested".into(),
+            status: Status::Waiting,
+            title: format!(
+                "Deployment to {} waits for {} approval(s)",
+                req.environment, env.required_approvals
+            ),
+            run: self.run_info(req),
+            approval_command: Some(command),
+            health: None,
+            details: Some(format!("Reviewers: {}", env.reviewers.join(", "))),
+        })
+        .await;
+
+        let deadline = tokio::time::Instant::now() + env.approval_timeout;
+        let mut prompt = self.ask(&pending, None);
+        let mut seen = 0usize;
+        loop {
+            let current = self.store.get(&req.run_id, &req.environment).map_err(io)?;
+            for d in current.decisions.iter().skip(seen) {
+                self.sink.emit(DeliveryEvent::ApprovalDecided {
+                    run_id: req.run_id.clone(),
+                    environment: req.environment.clone(),
+                    by: d.by.clone(),
+                    approved: d.approved,
+                    comment: d.comment.clone(),
+                    accepted: true,
+                    message: String::new(),
+                });
+            }
+            seen = current.decisions.len();
+            match current.state {
+                ApprovalState::Approved => return Ok(current),
+                ApprovalState::Rejected => {
+                    let d = current.rejection().cloned();
+                    let (by, why) = d
+                        .map(|d| (d.by, d.comment.unwrap_or_else(|| "no reason given".into())))
+                        .unwrap_or_default();
+                    return Err((
+                        status::REJECTED,
+                        format!(
+                            "deployment to `{}` rejected by {by}: {why}",
+                            req.environment
+                        ),
+                    ));
+                }
+                ApprovalState::TimedOut | ApprovalState::Cancelled => {
+                    return Err((status::CANCELLED, format!("approval {:?}", current.state)));
+                }
+                ApprovalState::Pending => {}
+            }
+            enum Wake {
+                Cancelled,
+                TimedOut,
+                Tick,
+                Answer(Option<PromptAnswer>),
+            }
+            let wake = tokio::select! {
+                _ = cancel.cancelled() => Wake::Cancelled,
+                _ = tokio::time::sleep_until(deadline) => Wake::TimedOut,
+                _ = tokio::time::sleep(self.poll_interval) => Wake::Tick,
+                answer = async { prompt.as_mut().expect("guarded").await }, if prompt.is_some() => Wake::Answer(answer),
+            };
+            match wake {
+                Wake::Tick => {}
+                Wake::Cancelled => {
+                    let _ =
+                        self.store
+                            .close(&req.run_id, &req.environment, ApprovalState::Cancelled);
+                    return Err((
+                        status::CANCELLED,
+                        format!(
+                            "deployment to `{}` cancelled while waiting for approval",
+                            req.environment
+                        ),
+                    ));
+                }
+                Wake::TimedOut => {
+                    let now = self
+                        .store
+                        .close(&req.run_id, &req.environment, ApprovalState::TimedOut)
+                        .map_err(io)?;
+                    if now.state == ApprovalState::TimedOut {
+                        return Err((
+                            status::TIMED_OUT,
+                            format!(
+                                "deployment to `{}` was not approved within {} ({} of {} approvals)",
+                                req.environment,
+                                crate::config::format_duration(env.approval_timeout),
+                                now.approvals(),
+                                env.required_approvals
+                            ),
+                        ));
+                    }
+                }
+                Wake::Answer(answer) => {
+                    prompt = None;
+                    let Some(a) = answer else { continue };
+                    match self.store.decide(
+                        &req.run_id,
+                        &req.environment,
+                        &a.by,
+                        a.approved,
+                        a.comment.clone(),
+                    ) {
+                        Ok(now) => {
+                            if now.state == ApprovalState::Pending {
+                                prompt = self.ask(
+                                    &now,
+                                    Some(format!(
+                                        "{} of {} approvals so far",
+                                        now.approvals(),
+                                        now.required_approvals
+                                    )),
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            self.sink.emit(DeliveryEvent::ApprovalDecided {
+                                run_id: req.run_id.clone(),
+                                environment: req.environment.clone(),
+                                by: a.by.clone(),
+                                approved: a.approved,
+                                comment: a.comment.clone(),
+                                accepted: false,
+                                message: e.to_string(),
+                            });
+                            if let Ok(now) = self.store.get(&req.run_id, &req.environment)
+                                && now.state == ApprovalState::Pending
+                            {
+                                prompt = self.ask(&now, Some(format!("refused: {e}")));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn probe_context(&self, env: &EnvironmentConfig, sha: &str, url: Option<&str>) -> ProbeContext {
+        let mut vars = env.vars.clone();
+        vars.insert("GANTRY_ENVIRONMENT".into(), env.name.clone());
+        vars.insert("GANTRY_SHA".into(), sha.into());
+        if let Some(u) = url {
+            vars.insert("GANTRY_DEPLOYMENT_URL".into(), u.into());
+        }
+        ProbeContext {
+            workdir: self.root.clone(),
+            env: vars,
+            mask: self.mask.clone(),
+            command_timeout: Duration::from_secs(300),
+        }
+    }
+
+    async fn health(
+        &self,
+        req: &DeploymentRequest,
+        env: &EnvironmentConfig,
+        sha: &str,
+        url: Option<&str>,
+        after_rollback: bool,
+    ) -> Option<HealthReport> {
+        let hc = env.health_check.as_ref()?;
+        self.sink.emit(DeliveryEvent::HealthCheckStarted {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            after_rollback,
+        });
+        let ctx = self.probe_context(env, sha, url);
+        let report = health::analyze(hc, &ctx, |m| {
+            self.sink.emit(DeliveryEvent::HealthMeasurement {
+                run_id: req.run_id.clone(),
+                environment: req.environment.clone(),
+                measurement: m.clone(),
+            })
+        })
+        .await;
+        self.sink.emit(DeliveryEvent::HealthCheckFinished {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            after_rollback,
+            report: report.clone(),
+        });
+        Some(report)
+    }
+
+    /// Rolls back and checks health again; returns the record of it.
+    async fn roll_back(
+        &self,
+        req: &DeploymentRequest,
+        env: &EnvironmentConfig,
+        rec: &DeploymentRecord,
+        admission: &Admission,
+    ) -> RollbackRecord {
+        let previous = match &self.history {
+            Some(h) => h.last_successful(&env.name, &rec.id).await.ok().flatten(),
+            None => None,
+        };
+        self.sink.emit(DeliveryEvent::RollbackStarted {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            to_sha: previous.as_ref().map(|p| p.sha.clone()),
+        });
+        let mut out = RollbackRecord {
+            strategy: String::new(),
+            to_sha: previous.as_ref().map(|p| p.sha.clone()),
+            to_run_id: previous.as_ref().map(|p| p.run_id.clone()),
+            succeeded: false,
+            exit_code: None,
+            health: None,
+            message: String::new(),
+            at: Utc::now(),
+        };
+        let result = match env.rollback.as_ref() {
+            Some(RollbackConfig::Run(script)) => {
+                out.strategy = "run".into();
+                let mut vars = env.vars.clone();
+                vars.extend(admission.secrets.clone());
+                vars.extend(rollback::rollback_env(
+                    &env.name,
+                    &rec.sha,
+                    &req.run_id,
+                    previous.as_ref(),
+                ));
+                let (code, res) =
+                    rollback::run_script(script, &self.root, &vars, self.mask.clone(), |line| {
+                        self.sink.emit(DeliveryEvent::RollbackOutput {
+                            run_id: req.run_id.clone(),
+                            environment: req.environment.clone(),
+                            line,
+                        })
+                    })
+                    .await;
+                out.exit_code = code;
+                res
+            }
+            Some(RollbackConfig::Previous) => {
+                out.strategy = "previous".into();
+                match (&previous, &self.redeploy) {
+                    (None, _) => Err("no previous successful deployment to roll back to".into()),
+                    (Some(_), None) => Err("`strategy: previous` needs the engine's redeploy hook, which this runner does not provide".into()),
+                    (Some(p), Some(r)) => r.redeploy(req, p).await,
+                }
+            }
+            None => Err("no rollback configured".into()),
+        };
+        match result {
+            Ok(()) => {
+                out.succeeded = true;
+                let to = previous.as_ref().map(|p| p.sha.clone()).unwrap_or_default();
+                let url = previous.as_ref().and_then(|p| p.url.clone());
+                let report = self.health(req, env, &to, url.as_deref(), true).await;
+                let health_word = match &report {
+                    Some(r) if r.passed => "healthy".to_string(),
+                    Some(r) => format!("still unhealthy: {}", r.reason.clone().unwrap_or_default()),
+                    None => "not checked".to_string(),
+                };
+                out.health = report;
+                out.message = format!(
+                    "rolled back to {} ({health_word})",
+                    if to.is_empty() {
+                        "the previous version".to_string()
+                    } else {
+                        short(&to).to_string()
+                    }
+                );
+            }
+            Err(e) => {
+                out.message = format!("rollback failed: {e}");
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl DeliveryGates for Delivery {
+    async fn admit(
+        &self,
+        req: &DeploymentRequest,
+        cancel: CancellationToken,
+    ) -> Result<Admission, String> {
+        let default_env = EnvironmentConfig::new(&req.environment);
+        let env = self
+            .config
+            .environment(&req.environment)
+            .unwrap_or(&default_env);
+        let mut rec = DeploymentRecord::new(
+            &req.environment,
+            &req.run_id,
+            &req.workflow,
+            &req.job_name,
+            &req.sha,
+            &req.git_ref,
+            &req.actor,
+        );
+        if let Err(reason) = env.check_ref(&req.git_ref) {
+            return Err(self.refuse(req, rec, status::BLOCKED, reason).await);
+        }
+        if env.needs_approval() {
+            rec.status = status::WAITING.into();
+            self.record(&rec).await;
+            let result = self.wait_for_approval(req, env, &cancel).await;
+            let decided = self.store.get(&req.run_id, &req.environment).ok();
+            if let Some(d) = &decided {
+                rec.approvals = d.decisions.clone();
+                if let Some(h) = &self.history
+                    && let Err(e) = h.add_approvals(&rec.id, &d.decisions).await
+                {
+                    tracing::warn!("deployment history: {e}");
+                }
+            }
+            self.store.remove(&req.run_id, &req.environment);
+            if let Err((st, reason)) = result {
+                return Err(self.refuse(req, rec, st, reason).await);
+            }
+        }
+        if let Some(wait) = env.wait_timer.filter(|w| !w.is_zero()) {
+            self.sink.emit(DeliveryEvent::WaitTimerStarted {
+                run_id: req.run_id.clone(),
+                environment: req.environment.clone(),
+                seconds: wait.as_secs(),
+            });
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    return Err(self.refuse(req, rec, status::CANCELLED, format!("deployment to `{}` cancelled during the wait timer", req.environment)).await);
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let mut admission = Admission::default();
+        for name in &env.secrets {
+            match self.secrets.get(name) {
+                Some(v) => {
+                    admission.secrets.insert(name.clone(), v.clone());
+                }
+                None => tracing::warn!(
+                    "environment `{}` lists secret {name}, which is not set",
+                    env.name
+                ),
+            }
+        }
+        admission.vars = env.vars.clone();
+        rec.status = status::DEPLOYING.into();
+        self.record(&rec).await;
+        self.sink.emit(DeliveryEvent::Admitted {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+        });
+        self.active.lock().unwrap().insert(
+            (
+                req.run_id.clone(),
+                req.job_id.clone(),
+                req.environment.clone(),
+            ),
+            (rec, admission.clone()),
+        );
+        Ok(admission)
+    }
+
+    async fn verify(&self, outcome: &DeploymentOutcome) -> Verification {
+        let req = &outcome.request;
+        let default_env = EnvironmentConfig::new(&req.environment);
+        let env = self
+            .config
+            .environment(&req.environment)
+            .unwrap_or(&default_env);
+        let key = (
+            req.run_id.clone(),
+            req.job_id.clone(),
+            req.environment.clone(),
+        );
+        let (mut rec, admission) = self.active.lock().unwrap().remove(&key).unwrap_or_else(|| {
+            (
+                DeploymentRecord::new(
+                    &req.environment,
+                    &req.run_id,
+                    &req.workflow,
+                    &req.job_name,
+                    &req.sha,
+                    &req.git_ref,
+                    &req.actor,
+                ),
+                Admission::default(),
+            )
+        });
+        rec.outputs = outcome
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), (self.mask)(v)))
+            .collect();
+        // GitHub drops an environment url that contains a secret.
+        rec.url = outcome.url.clone().filter(|u| (self.mask)(u) == *u);
+        let run = self.run_info(req);
+        if outcome.job_result != "success" {
+            rec.status = status::FAILED.into();
+            rec.message = Some(format!("deploy job {}", outcome.job_result));
+            self.record(&rec).await;
+            self.sink.emit(DeliveryEvent::DeploymentFailed {
+                run_id: req.run_id.clone(),
+                environment: req.environment.clone(),
+                sha: req.sha.clone(),
+                message: format!("deploy job {}", outcome.job_result),
+            });
+            self.send(Notification {
+                event: "deployment_failed".into(),
+                status: Status::Failure,
+                title: format!(
+                    "Deployment of {} to {} failed",
+                    short(&req.sha),
+                    req.environment
+                ),
+                run,
+                approval_command: None,
+                health: None,
+                details: Some(format!("The deploy job's result: {}", outcome.job_result)),
+            })
+            .await;
+            return Verification::Passed;
+        }
+        let report = self
+            .health(req, env, &req.sha, rec.url.as_deref(), false)
+            .await;
+        let failed_report = match report {
+            None => None,
+            Some(r) if r.passed => {
+                rec.health = Some(r);
+                None
+            }
+            Some(r) => Some(r),
+        };
+        let Some(report) = failed_report else {
+            rec.status = status::SUCCEEDED.into();
+            self.record(&rec).await;
+            self.sink.emit(DeliveryEvent::DeploymentSucceeded {
+                run_id: req.run_id.clone(),
+                environment: req.environment.clone(),
+                sha: req.sha.clone(),
+                url: rec.url.clone(),
+            });
+            self.send(Notification {
+                event: "deployment_succeeded".into(),
+                status: Status::Success,
+                title: format!("Deployed {} to {}", short(&req.sha), req.environment),
+                run,
+                approval_command: None,
+                health: rec.health.as_ref().map(HealthReport::summary),
+                details: rec.url.as_ref().map(|u| format!("<{u}|{u}>")),
+            })
+            .await;
+            return Verification::Passed;
+        };
+        let figures = report.summary();
+        rec.health = Some(report.clone());
+        let on_failure = env
+            .health_check
+            .as_ref()
+            .map(|h| h.on_failure)
+            .unwrap_or(OnFailure::Fail);
+        let reason = report.reason.clone().unwrap_or_else(|| "failed".into());
+        if on_failure == OnFailure::Fail || env.rollback.is_none() {
+            let message = format!(
+                "deployed {} to {}, health failed: {reason}",
+                short(&req.sha),
+                req.environment
+            );
+            rec.status = status::FAILED.into();
+            rec.message = Some(message.clone());
+            self.record(&rec).await;
+            self.sink.emit(DeliveryEvent::DeploymentFailed {
+                run_id: req.run_id.clone(),
+                environment: req.environment.clone(),
+                sha: req.sha.clone(),
+                message: message.clone(),
+            });
+            self.send(Notification {
+                event: "deployment_failed".into(),
+                status: Status::Failure,
+                title: format!(
+                    "Deployment of {} to {} is unhealthy",
+                    short(&req.sha),
+                    req.environment
+                ),
+                run,
+                approval_command: None,
+                health: Some(figures),
+                details: Some(message.clone()),
+            })
+            .await;
+            return Verification::Failed { message };
+        }
+        let rb = self.roll_back(req, env, &rec, &admission).await;
+        let message = format!(
+            "deployed {}, health failed ({reason}), {}",
+            short(&req.sha),
+            rb.message
+        );
+        rec.status = if rb.succeeded {
+            status::ROLLED_BACK
+        } else {
+            status::FAILED
+        }
+        .into();
+        rec.message = Some(message.clone());
+        let event = DeliveryEvent::RolledBack {
+            run_id: req.run_id.clone(),
+            environment: req.environment.clone(),
+            failed_sha: req.sha.clone(),
+            to_sha: rb.to_sha.clone(),
+            healthy: rb.health.as_ref().map(|h| h.passed),
+            message: message.clone(),
+        };
+        let succeeded = rb.succeeded;
+        rec.rollback = Some(rb);
+        self.record(&rec).await;
+        self.sink.emit(event);
+        self.send(Notification {
+            event: if succeeded {
+                "rolled_back"
+            } else {
+                "deployment_failed"
+            }
+            .into(),
+            status: Status::Failure,
+            title: if succeeded {
+                format!("{} rolled back", req.environment)
+            } else {
+                format!("{}: rollback failed", req.environment)
+            },
+            run,
+            approval_command: None,
+            health: Some(figures),
+            details: Some(message.clone()),
+        })
+        .await;
+        Verification::Failed { message }
+    }
+}

@@ -1,0 +1,106 @@
+//! Notifications about runs and deployments. Slack is the one sink today; the Slack
+//! actions send through the same [`slack::SlackNotifier`].
+
+pub mod slack;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+/// The status shown (emoji and colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failure,
+    Waiting,
+    Info,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Waiting => "waiting",
+            Status::Info => "info",
+        }
+    }
+}
+
+/// What a message says about its run.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub repository: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub commit_message: Option<String>,
+    pub actor: String,
+    pub workflow: String,
+    pub run_id: String,
+    pub run_url: Option<String>,
+    pub job: Option<String>,
+    pub environment: Option<String>,
+    pub duration: Option<Duration>,
+}
+
+/// One notification.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// `run_failed`, `approval_requested`, ... (see [`crate::config::EVENTS`]).
+    pub event: String,
+    pub status: Status,
+    pub title: String,
+    pub run: RunInfo,
+    pub approval_command: Option<String>,
+    /// Health figures (on failures).
+    pub health: Option<String>,
+    pub details: Option<String>,
+}
+
+impl Notification {
+    /// Run-level outcomes also update the thread's root message in place.
+    pub fn updates_root(&self) -> bool {
+        matches!(self.event.as_str(), "run_failed" | "run_succeeded")
+    }
+}
+
+/// Replaces every secret value with `***` (longest first, so overlapping values mask whole).
+pub fn masker(secrets: impl IntoIterator<Item = String>) -> slack::Mask {
+    let mut values: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
+    values.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    values.dedup();
+    Arc::new(move |s: &str| {
+        let mut out = s.to_string();
+        for v in &values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), "***");
+            }
+        }
+        out
+    })
+}
+
+/// Resolves `${{ secrets.NAME }}` (and `${{ env.NAME }}` from the process environment) in
+/// a config value such as `webhook_url`.
+pub fn resolve_refs(text: &str, secrets: &IndexMap<String, String>) -> Result<String, String> {
+    let re = regex::Regex::new(r"\$\{\{\s*(secrets|env)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+        .expect("valid regex");
+    let mut err = None;
+    let out = re.replace_all(text, |c: &regex::Captures| {
+        let (ctx, name) = (&c[1], &c[2]);
+        let v = if ctx == "secrets" {
+            secrets.get(name).cloned()
+        } else {
+            std::env::var(name).ok()
+        };
+        v.unwrap_or_else(|| {
+            err = Some(format!("{ctx}.{name} is not set"));
+            String::new()
+        })
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out.into_owned()),
+    }
+}
