@@ -33,18 +33,27 @@ const MIN_B64_FRAGMENT: usize = 6;
 /// Most patterns per detection automaton: small sets get the SIMD (Teddy) prefilter.
 const DETECT_GROUP: usize = 64;
 
+/// Registered forms past the last full rebuild that get their own small layer (so that
+/// many `add-mask` calls do not each rebuild everything).
+const RECENT_LIMIT: usize = 256;
+
 /// An immutable set of values to mask.
 ///
-/// Two layers: `detect` finds candidate positions fast (leftmost-first automata over a
-/// minimal set of forms, every form containing one of them, in groups small enough for the
-/// SIMD prefilter); `ac` (all forms, overlapping) then runs on the few lines with a hit to
-/// find every range to hide.
+/// Two steps per layer: `detect` finds candidate positions fast (leftmost-first searchers
+/// over a minimal set of forms, every form containing one of them, in groups small enough
+/// for the SIMD prefilter); `ac` (all forms, overlapping) then runs on the few lines with a
+/// hit to find every range to hide.
 #[derive(Debug, Default)]
 pub struct MaskSet {
-    ac: Option<AhoCorasick>,
-    detect: Vec<Detector>,
+    layers: Vec<Arc<Layer>>,
     max_len: usize,
     patterns: usize,
+}
+
+#[derive(Debug, Default)]
+struct Layer {
+    ac: Option<AhoCorasick>,
+    detect: Vec<Detector>,
 }
 
 /// Merges sorted-by-start ranges that overlap or touch.
@@ -94,7 +103,8 @@ impl Detector {
     }
 }
 
-/// Forms such that every registered form contains at least one of them.
+/// Forms such that every given form contains at least one of them (applied to the forms of
+/// one value, so the quadratic cost stays small).
 fn detection_forms(patterns: &[String]) -> Vec<&str> {
     let mut sorted: Vec<&str> = patterns.iter().map(String::as_str).collect();
     sorted.sort_by_key(|p| p.len());
@@ -120,14 +130,14 @@ struct Hits {
 impl Hits {
     fn new(set: &MaskSet) -> Hits {
         Hits {
-            next: vec![None; set.detect.len()],
+            next: vec![None; set.layers.iter().map(|l| l.detect.len()).sum()],
         }
     }
 
     /// Start of the leftmost hit at or after `from` (always the same `set` and `text`).
     fn next_from(&mut self, set: &MaskSet, text: &[u8], from: usize) -> Option<usize> {
         let mut best: Option<usize> = None;
-        for (g, ac) in set.detect.iter().enumerate() {
+        for (g, ac) in set.layers.iter().flat_map(|l| &l.detect).enumerate() {
             let hit = match self.next[g] {
                 Some(None) => None,
                 Some(Some(p)) if p >= from => Some(p),
@@ -149,40 +159,32 @@ impl Hits {
     }
 }
 
-impl MaskSet {
-    fn build(patterns: &[String]) -> MaskSet {
+impl Layer {
+    fn build(patterns: &[String], windows: &[Vec<u8>]) -> Layer {
         if patterns.is_empty() {
-            return MaskSet::default();
+            return Layer::default();
         }
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .build(patterns)
             .ok();
-        let mut windows: Vec<&[u8]> = detection_forms(patterns)
-            .into_iter()
-            .map(|f| &f.as_bytes()[f.len().saturating_sub(DETECT_WINDOW)..])
-            .collect();
-        windows.sort_unstable();
-        windows.dedup();
+        let windows: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
         let detect = windows
             .chunks(DETECT_GROUP)
             .filter_map(Detector::build)
             .collect();
-        MaskSet {
-            max_len: patterns.iter().map(String::len).max().unwrap_or(0),
-            patterns: patterns.len(),
-            ac,
-            detect,
-        }
+        Layer { ac, detect }
     }
+}
 
+impl MaskSet {
     /// Number of registered forms (values and their encodings).
     pub fn len(&self) -> usize {
         self.patterns
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ac.is_none()
+        self.patterns == 0
     }
 
     /// Length in bytes of the longest registered form.
@@ -192,15 +194,19 @@ impl MaskSet {
 
     /// Whether `text` contains a registered form (possibly across a line break).
     pub fn is_match(&self, text: &[u8]) -> bool {
-        self.detect.iter().any(|d| d.find(text, 0).is_some())
+        self.layers
+            .iter()
+            .flat_map(|l| &l.detect)
+            .any(|d| d.find(text, 0).is_some())
     }
 
     /// Appends the ranges to hide in the line `text[ls..le]` (no `\n` inside), merged.
     fn line_ranges(&self, text: &[u8], ls: usize, le: usize, out: &mut Vec<(usize, usize)>) {
-        let Some(ac) = &self.ac else { return };
         let first = out.len();
-        for o in ac.find_overlapping_iter(&text[ls..le]) {
-            out.push((ls + o.start(), ls + o.end()));
+        for ac in self.layers.iter().filter_map(|l| l.ac.as_ref()) {
+            for o in ac.find_overlapping_iter(&text[ls..le]) {
+                out.push((ls + o.start(), ls + o.end()));
+            }
         }
         if out.len() - first > 1 {
             let mut tail = out.split_off(first);
@@ -212,7 +218,7 @@ impl MaskSet {
     /// Appends to `out` the merged ranges of `text` to hide. Text is masked line by line:
     /// matches spanning a `\n` are ignored (multi-line values are registered per line).
     pub fn ranges(&self, text: &[u8], out: &mut Vec<(usize, usize)>) {
-        if self.ac.is_none() {
+        if self.is_empty() {
             return;
         }
         let mut hits = Hits::new(self);
@@ -275,6 +281,13 @@ pub struct Masker {
 struct State {
     seen: HashSet<String>,
     patterns: Vec<String>,
+    seen_windows: HashSet<Vec<u8>>,
+    windows: Vec<Vec<u8>>,
+    /// Forms and windows covered by `base`; the rest form the recent layer.
+    base_patterns: usize,
+    base_windows: usize,
+    base: Arc<Layer>,
+    max_len: usize,
     set: Arc<MaskSet>,
 }
 
@@ -308,10 +321,10 @@ impl Masker {
         let mut forms = Vec::new();
         for v in values {
             let v = v.trim();
-            push_value(v, &mut forms);
+            forms.push(value_forms(v));
             if v.contains(['\r', '\n']) {
                 for line in v.split(['\r', '\n']) {
-                    push_value(line.trim(), &mut forms);
+                    forms.push(value_forms(line.trim()));
                 }
             }
         }
@@ -325,12 +338,11 @@ impl Masker {
         if value.trim().is_empty() {
             return false;
         }
-        let mut forms = Vec::new();
-        push_value(value, &mut forms);
+        let mut forms = vec![value_forms(value)];
         if value.contains(['\r', '\n']) {
             for line in value.split(['\r', '\n']) {
                 if !line.trim().is_empty() {
-                    push_value(line, &mut forms);
+                    forms.push(value_forms(line));
                 }
             }
         }
@@ -338,17 +350,44 @@ impl Masker {
         true
     }
 
-    fn register(&self, forms: Vec<String>) {
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+    /// Adds the forms of each value (one `Vec` per value) and rebuilds the snapshot.
+    fn register(&self, values: Vec<Vec<String>>) {
+        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let st = &mut *guard;
         let mut changed = false;
-        for f in forms {
-            if !f.is_empty() && st.seen.insert(f.clone()) {
-                st.patterns.push(f);
-                changed = true;
+        for forms in values {
+            for w in detection_forms(&forms) {
+                let w = w.as_bytes()[w.len().saturating_sub(DETECT_WINDOW)..].to_vec();
+                if st.seen_windows.insert(w.clone()) {
+                    st.windows.push(w);
+                }
+            }
+            for f in forms {
+                if st.seen.insert(f.clone()) {
+                    st.patterns.push(f);
+                    changed = true;
+                }
             }
         }
         if changed {
-            st.set = Arc::new(MaskSet::build(&st.patterns));
+            st.max_len = st.patterns.iter().map(String::len).max().unwrap_or(0);
+            if st.patterns.len() - st.base_patterns > RECENT_LIMIT || st.base_patterns == 0 {
+                st.base = Arc::new(Layer::build(&st.patterns, &st.windows));
+                st.base_patterns = st.patterns.len();
+                st.base_windows = st.windows.len();
+            }
+            let mut layers = vec![st.base.clone()];
+            if st.patterns.len() > st.base_patterns {
+                layers.push(Arc::new(Layer::build(
+                    &st.patterns[st.base_patterns..],
+                    &st.windows[st.base_windows..],
+                )));
+            }
+            st.set = Arc::new(MaskSet {
+                layers,
+                max_len: st.max_len,
+                patterns: st.patterns.len(),
+            });
             self.version.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -375,6 +414,16 @@ impl Masker {
         set.ranges(text.as_bytes(), &mut r);
         !r.is_empty()
     }
+}
+
+/// `value` and its encoded forms, deduplicated (empty for an empty value).
+fn value_forms(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    push_value(value, &mut out);
+    out.retain(|f| !f.is_empty());
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Adds `value` and its encoded forms (`actions/runner` `ValueEncoders`).
@@ -773,39 +822,5 @@ impl<W: Write> Write for MaskingWriter<W> {
     /// Flushes the inner writer; a partial line stays buffered until more data or `finish`.
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoders() {
-        let mut v = Vec::new();
-        push_value("p\"a'ss<&>wörd\n", &mut v);
-        assert!(v.contains(&"p\\\"a'ss<&>wörd\n".to_string())); // command line
-        assert!(v.contains(&"p\"a''ss<&>wörd\n".to_string())); // expression
-        assert!(v.contains(&"p\\\"a'ss<&>wörd\\n".to_string())); // json
-        assert!(v.contains(&"p%22a%27ss%3C%26%3Ew%C3%B6rd%0A".to_string())); // uri
-        assert!(v.contains(&"p&quot;a&apos;ss&lt;&amp;&gt;wörd\n".to_string())); // xml
-        let mut v = Vec::new();
-        push_value("\"quoted-secret\"", &mut v);
-        assert!(v.contains(&"quoted-secret".to_string()));
-        let mut v = Vec::new();
-        push_value("abcdefgh&&ijklmnop", &mut v);
-        assert!(v.contains(&"abcdefgh".to_string()) && v.contains(&"ijklmnop".to_string()));
-        let mut v = Vec::new();
-        push_value("hunter22", &mut v);
-        assert!(v.contains(&"aHVudGVyMjI=".to_string()));
-        assert!(v.contains(&"aHVudGVyMj".to_string()));
-        assert_eq!(json_escape("\u{1}"), "\\u0001");
-    }
-
-    #[test]
-    fn merge() {
-        let mut r = vec![(5, 7), (0, 2), (1, 3), (3, 4), (8, 9)];
-        merge_ranges(&mut r);
-        assert_eq!(r, vec![(0, 4), (5, 7), (8, 9)]);
     }
 }

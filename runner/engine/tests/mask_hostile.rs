@@ -240,3 +240,34 @@ fn shared_across_threads() {
     }
     assert_eq!(m.mask_line("thread3-secret49"), "***");
 }
+
+#[test]
+fn more_encoders() {
+    let m = masker(&["\"quoted-secret\"", "abcdefgh&&ijklmnop", "ctl\u{1}x"]);
+    // surrounding double quotes trimmed (values longer than 8)
+    assert_eq!(m.mask_line("v=quoted-secret"), "v=***");
+    // PowerShell `&` sections of at least 6 characters
+    assert_eq!(m.mask_line("abcdefgh | ijklmnop"), "*** | ***");
+    // JSON \u escapes of control characters
+    assert_eq!(m.mask_line("j=ctl\\u0001x"), "j=***");
+}
+
+#[test]
+fn layers_after_many_add_masks() {
+    let m = Arc::new(Masker::new());
+    m.add_secret("abcd-base-secret");
+    for i in 0..300 {
+        assert!(m.add_mask(&format!("mask-{i}-{}", i * 7919)));
+    }
+    m.add_mask("secret-cdef");
+    for i in (0..300).step_by(37) {
+        let v = format!("mask-{i}-{}", i * 7919);
+        assert_eq!(m.mask_line(&format!("<{v}>")), "<***>");
+        assert_eq!(m.mask_line(&b64(v.as_bytes())), "***");
+    }
+    // Overlap between a value of the first layer and a recent one: the union is hidden.
+    m.add_mask("base-secret-cdef");
+    assert_eq!(m.mask_line("x abcd-base-secret-cdef y"), "x *** y");
+    let (out, _) = through_lines(&m, &[b"1 mask-299-2367781\n2 abcd-base-secret\n"], 1 << 16);
+    assert_eq!(out, "1 ***\n2 ***\n");
+}
