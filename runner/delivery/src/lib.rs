@@ -6,19 +6,22 @@
 //! [`Delivery`] implements the engine's [`gantry_engine::gate::DeliveryGates`].
 
 pub mod approval;
+pub mod builder;
 pub mod config;
 pub mod events;
 pub mod gate;
 pub mod health;
 pub mod history;
 pub mod notify;
+pub mod policy;
 pub mod rollback;
 
 use std::path::Path;
 
+pub use builder::{DeliveryBuilder, slack_target};
 pub use config::{DeliveryConfig, config_from_node};
 pub use events::DeliveryEvent;
-pub use gate::{Delivery, DeliveryBuilder};
+pub use gate::Delivery;
 
 use gantry_workflow::{Diagnostic, Loaded, Node, Severity, Span, Spanned};
 
