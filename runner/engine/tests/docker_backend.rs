@@ -334,6 +334,12 @@ async fn workspace_and_temp_are_bind_mounted() {
     assert_eq!(r.stdout, "host data\n");
     let written = std::fs::read_to_string(dirs.workspace.join("out/result.txt")).unwrap();
     assert_eq!(written, "written-by-step\n");
+    // event.json under <temp>/_github_workflow is at /github/workflow, as on GitHub.
+    let ev = dirs.temp.join("_github_workflow/event.json");
+    std::fs::write(&ev, "{}\n").unwrap();
+    assert_eq!(env.to_job_path(&ev), "/github/workflow/event.json");
+    let r = run(env.as_ref(), "cat /github/workflow/event.json").await;
+    assert_eq!(r.stdout, "{}\n");
     // HOME is the host's home dir for the job.
     let r = run(env.as_ref(), "echo h > $HOME/marker").await;
     assert_eq!(r.status, ExitStatus::Code(0));
@@ -453,6 +459,8 @@ async fn unhealthy_service_fails_start_with_its_logs() {
     );
 }
 
+/// Run `script`, cancel `after` its first output (the script prints once it is ready), and
+/// return the status and the time from cancellation to the end of `exec`.
 async fn cancel_after(
     env: &dyn JobEnv,
     script: &str,
@@ -466,15 +474,25 @@ async fn cancel_after(
         env: IndexMap::new(),
         workdir: "/".into(),
     };
-    let t = Instant::now();
     let c2 = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        c2.cancel();
-    });
-    let drain = async { while rx.recv().await.is_some() {} };
+    let cancelled_at = std::sync::Mutex::new(None);
+    let drain = async {
+        let mut first = true;
+        while rx.recv().await.is_some() {
+            if first {
+                first = false;
+                tokio::time::sleep(after).await;
+                *cancelled_at.lock().unwrap() = Some(Instant::now());
+                c2.cancel();
+            }
+        }
+    };
     let (r, ()) = tokio::join!(env.exec(spec, tx, cancel, kill), drain);
-    (r.unwrap(), t.elapsed())
+    let at = cancelled_at
+        .lock()
+        .unwrap()
+        .expect("the script printed nothing");
+    (r.unwrap(), at.elapsed())
 }
 
 #[tokio::test]
@@ -486,7 +504,7 @@ async fn cancellation_stops_processes_and_stop_leaves_nothing() {
     // SIGINT ends a plain sleep (and its shell) at once.
     let (st, took) = cancel_after(
         env.as_ref(),
-        "sleep 300; echo not-reached",
+        "echo ready; sleep 300; echo not-reached",
         Duration::from_millis(300),
         KillPolicy::default(),
     )
@@ -504,14 +522,14 @@ async fn cancellation_stops_processes_and_stop_leaves_nothing() {
     };
     let (st, took) = cancel_after(
         env.as_ref(),
-        "trap '' INT TERM; sleep 300",
+        "trap '' INT TERM; echo ready; sleep 300",
         Duration::from_millis(200),
         kill,
     )
     .await;
     assert_eq!(st, ExitStatus::Cancelled);
     assert!(
-        took >= Duration::from_millis(700),
+        took >= Duration::from_millis(550),
         "escalation skipped? {took:?}"
     );
     assert!(took < Duration::from_secs(4), "cancel took {took:?}");

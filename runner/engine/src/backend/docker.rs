@@ -18,6 +18,7 @@
 //! | `temp`                | `/__w/_temp`                      |
 //! | `tool_cache`          | `/__t`                            |
 //! | `home`                | `/github/home` (`HOME`)           |
+//! | `temp/_github_workflow` | `/github/workflow` (`event.json`) |
 //! | `/var/run/docker.sock`| same path (when present)          |
 //!
 //! All are bind mounts: files written by steps appear on the host at once.
@@ -66,6 +67,10 @@ pub const BUILD_HINT: &str = "run 'gantry image build' (or docker/build-images.s
 pub const CONTAINER_TEMP: &str = "/__w/_temp";
 pub const CONTAINER_TOOL_CACHE: &str = "/__t";
 pub const CONTAINER_HOME: &str = "/github/home";
+/// `<temp>/_github_workflow` (where `event.json` lives) is also mounted here, as on GitHub.
+pub const CONTAINER_WORKFLOW: &str = "/github/workflow";
+/// Subdirectory of the temp dir mounted at [`CONTAINER_WORKFLOW`].
+pub const WORKFLOW_SUBDIR: &str = "_github_workflow";
 const DOCKER_SOCK: &str = "/var/run/docker.sock";
 
 /// The image a `runs-on` label maps to when a job runs in Docker without `container:`.
@@ -124,6 +129,10 @@ impl ContainerPaths {
             (spec.temp.clone(), CONTAINER_TEMP.to_string()),
             (spec.tool_cache.clone(), CONTAINER_TOOL_CACHE.to_string()),
             (spec.home.clone(), CONTAINER_HOME.to_string()),
+            (
+                spec.temp.join(WORKFLOW_SUBDIR),
+                CONTAINER_WORKFLOW.to_string(),
+            ),
         ];
         mounts.sort_by_key(|(h, _)| std::cmp::Reverse(h.as_os_str().len()));
         ContainerPaths { mounts }
@@ -300,7 +309,14 @@ impl DockerBackend {
             return Ok((None, None, Vec::new(), paths));
         }
         if job.is_some() {
-            for dir in [&spec.workspace, &spec.temp, &spec.tool_cache, &spec.home] {
+            let workflow_dir = spec.temp.join(WORKFLOW_SUBDIR);
+            for dir in [
+                &spec.workspace,
+                &spec.temp,
+                &spec.tool_cache,
+                &spec.home,
+                &workflow_dir,
+            ] {
                 std::fs::create_dir_all(dir)?;
             }
         }
@@ -476,6 +492,10 @@ mod tests {
         assert_eq!(
             p.to_container(Path::new("/runner/_work/_temp/x.sh")),
             "/__w/_temp/x.sh"
+        );
+        assert_eq!(
+            p.to_container(Path::new("/runner/_work/_temp/_github_workflow/event.json")),
+            "/github/workflow/event.json"
         );
         assert_eq!(
             p.to_container(Path::new("/runner/_work/_temp/_github_home/.npmrc")),
