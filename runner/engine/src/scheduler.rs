@@ -412,7 +412,19 @@ fn dispatch(
             match expanded {
                 Ok(ls) => {
                     for l in matrix::filter_legs(ls, &shared.cfg.matrix_filters) {
-                        let name = matrix::leg_display_name(&base_name, &l);
+                        let name = if base_name.contains("${{") {
+                            // A name with expressions is evaluated per leg, without the
+                            // matrix values appended.
+                            let mut c2 = ctx.clone();
+                            c2.set(
+                                "matrix",
+                                Value::from_json(&serde_json::Value::Object(l.values.clone())),
+                            );
+                            c2.eval_string(&base_name)
+                                .unwrap_or_else(|_| base_name.clone())
+                        } else {
+                            matrix::leg_display_name(&base_name, &l)
+                        };
                         legs.push((Some(l.values), name));
                     }
                 }
@@ -456,7 +468,13 @@ fn dispatch(
             );
             return true;
         }
-        legs.push((None, base_name.clone()));
+        let name = if base_name.contains("${{") {
+            ctx.eval_string(&base_name)
+                .unwrap_or_else(|_| base_name.clone())
+        } else {
+            base_name.clone()
+        };
+        legs.push((None, name));
     }
     let total = legs.len();
     nodes[n].legs_total = total;
