@@ -39,6 +39,17 @@ impl DeliveryBuilder {
         self
     }
 
+    /// Ask interactively ([`crate::approval::TtyPrompt`]) when stdin and stderr are
+    /// terminals; otherwise the gate prints the `gantry approve` command and polls.
+    pub fn prompt_if_terminal(self) -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            self.prompt(Arc::new(crate::approval::TtyPrompt))
+        } else {
+            self
+        }
+    }
+
     /// Every secret known to the run: environment secrets are taken from here, and every
     /// value is masked in messages, records and output.
     pub fn secrets(mut self, secrets: IndexMap<String, String>) -> Self {

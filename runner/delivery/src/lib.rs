@@ -80,3 +80,28 @@ pub fn load_config_with(
 pub fn validate_config_with(path: &Path, parse: TreeParser) -> Vec<Diagnostic> {
     load_config_with(path, parse).1
 }
+
+/// What the engine (or `gantry run`) needs for a repository: `Ok(None)` without a
+/// `.gantry/config.yml`; `Err` with every diagnostic when the config is invalid; otherwise a
+/// builder with the config, the deployment history (`.gantry/deployments.db`; a warning
+/// when it cannot be opened) and the terminal prompt when interactive. Add `.secrets(..)`,
+/// `.events(..)` (and `.redeploy(..)`) and `build()`.
+pub async fn from_repo(
+    root: &Path,
+    parse: TreeParser,
+) -> Result<Option<DeliveryBuilder>, Vec<Diagnostic>> {
+    let path = root.join(CONFIG_PATH);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (config, diags) = load_config_with(&path, parse);
+    let Some(config) = config else {
+        return Err(diags);
+    };
+    let mut builder = Delivery::builder(root, config).prompt_if_terminal();
+    match history::History::open_repo(root).await {
+        Ok(h) => builder = builder.history(h),
+        Err(e) => tracing::warn!("deployment history disabled: {e}"),
+    }
+    Ok(Some(builder))
+}

@@ -546,3 +546,66 @@ fn fnmatch_star_does_not_cross_slash() {
     assert!(fnmatch("refs/pull/*/merge", "refs/pull/12/merge"));
     assert!(!fnmatch("*", "a/b"));
 }
+
+/// Stands in for `gantry_workflow`'s YAML tree loader: ignores the text, returns a tree.
+fn fake_parser(path: &str, text: &str) -> gantry_workflow::Loaded<Spanned<Node>> {
+    let tree = if text.contains("bad") {
+        map(
+            vec![(
+                "environments",
+                1,
+                1,
+                map(
+                    vec![(
+                        "prod",
+                        2,
+                        3,
+                        map(vec![("reviewerz", 3, 5, seq(vec![], 3, 16))], 3, 5),
+                    )],
+                    2,
+                    3,
+                ),
+            )],
+            1,
+            1,
+        )
+    } else {
+        example()
+    };
+    let _ = path;
+    gantry_workflow::Loaded {
+        value: Some(tree),
+        diagnostics: vec![],
+    }
+}
+
+#[tokio::test]
+async fn from_repo_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        gantry_delivery::from_repo(dir.path(), fake_parser)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    std::fs::create_dir_all(dir.path().join(".gantry")).unwrap();
+    let cfg = dir.path().join(".gantry/config.yml");
+    std::fs::write(&cfg, "bad").unwrap();
+    let diags = gantry_delivery::validate_config_with(&cfg, fake_parser);
+    assert_eq!(diags.len(), 1);
+    assert!(diags[0].to_string().ends_with(".gantry/config.yml:3:5: error: unknown key `reviewerz` in environments.prod (expected one of: reviewers, required_approvals, prevent_self_review, wait_timer, branches, tags, approval_timeout, secrets, vars, health_check, rollback)"), "{}", diags[0]);
+    assert!(
+        gantry_delivery::from_repo(dir.path(), fake_parser)
+            .await
+            .is_err()
+    );
+    std::fs::write(&cfg, "good").unwrap();
+    let d = gantry_delivery::from_repo(dir.path(), fake_parser)
+        .await
+        .unwrap()
+        .unwrap()
+        .build();
+    assert!(d.config().environment("production").is_some());
+    assert!(d.history().is_some());
+    assert!(dir.path().join(".gantry/deployments.db").exists());
+}
