@@ -298,7 +298,11 @@ fn check(t: &EventTrigger, ev: &Event) -> Result<String, String> {
     let mut why: Vec<String> = Vec::new();
     match ev.name.as_str() {
         "push" => {
-            let r = ev.ref_.as_deref().ok_or("push event without a ref")?;
+            let Some(r) = ev.ref_.as_deref() else {
+                // Nothing to match filters against (e.g. a local run outside a repository).
+                why.push("ref unknown: branch, tag and path filters not checked".into());
+                return Ok(why.join("; "));
+            };
             let has_b = t.branches.is_some() || t.branches_ignore.is_some();
             let has_t = t.tags.is_some() || t.tags_ignore.is_some();
             if let Some(tag) = r.strip_prefix("refs/tags/") {
@@ -324,13 +328,13 @@ fn check(t: &EventTrigger, ev: &Event) -> Result<String, String> {
         "pull_request" | "pull_request_target" | "merge_group"
             if t.branches.is_some() || t.branches_ignore.is_some() =>
         {
-            let base = ev
-                .base_ref
-                .as_deref()
-                .map(short)
-                .ok_or_else(|| format!("{} event without a base branch", ev.name))?;
-            check_names("branch", base, &t.branches, &t.branches_ignore)?;
-            why.push(format!("base branch '{base}'"));
+            match ev.base_ref.as_deref().map(short) {
+                Some(base) => {
+                    check_names("branch", base, &t.branches, &t.branches_ignore)?;
+                    why.push(format!("base branch '{base}'"));
+                }
+                None => why.push("base branch unknown: branch filters not checked".into()),
+            }
         }
         "workflow_run" => {
             if let Some(wfs) = &t.workflows {

@@ -164,6 +164,22 @@ pub fn check_glob(pattern: &str) -> Result<(), String> {
     Pattern::compile(pattern).map(|_| ())
 }
 
+/// Checks a whole include list (`branches`, `tags`, `paths`): every pattern must compile,
+/// and a negative pattern needs at least one positive pattern in the list [D]. Returns the
+/// index of the offending pattern with the message.
+pub fn check_filter_list(patterns: &[&str]) -> Result<(), (usize, String)> {
+    for (i, p) in patterns.iter().enumerate() {
+        check_glob(p).map_err(|e| (i, e))?;
+    }
+    if !patterns.is_empty() && patterns.iter().all(|p| p.starts_with('!')) {
+        return Err((
+            0,
+            "a negative pattern ('!') needs at least one positive pattern in the same list; use the -ignore filter to only exclude".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A parsed cron expression (5 POSIX fields, UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cron {
@@ -432,6 +448,9 @@ mod tests {
         }
         assert!(check_glob("").is_err());
         assert!(check_glob("releases/**-alpha").is_ok());
+        assert!(check_filter_list(&["!a"]).is_err());
+        assert!(check_filter_list(&["*", "!a"]).is_ok());
+        assert_eq!(check_filter_list(&["a", "[]"]).unwrap_err().0, 1);
     }
 
     #[test]
