@@ -1,0 +1,441 @@
+//! `docker/setup-buildx-action`, `docker/login-action` and `docker/build-push-action` on the
+//! local daemon through bollard (classic builder; no buildx). Registry credentials from
+//! `login-action` live in memory only (never written to disk) for the rest of the run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+
+use super::files;
+use super::{
+    ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list, ws_path,
+};
+
+/// Logins by (run dir, registry host).
+static LOGINS: Mutex<Vec<(PathBuf, String, DockerCredentials)>> = Mutex::new(Vec::new());
+
+/// The registry host of an image reference (`docker.io` for Docker Hub).
+pub fn registry_of(image: &str) -> String {
+    let first = image.split('/').next().unwrap_or("");
+    if image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+        first.to_string()
+    } else {
+        "docker.io".to_string()
+    }
+}
+
+fn credentials_for(run_dir: &Path, registry: &str) -> Option<DockerCredentials> {
+    LOGINS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(r, reg, _)| r == run_dir && reg == registry)
+        .map(|(_, _, c)| c.clone())
+}
+
+/// Connects to the daemon and negotiates the API version.
+pub async fn connect() -> Result<Docker, String> {
+    let d =
+        Docker::connect_with_defaults().map_err(|e| format!("cannot connect to Docker: {e}"))?;
+    d.negotiate_version()
+        .await
+        .map_err(|e| format!("cannot reach the Docker daemon: {e}"))
+}
+
+/// A ustar archive of a directory (the build context), `.git` and `.dockerignore`d
+/// top-level names left out.
+pub fn tar_dir(dir: &Path) -> Result<Vec<u8>, String> {
+    let ignore: Vec<String> = std::fs::read_to_string(dir.join(".dockerignore"))
+        .map(|t| {
+            t.lines()
+                .map(|l| l.trim().trim_end_matches('/').to_string())
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for f in files::walk(dir) {
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel == ".git" || rel.starts_with(".git/") {
+            continue;
+        }
+        if ignore
+            .iter()
+            .any(|i| rel == *i || rel.starts_with(&format!("{i}/")))
+        {
+            continue;
+        }
+        let data = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            f.metadata()
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0o644)
+        };
+        if rel.len() > 99 {
+            tar_header(&mut out, "././@LongLink", rel.len() as u64 + 1, 0o644, b'L');
+            out.extend_from_slice(rel.as_bytes());
+            out.push(0);
+            pad(&mut out);
+        }
+        tar_header(&mut out, &rel, data.len() as u64, mode, b'0');
+        out.extend_from_slice(&data);
+        pad(&mut out);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    Ok(out)
+}
+
+fn pad(out: &mut Vec<u8>) {
+    let rem = out.len() % 512;
+    if rem != 0 {
+        out.extend(std::iter::repeat_n(0u8, 512 - rem));
+    }
+}
+
+fn tar_header(out: &mut Vec<u8>, name: &str, size: u64, mode: u32, kind: u8) {
+    let mut h = [0u8; 512];
+    let nb = name.as_bytes();
+    let n = nb.len().min(99);
+    h[..n].copy_from_slice(&nb[..n]);
+    let octal = |h: &mut [u8; 512], off: usize, len: usize, v: u64| {
+        let s = format!("{:0width$o}", v, width = len - 1);
+        h[off..off + len - 1].copy_from_slice(&s.as_bytes()[s.len() - (len - 1)..]);
+    };
+    octal(&mut h, 100, 8, mode as u64);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, size);
+    octal(&mut h, 136, 12, 0);
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    out.extend_from_slice(&h);
+}
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSpec {
+    pub context: PathBuf,
+    /// Dockerfile path relative to the context (default `Dockerfile`).
+    pub dockerfile: String,
+    pub tags: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub build_args: HashMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+}
+
+/// Builds an image; returns its id and the build log.
+pub async fn build_image(
+    docker: &Docker,
+    spec: &BuildSpec,
+) -> Result<(String, Vec<String>), String> {
+    let tar = tar_dir(&spec.context)?;
+    let first_tag = spec
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("gantry-build:{}", uuid::Uuid::new_v4().simple()));
+    let mut b = bollard::query_parameters::BuildImageOptionsBuilder::default()
+        .dockerfile(if spec.dockerfile.is_empty() {
+            "Dockerfile"
+        } else {
+            &spec.dockerfile
+        })
+        .t(&first_tag)
+        .rm(true)
+        .nocache(spec.no_cache)
+        .buildargs(&spec.build_args)
+        .labels(&spec.labels);
+    if let Some(t) = &spec.target {
+        b = b.target(t);
+    }
+    if spec.pull {
+        b = b.pull("1");
+    }
+    let mut logs = Vec::new();
+    let mut stream = docker.build_image(b.build(), None, Some(bollard::body_full(tar.into())));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(s) = info.stream {
+                    logs.extend(
+                        s.lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .map(str::to_string),
+                    );
+                }
+                if let Some(e) = info.error_detail {
+                    return Err(format!(
+                        "docker build failed: {}",
+                        e.message.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => return Err(format!("docker build failed: {e}")),
+        }
+    }
+    let id = docker
+        .inspect_image(&first_tag)
+        .await
+        .map_err(|e| format!("built image not found: {e}"))?
+        .id
+        .unwrap_or_default();
+    for t in spec.tags.iter().skip(1) {
+        let (repo, tag) = split_tag(t);
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(&repo)
+            .tag(&tag)
+            .build();
+        docker
+            .tag_image(&id, Some(opts))
+            .await
+            .map_err(|e| format!("cannot tag {t}: {e}"))?;
+    }
+    Ok((id, logs))
+}
+
+/// `repo[:tag]` → (repo, tag), where a `:` inside the registry host is not a tag.
+pub fn split_tag(image: &str) -> (String, String) {
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => {
+            (image[..i].to_string(), image[i + 1..].to_string())
+        }
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry.split(':').next().unwrap_or("");
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+pub struct SetupBuildx;
+
+#[async_trait]
+impl BuiltinAction for SetupBuildx {
+    fn name(&self) -> &'static str {
+        "docker/setup-buildx-action"
+    }
+    async fn run(
+        &self,
+        _inputs: &IndexMap<String, String>,
+        _env: &ActionEnv<'_>,
+    ) -> Result<ActionResult, String> {
+        let mut res = ActionResult::default();
+        res.log("Builds use the local Docker daemon through its API (docker/build-push-action is built in); no buildx builder is created.");
+        res.output("name", "default");
+        res.output("driver", "docker");
+        res.output(
+            "platforms",
+            format!(
+                "linux/{}",
+                if cfg!(target_arch = "aarch64") {
+                    "arm64"
+                } else {
+                    "amd64"
+                }
+            ),
+        );
+        res.output("nodes", "[]");
+        Ok(res)
+    }
+}
+
+pub struct Login;
+
+#[async_trait]
+impl BuiltinAction for Login {
+    fn name(&self) -> &'static str {
+        "docker/login-action"
+    }
+    async fn run(
+        &self,
+        inputs: &IndexMap<String, String>,
+        env: &ActionEnv<'_>,
+    ) -> Result<ActionResult, String> {
+        let mut res = ActionResult::default();
+        let registry = input(inputs, "registry")
+            .map(|r| {
+                r.trim()
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .unwrap_or_else(|| "docker.io".into());
+        let username = input(inputs, "username").map(str::to_string);
+        let password = input(inputs, "password").map(str::to_string);
+        if let Some(p) = &password {
+            res.masks.push(p.clone());
+        }
+        if username.is_none() || password.is_none() {
+            return Err("Username and password required".into());
+        }
+        let creds = DockerCredentials {
+            username,
+            password,
+            serveraddress: Some(registry.clone()),
+            ..Default::default()
+        };
+        {
+            let mut l = LOGINS.lock().unwrap();
+            l.retain(|(r, reg, _)| !(r == &env.run_dir && reg == &registry));
+            l.push((env.run_dir.clone(), registry.clone(), creds));
+        }
+        res.log(format!(
+            "Login Succeeded ({registry}; credentials kept in memory for this run)"
+        ));
+        if input_bool(inputs, "logout", true) {
+            res.post = true;
+            res.state.insert("registry".into(), registry);
+        }
+        Ok(res)
+    }
+    async fn post(
+        &self,
+        _inputs: &IndexMap<String, String>,
+        env: &ActionEnv<'_>,
+        state: &IndexMap<String, String>,
+    ) -> Result<ActionResult, String> {
+        let reg = state.get("registry").cloned().unwrap_or_default();
+        LOGINS
+            .lock()
+            .unwrap()
+            .retain(|(r, g, _)| !(r == &env.run_dir && g == &reg));
+        let mut res = ActionResult::default();
+        res.log(format!("Logged out of {reg}"));
+        Ok(res)
+    }
+}
+
+pub struct BuildPush;
+
+fn kv_lines(lines: Vec<String>) -> HashMap<String, String> {
+    lines
+        .into_iter()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl BuiltinAction for BuildPush {
+    fn name(&self) -> &'static str {
+        "docker/build-push-action"
+    }
+    async fn run(
+        &self,
+        inputs: &IndexMap<String, String>,
+        env: &ActionEnv<'_>,
+    ) -> Result<ActionResult, String> {
+        let mut res = ActionResult::default();
+        let context = ws_path(env, input(inputs, "context").unwrap_or("."));
+        let dockerfile = match input(inputs, "file") {
+            Some(f) => {
+                let p = ws_path(env, f);
+                p.strip_prefix(&context)
+                    .map(|r| r.display().to_string())
+                    .map_err(|_| {
+                        format!(
+                            "file '{f}' must be inside the context {}",
+                            context.display()
+                        )
+                    })?
+            }
+            None => "Dockerfile".to_string(),
+        };
+        for unsupported in [
+            "cache-from",
+            "cache-to",
+            "platforms",
+            "secrets",
+            "ssh",
+            "outputs",
+        ] {
+            if input(inputs, unsupported).is_some() {
+                res.log(format!(
+                    "{unsupported}: ignored by the built-in (classic builder)"
+                ));
+            }
+        }
+        let spec = BuildSpec {
+            context,
+            dockerfile,
+            tags: input_list(inputs, "tags"),
+            labels: kv_lines(input_lines(inputs, "labels")),
+            build_args: kv_lines(input_lines(inputs, "build-args")),
+            target: input(inputs, "target").map(str::to_string),
+            no_cache: input_bool(inputs, "no-cache", false),
+            pull: input_bool(inputs, "pull", false),
+        };
+        let docker = connect().await?;
+        let (id, logs) = build_image(&docker, &spec).await?;
+        res.logs.extend(logs);
+        res.log(format!("Built {id}"));
+        let mut digest = String::new();
+        if input_bool(inputs, "push", false) {
+            for t in &spec.tags {
+                let registry = registry_of(t);
+                if env.offline && !is_loopback(&registry) {
+                    res.warnings
+                        .push(format!("offline: not pushing {t} to {registry}"));
+                    continue;
+                }
+                let (repo, tag) = split_tag(t);
+                let creds = credentials_for(&env.run_dir, &registry);
+                let opts = bollard::query_parameters::PushImageOptionsBuilder::default()
+                    .tag(&tag)
+                    .build();
+                let mut s = docker.push_image(&repo, Some(opts), creds);
+                while let Some(item) = s.next().await {
+                    match item {
+                        Ok(info) => {
+                            if let Some(e) = info.error_detail {
+                                return Err(format!("push {t}: {}", e.message.unwrap_or_default()));
+                            }
+                            if let Some(st) = info.status {
+                                if let Some(d) = st.split("digest: ").nth(1) {
+                                    digest = d.split_whitespace().next().unwrap_or("").to_string();
+                                }
+                            }
+                        }
+                        Err(e) => return Err(format!("push {t}: {e}")),
+                    }
+                }
+                res.log(format!("Pushed {t}"));
+            }
+        }
+        res.output("imageid", id.clone());
+        res.output(
+            "digest",
+            if digest.is_empty() {
+                id.clone()
+            } else {
+                digest.clone()
+            },
+        );
+        res.output(
+            "metadata",
+            serde_json::json!({"containerimage.digest": if digest.is_empty() { id } else { digest }, "image.name": spec.tags.join(",")}).to_string(),
+        );
+        Ok(res)
+    }
+}
