@@ -661,3 +661,20 @@ async fn abandoned_start_is_cleaned_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn same_run_id_and_job_key_twice_do_not_collide() {
+    let Some(b) = backend().await else { return };
+    // Two repos' first runs: both "run 1, job build". The live one must be left alone.
+    let (spec, _d1) = job_spec(busybox(), vec![]);
+    let (mut spec2, _d2) = job_spec(busybox(), vec![]);
+    spec2.run_id = spec.run_id.clone();
+    let env1 = b.start(&spec, logger()).await.unwrap();
+    let env2 = b.start(&spec2, logger()).await.unwrap();
+    assert_eq!(leftovers(&b, &spec.run_id).await, (2, 2));
+    assert_eq!(run(env1.as_ref(), "echo one").await.stdout, "one\n");
+    assert_eq!(run(env2.as_ref(), "echo two").await.stdout, "two\n");
+    env1.stop().await.unwrap();
+    env2.stop().await.unwrap();
+    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+}

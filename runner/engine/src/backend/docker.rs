@@ -161,6 +161,11 @@ impl ContainerPaths {
     }
 }
 
+/// Six random hex digits for disambiguating names.
+pub(crate) fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
+}
+
 /// Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 fn sanitize_name(s: &str) -> String {
     let out: String = s
@@ -220,11 +225,20 @@ impl DockerBackend {
 }
 
 impl DockerBackend {
-    async fn create_network(&self, spec: &JobEnvSpec, created: &Registry) -> BackendResult<String> {
+    /// Create the job network `gantry-<run>-<job>-<6 hex>`; returns its name and id. The
+    /// random suffix matters: API versions before 1.44 happily create two networks with one
+    /// name (two repos' "run 1, job build"), and a container start then fails on the
+    /// ambiguous name. Containers are attached by id.
+    async fn create_network(
+        &self,
+        spec: &JobEnvSpec,
+        created: &Registry,
+    ) -> BackendResult<(String, String)> {
         let name = format!(
-            "gantry-{}-{}",
+            "gantry-{}-{}-{}",
             sanitize_name(&spec.run_id),
-            sanitize_name(&spec.job_key)
+            sanitize_name(&spec.job_key),
+            short_id()
         );
         let req = NetworkCreateRequest {
             name: name.clone(),
@@ -232,21 +246,13 @@ impl DockerBackend {
             labels: Some(Self::labels(spec, "network", &[])),
             ..Default::default()
         };
-        let mut retried = false;
-        loop {
-            match self.docker.create_network(req.clone()).await {
-                Ok(r) => {
-                    created.lock().unwrap().networks.push(r.id.clone());
-                    return Ok(name);
-                }
-                Err(e) if is_status(&e, 409) && !retried => {
-                    // Leftovers of an earlier attempt with the same run id and job key.
-                    retried = true;
-                    prune_with(&self.docker, Some(&spec.run_id), Some(&spec.job_key)).await?;
-                }
-                Err(e) => return Err(docker_err(&format!("create network {name}"), e)),
-            }
-        }
+        let r = self
+            .docker
+            .create_network(req)
+            .await
+            .map_err(|e| docker_err(&format!("create network {name}"), e))?;
+        created.lock().unwrap().networks.push(r.id.clone());
+        Ok((name, r.id))
     }
 
     /// Create named volumes that do not exist yet, labelled (they are removed with the job).
@@ -321,7 +327,12 @@ impl DockerBackend {
             }
         }
 
-        let network = self.create_network(spec, created).await?;
+        let (network, network_id) = self.create_network(spec, created).await?;
+        let mut job = job;
+        let mut prepared_services = prepared_services;
+        for p in job.iter_mut().chain(prepared_services.iter_mut()) {
+            p.set_network(&network_name, &network_id);
+        }
         let _ = log.send(format!("Created network {network}"));
         let mut volumes: Vec<String> = Vec::new();
         for p in job.iter().chain(&prepared_services) {

@@ -103,7 +103,7 @@ pub async fn prune_stale() -> BackendResult<PruneReport> {
 }
 
 /// Whether the gantry process that created a resource with these labels is still alive.
-fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
+pub(crate) fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
     let pid = labels
         .and_then(|l| l.get(LABEL_PID))
         .and_then(|p| p.parse::<u32>().ok());

@@ -11,11 +11,12 @@ use bollard::query_parameters::{
 };
 use futures_util::TryStreamExt;
 
+use super::cleanup::owner_alive;
 use super::options::{self, ParsedOptions, VolumeSpec};
 use super::{
     BUILD_HINT, CONTAINER_HOME, ContainerPaths, DOCKER_SOCK, DockerBackend, LABEL_JOB,
     LABEL_MANAGED, LABEL_PID, LABEL_ROLE, LABEL_RUN, Registry, container_workspace, docker_err,
-    is_status, sanitize_name,
+    is_status, sanitize_name, short_id,
 };
 use crate::backend::{BackendError, BackendResult, ContainerSpec, JobEnvSpec};
 
@@ -27,6 +28,24 @@ pub(super) struct Prepared {
     pub named_volumes: Vec<String>,
     pub has_ports: bool,
     pub has_health: bool,
+}
+
+impl Prepared {
+    /// Point the create request at the created network (by id).
+    pub(super) fn set_network(&mut self, from: &str, to: &str) {
+        if let Some(hc) = self.config.host_config.as_mut() {
+            hc.network_mode = Some(to.to_string());
+        }
+        if let Some(eps) = self
+            .config
+            .networking_config
+            .as_mut()
+            .and_then(|n| n.endpoints_config.as_mut())
+            && let Some(ep) = eps.remove(from)
+        {
+            eps.insert(to.to_string(), ep);
+        }
+    }
 }
 
 impl DockerBackend {
@@ -195,11 +214,10 @@ impl DockerBackend {
     /// Create a container; a missing image is pulled only when a registry is plausible.
     pub(super) async fn create(&self, p: &Prepared, created: &Registry) -> BackendResult<String> {
         let image = p.config.image.clone().unwrap_or_default();
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&p.name)
-            .build();
+        let mut name = p.name.clone();
+        let mut opts = CreateContainerOptionsBuilder::default().name(&name).build();
         let mut pulled = false;
-        let mut removed_stale = false;
+        let mut attempts = 0;
         loop {
             match self
                 .docker
@@ -215,27 +233,31 @@ impl DockerBackend {
                     self.pull_if_plausible(&image, p.credentials.clone())
                         .await?;
                 }
-                Err(e) if is_status(&e, 409) && !removed_stale => {
-                    // A leftover with the same name (a crashed earlier attempt of this run):
-                    // remove it when it is ours, then retry once.
-                    removed_stale = true;
-                    let ours = self
+                Err(e) if is_status(&e, 409) && attempts < 3 => {
+                    // The name is taken: by a leftover of a crashed gantry (removed), or by
+                    // a live run with the same run id and job key (take another name).
+                    attempts += 1;
+                    let labels = self
                         .docker
-                        .inspect_container(&p.name, None)
+                        .inspect_container(&name, None)
                         .await
                         .ok()
-                        .and_then(|i| i.config?.labels)
+                        .and_then(|i| i.config?.labels);
+                    let ours = labels
+                        .as_ref()
                         .is_some_and(|l| l.get(LABEL_MANAGED).map(String::as_str) == Some("true"));
-                    if !ours {
-                        return Err(docker_err(&format!("create container {}", p.name), e));
+                    if ours && attempts == 1 && !owner_alive(labels.as_ref()) {
+                        let rm = RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .v(true)
+                            .build();
+                        let _ = self.docker.remove_container(&name, Some(rm)).await;
+                    } else {
+                        name = format!("{}-{}", p.name, short_id());
+                        opts = CreateContainerOptionsBuilder::default().name(&name).build();
                     }
-                    let rm = RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = self.docker.remove_container(&p.name, Some(rm)).await;
                 }
-                Err(e) => return Err(docker_err(&format!("create container {}", p.name), e)),
+                Err(e) => return Err(docker_err(&format!("create container {name}"), e)),
             }
         }
     }
