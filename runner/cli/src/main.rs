@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_delivery;
 mod cmd_eval;
 mod cmd_graph;
 mod cmd_image;
@@ -67,6 +68,14 @@ enum Command {
         #[command(subcommand)]
         action: ImageCommand,
     },
+    /// List deployments waiting for approval.
+    Approvals(cmd_delivery::ApprovalsArgs),
+    /// Approve a pending deployment: `gantry approve RUN ENV --as NAME`.
+    Approve(cmd_delivery::DecideArgs),
+    /// Reject a pending deployment: `gantry reject RUN ENV --as NAME --comment WHY`.
+    Reject(cmd_delivery::DecideArgs),
+    /// Show the deployment history (optionally of one environment).
+    Deployments(cmd_delivery::DeploymentsArgs),
     /// Remove containers and networks Gantry left behind.
     Prune {
         /// Also remove resources of runs that may still be active.
@@ -115,6 +124,10 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime().block_on(cmd_run::run(args)),
         Command::Rerun(args) => runtime().block_on(cmd_run::rerun(args)),
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
+        Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),
+        Command::Approve(args) => runtime().block_on(cmd_delivery::approve(args)),
+        Command::Reject(args) => runtime().block_on(cmd_delivery::reject(args)),
+        Command::Deployments(args) => runtime().block_on(cmd_delivery::deployments(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
