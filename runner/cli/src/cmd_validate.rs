@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 enum Kind {
     Workflow,
     Action,
-    /// `.gantry/config.yml`: validated once the config loader exists (hook).
+    /// `.gantry/config.yml`: delivery rules (environments, health checks, notifications).
     GantryConfig,
 }
 
@@ -42,7 +42,11 @@ fn is_yaml(path: &Path) -> bool {
 /// Expands the arguments into files: a directory means every `*.yml`/`*.yaml` in it
 /// (sorted). `Err` names a path that does not exist.
 fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathBuf> {
-    let default = [PathBuf::from(".github/workflows")];
+    // Default: the workflows, plus Gantry's own config when the repository has one.
+    let mut default = vec![PathBuf::from(".github/workflows")];
+    if Path::new(".gantry/config.yml").is_file() {
+        default.push(PathBuf::from(".gantry/config.yml"));
+    }
     let paths = if paths.is_empty() {
         &default[..]
     } else {
@@ -79,9 +83,9 @@ fn validate_file(path: &Path) -> (Vec<Diagnostic>, String) {
                 d
             })
             .collect(),
-        // Hook: `.gantry/config.yml` gets its own loader later; until then it is only
-        // checked for YAML syntax by the action/workflow loaders' reader.
-        Kind::GantryConfig => Vec::new(),
+        Kind::GantryConfig => {
+            gantry_delivery::validate_config_with(path, gantry_workflow::parse_tree)
+        }
         Kind::Workflow => gantry_workflow::load_workflow(path).diagnostics,
     };
     (diags, text)

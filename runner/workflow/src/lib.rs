@@ -62,6 +62,15 @@ pub fn parse_workflow_with(path: &str, text: &str, opts: &ReaderOptions) -> Load
     diags.finish(Some(wf))
 }
 
+/// Parses any YAML document into the positioned [`Node`] tree (core schema, duplicate
+/// keys and syntax errors reported). Other Gantry files (`.gantry/config.yml`) are read
+/// through this, so YAML stays behind this crate.
+pub fn parse_tree(path: &str, text: &str) -> Loaded<Spanned<Node>> {
+    let mut diags = Diagnostics::new(path);
+    let root = load_root(text, &mut diags);
+    diags.finish(root.map(|r| r.to_node()))
+}
+
 /// Reads and parses a workflow file; an I/O error becomes a diagnostic.
 pub fn load_workflow(path: &Path) -> Loaded<Workflow> {
     let name = path.display().to_string();
