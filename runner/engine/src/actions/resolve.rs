@@ -316,15 +316,16 @@ impl ActionResolver {
             // The local mirror may still know the ref (no network involved).
             let mirror = dir.join("mirror.git");
             if mirror.is_dir() {
-                if let Ok(_lock) = lock_repo(&dir) {
-                    if let Ok(repo) = git2::Repository::open_bare(&mirror) {
-                        if let Ok(sha) = find_commit(&repo, &r.git_ref) {
-                            if let Ok(root) = self.materialize(&repo, &dir, &sha) {
-                                let _ = self.record(&key, &dir, &r.git_ref, &sha);
-                                return Ok((sha, root, Origin::Cache));
-                            }
-                        }
-                    }
+                let found = lock_repo(&dir).ok().and_then(|_lock| {
+                    let repo = git2::Repository::open_bare(&mirror).ok()?;
+                    let sha = find_commit(&repo, &r.git_ref).ok()?;
+                    let root = self.materialize(&repo, &dir, &sha).ok()?;
+                    Some((sha, root))
+                });
+                // The lock is released before `record` takes it again.
+                if let Some((sha, root)) = found {
+                    let _ = self.record(&key, &dir, &r.git_ref, &sha);
+                    return Ok((sha, root, Origin::Cache));
                 }
             }
             tried.push("offline mode: no fetch attempted".into());

@@ -33,8 +33,8 @@ impl BuiltinAction for Checkout {
             }
         }
         let path = input(inputs, "path").unwrap_or("");
-        let target = ws_path(env, path);
-        if !target.starts_with(&env.workspace) {
+        let target = super::files::normalize(&ws_path(env, path));
+        if !target.starts_with(super::files::normalize(&env.workspace)) {
             return Err(format!("path '{path}' is outside the workspace"));
         }
         let git_ref = input(inputs, "ref").map(str::to_string);

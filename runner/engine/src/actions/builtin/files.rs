@@ -43,7 +43,8 @@ fn split_base(ws: &Path, pat: &str) -> (PathBuf, Option<String>) {
     (base, Some(rest.join("/")))
 }
 
-fn normalize(p: &Path) -> PathBuf {
+/// Lexical normalization (`.` dropped, `..` pops).
+pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
