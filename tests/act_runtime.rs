@@ -169,8 +169,5 @@ fn act_runtime_docker() {
     for f in &failures {
         println!("  FAIL {f}");
     }
-    assert!(
-        passed * 10 >= total * 7,
-        "act-runtime docker: {passed}/{total}"
-    );
+    assert!(passed + 2 >= total, "act-runtime docker: {passed}/{total}");
 }

@@ -441,25 +441,40 @@ fn docker_ready(images: &[&str]) -> bool {
     true
 }
 
-fn leftovers() -> (String, String) {
-    let ps = Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=dev.gantry.managed=true"])
-        .output()
-        .unwrap();
-    let nets = Command::new("docker")
-        .args([
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            "label=dev.gantry.managed=true",
-        ])
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&ps.stdout).trim().to_string(),
-        String::from_utf8_lossy(&nets.stdout).trim().to_string(),
-    )
+/// Containers and networks Gantry created for these job keys (label `gantry.job`), so that
+/// other tests using Docker at the same time do not interfere.
+fn leftovers(jobs: &[&str]) -> (String, String) {
+    let mut ps_all = String::new();
+    let mut nets_all = String::new();
+    for j in jobs {
+        let f = format!("label=gantry.job={j}");
+        let ps = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                "label=dev.gantry.managed=true",
+                "--filter",
+                &f,
+            ])
+            .output()
+            .unwrap();
+        let nets = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=dev.gantry.managed=true",
+                "--filter",
+                &f,
+            ])
+            .output()
+            .unwrap();
+        ps_all.push_str(String::from_utf8_lossy(&ps.stdout).trim());
+        nets_all.push_str(String::from_utf8_lossy(&nets.stdout).trim());
+    }
+    (ps_all, nets_all)
 }
 
 #[test]
@@ -489,7 +504,7 @@ fn container_job_and_healthy_service() {
         r#"
 on: push
 jobs:
-  in-container:
+  e2e-svc-in-container:
     runs-on: ubuntu-latest
     container: gantry/debian:bookworm
     services:
@@ -500,7 +515,7 @@ jobs:
       - run: curl -sf http://web:8080/ | grep service-ok
       - run: echo "FROM_ENV=1" >> "$GITHUB_ENV"
       - run: test "$FROM_ENV" = 1
-  on-host:
+  e2e-svc-on-host:
     runs-on: ubuntu-latest
     services:
       web:
@@ -512,7 +527,7 @@ jobs:
     )]);
     let out = gantry(r.path(), &["run", "-P", "ubuntu-latest=host", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let (ps, nets) = leftovers();
+    let (ps, nets) = leftovers(&["e2e-svc-in-container", "e2e-svc-on-host"]);
     assert!(ps.is_empty() && nets.is_empty(), "left behind: {ps} {nets}");
 }
 
@@ -524,7 +539,7 @@ fn docker_cancellation_leaves_nothing() {
     }
     let r = repo(&[wf(
         "ci.yml",
-        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    container: gantry/debian:bookworm\n    steps:\n      - run: echo started; sleep 300\n",
+        "on: push\njobs:\n  e2e-cancel-slow:\n    runs-on: ubuntu-latest\n    container: gantry/debian:bookworm\n    steps:\n      - run: echo started; sleep 300\n",
     )]);
     let mut child = Command::new(gantry_bin())
         .args(["run", "--json", "--kill-after", "1"])
@@ -548,7 +563,7 @@ fn docker_cancellation_leaves_nothing() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
-    let (ps, nets) = leftovers();
+    let (ps, nets) = leftovers(&["e2e-cancel-slow"]);
     assert!(ps.is_empty() && nets.is_empty(), "left behind: {ps} {nets}");
 }
 

@@ -7,11 +7,17 @@ use std::sync::OnceLock;
 
 /// The workspace root (`tests/..`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `../shared` beside the project root, when present.
 pub fn shared_dir() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("GANTRY_SHARED_DIR") {
+        return Some(PathBuf::from(d));
+    }
     let d = workspace_root().join("..").join("shared");
     d.is_dir().then(|| d.canonicalize().unwrap())
 }

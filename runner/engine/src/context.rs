@@ -117,8 +117,10 @@ impl RunFacts {
         {
             git_ref = r.to_string();
         }
-        if self.event_name.starts_with("pull_request") {
-            if let Some(pr) = e.get("pull_request") {
+        if self.event_name.starts_with("pull_request")
+            && let Some(pr) = e.get("pull_request")
+        {
+            {
                 head_ref = pr
                     .pointer("/head/ref")
                     .and_then(|v| v.as_str())

@@ -130,7 +130,7 @@ impl EvalContext for Ctx {
         }
         Ok(match f {
             StatusFunction::Success => !*cancelled && picked.iter().all(|s| *s == Status::Success),
-            StatusFunction::Failure => picked.iter().any(|s| *s == Status::Failure),
+            StatusFunction::Failure => picked.contains(&Status::Failure),
             _ => self.status(f)?,
         })
     }

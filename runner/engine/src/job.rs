@@ -500,7 +500,8 @@ pub async fn run_job(
     if let Some(h) = &paths.home {
         default_env.insert("HOME".into(), h.clone());
     }
-    ctx.set("github", Value::from_json(&gj));
+    let github_value = Value::from_json(&gj);
+    ctx.set("github", github_value.clone());
     ctx.set("runner", Value::from_json(&rj));
     ctx.set(
         "job",
@@ -514,7 +515,7 @@ pub async fn run_job(
     } else {
         shared.process_env.clone()
     };
-    let mut state = JobState::new(env_ctx, masker, gj);
+    let mut state = JobState::new(env_ctx, masker, github_value);
     let runner = StepRunner {
         shared: shared.clone(),
         key: key.clone(),
@@ -530,6 +531,7 @@ pub async fn run_job(
         cancel: job_cancel.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),
+        which_cache: Default::default(),
     };
     for (i, step) in job.steps.iter().enumerate() {
         if job_cancel.is_cancelled() && state.status != Status::Cancelled {

@@ -151,7 +151,8 @@ pub fn expand(matrix: &J) -> Result<Vec<Leg>, String> {
         return Err("Matrix must define at least one vector".into());
     }
     let is_vector = |k: &str| vectors.iter().any(|(n, _)| n.as_str() == k);
-    let mut incs: Vec<(Map<String, J>, Map<String, J>, bool)> = Vec::new();
+    type Include = (Map<String, J>, Map<String, J>, bool);
+    let mut incs: Vec<Include> = Vec::new();
     for inc in &include {
         let J::Object(o) = inc else {
             return Err("Matrix include items must be mappings".into());

@@ -37,6 +37,9 @@ struct Node {
     fail_fast: bool,
 }
 
+/// Concurrency groups of the run (lower-cased name → lock).
+type Groups = Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>;
+
 struct Done {
     node: usize,
     record: JobRecord,
@@ -66,12 +69,11 @@ pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
             });
         }
     }
-    for n in 0..nodes.len() {
-        let (wi, id) = (nodes[n].wi, nodes[n].job_id.clone());
-        let job = &shared.cfg.workflows[wi].workflow.jobs[&id];
+    for node in nodes.iter_mut() {
+        let job = &shared.cfg.workflows[node.wi].workflow.jobs[&node.job_id];
         for need in &job.needs {
-            if let Some(&m) = index.get(&(wi, need.value.clone())) {
-                nodes[n].needs.push(m);
+            if let Some(&m) = index.get(&(node.wi, need.value.clone())) {
+                node.needs.push(m);
             }
         }
     }
@@ -102,7 +104,7 @@ pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
     }
 
     let global = Arc::new(Semaphore::new(shared.cfg.max_jobs.max(1)));
-    let groups: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>> = Arc::default();
+    let groups: Groups = Arc::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut records: Vec<JobRecord> = Vec::new();
     let mut used_keys: HashSet<String> = HashSet::new();
@@ -235,7 +237,7 @@ fn dispatch(
     nodes: &mut [Node],
     n: usize,
     global: &Arc<Semaphore>,
-    groups: &Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    groups: &Groups,
     done_tx: &mpsc::UnboundedSender<Done>,
     used_keys: &mut HashSet<String>,
     records: &mut Vec<JobRecord>,

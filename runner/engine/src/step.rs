@@ -38,7 +38,8 @@ pub struct JobState {
     /// `job.status`.
     pub status: Status,
     pub masker: Masker,
-    pub github_json: serde_json::Value,
+    /// The job's `github` context (step fields are set on a copy per step).
+    pub github_value: Value,
     /// Inside a composite action: the calling step's env (and enclosing ones).
     pub scope_env: IndexMap<String, String>,
     /// Inside a composite action: the index of the workflow step running it (inner steps
@@ -50,18 +51,14 @@ pub struct JobState {
 }
 
 impl JobState {
-    pub fn new(
-        env_ctx: IndexMap<String, String>,
-        masker: Masker,
-        github_json: serde_json::Value,
-    ) -> Self {
+    pub fn new(env_ctx: IndexMap<String, String>, masker: Masker, github_value: Value) -> Self {
         JobState {
             env_ctx,
             path_prepend: Vec::new(),
             steps: Object::new(),
             status: Status::Success,
             masker,
-            github_json,
+            github_value,
             scope_env: IndexMap::new(),
             nest: None,
             action_path: None,
@@ -88,6 +85,9 @@ pub struct StepRunner<'a> {
     pub cancel: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
+    /// `which` results per (program, PATH): no PATH walk per step.
+    pub which_cache:
+        std::sync::Mutex<std::collections::HashMap<(String, String), Option<std::path::PathBuf>>>,
 }
 
 /// What a step's output produced besides log lines.
@@ -197,10 +197,8 @@ impl OutputPipe {
                     step: self.step,
                 });
             }
-            Command::StopCommands(token) => {
-                if token.len() > 6 {
-                    self.masker.add(&token);
-                }
+            Command::StopCommands(token) if token.len() > 6 => {
+                self.masker.add(&token);
             }
             Command::SetOutput { name, value } => {
                 self.effects.outputs.insert(name, value);
@@ -271,11 +269,20 @@ impl StepRunner<'_> {
 
     fn bash_available(&self, path: &str) -> bool {
         if self.is_container {
-            // The default images carry bash; busybox does not (checked by the shell program
-            // lookup inside the container failing).
-            return *self.bash_cache.get_or_init(|| true);
+            return self.bash_cache.get().copied().unwrap_or(true);
         }
-        shell::which("bash", path).is_some()
+        self.which("bash", path).is_some()
+    }
+
+    fn which(&self, program: &str, path: &str) -> Option<std::path::PathBuf> {
+        let key = (program.to_string(), path.to_string());
+        let mut c = self.which_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = c.get(&key) {
+            return v.clone();
+        }
+        let v = shell::which(program, path);
+        c.insert(key, v.clone());
+        v
     }
 
     /// [`StepRunner::run_step`] behind a box (composite actions recurse through it).
@@ -613,24 +620,26 @@ impl StepRunner<'_> {
             .map(|s| s.value.clone())
             .unwrap_or_else(|| format!("__run_{i}"));
         {
-            let mut g = state.github_json.clone();
-            if let Some(o) = g.as_object_mut() {
-                o.insert("action".into(), action_name.clone().into());
-                if let Some(ap) = &state.action_path {
-                    o.insert("action_path".into(), ap.clone().into());
-                }
-                for (var, p) in &file_vars {
-                    let k = match *var {
-                        "GITHUB_OUTPUT" => "output",
-                        "GITHUB_ENV" => "env",
-                        "GITHUB_PATH" => "path",
-                        "GITHUB_STATE" => "state",
-                        _ => "step_summary",
-                    };
-                    o.insert(k.into(), p.clone().into());
-                }
+            // Clone the job's github object (values are shared) and set the step fields.
+            let mut o = match &state.github_value {
+                Value::Object(o) => (**o).clone(),
+                _ => Object::new(),
+            };
+            o.insert("action", Value::string(&action_name));
+            if let Some(ap) = &state.action_path {
+                o.insert("action_path", Value::string(ap));
             }
-            ctx.set("github", Value::from_json(&g));
+            for (var, p) in &file_vars {
+                let k = match *var {
+                    "GITHUB_OUTPUT" => "output",
+                    "GITHUB_ENV" => "env",
+                    "GITHUB_PATH" => "path",
+                    "GITHUB_STATE" => "state",
+                    _ => "step_summary",
+                };
+                o.insert(k, Value::string(p));
+            }
+            ctx.set("github", Value::object(o));
         }
 
         let script = match ctx.eval_string(&run.value) {
@@ -694,6 +703,22 @@ impl StepRunner<'_> {
             },
             None => None,
         };
+        if self.is_container && shell_name.is_none() && self.bash_cache.get().is_none() {
+            // Is bash in the image? One probe per job container.
+            let (tx, mut rx) = mpsc::channel::<Output>(4);
+            let probe = ExecSpec {
+                argv: vec!["sh".into(), "-c".into(), "command -v bash".into()],
+                env: IndexMap::new(),
+                workdir: "/".into(),
+            };
+            let drain = async { while rx.recv().await.is_some() {} };
+            let (r, ()) = tokio::join!(
+                self.env
+                    .exec(probe, tx, CancellationToken::new(), self.kill),
+                drain
+            );
+            let _ = self.bash_cache.set(matches!(r, Ok(ExitStatus::Code(0))));
+        }
         let sh = match Shell::resolve(
             shell_name.as_deref(),
             shell_name.is_some() || self.bash_available(&path),
@@ -704,7 +729,7 @@ impl StepRunner<'_> {
         let program = if self.is_container {
             sh.program.clone()
         } else {
-            match shell::which(&sh.program, &path) {
+            match self.which(&sh.program, &path) {
                 Some(p) => p.display().to_string(),
                 None => {
                     return fail(
