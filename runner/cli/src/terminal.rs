@@ -115,18 +115,23 @@ pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()
                     job, stream, text, ..
                 } => {
                     let v = jobs.entry(job.to_string()).or_default();
-                    let prefix = format!("[{}]", v.name);
+                    let code = if *stream == Stream::Runner { "36" } else { "2" };
+                    let prefix = format!("{} ", paint(color, code, &format!("[{}]", v.name)));
                     let hold = opts.quiet || v.group_depth > 0;
-                    for line in text.split_terminator('\n') {
-                        let l = if *stream == Stream::Runner {
-                            format!("{} {}", paint(color, "36", &prefix), line)
-                        } else {
-                            format!("{} {}", paint(color, "2", &prefix), line)
-                        };
-                        if hold {
-                            v.held.push(l);
-                        } else {
-                            print(&mp, &mut out, &l);
+                    if hold {
+                        for line in text.split_terminator('\n') {
+                            v.held.push(format!("{prefix}{line}"));
+                        }
+                    } else if mp.is_none() {
+                        // Hot path: no allocation per line.
+                        for line in text.split_terminator('\n') {
+                            let _ = out.write_all(prefix.as_bytes());
+                            let _ = out.write_all(line.as_bytes());
+                            let _ = out.write_all(b"\n");
+                        }
+                    } else {
+                        for line in text.split_terminator('\n') {
+                            print(&mp, &mut out, &format!("{prefix}{line}"));
                         }
                     }
                 }
