@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use gantry_engine::actions::composite::{self, CompositeScope, StepHost, StepRecord, StepsResult, run_composite, steps_value};
+use gantry_engine::actions::composite::{
+    self, CompositeScope, StepHost, StepRecord, StepsResult, run_composite, steps_value,
+};
 use gantry_engine::actions::{inputs::resolve_inputs, load_action};
 use gantry_expr::{EvalContext, ExprError, MapContext, StatusFunction, Template, Value};
 use gantry_workflow::{Step, StringMap};
@@ -39,13 +41,21 @@ impl EvalContext for Ctx {
 
 fn string_map(m: &StringMap) -> IndexMap<String, String> {
     match m {
-        StringMap::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+        StringMap::Map(m) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
         _ => IndexMap::new(),
     }
 }
 
 impl TestHost {
-    fn ctx(&self, scope: &CompositeScope, steps: &IndexMap<String, StepRecord>, failed: bool) -> Ctx {
+    fn ctx(
+        &self,
+        scope: &CompositeScope,
+        steps: &IndexMap<String, StepRecord>,
+        failed: bool,
+    ) -> Ctx {
         let mut map = MapContext::new();
         let mut inputs = gantry_expr::Object::new();
         for (k, v) in &scope.inputs {
@@ -59,7 +69,10 @@ impl TestHost {
         }
         map.insert("env", Value::object(env));
         let mut g = gantry_expr::Object::new();
-        g.insert("action_path", Value::string(scope.action_path.display().to_string()));
+        g.insert(
+            "action_path",
+            Value::string(scope.action_path.display().to_string()),
+        );
         map.insert("github", Value::object(g));
         Ctx { map, failed }
     }
@@ -69,7 +82,10 @@ impl TestHost {
             return Ok(s.to_string());
         }
         let t = Template::parse(s).map_err(|e| e.to_string())?;
-        Ok(t.eval(ctx).map_err(|e| e.to_string())?.as_string().into_owned())
+        Ok(t.eval(ctx)
+            .map_err(|e| e.to_string())?
+            .as_string()
+            .into_owned())
     }
 }
 
@@ -80,14 +96,37 @@ impl StepHost for TestHost {
         let mut failed = false;
         for (i, step) in steps.iter().enumerate() {
             let ctx = self.ctx(scope, &records, failed);
-            let cond = gantry_expr::if_condition(step.if_cond.as_ref().map(|c| c.value.as_str()).unwrap_or(""));
-            let run_it = gantry_expr::parse(&cond).unwrap().eval(&ctx).unwrap().is_truthy();
-            let id = step.id.as_ref().map(|s| s.value.clone()).unwrap_or_else(|| format!("__{i}"));
+            let cond = gantry_expr::if_condition(
+                step.if_cond
+                    .as_ref()
+                    .map(|c| c.value.as_str())
+                    .unwrap_or(""),
+            );
+            let run_it = gantry_expr::parse(&cond)
+                .unwrap()
+                .eval(&ctx)
+                .unwrap()
+                .is_truthy();
+            let id = step
+                .id
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_else(|| format!("__{i}"));
             if !run_it {
-                records.insert(id, StepRecord { outcome: "skipped".into(), conclusion: "skipped".into(), ..Default::default() });
+                records.insert(
+                    id,
+                    StepRecord {
+                        outcome: "skipped".into(),
+                        conclusion: "skipped".into(),
+                        ..Default::default()
+                    },
+                );
                 continue;
             }
-            let step_env: IndexMap<String, String> = string_map(&step.env).into_iter().map(|(k, v)| (k, self.eval(&v, &ctx).unwrap())).collect();
+            let step_env: IndexMap<String, String> = string_map(&step.env)
+                .into_iter()
+                .map(|(k, v)| (k, self.eval(&v, &ctx).unwrap()))
+                .collect();
             let (ok, outputs) = if let Some(run) = &step.run {
                 let script = self.eval(&run.value, &ctx).unwrap();
                 let tmp = tempfile::tempdir().unwrap();
@@ -95,14 +134,25 @@ impl StepHost for TestHost {
                 let env_file = tmp.path().join("env");
                 std::fs::write(&out_file, "").unwrap();
                 std::fs::write(&env_file, "").unwrap();
-                let mut cmd = std::process::Command::new(step.shell.as_ref().unwrap().value.as_str());
-                cmd.arg("-ec").arg(&script).current_dir(&self.workspace).env_clear();
+                let mut cmd =
+                    std::process::Command::new(step.shell.as_ref().unwrap().value.as_str());
+                cmd.arg("-ec")
+                    .arg(&script)
+                    .current_dir(&self.workspace)
+                    .env_clear();
                 cmd.env("PATH", std::env::var("PATH").unwrap());
                 cmd.envs(&self.job_env).envs(&step_env);
-                cmd.env("GITHUB_OUTPUT", &out_file).env("GITHUB_ENV", &env_file).env("GITHUB_ACTION_PATH", &scope.action_path);
+                cmd.env("GITHUB_OUTPUT", &out_file)
+                    .env("GITHUB_ENV", &env_file)
+                    .env("GITHUB_ACTION_PATH", &scope.action_path);
                 let o = cmd.output().unwrap();
-                self.log.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
-                let outputs: IndexMap<String, String> = gantry_engine::envfile::read_key_value_file(&out_file).unwrap().into_iter().collect();
+                self.log
+                    .push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+                let outputs: IndexMap<String, String> =
+                    gantry_engine::envfile::read_key_value_file(&out_file)
+                        .unwrap()
+                        .into_iter()
+                        .collect();
                 for (k, v) in gantry_engine::envfile::read_key_value_file(&env_file).unwrap() {
                     self.job_env.insert(k, v);
                 }
@@ -110,11 +160,23 @@ impl StepHost for TestHost {
             } else {
                 let uses = step.uses.as_ref().unwrap().value.clone();
                 let dir = scope.action_path.join(uses.trim_start_matches("./"));
-                let dir = if dir.exists() { dir } else { self.workspace.join(uses.trim_start_matches("./")) };
+                let dir = if dir.exists() {
+                    dir
+                } else {
+                    self.workspace.join(uses.trim_start_matches("./"))
+                };
                 let action = load_action(&dir).unwrap();
-                let with: IndexMap<String, String> = string_map(&step.with).into_iter().map(|(k, v)| (k, self.eval(&v, &ctx).unwrap())).collect();
+                let with: IndexMap<String, String> = string_map(&step.with)
+                    .into_iter()
+                    .map(|(k, v)| (k, self.eval(&v, &ctx).unwrap()))
+                    .collect();
                 let inputs = resolve_inputs(Some(&action), &with, |d| self.eval(d, &ctx)).unwrap();
-                let nested = CompositeScope { uses, action_path: dir, inputs: inputs.values, depth: scope.depth + 1 };
+                let nested = CompositeScope {
+                    uses,
+                    action_path: dir,
+                    inputs: inputs.values,
+                    depth: scope.depth + 1,
+                };
                 let r = Box::pin(run_composite(self, &action, nested)).await;
                 self.log.extend(r.errors.iter().cloned());
                 (r.status == "success", r.outputs)
@@ -123,12 +185,31 @@ impl StepHost for TestHost {
             if !ok {
                 failed = true;
             }
-            records.insert(id, StepRecord { outcome: outcome.into(), conclusion: outcome.into(), outputs });
+            records.insert(
+                id,
+                StepRecord {
+                    outcome: outcome.into(),
+                    conclusion: outcome.into(),
+                    outputs,
+                },
+            );
         }
-        StepsResult { status: if failed { "failure".into() } else { "success".into() }, steps: records }
+        StepsResult {
+            status: if failed {
+                "failure".into()
+            } else {
+                "success".into()
+            },
+            steps: records,
+        }
     }
 
-    fn eval_output(&self, template: &str, scope: &CompositeScope, steps: &IndexMap<String, StepRecord>) -> Result<String, String> {
+    fn eval_output(
+        &self,
+        template: &str,
+        scope: &CompositeScope,
+        steps: &IndexMap<String, StepRecord>,
+    ) -> Result<String, String> {
         self.eval(template, &self.ctx(scope, steps, false))
     }
 }
@@ -138,19 +219,38 @@ fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
 }
 
-async fn call(host: &mut TestHost, dir: &str, with: &[(&str, &str)]) -> composite::CompositeOutcome {
+async fn call(
+    host: &mut TestHost,
+    dir: &str,
+    with: &[(&str, &str)],
+) -> composite::CompositeOutcome {
     let d = host.workspace.join(dir);
     let action = load_action(&d).unwrap();
-    let with: IndexMap<String, String> = with.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let with: IndexMap<String, String> = with
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let inputs = resolve_inputs(Some(&action), &with, |s| Ok(s.to_string())).unwrap();
-    run_composite(host, &action, CompositeScope { uses: format!("./{dir}"), action_path: d, inputs: inputs.values, depth: 1 }).await
+    run_composite(
+        host,
+        &action,
+        CompositeScope {
+            uses: format!("./{dir}"),
+            action_path: d,
+            inputs: inputs.values,
+            depth: 1,
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn composite_inputs_outputs_nesting_env_isolation() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().to_path_buf();
-    write(&ws.join("inner/action.yml"), r#"
+    write(
+        &ws.join("inner/action.yml"),
+        r#"
 name: inner
 inputs:
   who:
@@ -166,8 +266,11 @@ runs:
     - id: say
       shell: bash
       run: echo "line=hello ${{ inputs.who }} from $(basename "$GITHUB_ACTION_PATH")" >> "$GITHUB_OUTPUT"
-"#);
-    write(&ws.join("outer/action.yml"), r#"
+"#,
+    );
+    write(
+        &ws.join("outer/action.yml"),
+        r#"
 name: outer
 inputs:
   name:
@@ -202,22 +305,39 @@ runs:
         who: ${{ inputs.name }}
     - id: default-who
       uses: ./inner
-"#);
-    let mut host = TestHost { workspace: ws.clone(), job_env: IndexMap::new(), log: Vec::new() };
+"#,
+    );
+    let mut host = TestHost {
+        workspace: ws.clone(),
+        job_env: IndexMap::new(),
+        log: Vec::new(),
+    };
     host.job_env.insert("CALLER".into(), "c".into());
     let out = call(&mut host, "outer", &[("NAME", "gantry"), ("unknown", "x")]).await;
     assert_eq!(out.status, "success", "{:?} {:?}", out.errors, host.log);
     assert_eq!(out.outputs["result"], "hello gantry from inner/plain");
-    assert_eq!(out.outputs["leaked"], "unset", "a step's env must not leak to the next step");
+    assert_eq!(
+        out.outputs["leaked"], "unset",
+        "a step's env must not leak to the next step"
+    );
     assert!(host.log.iter().any(|l| l == "first sees FOO=step-only"));
     // GITHUB_ENV writes reach the job; step env never does.
-    assert_eq!(host.job_env.get("SHARED").map(String::as_str), Some("from-composite"));
+    assert_eq!(
+        host.job_env.get("SHARED").map(String::as_str),
+        Some("from-composite")
+    );
     assert!(!host.job_env.contains_key("FOO"));
     // Unexpected input warning from resolve_inputs.
     let action = load_action(&ws.join("outer")).unwrap();
-    let with: IndexMap<String, String> = [("unknown".to_string(), "x".to_string())].into_iter().collect();
+    let with: IndexMap<String, String> = [("unknown".to_string(), "x".to_string())]
+        .into_iter()
+        .collect();
     let r = resolve_inputs(Some(&action), &with, |s| Ok(s.to_string())).unwrap();
-    assert!(r.warnings[0].starts_with("Unexpected input(s) 'unknown'"), "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].starts_with("Unexpected input(s) 'unknown'"),
+        "{:?}",
+        r.warnings
+    );
     assert_eq!(r.values["greeting-style"], "plain");
 }
 
@@ -225,7 +345,9 @@ runs:
 async fn composite_if_and_failure_propagation() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().to_path_buf();
-    write(&ws.join("failing/action.yml"), r#"
+    write(
+        &ws.join("failing/action.yml"),
+        r#"
 name: failing
 outputs:
   cleanup:
@@ -243,11 +365,25 @@ runs:
       if: failure()
       shell: bash
       run: echo "ran=cleanup" >> "$GITHUB_OUTPUT"
-"#);
-    write(&ws.join("calls-failing/action.yml"), "name: c\nruns:\n  using: composite\n  steps:\n    - uses: ./failing\n");
-    write(&ws.join("no-shell/action.yml"), "name: n\nruns:\n  using: composite\n  steps:\n    - run: echo hi\n");
-    write(&ws.join("loop/action.yml"), "name: l\nruns:\n  using: composite\n  steps:\n    - uses: ./loop\n");
-    let mut host = TestHost { workspace: ws.clone(), job_env: IndexMap::new(), log: Vec::new() };
+"#,
+    );
+    write(
+        &ws.join("calls-failing/action.yml"),
+        "name: c\nruns:\n  using: composite\n  steps:\n    - uses: ./failing\n",
+    );
+    write(
+        &ws.join("no-shell/action.yml"),
+        "name: n\nruns:\n  using: composite\n  steps:\n    - run: echo hi\n",
+    );
+    write(
+        &ws.join("loop/action.yml"),
+        "name: l\nruns:\n  using: composite\n  steps:\n    - uses: ./loop\n",
+    );
+    let mut host = TestHost {
+        workspace: ws.clone(),
+        job_env: IndexMap::new(),
+        log: Vec::new(),
+    };
     let out = call(&mut host, "failing", &[]).await;
     assert_eq!(out.status, "failure");
     assert_eq!(out.outputs["cleanup"], "cleanup");
@@ -258,5 +394,9 @@ runs:
     assert!(e.contains("shell"), "{e}");
     let out = call(&mut host, "loop", &[]).await;
     assert_eq!(out.status, "failure");
-    assert!(host.log.iter().any(|l| l.contains("nest deeper than 10")), "{:?}", host.log);
+    assert!(
+        host.log.iter().any(|l| l.contains("nest deeper than 10")),
+        "{:?}",
+        host.log
+    );
 }

@@ -7,46 +7,88 @@ use indexmap::IndexMap;
 
 #[test]
 fn args_split_and_translation() {
-    assert_eq!(docker_action::split_args(r#"a "b c"  d\"e """#), ["a", "b c", "d\"e", ""]);
+    assert_eq!(
+        docker_action::split_args(r#"a "b c"  d\"e """#),
+        ["a", "b c", "d\"e", ""]
+    );
     assert_eq!(docker_action::split_args("  "), Vec::<String>::new());
     let args = docker_action::assemble_args(&[], Some("--x \"y z\""), |s| Ok(s.into())).unwrap();
     assert_eq!(args, ["--x", "y z"]);
-    let args = docker_action::assemble_args(&["${{ inputs.a }}".into(), "lit".into()], Some("ignored"), |s| Ok(s.replace("${{ inputs.a }}", "A"))).unwrap();
+    let args = docker_action::assemble_args(
+        &["${{ inputs.a }}".into(), "lit".into()],
+        Some("ignored"),
+        |s| Ok(s.replace("${{ inputs.a }}", "A")),
+    )
+    .unwrap();
     assert_eq!(args, ["A", "lit"]);
-    assert_eq!(docker_action::image_source("Dockerfile"), ImageSource::Dockerfile("Dockerfile".into()));
-    assert_eq!(docker_action::image_source("docker://alpine:3"), ImageSource::Image("alpine:3".into()));
+    assert_eq!(
+        docker_action::image_source("Dockerfile"),
+        ImageSource::Dockerfile("Dockerfile".into())
+    );
+    assert_eq!(
+        docker_action::image_source("docker://alpine:3"),
+        ImageSource::Image("alpine:3".into())
+    );
 
     let tmp = tempfile::tempdir().unwrap();
-    let paths = DockerActionPaths { workspace: tmp.path().join("ws"), temp: tmp.path().join("temp") };
+    let paths = DockerActionPaths {
+        workspace: tmp.path().join("ws"),
+        temp: tmp.path().join("temp"),
+    };
     let fc = paths.temp.join("_runner_file_commands/set_output_1");
     let mut step_env = IndexMap::new();
     step_env.insert("GITHUB_OUTPUT".to_string(), fc.display().to_string());
-    step_env.insert("GITHUB_WORKSPACE".to_string(), paths.workspace.display().to_string());
+    step_env.insert(
+        "GITHUB_WORKSPACE".to_string(),
+        paths.workspace.display().to_string(),
+    );
     step_env.insert("INPUT_WHO".to_string(), "me".to_string());
     step_env.insert("PATH".to_string(), "/host/bin".to_string());
     let mut runs_env = IndexMap::new();
     runs_env.insert("INPUT_WHO".to_string(), "not-overridden".to_string());
     runs_env.insert("EXTRA".to_string(), "1".to_string());
-    let spec = docker_action::assemble("img", Some("/entry.sh".into()), vec![], &step_env, &runs_env, &paths, Some("net".into()));
-    assert_eq!(spec.env["GITHUB_OUTPUT"], "/github/file_commands/set_output_1");
+    let spec = docker_action::assemble(
+        "img",
+        Some("/entry.sh".into()),
+        vec![],
+        &step_env,
+        &runs_env,
+        &paths,
+        Some("net".into()),
+    );
+    assert_eq!(
+        spec.env["GITHUB_OUTPUT"],
+        "/github/file_commands/set_output_1"
+    );
     assert_eq!(spec.env["GITHUB_WORKSPACE"], "/github/workspace");
     assert_eq!(spec.env["INPUT_WHO"], "me");
     assert_eq!(spec.env["EXTRA"], "1");
     assert_eq!(spec.env["HOME"], "/github/home");
     assert!(!spec.env.contains_key("PATH"));
     assert_eq!(spec.workdir, "/github/workspace");
-    for m in ["/github/workspace", "/github/file_commands", "/github/home", "/github/workflow"] {
+    for m in [
+        "/github/workspace",
+        "/github/file_commands",
+        "/github/home",
+        "/github/workflow",
+    ] {
         assert!(spec.mounts.iter().any(|(_, c)| c == m), "{m}");
     }
 }
 
 fn docker_available() -> bool {
-    let ok = std::process::Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = std::process::Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         if std::env::var("GANTRY_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!("GANTRY_REQUIRE_DOCKER=1 but no Docker daemon answers");
         }
-        eprintln!("SKIPPED: no Docker daemon answers (set GANTRY_REQUIRE_DOCKER=1 to fail instead)");
+        eprintln!(
+            "SKIPPED: no Docker daemon answers (set GANTRY_REQUIRE_DOCKER=1 to fail instead)"
+        );
     }
     ok
 }
@@ -63,31 +105,58 @@ async fn dockerfile_action_runs_with_mounts() {
     std::fs::write(adir.join("Dockerfile"), "FROM gantry/busybox:latest\nCOPY entry.sh /entry.sh\nENTRYPOINT [\"/bin/sh\", \"/entry.sh\"]\n").unwrap();
     std::fs::write(adir.join("entry.sh"), "echo \"arg1=$1 arg2=$2 input=$INPUT_WHO runs=$FROM_RUNS pwd=$(pwd)\"\necho \"out=$1\" >> \"$GITHUB_OUTPUT\"\nls /github/workspace\n").unwrap();
     let action = load_action(&adir).unwrap();
-    let gantry_workflow::ActionRuns::Docker { image, args, env, .. } = &action.runs else { panic!() };
-    let with: IndexMap<String, String> = [("who".to_string(), "gantry".to_string())].into_iter().collect();
+    let gantry_workflow::ActionRuns::Docker {
+        image, args, env, ..
+    } = &action.runs
+    else {
+        panic!()
+    };
+    let with: IndexMap<String, String> = [("who".to_string(), "gantry".to_string())]
+        .into_iter()
+        .collect();
     let inputs = resolve_inputs(Some(&action), &with, |s| Ok(s.to_string())).unwrap();
     let raw_args: Vec<String> = args.iter().map(|a| a.value.clone()).collect();
-    let args = docker_action::assemble_args(&raw_args, None, |s| Ok(s.replace("${{ inputs.who }}", &inputs.values["who"]))).unwrap();
-    let runs_env: IndexMap<String, String> = env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+    let args = docker_action::assemble_args(&raw_args, None, |s| {
+        Ok(s.replace("${{ inputs.who }}", &inputs.values["who"]))
+    })
+    .unwrap();
+    let runs_env: IndexMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
 
     let docker = match gantry_engine::actions::builtin::docker::connect().await {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };
-    let (tag, _) = match docker_action::ensure_image(&docker, &docker_action::image_source(image), &adir).await {
+    let (tag, _) = match docker_action::ensure_image(
+        &docker,
+        &docker_action::image_source(image),
+        &adir,
+    )
+    .await
+    {
         Ok(t) => t,
         Err(e) if e.contains("gantry/busybox") || e.contains("pull access denied") => {
-            eprintln!("SKIPPED: gantry/busybox:latest missing (docker/build-images.sh busybox): {e}");
+            eprintln!(
+                "SKIPPED: gantry/busybox:latest missing (docker/build-images.sh busybox): {e}"
+            );
             return;
         }
         Err(e) => panic!("{e}"),
     };
     // Built once per content hash.
-    let (tag2, logs) = docker_action::ensure_image(&docker, &docker_action::image_source(image), &adir).await.unwrap();
+    let (tag2, logs) =
+        docker_action::ensure_image(&docker, &docker_action::image_source(image), &adir)
+            .await
+            .unwrap();
     assert_eq!(tag, tag2);
     assert!(logs[0].contains("cached"));
 
-    let paths = DockerActionPaths { workspace: tmp.path().join("ws"), temp: tmp.path().join("temp") };
+    let paths = DockerActionPaths {
+        workspace: tmp.path().join("ws"),
+        temp: tmp.path().join("temp"),
+    };
     std::fs::create_dir_all(&paths.workspace).unwrap();
     std::fs::write(paths.workspace.join("marker.txt"), "").unwrap();
     let files = gantry_engine::envfile::FileCommandFiles::create(&paths.temp).unwrap();
@@ -97,19 +166,32 @@ async fn dockerfile_action_runs_with_mounts() {
     }
     let spec = docker_action::assemble(&tag, None, args, &step_env, &runs_env, &paths, None);
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let run = docker_action::run_container(&docker, &spec, tx, tokio_util::sync::CancellationToken::new());
+    let run = docker_action::run_container(
+        &docker,
+        &spec,
+        tx,
+        tokio_util::sync::CancellationToken::new(),
+    );
     let collect = async {
         let mut s = Vec::new();
         while let Some(o) = rx.recv().await {
             match o {
-                gantry_engine::backend::Output::Stdout(b) | gantry_engine::backend::Output::Stderr(b) => s.extend(b),
+                gantry_engine::backend::Output::Stdout(b)
+                | gantry_engine::backend::Output::Stderr(b) => s.extend(b),
             }
         }
         String::from_utf8_lossy(&s).to_string()
     };
     let (status, out) = tokio::join!(run, collect);
-    assert_eq!(status.unwrap(), gantry_engine::backend::ExitStatus::Code(0), "{out}");
-    assert!(out.contains("arg1=gantry arg2=second arg input=gantry runs=r pwd=/github/workspace"), "{out}");
+    assert_eq!(
+        status.unwrap(),
+        gantry_engine::backend::ExitStatus::Code(0),
+        "{out}"
+    );
+    assert!(
+        out.contains("arg1=gantry arg2=second arg input=gantry runs=r pwd=/github/workspace"),
+        "{out}"
+    );
     assert!(out.contains("marker.txt"), "{out}");
     let outputs = gantry_engine::envfile::read_key_value_file(&files.output).unwrap();
     assert_eq!(outputs, vec![("out".to_string(), "gantry".to_string())]);

@@ -140,7 +140,7 @@ pub fn parse_uses(uses: &str) -> Result<UsesRef, ReferenceError> {
     if segs.iter().any(|s| s.is_empty()) {
         return Err(err(uses, "empty path segment"));
     }
-    if segs.iter().any(|s| *s == "..") {
+    if segs.contains(&"..") {
         return Err(err(uses, "'..' is not allowed in an action path"));
     }
     let ok_name = |s: &str| {

@@ -265,10 +265,10 @@ impl ActionResolver {
             let sha = r.git_ref.to_ascii_lowercase();
             return dir.join(&sha).is_dir().then_some(sha);
         }
-        if let Some(sha) = self.load_index(&key, dir).get(&r.git_ref) {
-            if dir.join(sha).is_dir() {
-                return Some(sha.clone());
-            }
+        if let Some(sha) = self.load_index(&key, dir).get(&r.git_ref)
+            && dir.join(sha).is_dir()
+        {
+            return Some(sha.clone());
         }
         if is_hex_sha(&r.git_ref) {
             let prefix = r.git_ref.to_ascii_lowercase();
@@ -301,11 +301,9 @@ impl ActionResolver {
         // answered from the cache.
         let trust_cache = self.cfg.offline || is_full_sha(&r.git_ref) || refreshed;
         let cached = self.lookup_cache(r, &dir);
-        if trust_cache {
-            if let Some(sha) = cached.clone() {
-                let root = dir.join(&sha);
-                return Ok((sha, root, Origin::Cache));
-            }
+        if trust_cache && let Some(sha) = cached.clone() {
+            let root = dir.join(&sha);
+            return Ok((sha, root, Origin::Cache));
         }
         tried.push(format!(
             "action cache {}: no entry for '{}'",
@@ -461,18 +459,17 @@ fn find_commit(repo: &git2::Repository, git_ref: &str) -> Result<String, String>
         format!("refs/tags/{git_ref}"),
         format!("refs/heads/{git_ref}"),
     ] {
-        if let Ok(r) = repo.find_reference(&name) {
-            if let Ok(o) = r.peel(git2::ObjectType::Commit) {
-                return Ok(o.id().to_string());
-            }
+        if let Ok(r) = repo.find_reference(&name)
+            && let Ok(o) = r.peel(git2::ObjectType::Commit)
+        {
+            return Ok(o.id().to_string());
         }
     }
-    if is_hex_sha(git_ref) {
-        if let Ok(o) = repo.revparse_single(git_ref) {
-            if let Ok(sha) = peel(o) {
-                return Ok(sha);
-            }
-        }
+    if is_hex_sha(git_ref)
+        && let Ok(o) = repo.revparse_single(git_ref)
+        && let Ok(sha) = peel(o)
+    {
+        return Ok(sha);
     }
     Err(format!("no tag, branch or commit '{git_ref}'"))
 }
@@ -481,7 +478,9 @@ fn find_commit(repo: &git2::Repository, git_ref: &str) -> Result<String, String>
 fn write_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, dest: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dest).map_err(|e| e.to_string())?;
     for entry in tree.iter() {
-        let name = entry.name().map_err(|_| "non-UTF-8 file name".to_string())?;
+        let name = entry
+            .name()
+            .map_err(|_| "non-UTF-8 file name".to_string())?;
         if name == ".." || name.contains('/') {
             return Err(format!("unsafe path '{name}'"));
         }

@@ -12,11 +12,12 @@ pub const MAX_WORKFLOWS: usize = 50;
 
 /// The `workflow_call` trigger of a callee, or an error when it has none.
 pub fn call_trigger(callee: &Workflow) -> Result<&gantry_workflow::EventTrigger, String> {
-    callee
-        .on
-        .events
-        .get("workflow_call")
-        .ok_or_else(|| format!("{}: the called workflow has no 'on: workflow_call' trigger", callee.path))
+    callee.on.events.get("workflow_call").ok_or_else(|| {
+        format!(
+            "{}: the called workflow has no 'on: workflow_call' trigger",
+            callee.path
+        )
+    })
 }
 
 fn node_value(n: &Node) -> Value {
@@ -27,12 +28,21 @@ fn typed(name: &str, t: InputType, v: Value) -> Result<Value, String> {
     match (t, &v) {
         (InputType::Boolean, Value::Bool(_)) | (InputType::Number, Value::Number(_)) => Ok(v),
         (InputType::String | InputType::Choice | InputType::Environment, Value::String(_)) => Ok(v),
-        (InputType::String | InputType::Choice | InputType::Environment, Value::Number(_) | Value::Bool(_)) => {
-            Ok(Value::string(v.as_string()))
+        (
+            InputType::String | InputType::Choice | InputType::Environment,
+            Value::Number(_) | Value::Bool(_),
+        ) => Ok(Value::string(v.as_string())),
+        (InputType::Boolean, Value::String(s)) if &**s == "true" || &**s == "false" => {
+            Ok(Value::Bool(&**s == "true"))
         }
-        (InputType::Boolean, Value::String(s)) if &**s == "true" || &**s == "false" => Ok(Value::Bool(&**s == "true")),
-        (InputType::Number, Value::String(s)) if s.trim().parse::<f64>().is_ok() => Ok(Value::Number(s.trim().parse().unwrap())),
-        _ => Err(format!("input '{name}' has the wrong type: expected {t:?}, got {}", v.kind_name()).to_lowercase()),
+        (InputType::Number, Value::String(s)) if s.trim().parse::<f64>().is_ok() => {
+            Ok(Value::Number(s.trim().parse().unwrap()))
+        }
+        _ => Err(format!(
+            "input '{name}' has the wrong type: expected {t:?}, got {}",
+            v.kind_name()
+        )
+        .to_lowercase()),
     }
 }
 
@@ -49,11 +59,16 @@ pub fn call_inputs(
     let mut out = Object::new();
     for k in with.keys() {
         if !trig.inputs.keys().any(|d| d.eq_ignore_ascii_case(k)) {
-            errs.push(format!("Invalid input, {k} is not defined in the referenced workflow."));
+            errs.push(format!(
+                "Invalid input, {k} is not defined in the referenced workflow."
+            ));
         }
     }
     for (name, def) in &trig.inputs {
-        let given = with.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let given = with
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone());
         let v = match given {
             Some(v) => v,
             None => match &def.default {
@@ -68,7 +83,9 @@ pub fn call_inputs(
                     other => node_value(other),
                 },
                 None if def.required => {
-                    errs.push(format!("Input {name} is required, but not provided while calling."));
+                    errs.push(format!(
+                        "Input {name} is required, but not provided while calling."
+                    ));
                     continue;
                 }
                 None => match def.input_type {
@@ -83,7 +100,11 @@ pub fn call_inputs(
             Err(e) => errs.push(e),
         }
     }
-    if errs.is_empty() { Ok(Value::object(out)) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(Value::object(out))
+    } else {
+        Err(errs)
+    }
 }
 
 /// The callee's `secrets`: `inherit` passes all of the caller's; a map passes the named ones
@@ -101,7 +122,9 @@ pub fn call_secrets(
         Some(CallSecrets::Map(_)) => {
             for k in evaluated.keys() {
                 if !trig.secrets.keys().any(|d| d.eq_ignore_ascii_case(k)) {
-                    errs.push(format!("Invalid secret, {k} is not defined in the referenced workflow."));
+                    errs.push(format!(
+                        "Invalid secret, {k} is not defined in the referenced workflow."
+                    ));
                 }
             }
             evaluated.clone()
@@ -111,7 +134,9 @@ pub fn call_secrets(
     if !matches!(passed, Some(CallSecrets::Inherit)) {
         for (name, def) in &trig.secrets {
             if def.required && !out.keys().any(|k| k.eq_ignore_ascii_case(name)) {
-                errs.push(format!("Secret {name} is required, but not provided while calling."));
+                errs.push(format!(
+                    "Secret {name} is required, but not provided while calling."
+                ));
             }
         }
     }
@@ -122,7 +147,12 @@ pub fn call_secrets(
 /// callee's `jobs` context once its jobs are done.
 pub fn call_outputs(callee: &Workflow) -> IndexMap<String, String> {
     call_trigger(callee)
-        .map(|t| t.outputs.iter().map(|(k, o)| (k.clone(), o.value.value.clone())).collect())
+        .map(|t| {
+            t.outputs
+                .iter()
+                .map(|(k, o)| (k.clone(), o.value.value.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -71,7 +71,7 @@ pub fn lookup(
         .into_iter()
         .filter(|e| e.version == v)
         .collect();
-    all.sort_by(|a, b| b.created_ns.cmp(&a.created_ns));
+    all.sort_by_key(|e| std::cmp::Reverse(e.created_ns));
     if let Some(e) = all.iter().find(|e| e.key == key) {
         return Some((e.clone(), true));
     }

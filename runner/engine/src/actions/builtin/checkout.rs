@@ -21,16 +21,15 @@ impl BuiltinAction for Checkout {
         env: &ActionEnv<'_>,
     ) -> Result<ActionResult, String> {
         let mut res = ActionResult::default();
-        if let Some(repo) = input(inputs, "repository") {
-            if !env.github.repository.is_empty()
-                && !repo.eq_ignore_ascii_case(&env.github.repository)
-            {
-                return Err(format!(
-                    "actions/checkout (built-in) checks out only the run's repository ({}), not '{repo}'; \
-                     use --no-builtin actions/checkout to run the real action",
-                    env.github.repository
-                ));
-            }
+        if let Some(repo) = input(inputs, "repository")
+            && !env.github.repository.is_empty()
+            && !repo.eq_ignore_ascii_case(&env.github.repository)
+        {
+            return Err(format!(
+                "actions/checkout (built-in) checks out only the run's repository ({}), not '{repo}'; \
+                 use --no-builtin actions/checkout to run the real action",
+                env.github.repository
+            ));
         }
         let path = input(inputs, "path").unwrap_or("");
         let target = super::files::normalize(&ws_path(env, path));
@@ -121,10 +120,10 @@ pub fn checkout(
             name.replace("refs/heads/", "refs/remotes/origin/"),
             name.to_string(),
         ] {
-            if let Ok(r) = repo.find_reference(&full) {
-                if let Ok(c) = r.peel_to_commit() {
-                    return Some(c.id());
-                }
+            if let Ok(r) = repo.find_reference(&full)
+                && let Ok(c) = r.peel_to_commit()
+            {
+                return Some(c.id());
             }
         }
         repo.revparse_single(name)

@@ -411,10 +411,10 @@ impl BuiltinAction for BuildPush {
                             if let Some(e) = info.error_detail {
                                 return Err(format!("push {t}: {}", e.message.unwrap_or_default()));
                             }
-                            if let Some(st) = info.status {
-                                if let Some(d) = st.split("digest: ").nth(1) {
-                                    digest = d.split_whitespace().next().unwrap_or("").to_string();
-                                }
+                            if let Some(st) = info.status
+                                && let Some(d) = st.split("digest: ").nth(1)
+                            {
+                                digest = d.split_whitespace().next().unwrap_or("").to_string();
                             }
                         }
                         Err(e) => return Err(format!("push {t}: {e}")),

@@ -349,7 +349,7 @@ pub fn compute(
             found.push((prio, value, eligible));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut values: Vec<String> = Vec::new();
     for (_, v, _) in &found {
         if !values.contains(v) {

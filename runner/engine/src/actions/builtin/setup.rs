@@ -207,8 +207,10 @@ impl BuiltinAction for Setup {
     ) -> Result<ActionResult, String> {
         let mut res = ActionResult::default();
         let mut spec = input(inputs, self.version_input()).map(|s| s.trim().to_string());
-        if spec.is_none() {
-            if let Some(f) = input(inputs, self.version_file_input()) {
+        if spec.is_none()
+            && let Some(f) = input(inputs, self.version_file_input())
+        {
+            {
                 let text =
                     std::fs::read_to_string(ws_path(env, f)).map_err(|e| format!("{f}: {e}"))?;
                 spec = text

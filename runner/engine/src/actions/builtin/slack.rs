@@ -155,10 +155,10 @@ pub fn action_slack_payload(
     let mut text = input(inputs, "text")
         .map(str::to_string)
         .unwrap_or_else(|| format!("{word}: {} ({})", g.workflow, g.repository));
-    if let Some(m) = mention {
-        if if_mention.is_empty() || if_mention.iter().any(|s| s == &status || s == "always") {
-            text = format!("{m} {text}");
-        }
+    if let Some(m) = mention
+        && (if_mention.is_empty() || if_mention.iter().any(|s| s == &status || s == "always"))
+    {
+        text = format!("{m} {text}");
     }
     let mut p = json!({
         "text": text,
