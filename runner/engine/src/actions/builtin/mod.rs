@@ -291,3 +291,23 @@ pub fn ws_path(env: &ActionEnv<'_>, path: &str) -> PathBuf {
         env.workspace.join(p)
     }
 }
+
+/// Runs a built-in's main stage the way the step runner needs it: `with` (evaluated) over
+/// the embedded `action.yml` defaults (`eval_default` evaluates a default's template), then
+/// [`BuiltinAction::run`]. Returns the inputs (keep them for the post stage) and the result
+/// (input warnings are added to [`ActionResult::warnings`]).
+pub async fn run_builtin(
+    name: &str,
+    with: &IndexMap<String, String>,
+    eval_default: impl FnMut(&str) -> Result<String, String>,
+    env: &ActionEnv<'_>,
+) -> Result<(IndexMap<String, String>, ActionResult), String> {
+    let b = get(name).ok_or_else(|| format!("'{name}' is not a Gantry built-in"))?;
+    let meta = metadata(name);
+    let inputs = super::inputs::resolve_inputs(meta.as_ref(), with, eval_default)?;
+    let mut res = b.run(&inputs.values, env).await?;
+    let mut warnings = inputs.warnings;
+    warnings.append(&mut res.warnings);
+    res.warnings = warnings;
+    Ok((inputs.values, res))
+}
