@@ -17,7 +17,11 @@ mod cmd_validate;
 mod terminal;
 
 #[derive(Parser)]
-#[command(name = "gantry", version, about = "Run GitHub Actions workflows locally, on build machines and from webhooks")]
+#[command(
+    name = "gantry",
+    version,
+    about = "Run GitHub Actions workflows locally, on build machines and from webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the workflows an event triggers (default event: push).
-    Run(cmd_run::RunArgs),
+    Run(Box<cmd_run::RunArgs>),
     /// Re-run the failed jobs of a saved run, and what depends on them.
     Rerun(cmd_run::RerunArgs),
     /// Check workflow files (and action.yml, .gantry/config.yml) and report every problem.
@@ -101,7 +105,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // clap's help and version are not errors.
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     tracing_subscriber::fmt()
@@ -114,14 +122,16 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { paths, format } => cmd_validate::run(&paths, format == "json"),
         Command::Eval { context, expr } => cmd_eval::run(context.as_deref(), expr.as_deref()),
-        Command::List { workflows, event_file, event } => {
-            cmd_list::run(&workflows, event.as_deref(), event_file.as_deref())
-        }
+        Command::List {
+            workflows,
+            event_file,
+            event,
+        } => cmd_list::run(&workflows, event.as_deref(), event_file.as_deref()),
         Command::Graph { workflows, format } => cmd_graph::run(&workflows, &format),
-        Command::Image { action: ImageCommand::Build { names, force } } => {
-            cmd_image::run(&names, force)
-        }
-        Command::Run(args) => runtime().block_on(cmd_run::run(args)),
+        Command::Image {
+            action: ImageCommand::Build { names, force },
+        } => cmd_image::run(&names, force),
+        Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
         Command::Rerun(args) => runtime().block_on(cmd_run::rerun(args)),
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
         Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),

@@ -45,7 +45,9 @@ pub struct DeploymentOutcome {
 pub enum Verification {
     /// No health check configured or it passed.
     Passed,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 #[async_trait]
