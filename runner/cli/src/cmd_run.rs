@@ -278,10 +278,21 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
     let matrix_filters: Vec<(String, String)> =
         kv(&args.matrix, ':', "--matrix")?.into_iter().collect();
 
-    // Workflows triggered by the event.
+    // Workflows triggered by the event: event name, activity types and branch/tag filters
+    // (GitHub's rules, in gantry-plan). Without a payload ref, the repository's HEAD is the
+    // pushed ref. Path filters are not evaluated locally (no "before" commit is known).
+    let mut trigger = gantry_plan::trigger::Event::from_payload(&event_name, event.clone());
+    if trigger.ref_.is_none() && event_name != "pull_request" && event_name != "pull_request_target"
+    {
+        let head = gantry_engine::context::GitInfo::discover(&root).git_ref;
+        if !head.is_empty() {
+            trigger.ref_ = Some(head);
+        }
+    }
     let files = collect_workflow_files(&args.workflows, &root)?;
     let mut workflows = Vec::new();
     let mut errors = Vec::new();
+    let mut not_triggered = Vec::new();
     for f in files {
         let loaded = gantry_workflow::load_workflow(&f);
         for d in &loaded.diagnostics {
@@ -290,7 +301,9 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
             }
         }
         if let Some(w) = loaded.value {
-            if !w.on.events.contains_key(&event_name) {
+            let m = gantry_plan::trigger::matches(&w, &trigger);
+            if !m.matched {
+                not_triggered.push(format!("{}: {}", rel_to(&root, &f), m.reason));
                 continue;
             }
             workflows.push(WorkflowEntry {
@@ -301,6 +314,11 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
     }
     if !errors.is_empty() {
         bail!(BadInput(errors.join("\n")));
+    }
+    if workflows.is_empty() {
+        for why in &not_triggered {
+            eprintln!("gantry: skipped {why}");
+        }
     }
     let mut cfg = RunConfig::new(root, workflows);
     cfg.event_name = event_name;

@@ -12,6 +12,8 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod builtin;
+
 use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
 use crate::commands::{Command, CommandProcessor, LineAction};
 use crate::context;
@@ -512,10 +514,25 @@ impl StepRunner<'_> {
     ) -> (Status, IndexMap<String, String>) {
         use crate::actions::composite::{self, CompositeScope};
         let u = uses.value.trim();
-        let lower = u.to_ascii_lowercase();
-        if lower.starts_with("actions/checkout@") {
-            self.log(i, &state.masker, "The workspace already holds a copy of the repository (actions/checkout is built in).");
-            return (Status::Success, IndexMap::new());
+        // Built-in actions run natively (see `step/builtin.rs` and docs/actions.md).
+        if let Ok(crate::actions::UsesRef::Remote(r)) = crate::actions::parse_uses(u) {
+            let name = r.name().to_ascii_lowercase();
+            if crate::actions::builtin::is_builtin(&name) {
+                let with = match eval_string_map(&step.with, ctx) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.log(
+                            i,
+                            &state.masker,
+                            &format!("Error: {}: with: {e}", at(uses, "uses")),
+                        );
+                        return (Status::Failure, IndexMap::new());
+                    }
+                };
+                return self
+                    .run_builtin_step(i, &name, &with, step_env, ctx, state)
+                    .await;
+            }
         }
         let unsupported = |this: &Self, state: &JobState, why: &str| {
             this.log(
@@ -529,7 +546,7 @@ impl StepRunner<'_> {
             return unsupported(
                 self,
                 state,
-                "is not supported yet (only ./ composite actions and actions/checkout)",
+                "is not supported yet (only ./ composite actions and Gantry's built-in actions; see docs/actions.md)",
             );
         }
         let dir = self.workspace_host.join(u.trim_start_matches("./"));

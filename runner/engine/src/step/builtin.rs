@@ -1,0 +1,94 @@
+//! Gantry's built-in actions run from a workflow step (`actions/checkout`, artifacts,
+//! cache, `setup-*`, `docker/*`, Slack): `with:` over the built-in's `action.yml` defaults,
+//! then the result is applied the way file commands are (§5.3): outputs, `GITHUB_ENV`,
+//! `GITHUB_PATH`, masks, summary.
+
+use indexmap::IndexMap;
+
+use super::{JobState, StepRunner};
+use crate::actions::builtin::{self, ActionEnv, GithubFacts};
+use crate::envfile;
+use crate::evalctx::Ctx;
+use crate::events::{RunEvent, Status};
+
+impl StepRunner<'_> {
+    /// Runs the built-in `name` (lower-case `owner/repo[/path]`) as step `i`.
+    pub(super) async fn run_builtin_step(
+        &self,
+        i: usize,
+        name: &str,
+        with: &IndexMap<String, String>,
+        step_env: &IndexMap<String, String>,
+        ctx: &Ctx,
+        state: &mut JobState,
+    ) -> (Status, IndexMap<String, String>) {
+        // The environment the step's process would see (§5.2), for tools on PATH and
+        // variables such as SLACK_WEBHOOK_URL.
+        let mut env = self.base_env.clone();
+        env.extend(state.env_ctx.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(state.scope_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.default_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !state.path_prepend.is_empty() {
+            let orig = env.get("PATH").cloned().unwrap_or_default();
+            env.insert(
+                "PATH".into(),
+                envfile::build_path(&state.path_prepend, &orig),
+            );
+        }
+        let root = &self.shared.cfg.root;
+        let aenv = ActionEnv {
+            workspace: self.workspace_host.clone(),
+            repo_root: root.clone(),
+            run_dir: root
+                .join(".gantry")
+                .join("runs")
+                .join(&self.shared.facts.run_id),
+            cache_dir: root.join(".gantry").join("cache"),
+            job: Some(self.env),
+            is_container: self.is_container,
+            github: GithubFacts::from_json(&state.github_value.to_json()),
+            env,
+            job_status: state.status.as_str().to_string(),
+            // Logins and pushes need a registry; a local run has none unless the user
+            // names one, in which case the built-in talks to it through the daemon.
+            offline: false,
+        };
+        let result = builtin::run_builtin(
+            name,
+            with,
+            |d| ctx.eval_string(d).map_err(|e| e.to_string()),
+            &aenv,
+        )
+        .await;
+        let res = match result {
+            Ok((_inputs, res)) => res,
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: {name}: {e}"));
+                return (Status::Failure, IndexMap::new());
+            }
+        };
+        for m in &res.masks {
+            state.masker.add(m);
+        }
+        for line in &res.logs {
+            self.log(i, &state.masker, line);
+        }
+        for w in &res.warnings {
+            self.log(i, &state.masker, &format!("Warning: {w}"));
+        }
+        for (k, v) in res.env {
+            state.env_ctx.insert(k, v);
+        }
+        envfile::add_path_entries(&mut state.path_prepend, res.path);
+        if let Some(md) = res.summary.filter(|s| !s.trim().is_empty()) {
+            let masked = state.masker.mask(&md).into_owned();
+            self.shared.bus.emit(RunEvent::StepSummary {
+                job: self.key.clone(),
+                step: i,
+                markdown: masked,
+            });
+        }
+        (Status::Success, res.outputs)
+    }
+}
