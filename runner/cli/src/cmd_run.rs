@@ -456,6 +456,22 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
             }
         }
     });
+    // Delivery rules from `.gantry/config.yml` (environment gates, health checks,
+    // rollback); without the file every environment is open.
+    match gantry_delivery::from_repo(&p.cfg.root, gantry_workflow::parse_tree).await {
+        Ok(Some(builder)) => {
+            let gates = builder
+                .secrets(p.cfg.secrets.clone())
+                .print_events(!json)
+                .build();
+            p.cfg.gates = std::sync::Arc::new(gates);
+        }
+        Ok(None) => {}
+        Err(diags) => {
+            let text = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+            bail!(BadInput(text.join("\n")));
+        }
+    }
     let started = Instant::now();
     let root = p.cfg.root.clone();
     let outcome = gantry_engine::run::execute(p.cfg, bus.clone(), cancel).await;
