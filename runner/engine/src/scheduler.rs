@@ -409,25 +409,36 @@ fn dispatch(
                     }
                     other => other,
                 };
-                matrix::expand(&j)
+                gantry_plan::matrix::expand(&j)
             });
             match expanded {
                 Ok(ls) => {
-                    for l in matrix::filter_legs(ls, &shared.cfg.matrix_filters) {
+                    let filters: Vec<gantry_plan::matrix::MatrixFilter> = shared
+                        .cfg
+                        .matrix_filters
+                        .iter()
+                        .map(|(key, value)| gantry_plan::matrix::MatrixFilter {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect();
+                    for l in gantry_plan::matrix::filter_legs(ls, &filters) {
+                        let values: serde_json::Map<String, serde_json::Value> =
+                            l.values.clone().into_iter().collect();
                         let name = if base_name.contains("${{") {
                             // A name with expressions is evaluated per leg, without the
                             // matrix values appended.
                             let mut c2 = ctx.clone();
                             c2.set(
                                 "matrix",
-                                Value::from_json(&serde_json::Value::Object(l.values.clone())),
+                                Value::from_json(&serde_json::Value::Object(values.clone())),
                             );
                             c2.eval_string(&base_name)
                                 .unwrap_or_else(|_| base_name.clone())
                         } else {
-                            matrix::leg_display_name(&base_name, &l)
+                            l.display_name(&base_name)
                         };
-                        legs.push((Some(l.values), name));
+                        legs.push((Some(values), name));
                     }
                 }
                 Err(e) => {
