@@ -347,6 +347,15 @@ async fn workspace_and_temp_are_bind_mounted() {
     env.stop().await.unwrap();
 }
 
+/// A service that just stays up (no health check).
+fn sleeper() -> ContainerSpec {
+    ContainerSpec {
+        image: BUSYBOX_IMAGE.into(),
+        command: Some(vec!["sleep".into(), "600".into()]),
+        ..Default::default()
+    }
+}
+
 fn web_service(health_retries: u32) -> ContainerSpec {
     ContainerSpec {
         image: BUSYBOX_IMAGE.into(),
@@ -584,7 +593,8 @@ async fn dropped_env_is_cleaned_up_and_prune_removes_by_run() {
     let Some(b) = backend().await else { return };
     let (spec, _dirs) = job_spec(busybox(), vec![]);
     let env = b.start(&spec, logger()).await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 1));
+    // No services: the job container sits on the default bridge, no network is created.
+    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 0));
     drop(env);
     let deadline = Instant::now() + Duration::from_secs(10);
     while leftovers(&b, &spec.run_id).await != (0, 0) {
@@ -595,7 +605,7 @@ async fn dropped_env_is_cleaned_up_and_prune_removes_by_run() {
     let (spec2, _dirs2) = job_spec(busybox(), vec![]);
     let env2 = b.start(&spec2, logger()).await.unwrap();
     let report = docker::prune(Some(&spec2.run_id)).await.unwrap();
-    assert_eq!((report.containers, report.networks), (1, 1));
+    assert_eq!((report.containers, report.networks), (1, 0));
     assert_eq!(leftovers(&b, &spec2.run_id).await, (0, 0));
     env2.stop().await.unwrap(); // already pruned: still fine
 }
@@ -607,7 +617,7 @@ async fn prune_stale_keeps_resources_of_live_runs() {
     let env = b.start(&spec, logger()).await.unwrap();
     // This process is alive: its resources are not stale.
     docker::prune_stale().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 1));
+    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 0));
     env.stop().await.unwrap();
     assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
 }
@@ -666,12 +676,13 @@ async fn abandoned_start_is_cleaned_up() {
 async fn same_run_id_and_job_key_twice_do_not_collide() {
     let Some(b) = backend().await else { return };
     // Two repos' first runs: both "run 1, job build". The live one must be left alone.
-    let (spec, _d1) = job_spec(busybox(), vec![]);
-    let (mut spec2, _d2) = job_spec(busybox(), vec![]);
+    // A service makes each job create its own network, which is what could collide.
+    let (spec, _d1) = job_spec(busybox(), vec![("svc", sleeper())]);
+    let (mut spec2, _d2) = job_spec(busybox(), vec![("svc", sleeper())]);
     spec2.run_id = spec.run_id.clone();
     let env1 = b.start(&spec, logger()).await.unwrap();
     let env2 = b.start(&spec2, logger()).await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (2, 2));
+    assert_eq!(leftovers(&b, &spec.run_id).await, (4, 2));
     assert_eq!(run(env1.as_ref(), "echo one").await.stdout, "one\n");
     assert_eq!(run(env2.as_ref(), "echo two").await.stdout, "two\n");
     env1.stop().await.unwrap();

@@ -327,13 +327,23 @@ impl DockerBackend {
             }
         }
 
-        let (network, network_id) = self.create_network(spec, created).await?;
         let mut job = job;
         let mut prepared_services = prepared_services;
-        for p in job.iter_mut().chain(prepared_services.iter_mut()) {
-            p.set_network(&network_name, &network_id);
-        }
-        let _ = log.send(format!("Created network {network}"));
+        // A network per job exists so services are reachable by name; without services
+        // the job container goes on the default bridge (one fewer create and remove).
+        let network = if prepared_services.is_empty() {
+            for p in job.iter_mut() {
+                p.use_default_bridge();
+            }
+            "bridge".to_string()
+        } else {
+            let (network, network_id) = self.create_network(spec, created).await?;
+            for p in job.iter_mut().chain(prepared_services.iter_mut()) {
+                p.set_network(&network_name, &network_id);
+            }
+            let _ = log.send(format!("Created network {network}"));
+            network
+        };
         let mut volumes: Vec<String> = Vec::new();
         for p in job.iter().chain(&prepared_services) {
             volumes.extend(p.named_volumes.iter().cloned());

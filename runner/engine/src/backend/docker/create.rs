@@ -32,6 +32,15 @@ pub(super) struct Prepared {
 
 impl Prepared {
     /// Point the create request at the created network (by id).
+    /// A job container without services needs no network of its own: put it on Docker's
+    /// default bridge (no aliases there) and save the create/remove round trips.
+    pub(super) fn use_default_bridge(&mut self) {
+        if let Some(hc) = self.config.host_config.as_mut() {
+            hc.network_mode = Some("bridge".to_string());
+        }
+        self.config.networking_config = None;
+    }
+
     pub(super) fn set_network(&mut self, from: &str, to: &str) {
         if let Some(hc) = self.config.host_config.as_mut() {
             hc.network_mode = Some(to.to_string());
