@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::bail;
-use gantry_plan::{NodeKind, Plan, PlanOptions, plan};
+use gantry_plan::{NodeKind, Plan};
 use gantry_workflow::Workflow;
 
-use crate::cmd_list::{Output, load_all};
+use crate::cmd_list::{Output, load_all, planned};
 
 fn label(wf: &Workflow, p: &Plan, id: &str) -> String {
     let jp = &p.jobs[id];
@@ -119,20 +119,7 @@ pub(crate) fn graph(workflow_paths: &[PathBuf], format: &str) -> anyhow::Result<
     let mut code = 0;
     let mut out = String::new();
     let mut err = String::new();
-    for f in &files {
-        err.push_str(&f.report);
-        let Some(wf) = &f.workflow else {
-            code = 1;
-            continue;
-        };
-        let p = match plan(wf, &PlanOptions::default()) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = writeln!(err, "{}: {e}", f.path.display());
-                code = 1;
-                continue;
-            }
-        };
+    for (f, wf, p) in planned(&files, &mut err, &mut code) {
         match format {
             "text" => {
                 let _ = writeln!(out, "{} ({})", wf.display_name(), f.path.display());

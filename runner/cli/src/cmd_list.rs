@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use gantry_plan::{Event, NodeKind, PlanOptions, matches, plan};
+use gantry_plan::{Event, NodeKind, Plan, PlanOptions, matches, plan};
 use gantry_workflow::{Severity, Workflow, load_workflow, render};
 
 /// A loaded workflow file, or the rendered diagnostics that stopped it.
@@ -46,6 +46,31 @@ pub(crate) fn workflow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> 
 }
 
 /// Loads every workflow file of `paths`.
+/// Each workflow that loaded, with its plan. Diagnostics and plan errors are appended to
+/// `err` and make `code` 1 (shared by `gantry list` and `gantry graph`).
+pub(crate) fn planned<'a>(
+    files: &'a [LoadedFile],
+    err: &mut String,
+    code: &mut i32,
+) -> Vec<(&'a LoadedFile, &'a Workflow, Plan)> {
+    let mut out = Vec::new();
+    for f in files {
+        err.push_str(&f.report);
+        let Some(wf) = &f.workflow else {
+            *code = 1;
+            continue;
+        };
+        match plan(wf, &PlanOptions::default()) {
+            Ok(p) => out.push((f, wf, p)),
+            Err(e) => {
+                let _ = writeln!(err, "{}: {e}", f.path.display());
+                *code = 1;
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn load_all(paths: &[PathBuf]) -> anyhow::Result<Vec<LoadedFile>> {
     let mut out = Vec::new();
     for path in workflow_files(paths)? {
@@ -191,20 +216,7 @@ pub(crate) fn list(
         .map(|s| s.to_string())
         .collect(),
     ];
-    for f in &files {
-        err.push_str(&f.report);
-        let Some(wf) = &f.workflow else {
-            code = 1;
-            continue;
-        };
-        let p = match plan(wf, &PlanOptions::default()) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = writeln!(err, "{}: {e}", f.path.display());
-                code = 1;
-                continue;
-            }
-        };
+    for (f, wf, p) in planned(&files, &mut err, &mut code) {
         for (stage, ids) in p.layers.iter().enumerate() {
             for id in ids {
                 let jp = &p.jobs[id];
