@@ -500,9 +500,9 @@ impl StepRunner<'_> {
         masker.mask(&raw).into_owned()
     }
 
-    /// The `uses:` seam. `actions/checkout` is built in (the workspace already holds the
-    /// repository) and local composite actions (`./path`) run here; everything else (remote,
-    /// JavaScript, Docker actions) fails with a clear message until the action runner lands.
+    /// The `uses:` seam. Gantry's built-in actions (`step/builtin.rs`) and local composite
+    /// actions (`./path`) run here; everything else (remote, JavaScript, Docker actions)
+    /// fails with a clear message until the action resolver is wired in.
     async fn run_uses(
         &self,
         i: usize,
