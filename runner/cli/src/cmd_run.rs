@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use gantry_engine::actions::{ActionResolver, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::context::parse_dotenv;
 use gantry_engine::events::{EventBus, RunEvent, Status};
@@ -91,6 +92,19 @@ pub struct RunArgs {
     /// Keep job workspaces under .gantry/work after the run.
     #[arg(long = "keep-work")]
     pub keep_work: bool,
+    /// Where remote actions are fetched from: a URL template with {owner} and {repo}
+    /// (repeatable, tried in order; default https://github.com/{owner}/{repo}).
+    #[arg(long = "action-source", value_name = "URL-TEMPLATE")]
+    pub action_source: Vec<String>,
+    /// Never fetch actions: use built-ins, local paths and the action cache only.
+    #[arg(long = "offline")]
+    pub offline: bool,
+    /// Turn a built-in action off and run the real one (owner/repo, or `all`; repeatable).
+    #[arg(long = "no-builtin", value_name = "NAME")]
+    pub no_builtin: Vec<String>,
+    /// Action cache directory (default $XDG_CACHE_HOME/gantry/actions).
+    #[arg(long = "action-cache", value_name = "DIR")]
+    pub action_cache: Option<PathBuf>,
     /// Seconds between SIGINT and SIGTERM when cancelling a step (default 7.5).
     #[arg(long = "kill-after", hide = true)]
     pub term_after: Option<f64>,
@@ -337,6 +351,7 @@ fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Re
     cfg.matrix_filters = matrix_filters;
     cfg.bind = args.bind;
     cfg.keep_work = args.keep_work;
+    cfg.resolver = Arc::new(ActionResolver::new(resolver_config(&args)?));
     if let Some(t) = args.term_after {
         cfg.kill = KillPolicy {
             term_after: std::time::Duration::from_secs_f64(t.max(0.0)),
@@ -615,4 +630,29 @@ pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
         }
         .await,
     )
+}
+
+/// `--action-source`, `--offline`, `--no-builtin`, `--action-cache` as a resolver configuration.
+fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
+    let mut rc = ResolverConfig::default();
+    if !args.action_source.is_empty() {
+        for s in &args.action_source {
+            if !s.contains("{owner}") || !s.contains("{repo}") {
+                bail!(
+                    "--action-source '{s}': the template needs {{owner}} and {{repo}}, e.g. file:///srv/mirror/{{owner}}/{{repo}}.git"
+                );
+            }
+        }
+        rc.sources = args.action_source.clone();
+    }
+    if let Some(d) = &args.action_cache {
+        rc.cache_root = d.clone();
+    }
+    rc.offline = args.offline;
+    rc.no_builtin = args
+        .no_builtin
+        .iter()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    Ok(rc)
 }

@@ -77,6 +77,8 @@ pub struct RunConfig {
     pub reuse: HashMap<(String, String), ReusedJob>,
     /// Keep job workspaces after the run (default: removed when the job ends).
     pub keep_work: bool,
+    /// Finds actions and reusable workflows (`--action-source`, `--offline`, `--no-builtin`).
+    pub resolver: Arc<crate::actions::ActionResolver>,
 }
 
 impl RunConfig {
@@ -104,6 +106,7 @@ impl RunConfig {
             run_number: 0,
             reuse: HashMap::new(),
             keep_work: false,
+            resolver: Arc::new(crate::actions::ActionResolver::new(Default::default())),
         }
     }
 }
