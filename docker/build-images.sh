@@ -6,7 +6,10 @@
 #   busybox  gantry/busybox:latest   FROM scratch + Debian's busybox-static (seconds)
 #   debian   gantry/debian:bookworm  debootstrap minbase + bash git curl python3
 #                                    ca-certificates, imported with `docker import` (~1 min)
-#   all      both (the default)
+#   registry gantry/registry:latest  FROM scratch + Debian's libc6 and docker-registry
+#                                    (distribution 2.8) packages: a local registry on :5000
+#                                    for example pipelines (seconds)
+#   all      busybox and debian (the default; registry only when named)
 #
 # Idempotent: an image that already exists is skipped unless --force is given.
 # Needs: docker, apt-get + dpkg-deb (busybox), debootstrap (installed with apt-get when
@@ -16,6 +19,7 @@ set -euo pipefail
 
 BUSYBOX_IMAGE=gantry/busybox:latest
 DEBIAN_IMAGE=gantry/debian:bookworm
+REGISTRY_IMAGE=gantry/registry:latest
 DEBIAN_SUITE=${GANTRY_DEBIAN_SUITE:-bookworm}
 DEBIAN_MIRROR=${GANTRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,10 +29,10 @@ targets=()
 for arg in "$@"; do
     case "$arg" in
         --force|-f) force=1 ;;
-        busybox|debian) targets+=("$arg") ;;
+        busybox|debian|registry) targets+=("$arg") ;;
         all) targets+=(busybox debian) ;;
-        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, all, --force)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, all, --force)" >&2; exit 2 ;;
     esac
 done
 [ ${#targets[@]} -eq 0 ] && targets=(busybox debian)
@@ -117,10 +121,50 @@ $(tail -n 20 "$WORK/debootstrap.log")"
     say "built $DEBIAN_IMAGE in $((SECONDS - start))s"
 }
 
+# Downloads Debian packages into $1 (apt-get download; refreshes the lists once if needed).
+download_debs() {
+    local dir=$1; shift
+    mkdir -p "$dir"
+    if ! (cd "$dir" && apt-get download "$@" >/dev/null 2>"$dir/apt.err"); then
+        say "apt-get download failed; refreshing package lists (apt-get update)"
+        as_root apt-get update -qq >/dev/null
+        (cd "$dir" && apt-get download "$@" >/dev/null 2>"$dir/apt.err") \
+            || die "apt-get download $* failed: $(cat "$dir/apt.err")"
+    fi
+}
+
+build_registry() {
+    local start=$SECONDS ctx="$WORK/registry" deb
+    say "building $REGISTRY_IMAGE from Debian's docker-registry and libc6 packages"
+    command -v apt-get >/dev/null || die "apt-get not found (a Debian-based host is needed to fetch docker-registry)"
+    download_debs "$ctx/dl" docker-registry libc6
+    mkdir -p "$ctx/rootfs"
+    for deb in "$ctx"/dl/libc6_*.deb "$ctx"/dl/docker-registry_*.deb; do
+        dpkg-deb -x "$deb" "$ctx/rootfs"
+    done
+    local root="$ctx/rootfs"
+    # Only the binary, the C library and the config are needed.
+    rm -rf "$root/usr/share" "$root/etc/init.d" "$root/lib/systemd" "$root/usr/lib/x86_64-linux-gnu/gconv" \
+        "$root/usr/lib/x86_64-linux-gnu/audit" "$root/etc/ld.so.conf.d"
+    [ -x "$root/usr/bin/docker-registry" ] || die "the docker-registry package has no /usr/bin/docker-registry"
+    mkdir -p "$root/etc/docker/registry" "$root/var/lib/registry" "$root/tmp"
+    chmod 1777 "$root/tmp"
+    cp "$SCRIPT_DIR/registry/config.yml" "$root/etc/docker/registry/config.yml"
+    printf 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+    echo "gantry registry image ($(cd "$ctx/dl" && ls docker-registry_*.deb))" >"$root/etc/gantry-image"
+    cp "$SCRIPT_DIR/registry/Dockerfile" "$ctx/Dockerfile"
+    rm -rf "$ctx/dl"
+    DOCKER_BUILDKIT=0 docker build -q --label dev.gantry.image=registry -t "$REGISTRY_IMAGE" "$ctx" >/dev/null 2>"$ctx/build.err" \
+        || die "docker build failed: $(cat "$ctx/build.err")"
+    say "built $REGISTRY_IMAGE in $((SECONDS - start))s"
+}
+
 for t in "${targets[@]}"; do
     case "$t" in
         busybox) img=$BUSYBOX_IMAGE ;;
         debian) img=$DEBIAN_IMAGE ;;
+        registry) img=$REGISTRY_IMAGE ;;
     esac
     if [ "$force" -eq 0 ] && image_exists "$img"; then
         say "$img already exists (use --force to rebuild)"
