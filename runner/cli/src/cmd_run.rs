@@ -222,12 +222,15 @@ struct SavedRun {
     root: PathBuf,
 }
 
-struct Prepared {
-    cfg: RunConfig,
-    args: RunArgs,
+pub(crate) struct Prepared {
+    pub(crate) cfg: RunConfig,
+    pub(crate) args: RunArgs,
 }
 
-fn prepare(args: RunArgs, extra_secrets: IndexMap<String, String>) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(
+    args: RunArgs,
+    extra_secrets: IndexMap<String, String>,
+) -> anyhow::Result<Prepared> {
     let root = match &args.workdir {
         Some(d) => d.clone(),
         None => std::env::current_dir()?,
@@ -471,28 +474,16 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
             }
         }
     });
-    // Delivery rules from `.gantry/config.yml` (environment gates, health checks,
-    // rollback); without the file every environment is open.
-    match gantry_delivery::from_repo(&p.cfg.root, gantry_workflow::parse_tree).await {
-        Ok(Some(builder)) => {
-            let gates = builder
-                .secrets(p.cfg.secrets.clone())
-                .print_events(!json)
-                .build();
-            p.cfg.gates = std::sync::Arc::new(gates);
-        }
-        Ok(None) => {}
-        Err(diags) => {
-            let text = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>();
-            bail!(BadInput(text.join("\n")));
-        }
-    }
+    let run_report = delivery(&mut p, &bus, json).await?;
     let started = Instant::now();
     let root = p.cfg.root.clone();
     let outcome = gantry_engine::run::execute(p.cfg, bus.clone(), cancel).await;
     sig.abort();
     bus.close();
     drop(bus);
+    if let Some(h) = run_report {
+        let _ = h.await;
+    }
     let step_sums = sums.await.unwrap_or_default();
     let _ = writer.join();
     let _ = reporter.join();
@@ -517,6 +508,50 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
         Status::Success | Status::Skipped => 0,
         _ => 1,
     })
+}
+
+/// Delivery rules from `.gantry/config.yml` (environment gates, health checks, rollback,
+/// Slack): sets the run's gates, sends delivery events into the run's event stream, wires
+/// `strategy: previous` ([`crate::redeploy::RunRedeploy`]) and starts the run-level Slack
+/// reporter (its task ends with the event stream). Without the file every environment is
+/// open and nothing is returned.
+async fn delivery(
+    p: &mut Prepared,
+    bus: &EventBus,
+    json: bool,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let builder = match gantry_delivery::from_repo(&p.cfg.root, gantry_workflow::parse_tree).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(diags) => {
+            let text = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+            bail!(BadInput(text.join("\n")));
+        }
+    };
+    let redeploy = crate::redeploy::RunRedeploy::new(&p.cfg, &p.args, bus.subscribe());
+    let delivery = Arc::new(
+        builder
+            .secrets(p.cfg.secrets.clone())
+            .print_events(!json)
+            .run_events(bus.clone())
+            .redeploy(redeploy)
+            .build(),
+    );
+    p.cfg.gates = delivery.clone();
+    let actor = p
+        .cfg
+        .actor
+        .clone()
+        .unwrap_or_else(|| gantry_engine::context::GitInfo::discover(&p.cfg.root).actor);
+    let ctx = gantry_delivery::RunReportContext {
+        actor,
+        run_url: None,
+    };
+    Ok(Some(gantry_delivery::spawn_run_reporter(
+        delivery,
+        bus.subscribe(),
+        ctx,
+    )))
 }
 
 fn exit_code(r: anyhow::Result<i32>) -> anyhow::Result<i32> {

@@ -14,6 +14,7 @@ mod cmd_list;
 mod cmd_prune;
 mod cmd_run;
 mod cmd_validate;
+mod redeploy;
 mod terminal;
 
 #[derive(Parser)]

@@ -16,14 +16,25 @@ use crate::rollback::Redeploy;
 /// Builds a [`Delivery`].
 pub struct DeliveryBuilder {
     pub(crate) d: Delivery,
+    pub(crate) bus: Option<gantry_engine::events::EventBus>,
 }
 
 impl DeliveryBuilder {
     /// Where events go (the engine forwards them into the run's event stream).
     pub fn events(mut self, tx: tokio::sync::mpsc::UnboundedSender<DeliveryEvent>) -> Self {
         let print = self.d.sink.print;
+        let bus = self.d.sink.bus.take();
         self.d.sink = EventSink::new(Some(tx));
         self.d.sink.print = print;
+        self.d.sink.bus = bus;
+        self
+    }
+
+    /// Emit approvals, health measurements, deployment outcomes and rollbacks into the
+    /// run's event stream (`events.jsonl`, `--json`) as run events, masked with the
+    /// secrets given to [`DeliveryBuilder::secrets`].
+    pub fn run_events(mut self, bus: gantry_engine::events::EventBus) -> Self {
+        self.bus = Some(bus);
         self
     }
 
@@ -81,6 +92,9 @@ impl DeliveryBuilder {
     /// Builds; the Slack notifier comes from the config unless one was given. Config
     /// values like `${{ secrets.SLACK_WEBHOOK_URL }}` are resolved from the secrets.
     pub fn build(mut self) -> Delivery {
+        if let Some(bus) = self.bus.take() {
+            self.d.sink.bus = Some((bus, self.d.mask.clone()));
+        }
         if self.d.notifier.is_none()
             && let Some(s) = &self.d.config.notifications.slack
         {

@@ -115,24 +115,39 @@ impl DeliveryEvent {
     }
 }
 
-/// Where events go: an optional unbounded channel (the engine wires it) plus a log line.
+/// Where events go: an optional unbounded channel, the run's event bus (as
+/// [`to_run_event`] converts them, masked, in emission order) and a log line.
 #[derive(Clone, Default)]
 pub struct EventSink {
     tx: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>,
+    pub(crate) bus: Option<(gantry_engine::events::EventBus, crate::notify::slack::Mask)>,
     /// Print human-readable lines to stderr (for a CLI without a reporter).
     pub print: bool,
 }
 
 impl EventSink {
     pub fn new(tx: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>) -> Self {
-        EventSink { tx, print: false }
+        EventSink {
+            tx,
+            bus: None,
+            print: false,
+        }
     }
 
     pub fn emit(&self, ev: DeliveryEvent) {
         if self.print {
-            eprintln!("{}", describe(&ev));
+            let line = describe(&ev);
+            match &self.bus {
+                Some((_, mask)) => eprintln!("{}", mask(&line)),
+                None => eprintln!("{line}"),
+            }
         }
         tracing::debug!(event = ev.name(), "delivery event");
+        if let Some((bus, mask)) = &self.bus
+            && let Some(r) = to_run_event(&ev, &**mask)
+        {
+            bus.emit(r);
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(ev);
         }
@@ -231,4 +246,104 @@ pub fn describe(ev: &DeliveryEvent) -> String {
 
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
+}
+
+/// The run-event form of a delivery event, for the run's event stream (`events.jsonl`,
+/// `--json`): approvals, health measurements, deployment outcomes and rollbacks. Every
+/// string passes through `mask`. Other delivery events (gate progress, rollback output)
+/// stay on the delivery channel.
+pub fn to_run_event(
+    ev: &DeliveryEvent,
+    mask: &(dyn Fn(&str) -> String + Send + Sync),
+) -> Option<gantry_engine::events::RunEvent> {
+    use gantry_engine::events::RunEvent as R;
+    let m = |s: &str| mask(s);
+    let mo = |s: &Option<String>| s.as_deref().map(mask);
+    Some(match ev {
+        DeliveryEvent::ApprovalRequested {
+            environment,
+            job,
+            reviewers,
+            required_approvals,
+            command,
+            ..
+        } => R::ApprovalPending {
+            environment: m(environment),
+            job: m(job),
+            reviewers: reviewers.iter().map(|r| m(r)).collect(),
+            required_approvals: *required_approvals,
+            command: m(command),
+        },
+        DeliveryEvent::ApprovalDecided {
+            environment,
+            by,
+            approved,
+            comment,
+            accepted,
+            message,
+            ..
+        } => R::ApprovalDecided {
+            environment: m(environment),
+            by: m(by),
+            approved: *approved,
+            accepted: *accepted,
+            comment: mo(comment),
+            message: m(message),
+        },
+        DeliveryEvent::HealthMeasurement {
+            environment,
+            measurement: x,
+            ..
+        } => R::HealthMeasurement {
+            environment: m(environment),
+            probe: m(&x.probe),
+            index: x.index,
+            phase: match x.phase {
+                crate::health::Phase::Successful => "successful",
+                crate::health::Phase::Failed => "failed",
+                crate::health::Phase::Error => "error",
+            }
+            .into(),
+            status: x.status,
+            value: mo(&x.value),
+            latency_ms: x.latency_ms,
+            message: mo(&x.message),
+            time: x.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        },
+        DeliveryEvent::DeploymentSucceeded {
+            environment,
+            sha,
+            url,
+            ..
+        } => R::DeploymentSucceeded {
+            environment: m(environment),
+            sha: sha.clone(),
+            url: mo(url),
+        },
+        DeliveryEvent::DeploymentFailed {
+            environment,
+            sha,
+            message,
+            ..
+        } => R::DeploymentFailed {
+            environment: m(environment),
+            sha: sha.clone(),
+            message: m(message),
+        },
+        DeliveryEvent::RolledBack {
+            environment,
+            failed_sha,
+            to_sha,
+            healthy,
+            message,
+            ..
+        } => R::RolledBack {
+            environment: m(environment),
+            failed_sha: failed_sha.clone(),
+            to_sha: to_sha.clone(),
+            healthy: *healthy,
+            message: m(message),
+        },
+        _ => return None,
+    })
 }

@@ -53,6 +53,7 @@ impl Delivery {
     pub fn builder(root: impl Into<PathBuf>, config: DeliveryConfig) -> DeliveryBuilder {
         let root = root.into();
         DeliveryBuilder {
+            bus: None,
             d: Delivery {
                 store: ApprovalStore::for_repo(&root),
                 root,
@@ -95,37 +96,7 @@ impl Delivery {
             .insert(run_id.into(), url.into());
     }
 
-    /// Sends a run-level notification (`run_succeeded`, `run_failed`); the engine's
-    /// reporter calls this at the end of a run. Failures only warn.
-    pub async fn notify_run(&self, event: &str, run: RunInfo, details: Option<String>) {
-        let status = if event == "run_failed" {
-            Status::Failure
-        } else {
-            Status::Success
-        };
-        let title = format!(
-            "{} #{} {}",
-            run.workflow,
-            run.run_id,
-            if status == Status::Failure {
-                "failed"
-            } else {
-                "succeeded"
-            }
-        );
-        self.send(Notification {
-            event: event.into(),
-            status,
-            title,
-            run,
-            approval_command: None,
-            health: None,
-            details,
-        })
-        .await;
-    }
-
-    async fn send(&self, n: Notification) {
+    pub(crate) async fn send(&self, n: Notification) {
         if let Some(notifier) = &self.notifier
             && let Err(e) = notifier.notify(&n).await
         {
@@ -135,17 +106,22 @@ impl Delivery {
         }
     }
 
-    fn run_info(&self, req: &DeploymentRequest) -> RunInfo {
-        let commit_message = std::process::Command::new("git")
+    /// The subject line of a commit of the repository (`None` when git cannot tell).
+    pub(crate) fn commit_message(&self, sha: &str) -> Option<String> {
+        std::process::Command::new("git")
             .arg("-C")
             .arg(&self.root)
-            .args(["log", "-1", "--format=%s", &req.sha])
+            .args(["log", "-1", "--format=%s", sha])
             .stderr(std::process::Stdio::null())
             .output()
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|s| !s.is_empty());
+            .filter(|s| !s.is_empty())
+    }
+
+    fn run_info(&self, req: &DeploymentRequest) -> RunInfo {
+        let commit_message = self.commit_message(&req.sha);
         RunInfo {
             repository: req.repository.clone(),
             git_ref: req.git_ref.clone(),
@@ -477,7 +453,18 @@ impl Delivery {
                 match (&previous, &self.redeploy) {
                     (None, _) => Err("no previous successful deployment to roll back to".into()),
                     (Some(_), None) => Err("`strategy: previous` needs the engine's redeploy hook, which this runner does not provide".into()),
-                    (Some(p), Some(r)) => r.redeploy(req, p).await,
+                    (Some(p), Some(r)) => {
+                        let sink = self.sink.clone();
+                        let (run_id, environment) = (req.run_id.clone(), req.environment.clone());
+                        let output = move |line: String| {
+                            sink.emit(DeliveryEvent::RollbackOutput {
+                                run_id: run_id.clone(),
+                                environment: environment.clone(),
+                                line,
+                            })
+                        };
+                        r.redeploy(req, p, admission, &output).await
+                    }
                 }
             }
             None => Err("no rollback configured".into()),
@@ -629,6 +616,10 @@ impl DeliveryGates for Delivery {
             .collect();
         // GitHub drops an environment url that contains a secret.
         rec.url = outcome.url.clone().filter(|u| (self.mask)(u) == *u);
+        if let Some(r) = &self.redeploy {
+            rec.inputs = r.recorded_inputs(req).await;
+            notify::slack::mask_json(&mut rec.inputs, &*self.mask);
+        }
         let run = self.run_info(req);
         if outcome.job_result != "success" {
             rec.status = status::FAILED.into();

@@ -59,6 +59,10 @@ pub struct DeploymentRecord {
     pub rollback: Option<RollbackRecord>,
     pub message: Option<String>,
     pub approvals: Vec<Decision>,
+    /// What the runner needs to run this deploy job again (`strategy: previous`): opaque
+    /// JSON from [`crate::rollback::Redeploy::recorded_inputs`], masked; `null` if none.
+    #[serde(default)]
+    pub inputs: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -96,6 +100,7 @@ impl DeploymentRecord {
             rollback: None,
             message: None,
             approvals: Vec::new(),
+            inputs: serde_json::Value::Null,
             created_at: now,
             updated_at: now,
         }
@@ -141,6 +146,11 @@ const SCHEMA: &[&str] = &[
         decided_at TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS deployment_approvals_by_id ON deployment_approvals (deployment_id)",
+    // A table of its own (not a column) so that databases made before it need no migration.
+    "CREATE TABLE IF NOT EXISTS deployment_inputs (
+        deployment_id TEXT PRIMARY KEY,
+        inputs TEXT NOT NULL
+    )",
 ];
 
 /// The deployment history store.
@@ -221,7 +231,30 @@ impl History {
         .bind(ts(&Utc::now()))
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM deployment_inputs WHERE deployment_id = $1")
+            .bind(&r.id)
+            .execute(&mut *tx)
+            .await?;
+        if !r.inputs.is_null() {
+            sqlx::query("INSERT INTO deployment_inputs (deployment_id, inputs) VALUES ($1, $2)")
+                .bind(&r.id)
+                .bind(r.inputs.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await
+    }
+
+    async fn inputs_of(&self, id: &str) -> Result<serde_json::Value, sqlx::Error> {
+        let rows = sqlx::query("SELECT inputs FROM deployment_inputs WHERE deployment_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(match rows.first() {
+            Some(r) => serde_json::from_str(&r.try_get::<String, _>("inputs")?)
+                .unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        })
     }
 
     pub async fn add_approvals(&self, id: &str, decisions: &[Decision]) -> Result<(), sqlx::Error> {
@@ -279,6 +312,7 @@ impl History {
             rollback: json("rollback")?.and_then(|h| serde_json::from_str(&h).ok()),
             message: r.try_get("message")?,
             approvals: Vec::new(),
+            inputs: serde_json::Value::Null,
             created_at: parse_ts(&r.try_get::<String, _>("created_at")?),
             updated_at: parse_ts(&r.try_get::<String, _>("updated_at")?),
         })
@@ -289,6 +323,7 @@ impl History {
         for row in &rows {
             let mut rec = Self::from_row(row)?;
             rec.approvals = self.approvals_of(&rec.id).await?;
+            rec.inputs = self.inputs_of(&rec.id).await?;
             out.push(rec);
         }
         Ok(out)

@@ -14,6 +14,7 @@ pub mod health;
 pub mod history;
 pub mod notify;
 pub mod policy;
+pub mod report;
 pub mod rollback;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use builder::{DeliveryBuilder, slack_target};
 pub use config::{DeliveryConfig, config_from_node};
 pub use events::DeliveryEvent;
 pub use gate::Delivery;
+pub use report::{RunReportContext, spawn_run_reporter};
 
 use gantry_workflow::{Diagnostic, Loaded, Node, Severity, Span, Spanned};
 

@@ -6,21 +6,33 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use gantry_engine::gate::DeploymentRequest;
+use gantry_engine::gate::{Admission, DeploymentRequest};
 use indexmap::IndexMap;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::history::DeploymentRecord;
 
-/// The engine's side of `strategy: previous`: re-run the deploy job of `request` at
-/// `previous.sha` with `previous`'s recorded outputs as its inputs, and report whether
-/// the job succeeded. Not wired: `strategy: previous` fails with a clear message.
+/// The engine's side of `strategy: previous` (the CLI implements it with the engine's
+/// run machinery; the delivery crate never reaches into the engine).
+///
+/// At every deployment, [`Redeploy::recorded_inputs`] says what the runner needs to run
+/// that deploy job again later (the workflow, the job id, the outputs of the jobs it needs,
+/// the run's inputs and vars; never secrets); the history stores it with the deployment.
+/// [`Redeploy::redeploy`] re-runs the deploy job at `previous.sha` with `previous.inputs`,
+/// with the environment's admission (secrets, vars) of the current deployment, streaming
+/// its output lines to `output`, and reports whether the job succeeded.
 #[async_trait]
 pub trait Redeploy: Send + Sync {
+    async fn recorded_inputs(&self, _request: &DeploymentRequest) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     async fn redeploy(
         &self,
         request: &DeploymentRequest,
         previous: &DeploymentRecord,
+        admission: &Admission,
+        output: &(dyn Fn(String) + Send + Sync),
     ) -> Result<(), String>;
 }
 

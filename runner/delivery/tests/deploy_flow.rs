@@ -243,10 +243,16 @@ struct FakeEngine {
 
 #[async_trait::async_trait]
 impl Redeploy for FakeEngine {
+    async fn recorded_inputs(&self, req: &DeploymentRequest) -> serde_json::Value {
+        serde_json::json!({"job_id": req.job_id, "run": req.run_id, "token": "tok-very-secret"})
+    }
+
     async fn redeploy(
         &self,
         req: &DeploymentRequest,
         previous: &DeploymentRecord,
+        _admission: &gantry_engine::gate::Admission,
+        output: &(dyn Fn(String) + Send + Sync),
     ) -> Result<(), String> {
         self.calls
             .lock()
@@ -256,6 +262,13 @@ impl Redeploy for FakeEngine {
             previous.outputs.get("image").map(String::as_str),
             Some("shop:v1")
         );
+        // The inputs recorded with the good deployment come back from the history.
+        assert_eq!(previous.inputs["run"], "run-1", "{}", previous.inputs);
+        assert_eq!(
+            previous.inputs["token"], "***",
+            "secrets are masked in the history"
+        );
+        output("redeploying".into());
         self.srv.set(vec![Reply::new(200, r#"{"status":"ok"}"#)]);
         Ok(())
     }

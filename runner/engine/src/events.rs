@@ -206,13 +206,78 @@ pub enum RunEvent {
         step: usize,
         markdown: String,
     },
+    /// Delivery (`.gantry/config.yml`, emitted by the delivery gate, masked): the gate
+    /// waits for reviewers; `command` approves from another terminal.
+    ApprovalPending {
+        environment: String,
+        job: String,
+        reviewers: Vec<String>,
+        required_approvals: u32,
+        command: String,
+    },
+    /// Delivery: a reviewer's decision was recorded (`accepted`) or refused (`message`).
+    ApprovalDecided {
+        environment: String,
+        by: String,
+        approved: bool,
+        accepted: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
+    },
+    /// Delivery: one health-check measurement (`phase`: successful, failed, error).
+    HealthMeasurement {
+        environment: String,
+        probe: String,
+        index: u32,
+        phase: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        latency_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// RFC 3339.
+        time: String,
+    },
+    DeploymentSucceeded {
+        environment: String,
+        sha: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
+    DeploymentFailed {
+        environment: String,
+        sha: String,
+        message: String,
+    },
+    /// Delivery: health failed and the environment was rolled back (`healthy`: the health
+    /// check after the rollback; `None` when none ran).
+    RolledBack {
+        environment: String,
+        failed_sha: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_sha: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        healthy: Option<bool>,
+        message: String,
+    },
 }
 
 impl RunEvent {
     /// The job key of a job-scoped event.
     pub fn job(&self) -> Option<&Text> {
         match self {
-            RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => None,
+            RunEvent::RunStarted { .. }
+            | RunEvent::RunFinished { .. }
+            | RunEvent::ApprovalPending { .. }
+            | RunEvent::ApprovalDecided { .. }
+            | RunEvent::HealthMeasurement { .. }
+            | RunEvent::DeploymentSucceeded { .. }
+            | RunEvent::DeploymentFailed { .. }
+            | RunEvent::RolledBack { .. } => None,
             RunEvent::JobQueued { job, .. }
             | RunEvent::JobStarted { job, .. }
             | RunEvent::JobFinished { job, .. }

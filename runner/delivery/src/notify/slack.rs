@@ -272,6 +272,12 @@ pub fn build_payload(n: &Notification, mention_on_failure: &[String]) -> Value {
     if let Some(h) = &n.health {
         text.push_str(&format!(" — health: {h}"));
     }
+    if n.updates_root()
+        && let Some(d) = &n.details
+    {
+        // Run-level messages: the failed jobs in the fallback too (plain, no `*bold*`).
+        text.push_str(&format!(" — {}", d.replace('*', "").replace('\n', "; ")));
+    }
 
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*Repository*\n{}", r.repository)}),
