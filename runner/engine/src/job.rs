@@ -18,7 +18,7 @@ use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{RunEvent, Status, Stream, Text, millis};
 use crate::gate::{DeploymentOutcome, DeploymentRequest, Verification};
 use crate::masking::Masker;
-use crate::run::{Platform, RunShared};
+use crate::run::{Platform, RunShared, Scope};
 use crate::step::{JobState, StepRunner};
 use crate::workspace::sanitize;
 
@@ -26,7 +26,8 @@ use crate::workspace::sanitize;
 #[derive(Clone)]
 pub struct JobInstance {
     pub key: Text,
-    pub wf_index: usize,
+    /// The workflow the job belongs to (a called workflow inside a reusable-workflow call).
+    pub scope: Arc<Scope>,
     pub job_id: String,
     pub name: String,
     pub matrix: Option<serde_json::Map<String, serde_json::Value>>,
@@ -43,6 +44,10 @@ pub struct JobOutcome {
     pub outputs: IndexMap<String, String>,
     pub duration: Duration,
 }
+
+/// Service log lines printed at tear-down after a successful job and after any other end.
+const SERVICE_LOG_LINES_OK: usize = 20;
+const SERVICE_LOG_LINES_FAILED: usize = 100;
 
 /// Evaluates a string map (`env:`, `with:`) with `ctx`.
 pub fn eval_string_map(m: &StringMap, ctx: &Ctx) -> Result<IndexMap<String, String>, String> {
@@ -188,10 +193,14 @@ pub async fn run_job(
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
-    let entry = &shared.cfg.workflows[inst.wf_index];
-    let wf = &entry.workflow;
+    let entry = &shared.cfg.workflows[inst.scope.top];
+    let wf = &*inst.scope.workflow;
     let job = &wf.jobs[&inst.job_id];
+    let secrets = &inst.scope.secrets;
     let mut masker = crate::masking::Masker::with_secrets(shared.cfg.secrets.values());
+    for v in secrets.values() {
+        masker.add_secret(v);
+    }
     let key = inst.key.clone();
 
     // Directories of this job.
@@ -209,9 +218,9 @@ pub async fn run_job(
 
     // Base contexts available before the job environment exists.
     let mut ctx = Ctx::new();
-    ctx.set("inputs", shared.inputs[inst.wf_index].clone());
+    ctx.set("inputs", inst.scope.inputs.clone());
     ctx.set("vars", context::string_map_value(shared.cfg.vars.iter()));
-    ctx.set("secrets", secrets_value(&shared.cfg.secrets));
+    ctx.set("secrets", secrets_value(secrets));
     ctx.set("needs", inst.needs.clone());
     ctx.set("strategy", inst.strategy.value());
     ctx.set(
@@ -246,7 +255,7 @@ pub async fn run_job(
     let facts_for = |ws: &str, temp: &str, tc: &str, ev: &str| {
         let f = JobFacts {
             run: &shared.facts,
-            workflow_name: wf.display_name(),
+            workflow_name: entry.workflow.display_name(),
             workflow_path: &entry.rel_path,
             job_id: &inst.job_id,
             workspace: ws,
@@ -348,7 +357,7 @@ pub async fn run_job(
         }
     }
     if !extra_secrets.is_empty() {
-        let mut all = shared.cfg.secrets.clone();
+        let mut all = secrets.clone();
         all.extend(extra_secrets);
         ctx.set("secrets", secrets_value(&all));
     }
@@ -533,6 +542,8 @@ pub async fn run_job(
         bash_cache: std::sync::OnceLock::new(),
         which_cache: Default::default(),
     };
+    // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
+    runner.run_pre_stages(&mut ctx, &mut state).await;
     for (i, step) in job.steps.iter().enumerate() {
         if job_cancel.is_cancelled() && state.status != Status::Cancelled {
             state.status = Status::Cancelled;
@@ -542,6 +553,7 @@ pub async fn run_job(
     if job_cancel.is_cancelled() && state.status == Status::Success {
         state.status = Status::Cancelled;
     }
+    runner.run_post_stages(&mut ctx, &mut state).await;
     timer.abort();
 
     // Job outputs (§6.3).
@@ -579,7 +591,28 @@ pub async fn run_job(
         }
     }
 
-    // Tear down.
+    // Tear down ("Stop containers"): the services' last log lines first, masked.
+    if !env.services().is_empty() {
+        let lines = if state.status == Status::Success {
+            SERVICE_LOG_LINES_OK
+        } else {
+            SERVICE_LOG_LINES_FAILED
+        };
+        runner_log(&shared, &key, None, "Stop containers".into());
+        state.masker.refresh();
+        for l in env.service_logs(lines).await {
+            runner_log(
+                &shared,
+                &key,
+                None,
+                format!(
+                    "--- last {lines} log lines of service '{}' ---\n{}",
+                    l.id,
+                    state.masker.mask(&l.text)
+                ),
+            );
+        }
+    }
     if let Err(e) = env.stop().await {
         runner_log(&shared, &key, None, format!("warning: tear-down: {e}"));
     }
@@ -639,7 +672,7 @@ fn deployment_request(shared: &RunShared, inst: &JobInstance, env: &str) -> Depl
     let (git_ref, _, _) = shared.facts.refs();
     DeploymentRequest {
         run_id: shared.cfg.run_id.clone(),
-        workflow: shared.cfg.workflows[inst.wf_index].rel_path.clone(),
+        workflow: shared.cfg.workflows[inst.scope.top].rel_path.clone(),
         job_id: inst.job_id.clone(),
         job_name: inst.name.clone(),
         environment: env.to_string(),
@@ -665,10 +698,11 @@ pub fn secrets_value(secrets: &IndexMap<String, String>) -> Value {
 pub fn job_value(status: Status, env: &dyn JobEnv, container: bool) -> Value {
     let mut o = Object::new();
     o.insert("status", Value::string(status.as_str()));
-    let mut c = Object::new();
-    c.insert("id", Value::string(""));
-    c.insert("network", Value::string(""));
     if container {
+        let info = env.container().unwrap_or_default();
+        let mut c = Object::new();
+        c.insert("id", Value::string(&info.id));
+        c.insert("network", Value::string(&info.network));
         o.insert("container", Value::object(c));
     }
     let mut svcs = Object::new();

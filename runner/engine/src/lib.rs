@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod backend;
 pub mod commands;
+pub mod concurrency;
 pub mod context;
 pub mod envfile;
 pub mod evalctx;
@@ -13,6 +14,7 @@ pub mod mask;
 pub mod masking;
 pub mod matrix;
 pub mod reporter;
+pub mod reusable;
 pub mod run;
 pub mod scheduler;
 pub mod shell;

@@ -41,6 +41,48 @@ pub struct WorkflowEntry {
     pub rel_path: String,
 }
 
+/// The workflow a job belongs to and what its jobs see. A top-level workflow sees its own
+/// `inputs` and the run's secrets; a called workflow (GHA-SEMANTICS §2.7) sees the inputs
+/// and secrets of the call, and keeps the caller's `github` context.
+pub struct Scope {
+    pub workflow: Arc<Workflow>,
+    /// Index of the top-level workflow in [`RunConfig::workflows`] (its `github.workflow`,
+    /// its path in job records).
+    pub top: usize,
+    pub inputs: Value,
+    pub secrets: IndexMap<String, String>,
+    /// `""` at top level, `"<caller key>/"` inside a call (job keys, unique per run).
+    pub key_prefix: String,
+    /// `""` or `"<caller name> / "` (display names: `caller / callee`).
+    pub name_prefix: String,
+    /// `""` or `"<caller id>/"` (job ids in records and events; `rerun --failed`).
+    pub id_prefix: String,
+    /// Repository root that `./.github/workflows/...` calls are resolved against.
+    pub repo_root: PathBuf,
+    /// Nesting level: 1 for a top-level workflow (GitHub allows 10).
+    pub level: usize,
+    /// Distinct workflows called in this top-level workflow's tree (GitHub allows 50).
+    pub called: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Scope {
+    /// The scope of the top-level workflow `index`.
+    pub fn top(cfg: &RunConfig, index: usize, inputs: Value) -> Self {
+        Scope {
+            workflow: Arc::new(cfg.workflows[index].workflow.clone()),
+            top: index,
+            inputs,
+            secrets: cfg.secrets.clone(),
+            key_prefix: String::new(),
+            name_prefix: String::new(),
+            id_prefix: String::new(),
+            repo_root: cfg.root.clone(),
+            level: 1,
+            called: Arc::default(),
+        }
+    }
+}
+
 /// Everything a run needs; built by `gantry run` (or a test).
 pub struct RunConfig {
     /// Repository root (`--workdir`, default the current directory).

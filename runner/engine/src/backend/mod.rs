@@ -81,6 +81,22 @@ pub struct ServiceInfo {
     pub ports: IndexMap<String, String>,
 }
 
+/// The job container, for `job.container.{id,network}`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// The network the job container is attached to (the job network when the job has
+    /// services, else Docker's default `bridge`).
+    pub network: String,
+}
+
+/// The last log lines of a service container (printed at tear-down).
+#[derive(Debug, Clone)]
+pub struct ServiceLog {
+    pub id: String,
+    pub text: String,
+}
+
 /// One command to run in the job environment.
 #[derive(Debug, Clone)]
 pub struct ExecSpec {
@@ -156,6 +172,14 @@ pub trait Backend: Send + Sync {
 pub trait JobEnv: Send + Sync {
     fn paths(&self) -> &JobPaths;
     fn services(&self) -> &[ServiceInfo];
+    /// The job container, when steps run in one.
+    fn container(&self) -> Option<ContainerInfo> {
+        None
+    }
+    /// The last `lines` log lines of every service container (nothing for the host).
+    async fn service_logs(&self, _lines: usize) -> Vec<ServiceLog> {
+        Vec::new()
+    }
     /// Translate a host path under the workspace/temp dirs into the job's view.
     fn to_job_path(&self, host: &std::path::Path) -> String;
     /// Run one process to completion, streaming its output to `out`. When `cancel` fires the

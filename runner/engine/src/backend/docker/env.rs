@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::cleanup::cleanup_in_background;
 use super::{ContainerPaths, Created, Registry, docker_err, remove_created};
 use crate::backend::{
-    BackendError, BackendResult, ExecSpec, ExitStatus, JobEnv, JobPaths, KillPolicy, Output,
-    ServiceInfo,
+    BackendError, BackendResult, ContainerInfo, ExecSpec, ExitStatus, JobEnv, JobPaths, KillPolicy,
+    Output, ServiceInfo, ServiceLog,
 };
 
 /// A job environment created by [`super::DockerBackend`].
@@ -298,6 +298,24 @@ impl JobEnv for DockerJobEnv {
 
     fn services(&self) -> &[ServiceInfo] {
         &self.services
+    }
+
+    fn container(&self) -> Option<ContainerInfo> {
+        self.container.as_ref().map(|id| ContainerInfo {
+            id: id.clone(),
+            network: self.network.clone().unwrap_or_default(),
+        })
+    }
+
+    async fn service_logs(&self, lines: usize) -> Vec<ServiceLog> {
+        let mut out = Vec::new();
+        for s in &self.services {
+            out.push(ServiceLog {
+                id: s.id.clone(),
+                text: super::service::tail_logs(&self.docker, &s.container_id, lines).await,
+            });
+        }
+        out
     }
 
     fn to_job_path(&self, host: &Path) -> String {

@@ -107,20 +107,25 @@ impl DockerBackend {
 
     /// The last `n` log lines of a container, stdout and stderr merged.
     async fn tail_logs(&self, cid: &str, n: usize) -> String {
-        let opts = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .tail(&n.to_string())
-            .build();
-        let mut out = String::new();
-        let mut stream = self.docker.logs(cid, Some(opts));
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-        if out.trim().is_empty() {
-            "(no output)".into()
-        } else {
-            out.trim_end().to_string()
-        }
+        tail_logs(&self.docker, cid, n).await
+    }
+}
+
+/// The last `n` log lines of a container, stdout and stderr merged.
+pub(crate) async fn tail_logs(docker: &bollard::Docker, cid: &str, n: usize) -> String {
+    let opts = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&n.to_string())
+        .build();
+    let mut out = String::new();
+    let mut stream = docker.logs(cid, Some(opts));
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    if out.trim().is_empty() {
+        "(no output)".into()
+    } else {
+        out.trim_end().to_string()
     }
 }
