@@ -12,7 +12,11 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod action_exec;
 mod builtin;
+mod docker_step;
+mod node_step;
+mod stages;
 mod uses;
 
 use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
@@ -51,6 +55,15 @@ pub struct JobState {
     /// Inside a composite action: `github.action_path` (job view).
     pub action_path: Option<String>,
     pub depth: usize,
+    /// Post stages of actions (run at job end, last registered first) and the state
+    /// (`GITHUB_STATE`) of each action instance.
+    pub post: crate::actions::PostStack,
+    /// Pre stages that ran at job set-up: workflow step index → action instance.
+    pub pre_done: std::collections::HashMap<usize, usize>,
+    /// Steps shown besides the workflow's (pre and post stages), for their event indices.
+    pub extra_steps: usize,
+    /// The node runtime of container jobs, once found (program and leading arguments).
+    pub container_node: Option<Vec<String>>,
 }
 
 impl JobState {
@@ -66,6 +79,10 @@ impl JobState {
             nest: None,
             action_path: None,
             depth: 0,
+            post: crate::actions::PostStack::new(),
+            pre_done: Default::default(),
+            extra_steps: 0,
+            container_node: None,
         }
     }
 }
@@ -99,6 +116,8 @@ struct OutputEffects {
     outputs: IndexMap<String, String>,
     set_env: Vec<(String, String)>,
     add_path: Vec<String>,
+    /// `::save-state` (actions' pre and main stages).
+    state: Vec<(String, String)>,
     failed: bool,
 }
 
@@ -208,6 +227,7 @@ impl OutputPipe {
             }
             Command::SetEnv { name, value } => self.effects.set_env.push((name, value)),
             Command::AddPath(p) => self.effects.add_path.push(p),
+            Command::SaveState { name, value } => self.effects.state.push((name, value)),
             _ => {}
         }
     }

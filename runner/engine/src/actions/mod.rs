@@ -22,7 +22,7 @@ pub mod workflow_call;
 pub use builtin::{ActionEnv, ActionResult, BuiltinAction, GithubFacts};
 pub use composite::{CompositeOutcome, CompositeScope, StepHost, StepsResult};
 pub use inputs::{ResolvedInputs, input_env_name, resolve_inputs};
-pub use post::{PostEntry, PostKind, PostStack};
+pub use post::{ActionInstance, PostEntry, PostKind, PostStack};
 pub use reference::{ReferenceError, RemoteRef, UsesRef, parse_uses};
 pub use resolve::{
     ActionResolver, Origin, ResolveError, ResolvedAction, ResolvedKind, ResolverConfig,

@@ -232,3 +232,128 @@ pub fn state_env(state: &IndexMap<String, String>) -> IndexMap<String, String> {
         .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
         .collect()
 }
+
+/// The host's node made runnable inside any Linux container of the same architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeBundle {
+    /// The dynamic loader to run node through (`None`: node is statically linked).
+    pub loader: Option<PathBuf>,
+    /// Directory of node's shared libraries (with `loader`).
+    pub lib_dir: Option<PathBuf>,
+    pub node: PathBuf,
+}
+
+impl NodeBundle {
+    /// The command prefix (`node`, or `ld.so --library-path <lib> node`) with each path
+    /// translated by `view`.
+    pub fn argv(&self, view: impl Fn(&Path) -> String) -> Vec<String> {
+        match (&self.loader, &self.lib_dir) {
+            (Some(l), Some(d)) => vec![view(l), "--library-path".into(), view(d), view(&self.node)],
+            _ => vec![view(&self.node)],
+        }
+    }
+}
+
+/// Links (or copies) `src` to `dest`.
+fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if std::fs::hard_link(src, dest).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dest).map(|_| ())
+}
+
+/// Bundles the host's `node` under `<root>/<key>/` (key: path, size and mtime of the
+/// binary), once: the binary, and for a dynamically linked node its libraries (found with
+/// `ldd`) and the dynamic loader, so it runs in images without a compatible libc (busybox)
+/// by starting the loader with `--library-path`. Hard links when `root` is on the same
+/// file system, copies otherwise; built in a temp dir and renamed, so concurrent jobs are
+/// safe.
+pub fn bundle_node(node: &Path, root: &Path) -> Result<NodeBundle, String> {
+    let node = std::fs::canonicalize(node).map_err(|e| format!("{}: {e}", node.display()))?;
+    let meta = std::fs::metadata(&node).map_err(|e| format!("{}: {e}", node.display()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let key_src = format!("{}\0{}\0{mtime}", node.display(), meta.len());
+    let key = git2::Oid::hash_object(git2::ObjectType::Blob, key_src.as_bytes())
+        .map(|o| o.to_string()[..16].to_string())
+        .unwrap_or_else(|_| "node".into());
+    let dir = root.join(&key);
+    // What ldd says decides the layout; it is cheap and also needed to reuse the dir.
+    let out = std::process::Command::new("ldd")
+        .arg(&node)
+        .output()
+        .map_err(|e| format!("cannot inspect {} with ldd: {e}", node.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let is_static = text.contains("not a dynamic executable") || text.contains("statically linked");
+    let mut libs: Vec<PathBuf> = Vec::new();
+    let mut loader: Option<PathBuf> = None;
+    if !is_static {
+        if !out.status.success() {
+            return Err(format!("ldd {}: {}", node.display(), text.trim()));
+        }
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some((_, rest)) = line.split_once("=>") {
+                let p = rest.trim().split(" (").next().unwrap_or("").trim();
+                if p == "not found" {
+                    return Err(format!("{}: a library is missing: {line}", node.display()));
+                }
+                if p.starts_with('/') {
+                    libs.push(PathBuf::from(p));
+                }
+            } else if line.starts_with('/') {
+                let p = line.split(" (").next().unwrap_or("").trim();
+                loader = Some(PathBuf::from(p));
+            }
+        }
+        if loader.is_none() {
+            return Err(format!("ldd {}: no dynamic loader listed", node.display()));
+        }
+    }
+    let bundle = |d: &Path| NodeBundle {
+        loader: loader
+            .as_ref()
+            .map(|l| d.join(l.file_name().unwrap_or_default())),
+        lib_dir: loader.as_ref().map(|_| d.join("lib")),
+        node: d.join("node"),
+    };
+    if dir.join("node").is_file() {
+        return Ok(bundle(&dir));
+    }
+    let tmp = root.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let res = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(tmp.join("lib"))?;
+        link_or_copy(&node, &tmp.join("node"))?;
+        for l in &libs {
+            let real = std::fs::canonicalize(l)?;
+            link_or_copy(
+                &real,
+                &tmp.join("lib").join(l.file_name().unwrap_or_default()),
+            )?;
+        }
+        if let Some(l) = &loader {
+            let real = std::fs::canonicalize(l)?;
+            link_or_copy(&real, &tmp.join(l.file_name().unwrap_or_default()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("cannot bundle {}: {e}", node.display()));
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join("node").is_file() {
+            return Err(format!("cannot create {}", dir.display()));
+        }
+    }
+    Ok(bundle(&dir))
+}

@@ -8,6 +8,29 @@ use indexmap::IndexMap;
 
 use super::builtin::{self, ActionEnv, ActionResult};
 
+/// One instance of a JavaScript or Docker action in a job (a workflow step, or a step
+/// inside a composite): what its later stages need.
+#[derive(Debug, Clone)]
+pub struct ActionInstance {
+    /// Key of the instance's `GITHUB_STATE` in the [`PostStack`].
+    pub instance: usize,
+    /// `uses:` as written.
+    pub uses: String,
+    /// `GITHUB_ACTION_REPOSITORY` and `GITHUB_ACTION_REF` (empty for local actions).
+    pub repository: String,
+    pub git_ref: String,
+    /// The action directory on the host and in the job's view.
+    pub dir_host: PathBuf,
+    pub dir_view: String,
+    /// `GITHUB_ACTION`.
+    pub action_name: String,
+    /// The step's own environment (`env:` of the step and enclosing composites), kept for
+    /// the post stage.
+    pub step_env: IndexMap<String, String>,
+    /// Inputs after defaults (`INPUT_*`).
+    pub inputs: IndexMap<String, String>,
+}
+
 /// What a post stage runs.
 #[derive(Debug, Clone)]
 pub enum PostKind {
@@ -16,19 +39,22 @@ pub enum PostKind {
         name: String,
         inputs: IndexMap<String, String>,
         state: IndexMap<String, String>,
+        step_env: IndexMap<String, String>,
     },
     /// `node <action_dir>/<script>` with the action's `INPUT_*` and `STATE_*` env.
     Node {
-        action_dir: PathBuf,
+        action: ActionInstance,
+        /// `runs.using` (`node20`).
+        using: String,
         script: String,
-        env: IndexMap<String, String>,
     },
     /// A Docker action's `post-entrypoint`, in the image used by its main stage.
     Docker {
+        action: ActionInstance,
         image: String,
         entrypoint: String,
         args: Vec<String>,
-        env: IndexMap<String, String>,
+        runs_env: IndexMap<String, String>,
     },
 }
 
@@ -47,11 +73,34 @@ pub struct PostEntry {
 #[derive(Debug, Default, Clone)]
 pub struct PostStack {
     entries: Vec<PostEntry>,
+    /// `GITHUB_STATE` per action instance (pre and main stages write, later stages read).
+    states: std::collections::HashMap<usize, IndexMap<String, String>>,
+    next_instance: usize,
 }
 
 impl PostStack {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new action instance key.
+    pub fn new_instance(&mut self) -> usize {
+        self.next_instance += 1;
+        self.next_instance
+    }
+
+    /// Adds `GITHUB_STATE` pairs of an instance (later writes win).
+    pub fn save_state(
+        &mut self,
+        instance: usize,
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) {
+        self.states.entry(instance).or_default().extend(pairs);
+    }
+
+    /// The saved state of an instance.
+    pub fn state(&self, instance: usize) -> IndexMap<String, String> {
+        self.states.get(&instance).cloned().unwrap_or_default()
     }
 
     pub fn push(&mut self, e: PostEntry) {
@@ -81,6 +130,7 @@ impl PostStack {
         name: &str,
         inputs: &IndexMap<String, String>,
         result: &ActionResult,
+        step_env: &IndexMap<String, String>,
     ) {
         if !result.post {
             return;
@@ -94,6 +144,7 @@ impl PostStack {
                 name: name.to_string(),
                 inputs: inputs.clone(),
                 state: result.state.clone(),
+                step_env: step_env.clone(),
             },
         });
     }

@@ -1,27 +1,24 @@
 //! Gantry's built-in actions run from a workflow step (`actions/checkout`, artifacts,
 //! cache, `setup-*`, `docker/*`, Slack): `with:` over the built-in's `action.yml` defaults,
 //! then the result is applied the way file commands are (§5.3): outputs, `GITHUB_ENV`,
-//! `GITHUB_PATH`, masks, summary.
+//! `GITHUB_PATH`, masks, summary. A built-in that asks for a post stage (`actions/cache`
+//! saving) gets one on the job's post stack.
 
 use indexmap::IndexMap;
 
 use super::{JobState, StepRunner};
-use crate::actions::builtin::{self, ActionEnv, GithubFacts};
+use crate::actions::builtin::{self, ActionEnv, ActionResult, GithubFacts};
 use crate::envfile;
 use crate::evalctx::Ctx;
 use crate::events::{RunEvent, Status};
 
 impl StepRunner<'_> {
-    /// Runs the built-in `name` (lower-case `owner/repo[/path]`) as step `i`.
-    pub(super) async fn run_builtin_step(
+    /// What a built-in sees of the job, with `step_env` as the step's own env.
+    pub(super) fn builtin_env(
         &self,
-        i: usize,
-        name: &str,
-        with: &IndexMap<String, String>,
         step_env: &IndexMap<String, String>,
-        ctx: &Ctx,
-        state: &mut JobState,
-    ) -> (Status, IndexMap<String, String>) {
+        state: &JobState,
+    ) -> ActionEnv<'_> {
         // The environment the step's process would see (§5.2), for tools on PATH and
         // variables such as SLACK_WEBHOOK_URL.
         let mut env = self.base_env.clone();
@@ -37,7 +34,7 @@ impl StepRunner<'_> {
             );
         }
         let root = &self.shared.cfg.root;
-        let aenv = ActionEnv {
+        ActionEnv {
             workspace: self.workspace_host.clone(),
             repo_root: root.clone(),
             run_dir: root
@@ -53,21 +50,16 @@ impl StepRunner<'_> {
             // Logins and pushes need a registry; a local run has none unless the user
             // names one, in which case the built-in talks to it through the daemon.
             offline: false,
-        };
-        let result = builtin::run_builtin(
-            name,
-            with,
-            |d| ctx.eval_string(d).map_err(|e| e.to_string()),
-            &aenv,
-        )
-        .await;
-        let res = match result {
-            Ok((_inputs, res)) => res,
-            Err(e) => {
-                self.log(i, &state.masker, &format!("Error: {name}: {e}"));
-                return (Status::Failure, IndexMap::new());
-            }
-        };
+        }
+    }
+
+    /// Applies a built-in's result to the job: masks, logs, env, path, summary.
+    pub(super) fn apply_builtin_result(
+        &self,
+        i: usize,
+        res: ActionResult,
+        state: &mut JobState,
+    ) -> IndexMap<String, String> {
         for m in &res.masks {
             state.masker.add(m);
         }
@@ -89,6 +81,42 @@ impl StepRunner<'_> {
                 markdown: masked,
             });
         }
-        (Status::Success, res.outputs)
+        res.outputs
+    }
+
+    /// Runs the built-in `name` (lower-case `owner/repo[/path]`) as step `i`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_builtin_step(
+        &self,
+        i: usize,
+        name: &str,
+        display: &str,
+        with: &IndexMap<String, String>,
+        step_env: &IndexMap<String, String>,
+        ctx: &Ctx,
+        state: &mut JobState,
+    ) -> (Status, IndexMap<String, String>) {
+        let aenv = self.builtin_env(step_env, state);
+        let result = builtin::run_builtin(
+            name,
+            with,
+            |d| ctx.eval_string(d).map_err(|e| e.to_string()),
+            &aenv,
+        )
+        .await;
+        drop(aenv);
+        let (inputs, res) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                self.log(i, &state.masker, &format!("Error: {name}: {e}"));
+                return (Status::Failure, IndexMap::new());
+            }
+        };
+        let mut env = state.scope_env.clone();
+        env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        state
+            .post
+            .register_builtin(i, display, name, &inputs, &res, &env);
+        (Status::Success, self.apply_builtin_result(i, res, state))
     }
 }

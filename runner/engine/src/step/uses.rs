@@ -1,99 +1,359 @@
-//! `uses:` steps (GHA-SEMANTICS §8): built-in actions and composite actions, run through
-//! the step runner.
+//! `uses:` steps (GHA-SEMANTICS §8): the reference goes through the run's
+//! [`ActionResolver`](crate::actions::ActionResolver) (local path, built-in, action cache,
+//! git sources), then runs as a built-in, a composite, a JavaScript or a Docker action.
+
+use std::path::{Path, PathBuf};
 
 use gantry_expr::{Object, Value};
-use gantry_workflow::Step;
+use gantry_workflow::{Action, ActionRuns, Spanned, Step};
 use indexmap::IndexMap;
 
+use super::action_exec::StageControl;
 use super::{JobState, StepRunner};
+use crate::actions::{
+    ActionInstance, PostEntry, PostKind, ResolveError, ResolvedAction, ResolvedKind, UsesRef,
+};
 use crate::context;
 use crate::evalctx::Ctx;
 use crate::events::Status;
-use crate::job::{at, eval_string_map};
+use crate::job::{eval_number, eval_string_map};
+
+/// What `run_uses` returns: the step's outcome and outputs.
+type StepResult = (Status, IndexMap<String, String>);
 
 impl StepRunner<'_> {
-    /// The `uses:` seam. Gantry's built-in actions (`step/builtin.rs`) and local composite
-    /// actions (`./path`) run here; everything else (remote, JavaScript, Docker actions)
-    /// fails with a clear message until the action resolver is wired in.
+    /// `Error: <file>:<line>:<col>: step <n> '<uses>': <msg>` (the file is the workflow at
+    /// the top level, the composite's `action.yml` inside one).
+    pub(super) fn uses_error(
+        &self,
+        i: usize,
+        uses: &Spanned<String>,
+        state: &JobState,
+        msg: &str,
+    ) -> StepResult {
+        let file = match &state.action_path {
+            Some(ap) if state.depth > 0 => format!("{ap}/action.yml"),
+            _ => self.workflow.path.clone(),
+        };
+        let pos = if uses.span.line > 0 {
+            format!("{file}:{}:{}", uses.span.line, uses.span.col)
+        } else {
+            file
+        };
+        self.log(
+            i,
+            &state.masker,
+            &format!(
+                "Error: {pos}: step {} '{}': {msg}",
+                i + 1,
+                uses.value.trim()
+            ),
+        );
+        (Status::Failure, IndexMap::new())
+    }
+
+    /// Resolves a `uses:` value; remote references (git) are resolved on a blocking thread.
+    pub(super) async fn resolve_uses(&self, u: &str) -> Result<ResolvedAction, ResolveError> {
+        let resolver = self.shared.cfg.resolver.clone();
+        let needs_git = match crate::actions::parse_uses(u) {
+            Ok(UsesRef::Remote(r)) => {
+                let name = r.name().to_ascii_lowercase();
+                !(crate::actions::builtin::is_builtin(&name)
+                    && resolver.config().builtin_enabled(&name))
+            }
+            Ok(UsesRef::RemoteWorkflow(_)) => true,
+            _ => false,
+        };
+        if !needs_git {
+            return resolver.resolve(u, &self.workspace_host);
+        }
+        let (owned, ws) = (u.to_string(), self.workspace_host.clone());
+        match tokio::task::spawn_blocking(move || resolver.resolve(&owned, &ws)).await {
+            Ok(r) => r,
+            Err(e) => Err(ResolveError {
+                uses: u.to_string(),
+                tried: vec![format!("the resolver task failed: {e}")],
+            }),
+        }
+    }
+
+    /// Runs a `uses:` step: resolution, then the action by kind.
     pub(super) async fn run_uses(
         &self,
         i: usize,
         step: &Step,
-        uses: &gantry_workflow::Spanned<String>,
+        uses: &Spanned<String>,
         step_env: &IndexMap<String, String>,
         ctx: &mut Ctx,
         state: &mut JobState,
-    ) -> (Status, IndexMap<String, String>) {
-        use crate::actions::composite::{self, CompositeScope};
+    ) -> StepResult {
         let u = uses.value.trim();
-        // Built-in actions run natively (see `step/builtin.rs` and docs/actions.md).
-        if let Ok(crate::actions::UsesRef::Remote(r)) = crate::actions::parse_uses(u) {
-            let name = r.name().to_ascii_lowercase();
-            if crate::actions::builtin::is_builtin(&name) {
-                let with = match eval_string_map(&step.with, ctx) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        self.log(
-                            i,
-                            &state.masker,
-                            &format!("Error: {}: with: {e}", at(uses, "uses")),
-                        );
-                        return (Status::Failure, IndexMap::new());
-                    }
-                };
-                return self
-                    .run_builtin_step(i, &name, &with, step_env, ctx, state)
-                    .await;
+        let resolved = match self.resolve_uses(u).await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("cannot resolve the action; tried: {}", e.tried.join("; "));
+                return self.uses_error(i, uses, state, &msg);
             }
-        }
-        let unsupported = |this: &Self, state: &JobState, why: &str| {
-            this.log(
-                i,
-                &state.masker,
-                &format!("Error: {}: action '{u}' {why}", at(uses, "uses")),
-            );
-            (Status::Failure, IndexMap::new())
         };
-        if !u.starts_with("./") {
-            return unsupported(
-                self,
-                state,
-                "is not supported yet (only ./ composite actions and Gantry's built-in actions; see docs/actions.md)",
-            );
-        }
-        let dir = self.workspace_host.join(u.trim_start_matches("./"));
-        let action = match crate::actions::load_action(&dir) {
-            Ok(a) => a,
-            Err(e) => return unsupported(self, state, &format!("cannot be loaded: {e}")),
-        };
-        if !matches!(action.runs, gantry_workflow::ActionRuns::Composite { .. }) {
-            return unsupported(
-                self,
-                state,
-                "is not a composite action; JavaScript and Docker actions are not supported yet",
-            );
-        }
         let with = match eval_string_map(&step.with, ctx) {
             Ok(w) => w,
-            Err(e) => return unsupported(self, state, &format!("with: {e}")),
+            Err(e) => return self.uses_error(i, uses, state, &format!("with: {e}")),
         };
-        let inputs = {
-            let c: &Ctx = ctx;
-            crate::actions::resolve_inputs(Some(&action), &with, |d| {
-                c.eval_string(d).map_err(|e| e.to_string())
-            })
-        };
-        let inputs = match inputs {
-            Ok(x) => x,
-            Err(e) => return unsupported(self, state, &e),
-        };
-        for w in &inputs.warnings {
-            self.log(i, &state.masker, &format!("Warning: {w}"));
+        match &resolved.kind {
+            ResolvedKind::Builtin(name) => {
+                let name = name.clone();
+                let display = self.display_name(step, ctx, &state.masker);
+                self.run_builtin_step(i, &name, &display, &with, step_env, ctx, state)
+                    .await
+            }
+            ResolvedKind::Workflow(_) => self.uses_error(
+                i,
+                uses,
+                state,
+                "a reusable workflow can only be called by a job-level `uses:`",
+            ),
+            ResolvedKind::Docker(image) => {
+                let image = image.clone();
+                let call = self.action_call(i, step, &resolved, PathBuf::new(), step_env, state);
+                self.run_docker_image_step(i, step, uses, &image, call, &with, ctx, state)
+                    .await
+            }
+            ResolvedKind::Dir(dir) => {
+                let dir = dir.clone();
+                let loaded = {
+                    let d = dir.clone();
+                    tokio::task::spawn_blocking(move || crate::actions::load_action(&d)).await
+                };
+                let action = match loaded {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(e)) => {
+                        return self.uses_error(i, uses, state, &format!("invalid action: {e}"));
+                    }
+                    Err(e) => return self.uses_error(i, uses, state, &e.to_string()),
+                };
+                let inputs = {
+                    let c: &Ctx = ctx;
+                    crate::actions::resolve_inputs(Some(&action), &with, |d| {
+                        c.eval_string(d).map_err(|e| e.to_string())
+                    })
+                };
+                let inputs = match inputs {
+                    Ok(x) => x,
+                    Err(e) => return self.uses_error(i, uses, state, &e),
+                };
+                for w in &inputs.warnings {
+                    self.log(i, &state.masker, &format!("Warning: {w}"));
+                }
+                let dir = match self.visible_action_dir(&dir) {
+                    Ok(d) => d,
+                    Err(e) => return self.uses_error(i, uses, state, &e),
+                };
+                if let ActionRuns::Composite { .. } = &action.runs {
+                    return self
+                        .run_composite_step(
+                            i,
+                            u,
+                            &dir,
+                            &action,
+                            inputs.values,
+                            step_env,
+                            ctx,
+                            state,
+                        )
+                        .await;
+                }
+                let mut call = self.action_call(i, step, &resolved, dir, step_env, state);
+                call.inputs = inputs.values;
+                self.run_action_main(i, step, uses, &action, call, &with, ctx, state)
+                    .await
+            }
         }
+    }
+
+    /// The action directory as the job sees it: container jobs get a copy under the job's
+    /// temp dir (mounted) unless the directory is in the workspace already.
+    pub(super) fn visible_action_dir(&self, dir: &Path) -> Result<PathBuf, String> {
+        if !self.is_container || dir.starts_with(&self.workspace_host) {
+            return Ok(dir.to_path_buf());
+        }
+        let root = &self.shared.cfg.resolver.config().cache_root;
+        let key = dir.strip_prefix(root).unwrap_or(dir).display().to_string();
+        crate::actions::node::stage_action_dir(&self.temp_host, dir, &key)
+            .map_err(|e| format!("cannot copy the action into the job's temp dir: {e}"))
+    }
+
+    /// The identity of one action instance (no inputs yet).
+    pub(super) fn action_call(
+        &self,
+        i: usize,
+        step: &Step,
+        resolved: &ResolvedAction,
+        dir: PathBuf,
+        step_env: &IndexMap<String, String>,
+        state: &mut JobState,
+    ) -> ActionInstance {
+        let (repository, git_ref, name) = match &resolved.uses {
+            UsesRef::Remote(r) => (
+                format!("{}/{}", r.owner, r.repo),
+                r.git_ref.clone(),
+                format!("__{}_{}", r.owner, r.repo),
+            ),
+            _ => (String::new(), String::new(), "__self".to_string()),
+        };
+        let action_name = step
+            .id
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or(if state.depth > 0 {
+                name
+            } else {
+                format!("{name}_{i}")
+            });
+        let mut env = state.scope_env.clone();
+        env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ActionInstance {
+            instance: 0,
+            uses: resolved.uses.to_string(),
+            repository,
+            git_ref,
+            dir_view: if dir.as_os_str().is_empty() {
+                String::new()
+            } else {
+                self.env.to_job_path(&dir)
+            },
+            dir_host: dir,
+            action_name,
+            step_env: env,
+            inputs: IndexMap::new(),
+        }
+    }
+
+    /// The main stage of a JavaScript or Docker action (pre ran at set-up, or the post stage
+    /// is registered now), then its state is kept for the post stage.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_action_main(
+        &self,
+        i: usize,
+        step: &Step,
+        uses: &Spanned<String>,
+        action: &Action,
+        mut call: ActionInstance,
+        with: &IndexMap<String, String>,
+        ctx: &mut Ctx,
+        state: &mut JobState,
+    ) -> StepResult {
+        let timeout = match eval_number(&step.timeout_minutes, ctx) {
+            Ok(t) => t,
+            Err(e) => return self.uses_error(i, uses, state, &format!("timeout-minutes: {e}")),
+        };
+        let control = StageControl {
+            allow_unsecure: super::allow_unsecure(&state.env_ctx),
+            timeout,
+            cancel_if: Some(step.if_cond.as_ref().map(|c| c.value.as_str())),
+            label: step
+                .name
+                .as_ref()
+                .map(|n| n.value.clone())
+                .unwrap_or_else(|| uses.value.clone()),
+        };
+        let from_pre = if state.nest.is_none() {
+            state.pre_done.remove(&i)
+        } else {
+            None
+        };
+        let display = self.display_name(step, ctx, &state.masker);
+        match &action.runs {
+            ActionRuns::Node {
+                using,
+                main,
+                post,
+                post_if,
+                ..
+            } => {
+                if let Err(e) = crate::actions::node::required_major(using) {
+                    return self.uses_error(i, uses, state, &e);
+                }
+                call.instance = match from_pre {
+                    Some(n) => n,
+                    None => {
+                        let n = state.post.new_instance();
+                        call.instance = n;
+                        if let Some(p) = post {
+                            state.post.push(PostEntry {
+                                step: i,
+                                display_name: format!("Post {display}"),
+                                condition: cond_or_always(post_if),
+                                kind: PostKind::Node {
+                                    action: call.clone(),
+                                    using: using.clone(),
+                                    script: p.clone(),
+                                },
+                            });
+                        }
+                        n
+                    }
+                };
+                let out = self
+                    .run_node_stage(i, &call, main, using, control, ctx, state)
+                    .await;
+                state.post.save_state(call.instance, out.state);
+                (out.outcome, out.outputs)
+            }
+            ActionRuns::Docker { .. } => {
+                let prepared = match self
+                    .prepare_docker_action(i, action, &call, with, ctx, state)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => return self.uses_error(i, uses, state, &e),
+                };
+                call.instance = match from_pre {
+                    Some(n) => n,
+                    None => {
+                        let n = state.post.new_instance();
+                        call.instance = n;
+                        self.register_docker_post(i, &display, &call, &prepared, state);
+                        n
+                    }
+                };
+                let out = self
+                    .run_docker_stage(
+                        i,
+                        &call,
+                        &prepared,
+                        prepared.entrypoint.clone(),
+                        control,
+                        ctx,
+                        state,
+                    )
+                    .await;
+                state.post.save_state(call.instance, out.state);
+                (out.outcome, out.outputs)
+            }
+            ActionRuns::Composite { .. } => {
+                unreachable!("composites run through run_composite_step")
+            }
+        }
+    }
+
+    /// A composite action: its steps in a nested scope (see `actions::composite`).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_composite_step(
+        &self,
+        i: usize,
+        u: &str,
+        dir: &Path,
+        action: &Action,
+        inputs: IndexMap<String, String>,
+        step_env: &IndexMap<String, String>,
+        ctx: &mut Ctx,
+        state: &mut JobState,
+    ) -> StepResult {
+        use crate::actions::composite::{self, CompositeScope};
         let scope = CompositeScope {
             uses: u.to_string(),
-            action_path: dir.clone(),
-            inputs: inputs.values,
+            action_path: dir.to_path_buf(),
+            inputs,
             depth: state.depth + 1,
         };
         let mut host = CompositeHost {
@@ -103,10 +363,10 @@ impl StepRunner<'_> {
             outer_env: step_env.clone(),
             index: i,
         };
-        let out = composite::run_composite(&mut host, &action, scope).await;
+        let out = composite::run_composite(&mut host, action, scope).await;
         let CompositeHost { state, .. } = host;
         for e in &out.errors {
-            self.log(i, &state.masker, &format!("Error: {e}"));
+            self.log(i, &state.masker, &format!("Error: {u}: {e}"));
         }
         let st = match out.status.as_str() {
             "success" => Status::Success,
@@ -115,6 +375,13 @@ impl StepRunner<'_> {
         };
         (st, out.outputs)
     }
+}
+
+/// `pre-if`/`post-if` as written, `always()` when absent.
+pub(super) fn cond_or_always(c: &Option<String>) -> String {
+    c.clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "always()".into())
 }
 
 /// Runs a composite action's steps in a nested scope (see `actions::composite`).

@@ -1,0 +1,795 @@
+//! End-to-end tests of `uses:` steps through `gantry run`: bare git repositories built with
+//! git2 in a temp dir hold a composite action, a JavaScript action with pre/post stages and
+//! a Docker action (Dockerfile), at tags, branches and shas; `gantry run` resolves them
+//! through `--action-source file://<tmp>/{owner}/{repo}.git` into an `--action-cache` in the
+//! temp dir. Host jobs, container jobs (`container:` and `-P label=image`), warm and cold
+//! `--offline`, and `--no-builtin` turning a built-in off for the real (fixture) action.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use gantry_tests::*;
+
+const JS_ACTION_YML: &str = r#"name: js fixture
+inputs:
+  name:
+    default: anon
+  num-octocats:
+    default: "1"
+outputs:
+  greeting:
+    description: set through GITHUB_OUTPUT
+runs:
+  using: node20
+  pre: pre.js
+  main: main.js
+  post: post.js
+"#;
+
+const JS_PRE: &str = r#"const fs = require('fs');
+const name = process.env.INPUT_NAME;
+fs.appendFileSync(process.env.GITHUB_STATE, `from_pre=P-${name}\n`);
+console.log(`JS-PRE ${name}`);
+"#;
+
+const JS_MAIN: &str = r#"const fs = require('fs');
+const e = process.env;
+const name = e.INPUT_NAME;
+console.log(`JS-MAIN ${name} octo=${e['INPUT_NUM-OCTOCATS']} pre=${e.STATE_from_pre} repo=${e.GITHUB_ACTION_REPOSITORY} ref=${e.GITHUB_ACTION_REF} cwd-is-workspace=${process.cwd() === e.GITHUB_WORKSPACE}`);
+fs.appendFileSync(e.GITHUB_OUTPUT, `greeting=hi ${name}\n`);
+fs.appendFileSync(e.GITHUB_STATE, `from_main=M-${name}\n`);
+fs.appendFileSync(e.GITHUB_ENV, `JS_SET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}=yes\n`);
+console.log(`::notice::noticed ${name}`);
+console.log(`::save-state name=cmd_state::C-${name}`);
+"#;
+
+const JS_POST: &str = r#"const e = process.env;
+console.log(`JS-POST ${e.INPUT_NAME} pre=${e.STATE_from_pre} main=${e.STATE_from_main} cmd=${e.STATE_cmd_state}`);
+"#;
+
+fn composite_yml(nested: bool) -> String {
+    let mut s = String::from(
+        r#"name: composite fixture
+inputs:
+  who:
+    default: world
+outputs:
+  greeting:
+    value: ${{ steps.g.outputs.greeting }}
+  nested:
+    value: ${{ steps.n.outputs.greeting }}
+runs:
+  using: composite
+  steps:
+    - id: g
+      shell: sh
+      run: sh "${{ github.action_path }}/hello.sh" "${{ inputs.who }}"
+"#,
+    );
+    if nested {
+        s.push_str(
+            r#"    - id: n
+      uses: acme/js-action@v1
+      with:
+        name: nested-${{ inputs.who }}
+"#,
+        );
+    }
+    s
+}
+
+const INNER_YML: &str = r#"name: inner
+outputs:
+  where:
+    value: ${{ steps.w.outputs.where }}
+runs:
+  using: composite
+  steps:
+    - id: w
+      shell: sh
+      run: echo "where=inner-$(cat "$GITHUB_ACTION_PATH/version.txt")" >> "$GITHUB_OUTPUT"
+"#;
+
+const DOCKER_ACTION_YML: &str = r#"name: docker fixture
+inputs:
+  greeting:
+    default: hello
+outputs:
+  result:
+    description: from the container
+runs:
+  using: docker
+  image: Dockerfile
+  args:
+    - ${{ inputs.greeting }}
+    - two words
+  env:
+    FROM_RUNS_ENV: ${{ inputs.greeting }}-env
+  pre-entrypoint: /pre.sh
+  post-entrypoint: /post.sh
+"#;
+
+const DOCKERFILE: &str =
+    "FROM gantry/busybox:latest\nCOPY entry.sh pre.sh post.sh /\nENTRYPOINT [\"/entry.sh\"]\n";
+
+const DOCKER_ENTRY: &str = r#"#!/bin/sh
+echo "DOCKER-MAIN args=[$1][$2] input=$INPUT_GREETING env=$FROM_RUNS_ENV ws=$GITHUB_WORKSPACE home=$HOME pre=$STATE_dpre"
+test -f /github/workspace/.github/workflows/ci.yml && echo "DOCKER-SAW-WORKSPACE"
+test -f "$GITHUB_EVENT_PATH" && echo "DOCKER-SAW-EVENT"
+echo "result=ok-$1" >> "$GITHUB_OUTPUT"
+echo "DOCKER_ENV=set" >> "$GITHUB_ENV"
+echo "dmain=DM" >> "$GITHUB_STATE"
+"#;
+
+const DOCKER_PRE: &str =
+    "#!/bin/sh\necho \"DOCKER-PRE $INPUT_GREETING\"\necho \"dpre=DP\" >> \"$GITHUB_STATE\"\n";
+const DOCKER_POST: &str = "#!/bin/sh\necho \"DOCKER-POST pre=$STATE_dpre main=$STATE_dmain\"\n";
+
+const CHECKOUT_YML: &str = "name: fixture checkout\nruns:\n  using: node20\n  main: main.js\n";
+const CHECKOUT_MAIN: &str =
+    "console.log('FIXTURE-CHECKOUT ' + process.env.GITHUB_ACTION_REPOSITORY);\n";
+
+/// Bare repositories under `<root>/src/<owner>/<repo>.git`.
+struct Sources {
+    root: tempfile::TempDir,
+    /// Commits of `acme/composite-action`: v1 (tag) and main (branch, later).
+    composite_v1: String,
+    composite_main: String,
+}
+
+impl Sources {
+    fn template(&self) -> String {
+        format!(
+            "file://{}/src/{{owner}}/{{repo}}.git",
+            self.root.path().display()
+        )
+    }
+    fn cache(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+}
+
+fn commit(repo: &git2::Repository, files: &[(&str, &str)], parent: Option<git2::Oid>) -> git2::Oid {
+    let mut idx = git2::Index::new().unwrap();
+    for (path, content) in files {
+        let blob = repo.blob(content.as_bytes()).unwrap();
+        let mode = if path.ends_with(".sh") {
+            0o100755
+        } else {
+            0o100644
+        };
+        idx.add(&git2::IndexEntry {
+            ctime: git2::IndexTime::new(0, 0),
+            mtime: git2::IndexTime::new(0, 0),
+            dev: 0,
+            ino: 0,
+            mode,
+            uid: 0,
+            gid: 0,
+            file_size: content.len() as u32,
+            id: blob,
+            flags: (path.len() & 0xfff) as u16,
+            flags_extended: 0,
+            path: path.as_bytes().to_vec(),
+        })
+        .unwrap();
+    }
+    let tree = repo.find_tree(idx.write_tree_to(repo).unwrap()).unwrap();
+    let sig = git2::Signature::now("Test", "test@example.com").unwrap();
+    let parents: Vec<git2::Commit<'_>> = parent
+        .map(|p| vec![repo.find_commit(p).unwrap()])
+        .unwrap_or_default();
+    let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    repo.commit(None, &sig, &sig, "fixture", &tree, &refs)
+        .unwrap()
+}
+
+fn bare(root: &Path, owner: &str, name: &str) -> git2::Repository {
+    git2::Repository::init_bare(root.join("src").join(owner).join(format!("{name}.git"))).unwrap()
+}
+
+fn tag(repo: &git2::Repository, name: &str, oid: git2::Oid, annotated: bool) {
+    let obj = repo.find_object(oid, None).unwrap();
+    if annotated {
+        let sig = git2::Signature::now("Test", "test@example.com").unwrap();
+        repo.tag(name, &obj, &sig, name, false).unwrap();
+    } else {
+        repo.tag_lightweight(name, &obj, false).unwrap();
+    }
+}
+
+fn branch(repo: &git2::Repository, name: &str, oid: git2::Oid) {
+    repo.reference(&format!("refs/heads/{name}"), oid, true, "fixture")
+        .unwrap();
+}
+
+fn sources() -> Sources {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+
+    let js = bare(r, "acme", "js-action");
+    let c = commit(
+        &js,
+        &[
+            ("action.yml", JS_ACTION_YML),
+            ("pre.js", JS_PRE),
+            ("main.js", JS_MAIN),
+            ("post.js", JS_POST),
+        ],
+        None,
+    );
+    tag(&js, "v1", c, true);
+    branch(&js, "main", c);
+
+    let comp = bare(r, "acme", "composite-action");
+    let yml1 = composite_yml(false);
+    let c1 = commit(
+        &comp,
+        &[
+            ("action.yml", &yml1),
+            (
+                "hello.sh",
+                "echo \"greeting=hello $1 v1\" >> \"$GITHUB_OUTPUT\"\n",
+            ),
+            ("sub/inner/action.yml", INNER_YML),
+            ("sub/inner/version.txt", "v1\n"),
+        ],
+        None,
+    );
+    tag(&comp, "v1", c1, true);
+    tag(&comp, "v1.0.0", c1, false);
+    let yml2 = composite_yml(true);
+    let c2 = commit(
+        &comp,
+        &[
+            ("action.yml", &yml2),
+            (
+                "hello.sh",
+                "echo \"greeting=hello $1 v2\" >> \"$GITHUB_OUTPUT\"\n",
+            ),
+            ("sub/inner/action.yml", INNER_YML),
+            ("sub/inner/version.txt", "v2\n"),
+        ],
+        Some(c1),
+    );
+    branch(&comp, "main", c2);
+
+    let dk = bare(r, "acme", "docker-action");
+    let d = commit(
+        &dk,
+        &[
+            ("action.yml", DOCKER_ACTION_YML),
+            ("Dockerfile", DOCKERFILE),
+            ("entry.sh", DOCKER_ENTRY),
+            ("pre.sh", DOCKER_PRE),
+            ("post.sh", DOCKER_POST),
+        ],
+        None,
+    );
+    tag(&dk, "v1", d, true);
+
+    let co = bare(r, "actions", "checkout");
+    let c = commit(
+        &co,
+        &[("action.yml", CHECKOUT_YML), ("main.js", CHECKOUT_MAIN)],
+        None,
+    );
+    tag(&co, "v4", c, true);
+
+    Sources {
+        root,
+        composite_v1: c1.to_string(),
+        composite_main: c2.to_string(),
+    }
+}
+
+fn repo_with_workflow(body: &str) -> tempfile::TempDir {
+    git_repo_with(&[(".github/workflows/ci.yml", body)])
+}
+
+fn events(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn log_lines(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e["type"] == "log")
+        .filter_map(|e| e["line"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn has_line(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l.contains(needle))
+}
+
+fn position(lines: &[String], needle: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no log line containing '{needle}':\n{}", lines.join("\n")))
+}
+
+fn step_names(ev: &[serde_json::Value], job: &str) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e["type"] == "step_started" && e["job"] == job)
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn job_outputs(ev: &[serde_json::Value], job: &str) -> serde_json::Value {
+    ev.iter()
+        .find(|e| e["type"] == "job_finished" && e["job"] == job)
+        .map(|e| e["outputs"].clone())
+        .unwrap_or_else(|| panic!("no job_finished for {job}"))
+}
+
+fn run(dir: &Path, src: &Sources, cache: &str, extra: &[&str]) -> std::process::Output {
+    let tpl = src.template();
+    let cache = src.cache(cache).display().to_string();
+    let mut args = vec![
+        "run",
+        "--json",
+        "--action-source",
+        &tpl,
+        "--action-cache",
+        &cache,
+    ];
+    args.extend_from_slice(extra);
+    gantry(dir, &args)
+}
+
+fn host_workflow(src: &Sources) -> String {
+    let short = &src.composite_main[..7];
+    format!(
+        r#"on: push
+jobs:
+  acts:
+    runs-on: ubuntu-latest
+    outputs:
+      c1: ${{{{ steps.c1.outputs.greeting }}}}
+      c2: ${{{{ steps.c2.outputs.greeting }}}}
+      c2nested: ${{{{ steps.c2.outputs.nested }}}}
+      c3: ${{{{ steps.c3.outputs.greeting }}}}
+      c4: ${{{{ steps.c4.outputs.greeting }}}}
+      c5: ${{{{ steps.c5.outputs.greeting }}}}
+      sub: ${{{{ steps.sub.outputs.where }}}}
+      first: ${{{{ steps.first.outputs.greeting }}}}
+      second: ${{{{ steps.second.outputs.greeting }}}}
+    steps:
+      - run: echo STEP-ONE
+      - id: c1
+        uses: acme/composite-action@v1
+        with:
+          who: tag
+      - id: c2
+        uses: acme/composite-action@main
+      - id: c3
+        uses: acme/composite-action@{full}
+        with:
+          who: sha
+      - id: c4
+        uses: acme/composite-action@{short}
+        with:
+          who: short
+      - id: c5
+        uses: acme/composite-action@v1.0.0
+        with:
+          who: light
+      - id: sub
+        uses: acme/composite-action/sub/inner@v1
+      - id: first
+        name: JS first
+        uses: acme/js-action@v1
+        with:
+          name: first
+          NUM-OCTOCATS: 3
+      - id: second
+        name: JS second
+        uses: acme/js-action@v1
+        with:
+          name: second
+      - run: echo "ENV-FROM-JS $JS_SET_FIRST $JS_SET_SECOND"
+"#,
+        full = src.composite_v1,
+        short = short,
+    )
+}
+
+#[test]
+fn remote_composite_and_js_actions_on_the_host() {
+    let src = sources();
+    let r = repo_with_workflow(&host_workflow(&src));
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    let lines = log_lines(&ev);
+    let o = job_outputs(&ev, "acts");
+    assert_eq!(o["c1"], "hello tag v1", "tag: {o}");
+    assert_eq!(o["c2"], "hello world v2", "branch: {o}");
+    assert_eq!(o["c2nested"], "hi nested-world", "nested remote JS: {o}");
+    assert_eq!(o["c3"], "hello sha v1", "full sha: {o}");
+    assert_eq!(o["c4"], "hello short v2", "short sha: {o}");
+    assert_eq!(o["c5"], "hello light v1", "lightweight tag: {o}");
+    assert_eq!(o["sub"], "inner-v1", "sub path: {o}");
+    assert_eq!(o["first"], "hi first");
+    assert_eq!(o["second"], "hi second");
+
+    // INPUT_* (hyphen kept, case-insensitive with), GITHUB_ACTION_*, cwd, state from pre.
+    assert!(
+        has_line(
+            &lines,
+            "JS-MAIN first octo=3 pre=P-first repo=acme/js-action ref=v1 cwd-is-workspace=true"
+        ),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(has_line(&lines, "JS-MAIN second octo=1 pre=P-second"));
+    // Post stages see pre, main and ::save-state state.
+    assert!(has_line(
+        &lines,
+        "JS-POST second pre=P-second main=M-second cmd=C-second"
+    ));
+    assert!(has_line(
+        &lines,
+        "JS-POST first pre=P-first main=M-first cmd=C-first"
+    ));
+    // GITHUB_ENV from a JS action reaches later steps.
+    assert!(
+        has_line(&lines, "ENV-FROM-JS yes yes"),
+        "{}",
+        lines.join("\n")
+    );
+    // Workflow commands from the action's output.
+    assert!(
+        ev.iter()
+            .any(|e| e["type"] == "annotation" && e["message"] == "noticed first"),
+        "no annotation"
+    );
+
+    // Order: pre stages before the first step, in step order; posts last, reversed.
+    let pre_first = position(&lines, "JS-PRE first");
+    let pre_second = position(&lines, "JS-PRE second");
+    let step_one = position(&lines, "STEP-ONE");
+    let post_first = position(&lines, "JS-POST first");
+    let post_second = position(&lines, "JS-POST second");
+    let last_step = position(&lines, "ENV-FROM-JS");
+    assert!(pre_first < pre_second && pre_second < step_one, "pre order");
+    assert!(
+        last_step < post_second && post_second < post_first,
+        "post order"
+    );
+    let names = step_names(&ev, "acts");
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("Pre JS first"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.get(1).map(String::as_str),
+        Some("Pre JS second"),
+        "{names:?}"
+    );
+    let posts: Vec<&String> = names.iter().filter(|n| n.starts_with("Post JS")).collect();
+    assert_eq!(posts, ["Post JS second", "Post JS first"], "{names:?}");
+    // The nested JS action (inside the composite at main) registered a post stage too.
+    assert!(has_line(
+        &lines,
+        "JS-POST nested-world pre=undefined main=M-nested-world"
+    ));
+
+    // The cache holds the commits by sha and the ref index.
+    let cache = src.cache("cache").join("acme").join("composite-action");
+    assert!(cache.join(&src.composite_v1).is_dir());
+    assert!(cache.join(&src.composite_main).is_dir());
+    let refs = std::fs::read_to_string(cache.join("refs.json")).unwrap();
+    assert!(
+        refs.contains("\"v1\"") && refs.contains("\"main\""),
+        "{refs}"
+    );
+
+    // Warm cache, --offline: same results without touching the sources.
+    let moved = src.root.path().join("src-moved");
+    std::fs::rename(src.root.path().join("src"), &moved).unwrap();
+    let out2 = run(r.path(), &src, "cache", &["--host", "--offline"]);
+    assert_eq!(out2.status.code(), Some(0), "warm offline: {}", text(&out2));
+    let o2 = job_outputs(&events(&out2), "acts");
+    assert_eq!(o2, o, "offline run gives the same outputs");
+
+    // Cold cache, --offline: a clear error naming the uses, the position and what was tried.
+    let out3 = run(r.path(), &src, "cold", &["--host", "--offline"]);
+    assert_ne!(out3.status.code(), Some(0), "{}", text(&out3));
+    let l3 = log_lines(&events(&out3));
+    let err = l3
+        .iter()
+        .find(|l| l.contains("acme/composite-action@v1") && l.starts_with("Error:"))
+        .unwrap_or_else(|| panic!("no resolve error:\n{}", l3.join("\n")));
+    assert!(err.contains("ci.yml:"), "{err}");
+    assert!(err.contains("step 2"), "{err}");
+    assert!(err.contains("cannot resolve"), "{err}");
+    assert!(err.contains("offline mode: no fetch attempted"), "{err}");
+    assert!(err.contains("action cache"), "{err}");
+}
+
+#[test]
+fn no_builtin_runs_the_real_action_and_unknown_refs_fail_clearly() {
+    let src = sources();
+    let r = repo_with_workflow(
+        r#"on: push
+jobs:
+  co:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+"#,
+    );
+    // The built-in checkout by default.
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!has_line(&log_lines(&events(&out)), "FIXTURE-CHECKOUT"));
+    // --no-builtin: the fixture repository's action.
+    let out = run(
+        r.path(),
+        &src,
+        "cache",
+        &["--host", "--no-builtin", "actions/checkout"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        has_line(
+            &log_lines(&events(&out)),
+            "FIXTURE-CHECKOUT actions/checkout"
+        ),
+        "{}",
+        text(&out)
+    );
+
+    // A ref that exists nowhere: the error lists every source tried.
+    let r2 = repo_with_workflow(
+        r#"on: push
+jobs:
+  bad:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo first
+      - uses: acme/js-action@no-such-ref
+"#,
+    );
+    let out = run(r2.path(), &src, "cache", &["--host"]);
+    assert_ne!(out.status.code(), Some(0));
+    let lines = log_lines(&events(&out));
+    let err = lines
+        .iter()
+        .find(|l| l.starts_with("Error:") && l.contains("acme/js-action@no-such-ref"))
+        .unwrap_or_else(|| panic!("{}", lines.join("\n")));
+    assert!(err.contains("step 2"), "{err}");
+    assert!(
+        err.contains("no tag, branch or commit 'no-such-ref'"),
+        "{err}"
+    );
+    assert!(err.contains("js-action.git"), "{err}");
+}
+
+static DOCKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn docker_ready(images: &[&str]) -> bool {
+    if !docker_available() {
+        assert!(
+            !docker_required(),
+            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
+        );
+        eprintln!("SKIPPED: no Docker daemon");
+        return false;
+    }
+    for i in images {
+        if !image_exists(i) {
+            assert!(
+                !docker_required(),
+                "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)"
+            );
+            eprintln!("SKIPPED: image {i} missing (bash docker/build-images.sh all)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Action containers Gantry left behind (label `gantry.action`).
+fn action_containers() -> String {
+    let o = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=gantry.action=true"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn docker_steps() -> &'static str {
+    r#"      - id: d
+        name: Docker fixture
+        uses: acme/docker-action@v1
+        with:
+          greeting: hey
+      - id: uri
+        uses: docker://gantry/busybox:latest
+        with:
+          entrypoint: /bin/sh
+          args: -c "echo URI-$INPUT_FOO; echo v=uri-ok >> $GITHUB_OUTPUT"
+          foo: bar
+      - run: echo "AFTER-DOCKER $DOCKER_ENV"
+"#
+}
+
+fn check_docker_lines(lines: &[String], job: &str) {
+    let all = lines.join("\n");
+    assert!(
+        has_line(
+            lines,
+            "DOCKER-MAIN args=[hey][two words] input=hey env=hey-env ws=/github/workspace home=/github/home pre=DP"
+        ),
+        "{job}: {all}"
+    );
+    assert!(has_line(lines, "DOCKER-SAW-WORKSPACE"), "{job}: {all}");
+    assert!(has_line(lines, "DOCKER-SAW-EVENT"), "{job}: {all}");
+    assert!(has_line(lines, "DOCKER-PRE hey"), "{job}: {all}");
+    assert!(
+        has_line(lines, "DOCKER-POST pre=DP main=DM"),
+        "{job}: {all}"
+    );
+    assert!(has_line(lines, "URI-bar"), "{job}: {all}");
+    assert!(has_line(lines, "AFTER-DOCKER set"), "{job}: {all}");
+    assert!(position(lines, "DOCKER-PRE") < position(lines, "DOCKER-MAIN"));
+    assert!(position(lines, "AFTER-DOCKER") < position(lines, "DOCKER-POST"));
+}
+
+#[test]
+fn docker_actions_on_the_host() {
+    let _g = DOCKER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_ready(&["gantry/busybox:latest"]) {
+        return;
+    }
+    let src = sources();
+    let wf = format!(
+        "on: push\njobs:\n  dk:\n    runs-on: ubuntu-latest\n    outputs:\n      result: ${{{{ steps.d.outputs.result }}}}\n      uri: ${{{{ steps.uri.outputs.v }}}}\n    steps:\n{}",
+        docker_steps()
+    );
+    let r = repo_with_workflow(&wf);
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    check_docker_lines(&log_lines(&ev), "host");
+    let o = job_outputs(&ev, "dk");
+    assert_eq!(o["result"], "ok-hey", "{o}");
+    assert_eq!(o["uri"], "uri-ok", "{o}");
+    // Second run: the image built from the Dockerfile is reused (content hash).
+    let out = run(r.path(), &src, "cache", &["--host", "--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(has_line(
+        &log_lines(&events(&out)),
+        "Using the cached action image"
+    ));
+    assert!(
+        action_containers().is_empty(),
+        "action containers left behind"
+    );
+}
+
+#[test]
+fn actions_in_container_jobs() {
+    let _g = DOCKER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_ready(&["gantry/busybox:latest", "gantry/debian:bookworm"]) {
+        return;
+    }
+    let src = sources();
+    let wf = format!(
+        r#"on: push
+jobs:
+  in-busybox:
+    runs-on: ubuntu-latest
+    container: gantry/busybox:latest
+    outputs:
+      js: ${{{{ steps.js.outputs.greeting }}}}
+      comp: ${{{{ steps.comp.outputs.greeting }}}}
+      result: ${{{{ steps.d.outputs.result }}}}
+    steps:
+      - id: js
+        name: JS in busybox
+        uses: acme/js-action@v1
+        with:
+          name: boxed
+      - id: comp
+        uses: acme/composite-action@main
+        with:
+          who: boxed
+{docker}
+  in-debian:
+    runs-on: debian-label
+    outputs:
+      js: ${{{{ steps.js.outputs.greeting }}}}
+    steps:
+      - id: js
+        uses: acme/js-action@v1
+        with:
+          name: deb
+"#,
+        docker = docker_steps()
+    );
+    let r = repo_with_workflow(&wf);
+    let out = run(
+        r.path(),
+        &src,
+        "cache",
+        &["-P", "debian-label=gantry/debian:bookworm"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    let lines = log_lines(&ev);
+    let all = lines.join("\n");
+    let o = job_outputs(&ev, "in-busybox");
+    assert_eq!(o["js"], "hi boxed", "{o}");
+    assert_eq!(o["comp"], "hello boxed v2", "{o}");
+    assert_eq!(o["result"], "ok-hey", "{o}");
+    assert_eq!(job_outputs(&ev, "in-debian")["js"], "hi deb");
+    assert!(
+        has_line(
+            &lines,
+            "JS-MAIN boxed octo=1 pre=P-boxed repo=acme/js-action ref=v1 cwd-is-workspace=true"
+        ),
+        "{all}"
+    );
+    assert!(
+        has_line(&lines, "JS-POST boxed pre=P-boxed main=M-boxed"),
+        "{all}"
+    );
+    assert!(
+        has_line(&lines, "JS-POST deb pre=P-deb main=M-deb"),
+        "{all}"
+    );
+    check_docker_lines(&lines, "container");
+    assert!(
+        action_containers().is_empty(),
+        "action containers left behind"
+    );
+
+    // Without any node on the host PATH the busybox job has none: a clear error.
+    let r2 = repo_with_workflow(
+        r#"on: push
+jobs:
+  no-node:
+    runs-on: ubuntu-latest
+    container: gantry/busybox:latest
+    steps:
+      - uses: acme/js-action@v1
+"#,
+    );
+    let tpl = src.template();
+    let cache = src.cache("cache").display().to_string();
+    let out = Command::new(gantry_bin())
+        .args([
+            "run",
+            "--json",
+            "--offline",
+            "--action-source",
+            &tpl,
+            "--action-cache",
+            &cache,
+        ])
+        .current_dir(r2.path())
+        .env("PATH", "/nonexistent")
+        .env_remove("GANTRY_NODE_STATIC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let lines = log_lines(&events(&out));
+    assert!(
+        has_line(
+            &lines,
+            "JavaScript actions need node20 inside the job container"
+        ) && has_line(&lines, "the image has no `node`"),
+        "{}",
+        lines.join("\n")
+    );
+}
