@@ -544,8 +544,6 @@ pub async fn run_job(
     };
     // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
     runner.run_pre_stages(&mut ctx, &mut state).await;
-    // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
-    runner.run_pre_stages(&mut ctx, &mut state).await;
     for (i, step) in job.steps.iter().enumerate() {
         if job_cancel.is_cancelled() && state.status != Status::Cancelled {
             state.status = Status::Cancelled;
