@@ -647,6 +647,14 @@ fn example_pipeline_deploys_then_rolls_back() {
     let all = text(&out);
     eprintln!("example pipeline: {:.1}s", started.elapsed().as_secs_f64());
     assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("carol triggered this run and may not review it"),
+        "self-review refused: {all}"
+    );
+    assert!(
+        all.contains("approved run 1 environment production"),
+        "{all}"
+    );
     assert!(all.contains("rolled back to"), "{all}");
     assert!(all.contains("(healthy)"), "{all}");
     assert!(
