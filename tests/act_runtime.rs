@@ -40,7 +40,31 @@ fn load_cases(dir: &Path) -> Vec<Case> {
         .collect()
 }
 
-/// Runs every case with `mode_args`; returns (passed, total, failures).
+/// Cases Gantry fails on purpose because GitHub rejects them too, each with the text of the
+/// error GitHub gives (GitHub's own reader tests and the conformance vectors say so):
+/// - `uses-workflow` passes `secrets: {secret: ...}` to a workflow that declares no
+///   secrets (GitHub: "Invalid secret, ... is not defined in the referenced workflow.",
+///   reader test `errors-reusable-workflow-job-secrets-undefined`); the other three calls
+///   of the case run.
+/// - `workflow_call_inputs` declares `workflow_call` inputs without `type` (GitHub:
+///   "Required property is missing: type", the vector for this very file).
+const KNOWN_REJECTED: &[(&str, &str)] = &[
+    (
+        "uses-workflow",
+        "Invalid secret, secret is not defined in the referenced workflow.",
+    ),
+    ("workflow_call_inputs", "Required property is missing: type"),
+];
+
+/// Whether a failed case is one of [`KNOWN_REJECTED`], failing for the documented reason.
+fn known_rejection(name: &str, output: &str) -> bool {
+    KNOWN_REJECTED
+        .iter()
+        .any(|(case, why)| *case == name && output.contains(why))
+}
+
+/// Runs every case with `mode_args`; returns (passed, total, failures). Failures for the
+/// documented reasons of [`KNOWN_REJECTED`] are counted neither as passed nor as failures.
 fn run_cases(repo: &Path, cases: &[Case], mode_args: &[&str]) -> (usize, usize, Vec<String>) {
     let failures = Mutex::new(Vec::new());
     let passed = Mutex::new(0usize);
@@ -82,6 +106,8 @@ fn run_cases(repo: &Path, cases: &[Case], mode_args: &[&str]) -> (usize, usize, 
                     }
                     if problems.is_empty() {
                         *passed.lock().unwrap() += 1;
+                    } else if known_rejection(&c.name, &all) {
+                        println!("  known rejection (as GitHub): {}", c.name);
                     } else {
                         let tail: Vec<&str> = all
                             .lines()
@@ -125,9 +151,9 @@ fn act_runtime_host() {
     for f in &failures {
         println!("  FAIL {f}");
     }
-    // Known gaps (documented in docs/compatibility.md): reusable workflows (uses-workflow)
-    // and workflow_call inputs without `type` (rejected by validation as GitHub does).
-    assert!(passed + 2 >= total, "act-runtime host: {passed}/{total}");
+    // Every case passes but the ones GitHub rejects too (KNOWN_REJECTED).
+    assert!(failures.is_empty(), "act-runtime host: {passed}/{total}");
+    assert_eq!(passed + KNOWN_REJECTED.len(), total, "act-runtime host");
 }
 
 #[test]
@@ -169,5 +195,6 @@ fn act_runtime_docker() {
     for f in &failures {
         println!("  FAIL {f}");
     }
-    assert!(passed + 2 >= total, "act-runtime docker: {passed}/{total}");
+    assert!(failures.is_empty(), "act-runtime docker: {passed}/{total}");
+    assert_eq!(passed + KNOWN_REJECTED.len(), total, "act-runtime docker");
 }

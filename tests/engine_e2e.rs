@@ -417,6 +417,115 @@ fn bad_input_exits_2() {
     assert!(!r.path().join(".gantry/runs").exists());
 }
 
+#[test]
+fn concurrency_group_replaces_pending_and_cancels_in_progress() {
+    // Group `h` without cancel-in-progress: `x` runs, `y` waits, `z` arrives and replaces
+    // `y` (cancelled), then runs after `x`. Group `g` with cancel-in-progress: `late`
+    // cancels the running `slow`.
+    let r = repo(&[wf(
+        "ci.yml",
+        r#"
+on: push
+jobs:
+  x:
+    runs-on: ubuntu-latest
+    concurrency: H
+    steps:
+      - run: sleep 4
+  s1:
+    runs-on: ubuntu-latest
+    steps:
+      - run: "true"
+  y:
+    needs: s1
+    runs-on: ubuntu-latest
+    concurrency: h
+    steps:
+      - run: echo y ran
+  s2:
+    runs-on: ubuntu-latest
+    steps:
+      - run: sleep 1.5
+  z:
+    needs: s2
+    runs-on: ubuntu-latest
+    concurrency: h
+    steps:
+      - run: echo z ran
+  slow:
+    runs-on: ubuntu-latest
+    concurrency:
+      group: g-${{ github.workflow }}
+      cancel-in-progress: true
+    steps:
+      - run: sleep 60
+  starter:
+    runs-on: ubuntu-latest
+    steps:
+      - run: sleep 1
+  late:
+    needs: starter
+    runs-on: ubuntu-latest
+    concurrency:
+      group: g-${{ github.workflow }}
+      cancel-in-progress: ${{ true }}
+    steps:
+      - run: echo late ran
+"#,
+    )]);
+    let t = Instant::now();
+    let out = gantry(
+        r.path(),
+        &[
+            "run",
+            "--host",
+            "--json",
+            "--jobs",
+            "8",
+            "--kill-after",
+            "1",
+        ],
+    );
+    let elapsed = t.elapsed();
+    let ev = events(&out);
+    let res = job_results(&ev);
+    let get = |n: &str| {
+        res.iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(get("x"), "success", "{res:?}");
+    assert_eq!(get("y"), "cancelled", "{res:?}");
+    assert_eq!(get("z"), "success", "{res:?}");
+    assert_eq!(get("slow"), "cancelled", "{res:?}");
+    assert_eq!(get("late"), "success", "{res:?}");
+    let all = text(&out);
+    assert!(
+        all.contains("Canceling since a higher priority waiting request for 'h' exists"),
+        "{all}"
+    );
+    assert!(!all.contains("y ran"), "{all}");
+    // z started only after x finished.
+    let started = |n: &str| {
+        ev.iter()
+            .position(|e| e["type"] == "job_started" && e["name"] == n)
+            .unwrap_or(usize::MAX)
+    };
+    let finished = |n: &str| {
+        ev.iter()
+            .position(|e| e["type"] == "job_finished" && e["name"] == n)
+            .unwrap_or(0)
+    };
+    assert!(started("z") > finished("x"), "z started before x finished");
+    assert!(elapsed < Duration::from_secs(40), "slow was not cancelled");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "cancelled jobs make the run cancelled"
+    );
+}
+
 static DOCKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn docker_ready(images: &[&str]) -> bool {
@@ -564,6 +673,134 @@ fn docker_cancellation_leaves_nothing() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(1));
     let (ps, nets) = leftovers(&["e2e-cancel-slow"]);
+    assert!(ps.is_empty() && nets.is_empty(), "left behind: {ps} {nets}");
+}
+
+#[test]
+fn job_container_context_matches_the_container() {
+    let _g = DOCKER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_ready(&["gantry/busybox:latest"]) {
+        return;
+    }
+    let r = repo(&[wf(
+        "ci.yml",
+        r#"
+on: push
+jobs:
+  e2e-job-container-ctx:
+    runs-on: ubuntu-latest
+    container: gantry/busybox:latest
+    steps:
+      - run: |
+          echo "${{ job.container.id }}" > /github/home/id
+          echo "${{ job.container.network }}" > /github/home/net
+          test -n "${{ job.container.id }}"
+          sleep 5
+"#,
+    )]);
+    let child = Command::new(gantry_bin())
+        .args([
+            "run",
+            "-P",
+            "ubuntu-latest=gantry/busybox:latest",
+            "--keep-work",
+        ])
+        .current_dir(r.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the step sleeps, the container with the job's label is the one the context named.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut running = String::new();
+    while Instant::now() < deadline {
+        let ps = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "label=dev.gantry.managed=true",
+                "--filter",
+                "label=gantry.job=e2e-job-container-ctx",
+            ])
+            .output()
+            .unwrap();
+        running = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+        if !running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let home = all_files(&r.path().join(".gantry/work"))
+        .into_iter()
+        .find(|p| p.ends_with("_home/id"))
+        .expect("the step wrote job.container.id");
+    let id = std::fs::read_to_string(&home).unwrap().trim().to_string();
+    let net = std::fs::read_to_string(home.with_file_name("net")).unwrap();
+    assert_eq!(id.len(), 64, "job.container.id = {id:?}");
+    assert_eq!(id, running, "docker ps shows another container");
+    assert!(!net.trim().is_empty(), "job.container.network is empty");
+}
+
+#[test]
+fn failing_service_job_prints_masked_service_logs() {
+    let _g = DOCKER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !docker_ready(&["gantry/busybox:latest"]) {
+        return;
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM gantry/busybox:latest\n\
+         CMD [\"sh\", \"-c\", \"echo svc-log-marker; echo token=$SVC_TOKEN; exec sleep 300\"]\n",
+    )
+    .unwrap();
+    let st = Command::new("docker")
+        .args(["build", "-q", "-t", "gantry-test/logsvc:latest"])
+        .arg(ctx.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the service image failed");
+    let r = repo(&[wf(
+        "ci.yml",
+        r#"
+on: push
+jobs:
+  e2e-svc-logs:
+    runs-on: ubuntu-latest
+    services:
+      logger:
+        image: gantry-test/logsvc:latest
+        env:
+          SVC_TOKEN: ${{ secrets.SVC_TOKEN }}
+    steps:
+      - run: sleep 1; exit 1
+"#,
+    )]);
+    let out = gantry(
+        r.path(),
+        &[
+            "run",
+            "-P",
+            "ubuntu-latest=host",
+            "-s",
+            "SVC_TOKEN=svc-Secret-Q81",
+        ],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("last 100 log lines of service 'logger'"),
+        "{all}"
+    );
+    assert!(all.contains("svc-log-marker"), "{all}");
+    assert!(all.contains("token=***"), "{all}");
+    assert!(!all.contains("svc-Secret-Q81"), "secret leaked: {all}");
+    let (ps, nets) = leftovers(&["e2e-svc-logs"]);
     assert!(ps.is_empty() && nets.is_empty(), "left behind: {ps} {nets}");
 }
 

@@ -29,7 +29,6 @@ struct State {
 }
 
 struct Group {
-    name: String,
     state: Mutex<State>,
     /// Bumped whenever the running slot frees up.
     changed: watch::Sender<u64>,
@@ -90,7 +89,6 @@ impl Groups {
             .entry(lower)
             .or_insert_with(|| {
                 Arc::new(Group {
-                    name: name.to_string(),
                     state: Mutex::default(),
                     changed: watch::channel(0).0,
                 })
@@ -105,10 +103,10 @@ impl Groups {
         let run_now = {
             let mut st = group.state.lock().unwrap();
             if let Some(old) = st.pending.take() {
-                cancel_member(shared, &group.name, &old);
+                cancel_member(shared, name, &old);
             }
             if cancel_in_progress && let Some(r) = &st.running {
-                cancel_member(shared, &group.name, r);
+                cancel_member(shared, name, r);
             }
             let me = Member {
                 id,
