@@ -416,3 +416,65 @@ jobs:
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn rerun_failed_reuses_the_callee_jobs_that_succeeded() {
+    let marks = tempfile::tempdir().unwrap();
+    let m = marks.path().display().to_string();
+    let called = format!(
+        r#"
+on:
+  workflow_call:
+    outputs:
+      o:
+        value: ${{{{ jobs.a.outputs.v }}}}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      v: ${{{{ steps.s.outputs.v }}}}
+    steps:
+      - id: s
+        run: |
+          echo run >> {m}/a-runs
+          echo v=from-a >> "$GITHUB_OUTPUT"
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: test -f {m}/ok
+"#
+    );
+    let r = git_repo_with(&[
+        (".github/workflows/called.yml", &called),
+        (
+            ".github/workflows/top.yml",
+            r#"
+on: push
+jobs:
+  call:
+    uses: ./.github/workflows/called.yml
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps:
+      - run: test "${{ needs.call.outputs.o }}" = from-a
+"#,
+        ),
+    ]);
+    let out = gantry(r.path(), &["run", "--host"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    std::fs::write(marks.path().join("ok"), "").unwrap();
+    let out = gantry(r.path(), &["rerun", "--failed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    assert!(
+        ev.iter()
+            .any(|e| e["type"] == "job_finished" && e["name"] == "call / a" && e["reused"] == true),
+        "{:?}",
+        finished(&ev)
+    );
+    assert_eq!(result_of(&ev, "call / b").as_deref(), Some("success"));
+    let runs = std::fs::read_to_string(marks.path().join("a-runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "call / a ran again");
+}
