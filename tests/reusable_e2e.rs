@@ -478,3 +478,41 @@ jobs:
     let runs = std::fs::read_to_string(marks.path().join("a-runs")).unwrap();
     assert_eq!(runs.lines().count(), 1, "call / a ran again");
 }
+
+#[test]
+fn more_than_fifty_distinct_called_workflows_is_an_error() {
+    let mut files: Vec<(String, String)> = (1..=51)
+        .map(|i| {
+            (
+                format!(".github/workflows/w{i}.yml"),
+                "on: workflow_call\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: \"true\"\n".to_string(),
+            )
+        })
+        .collect();
+    let mut top = String::from("on: push\njobs:\n");
+    for i in 1..=51 {
+        top.push_str(&format!(
+            "  c{i}:\n    uses: ./.github/workflows/w{i}.yml\n"
+        ));
+    }
+    // Calling one file twice counts once.
+    top.push_str("  again:\n    uses: ./.github/workflows/w1.yml\n");
+    files.push((".github/workflows/top.yml".into(), top));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let r = git_repo_with(&refs);
+    let out = gantry(r.path(), &["run", "--host", "--json", "--jobs", "4"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let res = finished(&events(&out));
+    let failed: Vec<&(String, String)> = res.iter().filter(|(_, r)| r == "failure").collect();
+    let ok = res.iter().filter(|(_, r)| r == "success").count();
+    assert_eq!(failed.len(), 1, "{res:?}");
+    assert_eq!(ok, 51, "{res:?}");
+    assert!(
+        all.contains("more than 50 distinct reusable workflows"),
+        "{all}"
+    );
+}
