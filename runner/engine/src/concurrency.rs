@@ -11,8 +11,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Text;
-use crate::job::runner_log;
-use crate::run::RunShared;
 
 /// A member of a group: its job key (for the log line telling it why it was cancelled) and
 /// the token that cancels it.
@@ -58,11 +56,10 @@ impl Drop for Slot {
     }
 }
 
-fn cancel_member(shared: &RunShared, group: &str, m: &Member) {
-    runner_log(
-        shared,
+/// Tells a member why it is cancelled (through `notify`), then cancels it.
+fn cancel_member(notify: &dyn Fn(&Text, String), group: &str, m: &Member) {
+    notify(
         &m.key,
-        None,
         format!("Canceling since a higher priority waiting request for '{group}' exists"),
     );
     m.cancel.cancel();
@@ -72,10 +69,10 @@ impl Groups {
     /// Enters group `name` as job `key`. Returns the running slot once this job may run, or
     /// `None` when it was cancelled while pending (replaced by a newer job, or `cancel`
     /// fired). `cancel` is the job's own token: a newer job with `cancel-in-progress`
-    /// cancels it while it runs.
+    /// cancels it while it runs. `notify(key, line)` logs why a job is cancelled.
     pub async fn enter(
         &self,
-        shared: &RunShared,
+        notify: &(dyn Fn(&Text, String) + Send + Sync),
         name: &str,
         cancel_in_progress: bool,
         key: &Text,
@@ -103,10 +100,10 @@ impl Groups {
         let run_now = {
             let mut st = group.state.lock().unwrap();
             if let Some(old) = st.pending.take() {
-                cancel_member(shared, name, &old);
+                cancel_member(notify, name, &old);
             }
             if cancel_in_progress && let Some(r) = &st.running {
-                cancel_member(shared, name, r);
+                cancel_member(notify, name, r);
             }
             let me = Member {
                 id,
@@ -149,5 +146,74 @@ impl Groups {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    fn member(k: &str) -> (Text, CancellationToken) {
+        (Text::from(k), CancellationToken::new())
+    }
+
+    #[tokio::test]
+    async fn pending_is_replaced_and_runs_after_the_running_one() {
+        let groups = Groups::default();
+        let log: StdMutex<Vec<String>> = StdMutex::default();
+        let notify = |k: &Text, l: String| log.lock().unwrap().push(format!("{k}: {l}"));
+        let (ka, ca) = member("a");
+        let a = groups.enter(&notify, "G", false, &ka, &ca).await;
+        assert!(a.is_some());
+        let (kb, cb) = member("b");
+        let (kc, cc) = member("c");
+        let (b, c) = tokio::join!(groups.enter(&notify, "g", false, &kb, &cb), async {
+            tokio::task::yield_now().await;
+            let c = groups.enter(&notify, "g", false, &kc, &cc);
+            tokio::pin!(c);
+            // c waits while a runs; b was replaced and cancelled.
+            tokio::select! {
+                _ = &mut c => panic!("c entered while a runs"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            }
+            assert!(cb.is_cancelled());
+            assert!(!ca.is_cancelled());
+            drop(a);
+            c.await
+        });
+        assert!(b.is_none());
+        assert!(c.is_some());
+        assert!(!cc.is_cancelled());
+        assert_eq!(
+            log.lock().unwrap().as_slice(),
+            ["b: Canceling since a higher priority waiting request for 'g' exists"]
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_in_progress_cancels_the_running_one() {
+        let groups = Groups::default();
+        let notify = |_: &Text, _: String| {};
+        let (ka, ca) = member("a");
+        let a = groups.enter(&notify, "deploy", false, &ka, &ca).await;
+        let (kb, cb) = member("b");
+        let b = groups.enter(&notify, "deploy", true, &kb, &cb);
+        tokio::pin!(b);
+        tokio::select! {
+            _ = &mut b => panic!("b entered while a runs"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        assert!(ca.is_cancelled(), "the running job was not cancelled");
+        drop(a);
+        assert!(b.await.is_some());
+        // Other groups are independent.
+        let (kc, cc) = member("c");
+        assert!(
+            groups
+                .enter(&notify, "other", true, &kc, &cc)
+                .await
+                .is_some()
+        );
     }
 }

@@ -667,9 +667,10 @@ async fn run_leg(
     let cancel = node_cancel.child_token();
     let _slot = match &leg.group {
         Some((g, cip)) => {
+            let notify = |key: &Text, line: String| runner_log(&shared, key, None, line);
             sched
                 .groups
-                .enter(&shared, g, *cip, &leg.key, &cancel)
+                .enter(&notify, g, *cip, &leg.key, &cancel)
                 .await
         }
         None => None,
