@@ -357,7 +357,7 @@ notifications:
     );
     for r in &reqs {
         assert_eq!(r.auth.as_deref(), Some("Bearer xoxb-test-token-123"));
-        assert_eq!(r.body["channel"].as_str().is_some(), true);
+        assert!(r.body["channel"].as_str().is_some());
     }
     let root = &reqs[0].body;
     assert!(root.get("thread_ts").is_none());
