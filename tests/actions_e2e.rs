@@ -793,3 +793,53 @@ jobs:
         lines.join("\n")
     );
 }
+
+#[test]
+fn builtin_cache_saves_in_its_post_stage() {
+    let src = sources();
+    let r = repo_with_workflow(
+        r#"on: push
+jobs:
+  cached:
+    runs-on: ubuntu-latest
+    outputs:
+      hit: ${{ steps.c.outputs.cache-hit }}
+    steps:
+      - id: c
+        name: Cache deps
+        uses: actions/cache@v4
+        with:
+          path: deps
+          key: deps-${{ hashFiles('.github/workflows/ci.yml') }}
+      - run: |
+          if [ -f deps/made ]; then echo "RESTORED $(cat deps/made)"; else mkdir -p deps && echo fresh > deps/made; fi
+"#,
+    );
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    assert_eq!(job_outputs(&ev, "cached")["hit"], "false");
+    let names = step_names(&ev, "cached");
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("Post Cache deps"),
+        "{names:?}"
+    );
+    let lines = log_lines(&ev);
+    assert!(
+        has_line(&lines, "Cache saved with key: deps-"),
+        "{}",
+        lines.join("\n")
+    );
+    // The next run restores what the post stage saved, and does not save again.
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    assert_eq!(job_outputs(&ev, "cached")["hit"], "true");
+    let lines = log_lines(&ev);
+    assert!(has_line(&lines, "RESTORED fresh"), "{}", lines.join("\n"));
+    assert!(has_line(
+        &lines,
+        "Cache hit occurred on the primary key, not saving cache."
+    ));
+}
