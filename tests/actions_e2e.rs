@@ -682,6 +682,21 @@ fn actions_in_container_jobs() {
     if !docker_ready(&["gantry/busybox:latest", "gantry/debian:bookworm"]) {
         return;
     }
+    // A service the Docker action reaches by name on the job's network.
+    let svc = tempfile::tempdir().unwrap();
+    std::fs::write(
+        svc.path().join("Dockerfile"),
+        "FROM gantry/busybox:latest\nRUN mkdir -p /www && echo from-service > /www/index.html\n\
+         CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    )
+    .unwrap();
+    let st = Command::new("docker")
+        .args(["build", "-q", "-t", "gantry-test/actions-websvc:latest"])
+        .arg(svc.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the service image failed");
     let src = sources();
     let wf = format!(
         r#"on: push
@@ -689,6 +704,9 @@ jobs:
   in-busybox:
     runs-on: ubuntu-latest
     container: gantry/busybox:latest
+    services:
+      web:
+        image: gantry-test/actions-websvc:latest
     outputs:
       js: ${{{{ steps.js.outputs.greeting }}}}
       comp: ${{{{ steps.comp.outputs.greeting }}}}
@@ -704,6 +722,10 @@ jobs:
         with:
           who: boxed
 {docker}
+      - uses: docker://gantry/busybox:latest
+        with:
+          entrypoint: /bin/sh
+          args: -c "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://web:8080/ && exit 0; sleep 0.5; done; exit 1"
   in-debian:
     runs-on: debian-label
     outputs:
@@ -748,6 +770,7 @@ jobs:
         "{all}"
     );
     check_docker_lines(&lines, "container");
+    assert!(has_line(&lines, "from-service"), "service by name: {all}");
     assert!(
         action_containers().is_empty(),
         "action containers left behind"

@@ -290,6 +290,12 @@ impl StepRunner<'_> {
             workspace: self.workspace_host.clone(),
             temp: self.temp_host.clone(),
         };
+        // In a container job the action joins the job's network (services by name).
+        let network = self
+            .env
+            .container()
+            .map(|c| c.network)
+            .filter(|n| !n.is_empty());
         let spec = docker_action::assemble(
             &prepared.image,
             entrypoint,
@@ -297,7 +303,7 @@ impl StepRunner<'_> {
             &env,
             &prepared.runs_env,
             &paths,
-            None,
+            network,
         );
         self.run_stage_process(i, files, control, ctx, state, |tx, cancel| async move {
             docker_action::run_container(&docker, &spec, tx, cancel).await
