@@ -866,3 +866,56 @@ jobs:
         "Cache hit occurred on the primary key, not saving cache."
     ));
 }
+
+#[test]
+fn local_js_action_runs_without_pre_stage() {
+    let src = sources();
+    let wf = r#"on: push
+jobs:
+  local:
+    runs-on: ubuntu-latest
+    steps:
+      - id: l
+        name: Local JS
+        uses: ./.github/actions/js
+        with:
+          name: local
+      - name: Skipped JS
+        if: false
+        uses: ./.github/actions/js
+"#;
+    let r = git_repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/actions/js/action.yml", JS_ACTION_YML),
+        (".github/actions/js/pre.js", JS_PRE),
+        (".github/actions/js/main.js", JS_MAIN),
+        (".github/actions/js/post.js", JS_POST),
+    ]);
+    let out = run(r.path(), &src, "cache", &["--host", "--offline"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    let lines = log_lines(&ev);
+    let all = lines.join("\n");
+    assert!(
+        !has_line(&lines, "JS-PRE"),
+        "local actions have no pre stage: {all}"
+    );
+    assert!(
+        has_line(&lines, "JS-MAIN local octo=1 pre=undefined repo=undefined"),
+        "{all}"
+    );
+    assert!(
+        has_line(
+            &lines,
+            "JS-POST local pre=undefined main=M-local cmd=C-local"
+        ),
+        "{all}"
+    );
+    // A step skipped by `if:` registers no post stage.
+    let names = step_names(&ev, "local");
+    assert_eq!(
+        names,
+        ["Local JS", "Skipped JS", "Post Local JS"],
+        "{names:?}"
+    );
+}
