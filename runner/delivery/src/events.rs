@@ -347,3 +347,80 @@ pub fn to_run_event(
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Phase;
+    use gantry_engine::events::{EventBus, RunEvent};
+
+    fn measurement(value: &str) -> Measurement {
+        Measurement {
+            probe: "api".into(),
+            index: 2,
+            at: chrono::Utc::now(),
+            phase: Phase::Failed,
+            status: Some(500),
+            value: Some(value.into()),
+            latency_ms: 7,
+            message: Some(format!("got {value}")),
+        }
+    }
+
+    #[test]
+    fn run_events_are_masked_and_only_the_public_ones() {
+        let mask = crate::notify::masker(vec!["s3cret-token".to_string()]);
+        let ev = DeliveryEvent::HealthMeasurement {
+            run_id: "1".into(),
+            environment: "staging".into(),
+            measurement: measurement("token=s3cret-token"),
+        };
+        let r = to_run_event(&ev, &*mask).unwrap();
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["type"], "health_measurement");
+        assert_eq!(j["phase"], "failed");
+        assert_eq!(j["status"], 500);
+        assert_eq!(j["index"], 2);
+        assert_eq!(j["value"], "token=***");
+        assert_eq!(j["message"], "got token=***");
+        // Gate progress and rollback output stay on the delivery channel.
+        let quiet = DeliveryEvent::RollbackOutput {
+            run_id: "1".into(),
+            environment: "staging".into(),
+            line: "x".into(),
+        };
+        assert!(to_run_event(&quiet, &*mask).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sink_emits_into_the_bus_in_order() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe();
+        let mut sink = EventSink::new(None);
+        sink.bus = Some((bus.clone(), crate::notify::masker(Vec::new())));
+        sink.emit(DeliveryEvent::DeploymentFailed {
+            run_id: "1".into(),
+            environment: "prod".into(),
+            sha: "abc".into(),
+            message: "boom".into(),
+        });
+        sink.emit(DeliveryEvent::RolledBack {
+            run_id: "1".into(),
+            environment: "prod".into(),
+            failed_sha: "abc".into(),
+            to_sha: Some("def".into()),
+            healthy: Some(true),
+            message: "rolled back".into(),
+        });
+        bus.close();
+        let mut seen = Vec::new();
+        while let Some(e) = sub.recv().await {
+            seen.push(match &*e {
+                RunEvent::DeploymentFailed { message, .. } => message.clone(),
+                RunEvent::RolledBack { to_sha, .. } => to_sha.clone().unwrap(),
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        assert_eq!(seen, ["boom", "def"]);
+    }
+}
