@@ -331,3 +331,34 @@ impl StepRunner<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(status: Status) -> Ctx {
+        let mut c = Ctx::new();
+        c.status = StatusMode::Step(status);
+        c.set(
+            "runner",
+            Value::from_json(&serde_json::json!({"os": "Linux"})),
+        );
+        c
+    }
+
+    #[test]
+    fn post_if_is_not_wrapped_in_success() {
+        let failed = ctx(Status::Failure);
+        // GitHub evaluates the condition as written: no implicit success() && (…).
+        assert!(eval_unwrapped(&failed, "runner.os == 'Linux'").unwrap());
+        assert!(eval_unwrapped(&failed, "${{ runner.os == 'Linux' }}").unwrap());
+        assert!(!eval_unwrapped(&failed, "success()").unwrap());
+        assert!(eval_unwrapped(&failed, "failure()").unwrap());
+        assert!(eval_unwrapped(&failed, "always()").unwrap());
+        let ok = ctx(Status::Success);
+        assert!(eval_unwrapped(&ok, "success()").unwrap());
+        assert!(!eval_unwrapped(&ok, "runner.os == 'Windows'").unwrap());
+        assert!(eval_unwrapped(&ok, "").unwrap());
+        assert!(eval_unwrapped(&ok, "runner.os ==").is_err());
+    }
+}
