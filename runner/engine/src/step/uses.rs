@@ -88,6 +88,9 @@ impl StepRunner<'_> {
         state: &mut JobState,
     ) -> StepResult {
         let u = uses.value.trim();
+        if let Err(e) = crate::actions::parse_uses(u) {
+            return self.uses_error(i, uses, state, &e.to_string());
+        }
         let resolved = match self.resolve_uses(u).await {
             Ok(r) => r,
             Err(e) => {
