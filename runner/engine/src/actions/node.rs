@@ -125,11 +125,34 @@ pub fn host_node(path: &str) -> Result<NodeRuntime, String> {
     let program = crate::shell::which("node", path).ok_or(
         "JavaScript actions need Node.js: no `node` on PATH (install Node.js 20 or newer)",
     )?;
-    let out = std::process::Command::new(&program)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("{}: {e}", program.display()))?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `node --version` once per binary (path and mtime) per process, not per stage.
+    type Versions = std::collections::HashMap<(PathBuf, Option<std::time::SystemTime>), String>;
+    static VERSIONS: std::sync::Mutex<Option<Versions>> = std::sync::Mutex::new(None);
+    let key = (
+        program.clone(),
+        std::fs::metadata(&program).and_then(|m| m.modified()).ok(),
+    );
+    let cached = VERSIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&key).cloned());
+    let version = match cached {
+        Some(v) => v,
+        None => {
+            let out = std::process::Command::new(&program)
+                .arg("--version")
+                .output()
+                .map_err(|e| format!("{}: {e}", program.display()))?;
+            let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            VERSIONS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Default::default)
+                .insert(key, v.clone());
+            v
+        }
+    };
     Ok(NodeRuntime {
         program: program.display().to_string(),
         version,
