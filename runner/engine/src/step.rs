@@ -64,6 +64,9 @@ pub struct JobState {
     pub extra_steps: usize,
     /// The node runtime of container jobs, once found (program and leading arguments).
     pub container_node: Option<Vec<String>>,
+    /// `uses:` values that failed to resolve at set-up (reported by their steps, not
+    /// fetched twice).
+    pub resolve_failed: std::collections::HashMap<String, crate::actions::ResolveError>,
 }
 
 impl JobState {
@@ -83,6 +86,7 @@ impl JobState {
             pre_done: Default::default(),
             extra_steps: 0,
             container_node: None,
+            resolve_failed: Default::default(),
         }
     }
 }

@@ -74,8 +74,12 @@ impl StepRunner<'_> {
             if !matches!(crate::actions::parse_uses(u), Ok(UsesRef::Remote(_))) {
                 continue;
             }
-            let Ok(resolved) = self.resolve_uses(u).await else {
-                continue;
+            let resolved = match self.resolve_uses(u).await {
+                Ok(r) => r,
+                Err(e) => {
+                    state.resolve_failed.insert(u.to_string(), e);
+                    continue;
+                }
             };
             let ResolvedKind::Dir(dir) = &resolved.kind else {
                 continue;

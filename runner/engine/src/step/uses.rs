@@ -91,7 +91,16 @@ impl StepRunner<'_> {
         if let Err(e) = crate::actions::parse_uses(u) {
             return self.uses_error(i, uses, state, &e.to_string());
         }
-        let resolved = match self.resolve_uses(u).await {
+        let known_failure = if state.depth == 0 {
+            state.resolve_failed.get(u).cloned()
+        } else {
+            None
+        };
+        let resolved = match known_failure {
+            Some(e) => Err(e),
+            None => self.resolve_uses(u).await,
+        };
+        let resolved = match resolved {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("cannot resolve the action; tried: {}", e.tried.join("; "));
