@@ -135,7 +135,8 @@ impl EventSink {
     }
 
     pub fn emit(&self, ev: DeliveryEvent) {
-        if self.print {
+        // A notification that could not be sent is always said (stderr), also with `--json`.
+        if self.print || matches!(ev, DeliveryEvent::NotificationWarning { .. }) {
             let line = describe(&ev);
             match &self.bus {
                 Some((_, mask)) => eprintln!("{}", mask(&line)),
