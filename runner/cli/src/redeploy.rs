@@ -27,6 +27,8 @@ type Outputs = IndexMap<String, String>;
 
 /// The redeploy hook of one `gantry run`.
 pub struct RunRedeploy {
+    /// The repository (canonical).
+    root: PathBuf,
     args: RunArgs,
     secrets: IndexMap<String, String>,
     event_name: String,
@@ -56,6 +58,7 @@ impl RunRedeploy {
         let outputs = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(collect_outputs(sub, outputs.clone()));
         Arc::new(RunRedeploy {
+            root: cfg.root.clone(),
             args: args.clone(),
             secrets: cfg.secrets.clone(),
             event_name: cfg.event_name.clone(),
@@ -250,13 +253,7 @@ impl Redeploy for RunRedeploy {
                 previous.run_id
             ));
         };
-        let root = &self
-            .args
-            .workdir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."));
-        let root = root.canonicalize().unwrap_or(root.clone());
-        let wt = Worktree::add(&root, &previous.sha)?;
+        let wt = Worktree::add(&self.root, &previous.sha)?;
         output(format!(
             "redeploying job `{job_id}` of {workflow} at {} (run {})",
             &previous.sha[..previous.sha.len().min(7)],
