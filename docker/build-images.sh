@@ -9,7 +9,11 @@
 #   registry gantry/registry:latest  FROM scratch + Debian's libc6 and docker-registry
 #                                    (distribution 2.8) packages: a local registry on :5000
 #                                    for example pipelines (seconds)
-#   all      busybox and debian (the default; registry only when named)
+#   postgres gantry/postgres:15      gantry/debian:bookworm + Debian's postgresql-15 and the
+#                                    packages it needs (apt-get download on the host, dpkg -i
+#                                    in a classic build); entrypoint like the official image
+#                                    (POSTGRES_USER/PASSWORD/DB), pg_isready health check
+#   all      busybox and debian (the default; registry and postgres only when named)
 #
 # Idempotent: an image that already exists is skipped unless --force is given.
 # Needs: docker, apt-get + dpkg-deb (busybox), debootstrap (installed with apt-get when
@@ -20,6 +24,7 @@ set -euo pipefail
 BUSYBOX_IMAGE=gantry/busybox:latest
 DEBIAN_IMAGE=gantry/debian:bookworm
 REGISTRY_IMAGE=gantry/registry:latest
+POSTGRES_IMAGE=gantry/postgres:15
 DEBIAN_SUITE=${GANTRY_DEBIAN_SUITE:-bookworm}
 DEBIAN_MIRROR=${GANTRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,10 +34,10 @@ targets=()
 for arg in "$@"; do
     case "$arg" in
         --force|-f) force=1 ;;
-        busybox|debian|registry) targets+=("$arg") ;;
+        busybox|debian|registry|postgres) targets+=("$arg") ;;
         all) targets+=(busybox debian) ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, all, --force)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, postgres, all, --force)" >&2; exit 2 ;;
     esac
 done
 [ ${#targets[@]} -eq 0 ] && targets=(busybox debian)
@@ -160,11 +165,41 @@ build_registry() {
     say "built $REGISTRY_IMAGE in $((SECONDS - start))s"
 }
 
+build_postgres() {
+    local start=$SECONDS ctx="$WORK/postgres" status="$WORK/postgres-dpkg-status" pkgs
+    image_exists "$DEBIAN_IMAGE" || build_debian
+    say "building $POSTGRES_IMAGE from $DEBIAN_IMAGE and Debian's postgresql-15 package"
+    command -v apt-get >/dev/null || die "apt-get not found (a Debian-based host is needed to fetch postgresql-15)"
+    # The packages to add are what apt would install into the base image: resolve against the
+    # image's own dpkg status, then fetch exactly those .debs on the host.
+    docker run --rm --label dev.gantry.image=postgres-build "$DEBIAN_IMAGE" cat /var/lib/dpkg/status >"$status" \
+        || die "cannot read the dpkg status of $DEBIAN_IMAGE"
+    resolve() {
+        apt-get -s -o Dir::State::status="$status" install --no-install-recommends postgresql-15 2>"$WORK/apt-s.err" \
+            | awk '$1 == "Inst" { print $2 }'
+    }
+    pkgs=$(resolve)
+    if [ -z "$pkgs" ]; then
+        say "cannot resolve postgresql-15; refreshing package lists (apt-get update)"
+        as_root apt-get update -qq >/dev/null
+        pkgs=$(resolve)
+        [ -n "$pkgs" ] || die "apt-get cannot resolve postgresql-15 for $DEBIAN_IMAGE: $(cat "$WORK/apt-s.err")"
+    fi
+    # shellcheck disable=SC2086 # one package name per word
+    download_debs "$ctx/debs" $pkgs
+    rm -f "$ctx/debs/apt.err"
+    cp "$SCRIPT_DIR/postgres/Dockerfile" "$SCRIPT_DIR/postgres/docker-entrypoint.sh" "$ctx/"
+    DOCKER_BUILDKIT=0 docker build -q --label dev.gantry.image=postgres -t "$POSTGRES_IMAGE" "$ctx" >/dev/null 2>"$ctx/build.err" \
+        || die "docker build failed: $(tail -n 30 "$ctx/build.err")"
+    say "built $POSTGRES_IMAGE in $((SECONDS - start))s ($(echo "$pkgs" | wc -w) packages)"
+}
+
 for t in "${targets[@]}"; do
     case "$t" in
         busybox) img=$BUSYBOX_IMAGE ;;
         debian) img=$DEBIAN_IMAGE ;;
         registry) img=$REGISTRY_IMAGE ;;
+        postgres) img=$POSTGRES_IMAGE ;;
     esac
     if [ "$force" -eq 0 ] && image_exists "$img"; then
         say "$img already exists (use --force to rebuild)"
