@@ -63,12 +63,67 @@ fn display_fn(f: &str) -> &str {
     }
 }
 
+/// Result of checking one scalar: the literal it collapses to, or the error message.
+type Checked = Result<Option<String>, String>;
+
+/// Strings longer than this are not memoized (long `run:` scripts rarely repeat).
+const MEMO_MAX_LEN: usize = 512;
+/// The memo is emptied when it holds this many strings (bounded memory in a server).
+const MEMO_MAX_ENTRIES: usize = 16_384;
+
+/// Memoizes checks per (allowed contexts, text) on this thread. Large workflows repeat
+/// the same expressions (`${{ matrix.os }}`, `${{ secrets.TOKEN }}`, `if: success()`)
+/// hundreds of times; the outcome depends only on the text and the context bits.
+fn memoized(kind: u8, s: &str, bits: u32, check: impl FnOnce() -> Checked) -> Checked {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    type Memo = HashMap<Box<str>, Vec<(u8, u32, Checked)>>;
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(HashMap::new());
+    }
+    if s.len() > MEMO_MAX_LEN {
+        return check();
+    }
+    let hit = MEMO.with(|m| {
+        m.borrow().get(s).and_then(|v| {
+            v.iter()
+                .find(|(k, b, _)| *k == kind && *b == bits)
+                .map(|(_, _, r)| r.clone())
+        })
+    });
+    if let Some(r) = hit {
+        return r;
+    }
+    let r = check();
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= MEMO_MAX_ENTRIES {
+            m.clear();
+        }
+        match m.get_mut(s) {
+            Some(v) => v.push((kind, bits, r.clone())),
+            None => {
+                m.insert(s.into(), vec![(kind, bits, r.clone())]);
+            }
+        }
+    });
+    r
+}
+
 /// Checks a scalar containing `${{`. `Ok(Some(text))` when it collapses to a literal.
 pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
+    memoized(0, s, bits, || check_template_uncached(s, bits))
+}
+
+fn check_template_uncached(s: &str, bits: u32) -> Checked {
     let t = Template::parse_with(s, options(bits)).map_err(|e| e.message)?;
     check_functions(t.called_functions(), bits)?;
-    if t.converted_expr()
-        .is_some_and(|c| c.chars().count() > gantry_expr::MAX_LENGTH)
+    // The converted `format(...)` is at most 3× the scalar plus 10 chars (literal text at
+    // most doubles when escaped; each `${{ e }}` of 5+ chars becomes `{n}, e`): build it
+    // only when it could exceed the limit.
+    if s.len() * 3 + 10 > gantry_expr::MAX_LENGTH
+        && t.converted_expr()
+            .is_some_and(|c| c.chars().count() > gantry_expr::MAX_LENGTH)
     {
         return Err(format!(
             "Exceeded max expression length {}",
@@ -83,6 +138,10 @@ pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, Strin
 
 /// Checks an `if:` condition (plain text is an expression; `${{ }}` optional).
 pub(crate) fn check_if(s: &str, bits: u32) -> Result<(), String> {
+    memoized(1, s, bits, || check_if_uncached(s, bits).map(|()| None)).map(|_| ())
+}
+
+fn check_if_uncached(s: &str, bits: u32) -> Result<(), String> {
     let opts = options(bits);
     let t = Template::parse_with(s, opts).map_err(|e| e.message)?;
     match t {

@@ -292,12 +292,13 @@ impl Reader<'_> {
         let mut seen: Vec<String> = Vec::new();
         let mut has_expr_key = false;
         for (k, v) in entries {
-            let key = match &k.kind {
+            let key: std::borrow::Cow<'_, str> = match &k.kind {
                 YKind::Seq(_) | YKind::Map(_) => {
                     self.diags.error(k.span, "A mapping key must be a string");
                     continue;
                 }
-                _ => k.scalar_string().unwrap_or_default(),
+                YKind::Str(s, _) => std::borrow::Cow::Borrowed(s),
+                _ => std::borrow::Cow::Owned(k.scalar_string().unwrap_or_default()),
             };
             if key.contains("${{") {
                 has_expr_key = true;
