@@ -189,6 +189,32 @@ async fn locate(env: &ActionEnv<'_>, program: &str) -> Option<String> {
     crate::shell::which(program, &path).map(|p| p.display().to_string())
 }
 
+/// Like the real action's tool-cache `bin` directory: `python`, `python3` (links to the chosen
+/// interpreter) and `pip`, `pip3` (`python -m pip`) in the job's temp directory, so that
+/// steps written for GitHub (`python -m ...`, `pip install`) work on images that only have
+/// `python3`. `None` (nothing added) when there is no job or the directory cannot be made.
+async fn python_shims(env: &ActionEnv<'_>, bin: &str, ver: &str) -> Option<String> {
+    let job = env.job?;
+    let dir = format!(
+        "{}/_setup-python/{ver}/bin",
+        job.paths().temp.trim_end_matches('/')
+    );
+    let script = r#"set -e; mkdir -p "$1"; ln -sf "$2" "$1/python"; ln -sf "$2" "$1/python3"
+for p in pip pip3; do printf '#!/bin/sh\nexec "%s" -m pip "$@"\n' "$2" > "$1/$p"; chmod 0755 "$1/$p"; done"#;
+    let argv = [
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "setup-python".into(),
+        dir.clone(),
+        bin.to_string(),
+    ];
+    match capture(env, &argv).await {
+        Some((0, _)) => Some(dir),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl BuiltinAction for Setup {
     fn name(&self) -> &'static str {
@@ -258,6 +284,10 @@ impl BuiltinAction for Setup {
             res.path.push(dir.clone());
             match self {
                 Setup::Python => {
+                    if let Some(shims) = python_shims(env, &bin, &ver).await {
+                        res.log(format!("python, python3, pip and pip3 in {shims}"));
+                        res.path.push(shims);
+                    }
                     res.output("python-version", ver);
                     res.output("python-path", bin.clone());
                     res.env.insert(
