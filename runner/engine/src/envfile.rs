@@ -130,11 +130,20 @@ pub fn decode_text(bytes: &[u8]) -> Cow<'_, str> {
 
 /// Reads and parses a key/value file. A missing file yields no pairs.
 pub fn read_key_value_file(path: &Path) -> Result<Vec<(String, String)>, EnvFileFailure> {
+    if is_empty_file(path) {
+        return Ok(Vec::new());
+    }
     match std::fs::read(path) {
         Ok(bytes) => parse_key_values(&decode_text(&bytes)).map_err(EnvFileFailure::Parse),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(EnvFileFailure::Io(e)),
     }
+}
+
+/// An existing empty file (most steps write no file command): one `stat` instead of
+/// open, read and close.
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 /// Why a file command could not be processed.
@@ -169,6 +178,9 @@ pub fn parse_path_file(text: &str) -> Vec<String> {
 
 /// Reads a `GITHUB_PATH` file; a missing file yields no entries.
 pub fn read_path_file(path: &Path) -> io::Result<Vec<String>> {
+    if is_empty_file(path) {
+        return Ok(Vec::new());
+    }
     match std::fs::read(path) {
         Ok(bytes) => Ok(parse_path_file(&decode_text(&bytes))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -273,14 +285,24 @@ pub struct FileCommandFiles {
 
 impl FileCommandFiles {
     /// Creates `<temp>/_runner_file_commands/{set_output,set_env,add_path,save_state,
-    /// step_summary}_<uuid>`, empty, with one new uuid.
+    /// step_summary}_<uuid>`, empty, with one new uuid. The files reuse spare inodes parked
+    /// by earlier steps of the run when there are any (see [`spare`]).
     pub fn create(runner_temp: &Path) -> io::Result<FileCommandFiles> {
         let dir = runner_temp.join(FILE_COMMANDS_DIR);
         std::fs::create_dir_all(&dir)?;
         let uuid = uuid::Uuid::new_v4().to_string();
         let file = |prefix: &str| -> io::Result<PathBuf> {
             let p = dir.join(format!("{prefix}{uuid}"));
-            std::fs::File::create(&p)?;
+            match spare::take(runner_temp, &p) {
+                Some(f) => {
+                    if f.metadata()?.len() != 0 {
+                        f.set_len(0)?;
+                    }
+                }
+                None => {
+                    std::fs::File::create(&p)?;
+                }
+            }
             Ok(p)
         };
         Ok(FileCommandFiles {
@@ -305,8 +327,10 @@ impl FileCommandFiles {
         ]
     }
 
-    /// Deletes the files (errors ignored; a later step gets new ones anyway).
+    /// Takes the files away from their paths (errors ignored; a later step gets new ones
+    /// anyway). They are parked as spares for later steps, or deleted.
     pub fn remove(&self) {
+        let temp = self.dir.parent().unwrap_or(&self.dir);
         for p in [
             &self.output,
             &self.env,
@@ -314,7 +338,125 @@ impl FileCommandFiles {
             &self.state,
             &self.summary,
         ] {
-            let _ = std::fs::remove_file(p);
+            if !spare::park(temp, p) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Spare inodes. Every step needs six fresh files (five file-command files and the
+/// script); creating and deleting them costs an inode allocation and a deletion each, and
+/// on ext4 without a journal every allocation also skips the inodes deleted in the last
+/// ~30 s one by one (`recently_deleted`), so steady churn makes each new file slower than
+/// the last. Instead, a file a step is done with is renamed into `<work-root>/_spare/` and
+/// renamed back under the next step's fresh name: a rename allocates and frees nothing.
+/// Paths, emptiness and content are exactly as with new files: a spare keeps no name a
+/// step knows and is emptied when parked (nothing a step wrote outlives it).
+/// The spares go away with the run's work directory.
+pub mod spare {
+    use std::fs::File;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    /// Name of the directory of spare files beside the job directories.
+    pub const SPARE_DIR: &str = "_spare";
+    /// Most spares kept per work root.
+    const MAX_PER_ROOT: usize = 64;
+    /// Most work roots remembered (older ones are forgotten, their files deleted with them).
+    const MAX_ROOTS: usize = 8;
+
+    static POOL: Mutex<Vec<(PathBuf, Vec<PathBuf>)>> = Mutex::new(Vec::new());
+
+    fn pool() -> std::sync::MutexGuard<'static, Vec<(PathBuf, Vec<PathBuf>)>> {
+        POOL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `<work-root>/_spare` for a job's temp directory `<work-root>/<job>/_temp`; `None`
+    /// for any other layout (no recycling there).
+    pub fn dir_for(runner_temp: &Path) -> Option<PathBuf> {
+        if runner_temp.file_name()? != "_temp" {
+            return None;
+        }
+        Some(runner_temp.parent()?.parent()?.join(SPARE_DIR))
+    }
+
+    /// Parks `file` (a regular file under `runner_temp`) as a spare. `false` when it was
+    /// not parked; the caller deletes it then.
+    pub fn park(runner_temp: &Path, file: &Path) -> bool {
+        let Some(dir) = dir_for(runner_temp) else {
+            return false;
+        };
+        match std::fs::symlink_metadata(file) {
+            // Emptied first: what a step wrote (outputs, a script with secrets in it) must
+            // not outlive the step.
+            Ok(m) if m.is_file() && m.len() == 0 => {}
+            Ok(m) if m.is_file() => {
+                if File::options()
+                    .write(true)
+                    .open(file)
+                    .and_then(|f| f.set_len(0))
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        {
+            let mut pool = pool();
+            match pool.iter().position(|(d, _)| *d == dir) {
+                Some(i) if pool[i].1.len() >= MAX_PER_ROOT => return false,
+                Some(_) => {}
+                None => {
+                    if std::fs::create_dir_all(&dir).is_err() {
+                        return false;
+                    }
+                    if pool.len() >= MAX_ROOTS {
+                        pool.remove(0);
+                    }
+                    pool.push((dir.clone(), Vec::new()));
+                }
+            }
+        }
+        let dst = dir.join(uuid::Uuid::new_v4().simple().to_string());
+        if std::fs::rename(file, &dst).is_err() {
+            return false;
+        }
+        let mut pool = pool();
+        match pool.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, v)) => {
+                v.push(dst);
+                true
+            }
+            None => {
+                // Forgotten meanwhile: delete it ourselves.
+                let _ = std::fs::remove_file(&dst);
+                true
+            }
+        }
+    }
+
+    /// Moves a spare to `dst` (a path that does not exist yet) and opens it for writing,
+    /// content unchanged. `None` when there is no usable spare.
+    pub fn take(runner_temp: &Path, dst: &Path) -> Option<File> {
+        let dir = dir_for(runner_temp)?;
+        loop {
+            let candidate = {
+                let mut pool = pool();
+                let (_, v) = pool.iter_mut().find(|(d, _)| *d == dir)?;
+                v.pop()?
+            };
+            // A spare deleted with its work root meanwhile just fails here.
+            if std::fs::rename(&candidate, dst).is_ok() {
+                match File::options().write(true).open(dst) {
+                    Ok(f) => return Some(f),
+                    Err(_) => {
+                        let _ = std::fs::remove_file(dst);
+                        return None;
+                    }
+                }
+            }
         }
     }
 }
@@ -465,5 +607,50 @@ mod tests {
         f.remove();
         assert!(!f.output.exists());
         assert_eq!(read_path_file(&f.path).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn spares_are_recycled_empty_under_new_names() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let temp = tmp.path().join("job").join("_temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        let a = FileCommandFiles::create(&temp).unwrap();
+        std::fs::write(&a.output, "secret=x\n").unwrap();
+        let inodes: Vec<u64> = [&a.output, &a.env]
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().ino())
+            .collect();
+        a.remove();
+        assert!(!a.output.exists() && !a.env.exists());
+        let spare_dir = tmp.path().join(spare::SPARE_DIR);
+        // Parked emptied: nothing the step wrote survives it.
+        for e in std::fs::read_dir(&spare_dir).unwrap() {
+            assert_eq!(e.unwrap().metadata().unwrap().len(), 0);
+        }
+        let b = FileCommandFiles::create(&temp).unwrap();
+        assert_ne!(a.uuid, b.uuid);
+        let reused = [&b.output, &b.env, &b.path, &b.state, &b.summary]
+            .iter()
+            .filter(|p| inodes.contains(&std::fs::metadata(p).unwrap().ino()))
+            .count();
+        assert!(reused >= 1, "no spare inode was reused");
+        for (_, p) in b.env_vars(|p| p.display().to_string()) {
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        }
+        // A script reuses a spare too and holds exactly its new text.
+        b.remove();
+        let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
+        let script = sh.write_script(&temp, "echo hi").unwrap();
+        assert_eq!(std::fs::read_to_string(&script).unwrap(), "echo hi");
+        crate::shell::Shell::discard_script(&temp, &script);
+        assert!(!script.exists());
+        // Outside the `<root>/<job>/_temp` layout nothing is parked.
+        let other = tmp.path().join("plain");
+        std::fs::create_dir_all(&other).unwrap();
+        let c = FileCommandFiles::create(&other).unwrap();
+        c.remove();
+        assert!(!c.output.exists());
+        assert!(spare::dir_for(&other).is_none());
     }
 }

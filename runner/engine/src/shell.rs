@@ -120,10 +120,28 @@ impl Shell {
     /// Writes the script (after fix-ups, UTF-8 without BOM) to `<dir>/<uuid><ext>`, returning
     /// the host path.
     pub fn write_script(&self, dir: &Path, contents: &str) -> std::io::Result<PathBuf> {
+        use std::io::Write;
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
-        std::fs::write(&path, self.fix_up_script(contents))?;
+        let text = self.fix_up_script(contents);
+        // A spare (empty) inode from an earlier step, see `envfile::spare`.
+        if let Some(mut f) = crate::envfile::spare::take(dir, &path) {
+            if f.metadata()?.len() != 0 {
+                f.set_len(0)?;
+            }
+            f.write_all(text.as_bytes())?;
+            return Ok(path);
+        }
+        std::fs::write(&path, text)?;
         Ok(path)
+    }
+
+    /// Disposes of a script after its step: parked as a spare inode for a later step's
+    /// script or file commands, or deleted.
+    pub fn discard_script(dir: &Path, path: &Path) {
+        if !crate::envfile::spare::park(dir, path) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// The argv for running the script at `script_path` (in the job's view): `{0}` replaced

@@ -699,7 +699,7 @@ impl StepRunner<'_> {
         };
         let workdir = join_view(&self.workspace_view, &wd);
         if !self.is_container && !std::path::Path::new(&workdir).is_dir() {
-            let _ = std::fs::remove_file(&script_path);
+            Shell::discard_script(&self.temp_host, &script_path);
             files.remove();
             return fail(
                 self,
@@ -775,7 +775,7 @@ impl StepRunner<'_> {
             pipe.finish();
         };
         let (res, ()) = tokio::join!(control, consume);
-        let _ = std::fs::remove_file(&script_path);
+        Shell::discard_script(&self.temp_host, &script_path);
 
         let OutputPipe {
             masker, effects, ..
