@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build Gantry's local container images without any registry, from Debian packages.
 #
-#   docker/build-images.sh [--force] [busybox|debian|all ...]
+#   docker/build-images.sh [--force] [busybox|debian|registry|postgres|all ...]
 #
 #   busybox  gantry/busybox:latest   FROM scratch + Debian's busybox-static (seconds)
 #   debian   gantry/debian:bookworm  debootstrap minbase + bash git curl python3
@@ -36,7 +36,7 @@ for arg in "$@"; do
         --force|-f) force=1 ;;
         busybox|debian|registry|postgres) targets+=("$arg") ;;
         all) targets+=(busybox debian) ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, postgres, all, --force)" >&2; exit 2 ;;
     esac
 done
