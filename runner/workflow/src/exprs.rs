@@ -112,67 +112,7 @@ fn memoized(kind: u8, s: &str, bits: u32, check: impl FnOnce() -> Checked) -> Ch
 
 /// Checks a scalar containing `${{`. `Ok(Some(text))` when it collapses to a literal.
 pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
-    memoized(0, s, bits, || {
-        check_by_segments(s, bits).unwrap_or_else(|| check_template_uncached(s, bits))
-    })
-}
-
-/// The `${{ … }}` segments of `s` as `Template::parse_with` finds them; `None` when a
-/// segment is not closed (the full parser reports that).
-fn segments(s: &str) -> Option<Vec<(usize, usize)>> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(p) = s[i..].find("${{") {
-        let start = i + p;
-        let mut in_str = false;
-        let mut j = start + 3;
-        let mut end = None;
-        while j < b.len() {
-            if b[j] == b'\'' {
-                in_str = !in_str;
-            } else if !in_str && b[j] == b'}' && b[j - 1] == b'}' {
-                end = Some(j);
-                break;
-            }
-            j += 1;
-        }
-        let end = end?;
-        out.push((start, end + 1));
-        i = end + 1;
-    }
-    Some(out)
-}
-
-/// A template with text around or between its expressions, checked one `${{ e }}` at a
-/// time through the memo: scripts are unique, the expressions inside them repeat. Gives
-/// exactly what the whole-template check gives: the first parse error in order, then the
-/// first function not allowed, and no literal (text plus expressions never collapses).
-/// `None` when the whole-template path must decide (one bare expression, unclosed `${{`,
-/// or a scalar long enough to hit the length limit).
-fn check_by_segments(s: &str, bits: u32) -> Option<Checked> {
-    if s.len() * 3 + 10 > gantry_expr::MAX_LENGTH {
-        return None;
-    }
-    let segs = segments(s)?;
-    if segs.is_empty() || (segs.len() == 1 && segs[0] == (0, s.len())) {
-        return None;
-    }
-    let mut funcs: Vec<String> = Vec::new();
-    for &(a, b) in &segs {
-        let seg = &s[a..b];
-        let parsed = memoized(2, seg, bits, || {
-            let t = Template::parse_with(seg, options(bits)).map_err(|e| e.message)?;
-            // The called functions travel as the "literal" of this memo entry.
-            Ok(Some(t.called_functions().collect::<Vec<_>>().join(",")))
-        });
-        match parsed {
-            Err(e) => return Some(Err(e)),
-            Ok(Some(f)) if !f.is_empty() => funcs.extend(f.split(',').map(str::to_string)),
-            Ok(_) => {}
-        }
-    }
-    Some(check_functions(funcs.iter().map(String::as_str), bits).map(|()| None))
+    memoized(0, s, bits, || check_template_uncached(s, bits))
 }
 
 fn check_template_uncached(s: &str, bits: u32) -> Checked {
@@ -362,30 +302,6 @@ mod tests {
             untrusted_inputs("echo ${{ github.sha }} ${{ github.event.issue.number }}").is_empty()
         );
         assert!(untrusted_inputs("echo ${{ 'github.head_ref' }}").is_empty());
-    }
-
-    #[test]
-    fn segment_checks_agree_with_whole_template_checks() {
-        let cases = [
-            "echo ${{ matrix.os }} and ${{ github.sha }}",
-            "a ${{ 'lit' }} b",
-            "x ${{ secrets.x }} y ${{ 1 + }}",
-            "x ${{ 1 + }} y ${{ secrets.x }}",
-            "x ${{ hashFiles('a') }} ${{ success() }}",
-            "x ${{ success() }} ${{ foo( }}",
-            "x ${{ '}}' }} y ${{ }} z",
-            "x ${{ github.sha }} ${{ unclosed",
-            "${{ matrix.os }}",
-            "pre ${{ format('{0}', matrix.node) }}${{ matrix.os }}post",
-        ];
-        for bits in [ctx::GIVNSM, ctx::GIV, ctx::STEP_IF, ctx::JOB_IF] {
-            for c in cases {
-                let whole = check_template_uncached(c, bits);
-                let seg = check_by_segments(c, bits).unwrap_or_else(|| whole.clone());
-                assert_eq!(seg, whole, "{c:?} with bits {bits:#x}");
-                assert_eq!(check_template(c, bits), whole, "{c:?} memoized");
-            }
-        }
     }
 
     #[test]
