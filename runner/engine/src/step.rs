@@ -22,7 +22,7 @@ mod uses;
 use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
 use crate::commands::{Command, CommandProcessor, LineAction};
 use crate::context;
-use crate::envfile::{self, FileCommandFiles, StepSummary};
+use crate::envfile::{self, FileCommandFiles};
 use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{EventBus, RunEvent, Status, Stream, Text, millis};
 use crate::job::{at, eval_bool, eval_number, eval_string_map, job_value, join_view, runner_log};
@@ -820,60 +820,10 @@ impl StepRunner<'_> {
             outcome = Status::Failure;
         }
 
-        // File commands, processed even after a failure.
-        let mut outputs = effects.outputs;
-        for (k, v) in effects.set_env {
-            state.env_ctx.insert(k, v);
-        }
-        envfile::add_path_entries(&mut state.path_prepend, effects.add_path);
-        match envfile::read_key_value_file(&files.output) {
-            Ok(pairs) => outputs.extend(pairs),
-            Err(e) => {
-                self.log(i, &state.masker, &format!("Error: GITHUB_OUTPUT: {e}"));
-                outcome = Status::Failure;
-            }
-        }
-        match envfile::read_key_value_file(&files.env) {
-            Ok(pairs) => {
-                for (k, v) in pairs {
-                    if envfile::is_blocked_env_key(&k) {
-                        self.shared.bus.emit(RunEvent::Annotation {
-                            job: self.key.clone(),
-                            step: Some(i),
-                            severity: "error".into(),
-                            message: format!(
-                                "Can't store {k} output parameter using '$GITHUB_ENV' command."
-                            ),
-                            file: None,
-                            line: None,
-                            col: None,
-                            title: None,
-                        });
-                        continue;
-                    }
-                    state.env_ctx.insert(k, v);
-                }
-            }
-            Err(e) => {
-                self.log(i, &state.masker, &format!("Error: GITHUB_ENV: {e}"));
-                outcome = Status::Failure;
-            }
-        }
-        match envfile::read_path_file(&files.path) {
-            Ok(entries) => envfile::add_path_entries(&mut state.path_prepend, entries),
-            Err(e) => self.log(i, &state.masker, &format!("Error: GITHUB_PATH: {e}")),
-        }
-        let m = state.masker.clone();
-        match envfile::read_step_summary(&files.summary, |l| m.mask(l)) {
-            Ok(StepSummary::Markdown(md)) => self.shared.bus.emit(RunEvent::StepSummary {
-                job: self.key.clone(),
-                step: i,
-                markdown: md,
-            }),
-            Ok(StepSummary::TooLarge { message }) => {
-                self.log(i, &state.masker, &format!("Error: {message}"))
-            }
-            _ => {}
+        // File commands, processed even after a failure (GITHUB_STATE only matters to actions).
+        let (outputs, _state, ok) = self.apply_file_commands(i, &files, effects, state);
+        if !ok {
+            outcome = Status::Failure;
         }
         files.remove();
         (outcome, outputs)

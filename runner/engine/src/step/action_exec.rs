@@ -163,7 +163,7 @@ impl StepRunner<'_> {
 
     /// Applies workflow-command effects and the file commands of a finished process:
     /// outputs, env, path, state, summary. Returns (outputs, state, no file error).
-    fn apply_file_commands(
+    pub(super) fn apply_file_commands(
         &self,
         i: usize,
         files: &FileCommandFiles,

@@ -115,19 +115,7 @@ impl StepRunner<'_> {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    let idx = self.extra_index(state);
-                    self.stage_started(idx, &name);
-                    self.log(idx, &state.masker, &format!("Error: pre-if: {e}"));
-                    self.finish(
-                        idx,
-                        &name,
-                        None,
-                        Status::Failure,
-                        false,
-                        IndexMap::new(),
-                        started,
-                        state,
-                    );
+                    self.condition_failed(&name, &format!("Error: pre-if: {e}"), started, state);
                     continue;
                 }
             }
@@ -244,19 +232,7 @@ impl StepRunner<'_> {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
-                    let idx = self.extra_index(state);
-                    self.stage_started(idx, &name);
-                    self.log(idx, &state.masker, &format!("Error: post-if: {err}"));
-                    self.finish(
-                        idx,
-                        &name,
-                        None,
-                        Status::Failure,
-                        false,
-                        IndexMap::new(),
-                        started,
-                        state,
-                    );
+                    self.condition_failed(&name, &format!("Error: post-if: {err}"), started, state);
                     continue;
                 }
             }
@@ -333,6 +309,25 @@ impl StepRunner<'_> {
                 state,
             );
         }
+    }
+}
+
+impl StepRunner<'_> {
+    /// A pre/post stage whose condition could not be evaluated: shown as a failed stage.
+    fn condition_failed(&self, name: &str, message: &str, started: Instant, state: &mut JobState) {
+        let idx = self.extra_index(state);
+        self.stage_started(idx, name);
+        self.log(idx, &state.masker, message);
+        self.finish(
+            idx,
+            name,
+            None,
+            Status::Failure,
+            false,
+            IndexMap::new(),
+            started,
+            state,
+        );
     }
 }
 
