@@ -150,15 +150,18 @@ pub(crate) async fn run_call(
         Err(e) => return fail(uses_at(&e)),
     };
     {
+        // A workflow already counted never fails; a new one fails once fifty are counted
+        // (and is not counted, so later calls of counted workflows still run).
         let mut called = scope.called.lock().unwrap();
-        called.insert(callee.identity.clone());
-        if called.len() > MAX_WORKFLOWS {
+        let new = !called.contains(&callee.identity);
+        if new && called.len() >= MAX_WORKFLOWS {
             drop(called);
             return fail(uses_at(&format!(
                 "more than {MAX_WORKFLOWS} distinct reusable workflows are called from {} (GitHub's limit)",
                 shared.cfg.workflows[scope.top].rel_path
             )));
         }
+        called.insert(callee.identity.clone());
     }
     let callee_wf = callee.workflow;
 
