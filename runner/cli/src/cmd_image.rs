@@ -10,14 +10,36 @@ use anyhow::{Context, bail};
 
 /// `docker/build-images.sh`, embedded.
 pub const BUILD_SCRIPT: &str = include_str!("../../../docker/build-images.sh");
-/// `docker/busybox/Dockerfile`, embedded.
-pub const BUSYBOX_DOCKERFILE: &str = include_str!("../../../docker/busybox/Dockerfile");
+/// The files `build-images.sh` reads beside itself, embedded (path under `docker/`, text).
+const SUPPORT_FILES: [(&str, &str); 6] = [
+    (
+        "busybox/Dockerfile",
+        include_str!("../../../docker/busybox/Dockerfile"),
+    ),
+    (
+        "registry/Dockerfile",
+        include_str!("../../../docker/registry/Dockerfile"),
+    ),
+    (
+        "registry/config.yml",
+        include_str!("../../../docker/registry/config.yml"),
+    ),
+    (
+        "postgres/Dockerfile",
+        include_str!("../../../docker/postgres/Dockerfile"),
+    ),
+    (
+        "postgres/docker-entrypoint.sh",
+        include_str!("../../../docker/postgres/docker-entrypoint.sh"),
+    ),
+    ("README.md", include_str!("../../../docker/README.md")),
+];
 
-/// Image names accepted by `gantry image build`.
-pub const IMAGE_NAMES: [&str; 3] = ["busybox", "debian", "all"];
+/// Image names accepted by `gantry image build` (`all` is busybox and debian).
+pub const IMAGE_NAMES: [&str; 5] = ["busybox", "debian", "registry", "postgres", "all"];
 
-/// Build the named images (`busybox`, `debian`, `all`; none means all). Existing images are
-/// skipped unless `force`. Returns the script's exit code.
+/// Build the named images (none means `all`). Existing images are skipped unless `force`.
+/// Returns the script's exit code.
 pub fn run(names: &[String], force: bool) -> anyhow::Result<i32> {
     for n in names {
         if !IMAGE_NAMES.contains(&n.as_str()) {
@@ -45,11 +67,21 @@ pub fn run(names: &[String], force: bool) -> anyhow::Result<i32> {
     Ok(status?.code().unwrap_or(1))
 }
 
-/// Write the embedded script and Dockerfiles under `dir` (`dir/build-images.sh`,
-/// `dir/busybox/Dockerfile`); returns the script path.
+/// Write the embedded script and the files it reads under `dir` (as in `docker/`); returns
+/// the script path.
 pub fn write_files(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(dir.join("busybox"))?;
-    std::fs::write(dir.join("busybox/Dockerfile"), BUSYBOX_DOCKERFILE)?;
+    for (rel, text) in SUPPORT_FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        if rel.ends_with(".sh") {
+            // An image's entrypoint keeps its executable bit through COPY.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
     let script = dir.join("build-images.sh");
     std::fs::write(&script, BUILD_SCRIPT)?;
     Ok(script)
@@ -76,6 +108,12 @@ mod tests {
                 .unwrap()
                 .contains("debootstrap")
         );
-        assert!(dir.path().join("busybox/Dockerfile").exists());
+        for f in [
+            "busybox/Dockerfile",
+            "registry/config.yml",
+            "postgres/docker-entrypoint.sh",
+        ] {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
     }
 }

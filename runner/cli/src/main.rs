@@ -91,7 +91,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Build images: busybox, debian or all (default).
+    /// Build images: busybox, debian, registry, postgres, or all (default: busybox and debian).
     Build {
         names: Vec<String>,
         /// Rebuild even when the image exists.
