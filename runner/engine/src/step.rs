@@ -4,7 +4,7 @@
 //! `continue-on-error`, step timeouts and job cancellation (§5.6).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gantry_expr::{Object, Value};
 use gantry_workflow::{Job, Step, Workflow};
@@ -713,119 +713,29 @@ impl StepRunner<'_> {
             Ok(t) => t.filter(|m| m.is_finite() && *m > 0.0),
             Err(e) => return fail(self, state, format!("timeout-minutes: {e}")),
         };
-        let mut pipe = OutputPipe {
-            bus: self.shared.bus.clone(),
-            key: self.key.clone(),
-            step: i,
-            masker: state.masker.clone(),
-            processor: CommandProcessor::new(allow_unsecure(&penv), false),
-            bufs: [Vec::new(), Vec::new()],
-            batch: String::new(),
-            batch_stream: Stream::Stdout,
-            effects: OutputEffects::default(),
+        // The process runs like an action stage: streaming output through the pipe,
+        // timeout and cancellation (the step's `if` re-evaluated), then file commands.
+        let control = action_exec::StageControl {
+            allow_unsecure: allow_unsecure(&penv),
+            timeout,
+            cancel_if: Some(step.if_cond.as_ref().map(|c| c.value.as_str())),
+            label: step
+                .name
+                .as_ref()
+                .map_or_else(|| "run".to_string(), |n| n.value.clone()),
         };
-        let (tx, mut rx) = mpsc::channel::<Output>(64);
-        let step_cancel = CancellationToken::new();
         let spec = ExecSpec {
             argv,
             env: penv,
             workdir,
         };
-        let exec = self.env.exec(spec, tx, step_cancel.clone(), self.kill);
-        let mut timed_out = false;
-        let control = async {
-            tokio::pin!(exec);
-            let sleep = tokio::time::sleep(
-                timeout
-                    .map(|m| Duration::from_secs_f64(m * 60.0))
-                    .unwrap_or(Duration::from_secs(u32::MAX as u64)),
-            );
-            tokio::pin!(sleep);
-            let mut job_cancel_seen = false;
-            loop {
-                tokio::select! {
-                    r = &mut exec => break r,
-                    _ = self.cancel.cancelled(), if !job_cancel_seen => {
-                        job_cancel_seen = true;
-                        // Re-evaluate the running step's `if` with job.status = cancelled.
-                        let mut c2 = ctx.clone();
-                        c2.status = StatusMode::Step(Status::Cancelled);
-                        c2.set("job", job_value(Status::Cancelled, self.env, self.is_container));
-                        let keep = c2
-                            .eval_if(step.if_cond.as_ref().map(|c| c.value.as_str()))
-                            .unwrap_or(false);
-                        if !keep {
-                            step_cancel.cancel();
-                        }
-                    }
-                    _ = &mut sleep, if !timed_out => {
-                        timed_out = true;
-                        step_cancel.cancel();
-                    }
-                }
-            }
-        };
-        let consume = async {
-            while let Some(o) = rx.recv().await {
-                match o {
-                    Output::Stdout(b) => pipe.chunk(Stream::Stdout, &b),
-                    Output::Stderr(b) => pipe.chunk(Stream::Stderr, &b),
-                }
-            }
-            pipe.finish();
-        };
-        let (res, ()) = tokio::join!(control, consume);
+        let out = self
+            .run_stage_process(i, files, control, ctx, state, |tx, cancel| {
+                let exec = self.env.exec(spec, tx, cancel, self.kill);
+                async move { exec.await.map_err(|e| e.to_string()) }
+            })
+            .await;
         Shell::discard_script(&self.temp_host, &script_path);
-
-        let OutputPipe {
-            masker, effects, ..
-        } = pipe;
-        state.masker = masker;
-        let mut outcome = match res {
-            Ok(ExitStatus::Code(0)) => Status::Success,
-            Ok(ExitStatus::Code(n)) => {
-                self.log(
-                    i,
-                    &state.masker,
-                    &format!("Error: Process completed with exit code {n}."),
-                );
-                Status::Failure
-            }
-            Ok(ExitStatus::Cancelled) => {
-                if timed_out {
-                    self.log(
-                        i,
-                        &state.masker,
-                        &format!(
-                            "Error: The action '{}' has timed out after {} minutes.",
-                            step.name
-                                .as_ref()
-                                .map(|n| n.value.as_str())
-                                .unwrap_or("run"),
-                            gantry_expr::format_number(timeout.unwrap_or(0.0))
-                        ),
-                    );
-                    Status::Failure
-                } else {
-                    self.log(i, &state.masker, "Error: The operation was canceled.");
-                    Status::Cancelled
-                }
-            }
-            Err(e) => {
-                self.log(i, &state.masker, &format!("Error: {e}"));
-                Status::Failure
-            }
-        };
-        if effects.failed && outcome == Status::Success {
-            outcome = Status::Failure;
-        }
-
-        // File commands, processed even after a failure (GITHUB_STATE only matters to actions).
-        let (outputs, _state, ok) = self.apply_file_commands(i, &files, effects, state);
-        if !ok {
-            outcome = Status::Failure;
-        }
-        files.remove();
-        (outcome, outputs)
+        (out.outcome, out.outputs)
     }
 }
