@@ -135,17 +135,7 @@ impl StepRunner<'_> {
             let dir = match self.visible_action_dir(dir) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.log(idx, &state.masker, &format!("Error: {u}: {e}"));
-                    self.finish(
-                        idx,
-                        &name,
-                        None,
-                        Status::Failure,
-                        false,
-                        IndexMap::new(),
-                        started,
-                        state,
-                    );
+                    self.fail_stage(idx, &name, &format!("Error: {u}: {e}"), started, state);
                     continue;
                 }
             };
@@ -188,14 +178,10 @@ impl StepRunner<'_> {
                                 .await
                         }
                         Err(e) => {
-                            self.log(idx, &state.masker, &format!("Error: {u}: {e}"));
-                            self.finish(
+                            self.fail_stage(
                                 idx,
                                 &name,
-                                None,
-                                Status::Failure,
-                                false,
-                                IndexMap::new(),
+                                &format!("Error: {u}: {e}"),
                                 started,
                                 state,
                             );
@@ -317,6 +303,18 @@ impl StepRunner<'_> {
     fn condition_failed(&self, name: &str, message: &str, started: Instant, state: &mut JobState) {
         let idx = self.extra_index(state);
         self.stage_started(idx, name);
+        self.fail_stage(idx, name, message, started, state);
+    }
+
+    /// Stage `idx` (already started) failed before its process ran: log why, finish it.
+    fn fail_stage(
+        &self,
+        idx: usize,
+        name: &str,
+        message: &str,
+        started: Instant,
+        state: &mut JobState,
+    ) {
         self.log(idx, &state.masker, message);
         self.finish(
             idx,
