@@ -305,28 +305,6 @@ jobs:
 
 static DOCKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn docker_ready(images: &[&str]) -> bool {
-    if !docker_available() {
-        assert!(
-            !docker_required(),
-            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
-        );
-        eprintln!("SKIPPED: no Docker daemon");
-        return false;
-    }
-    for i in images {
-        if !image_exists(i) {
-            assert!(
-                !docker_required(),
-                "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)"
-            );
-            eprintln!("SKIPPED: image {i} missing (bash docker/build-images.sh all)");
-            return false;
-        }
-    }
-    true
-}
-
 /// Action containers Gantry left behind (label `gantry.action`).
 fn action_containers() -> String {
     let o = Command::new("docker")

@@ -528,28 +528,6 @@ jobs:
 
 static DOCKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn docker_ready(images: &[&str]) -> bool {
-    if !docker_available() {
-        assert!(
-            !docker_required(),
-            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
-        );
-        eprintln!("SKIPPED: no Docker daemon");
-        return false;
-    }
-    for i in images {
-        if !image_exists(i) {
-            assert!(
-                !docker_required(),
-                "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)"
-            );
-            eprintln!("SKIPPED: image {i} missing (run 'gantry image build')");
-            return false;
-        }
-    }
-    true
-}
-
 /// Containers and networks Gantry created for these job keys (label `gantry.job`), so that
 /// other tests using Docker at the same time do not interfere.
 fn leftovers(jobs: &[&str]) -> (String, String) {

@@ -163,3 +163,27 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Whether Docker tests can run: a daemon answers and every image exists. Without them the
+/// test is skipped loudly, or fails when `GANTRY_REQUIRE_DOCKER=1` (CI).
+pub fn docker_ready(images: &[&str]) -> bool {
+    if !docker_available() {
+        assert!(
+            !docker_required(),
+            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
+        );
+        eprintln!("SKIPPED: no Docker daemon");
+        return false;
+    }
+    for i in images {
+        if !image_exists(i) {
+            assert!(
+                !docker_required(),
+                "GANTRY_REQUIRE_DOCKER=1 but {i} is missing (docker/build-images.sh)"
+            );
+            eprintln!("SKIPPED: image {i} missing (bash docker/build-images.sh all)");
+            return false;
+        }
+    }
+    true
+}
