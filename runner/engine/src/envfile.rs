@@ -271,11 +271,17 @@ fn parse_lines_keep_empty(text: &str) -> Vec<&str> {
     out
 }
 
-/// The fresh, empty per-step files of §5.3 (host paths).
+/// The fresh, empty per-step files of §5.3 (host paths). They live in a directory of
+/// their own, `<temp>/_runner_file_commands/<uuid>/`, so that one rename hands a recycled
+/// set to a step (see [`spare`]); GitHub names them `set_output_<uuid>` and so on directly
+/// in `_runner_file_commands`, a difference no step can rely on (the paths are opaque).
 #[derive(Debug, Clone)]
 pub struct FileCommandFiles {
     pub uuid: String,
+    /// `<temp>/_runner_file_commands`.
     pub dir: PathBuf,
+    /// `<temp>/_runner_file_commands/<uuid>`, holding the five files.
+    pub step_dir: PathBuf,
     pub output: PathBuf,
     pub env: PathBuf,
     pub path: PathBuf,
@@ -283,36 +289,45 @@ pub struct FileCommandFiles {
     pub summary: PathBuf,
 }
 
+/// File names inside a step's file-command directory.
+const FILE_NAMES: [&str; 5] = [
+    "set_output",
+    "set_env",
+    "add_path",
+    "save_state",
+    "step_summary",
+];
+
 impl FileCommandFiles {
-    /// Creates `<temp>/_runner_file_commands/{set_output,set_env,add_path,save_state,
-    /// step_summary}_<uuid>`, empty, with one new uuid. The files reuse spare inodes parked
-    /// by earlier steps of the run when there are any (see [`spare`]).
+    /// Creates `<temp>/_runner_file_commands/<uuid>/{set_output,set_env,add_path,
+    /// save_state,step_summary}`, empty, under one new uuid: a spare directory parked by an
+    /// earlier step of the run when there is one, else new.
     pub fn create(runner_temp: &Path) -> io::Result<FileCommandFiles> {
         let dir = runner_temp.join(FILE_COMMANDS_DIR);
-        std::fs::create_dir_all(&dir)?;
         let uuid = uuid::Uuid::new_v4().to_string();
-        let file = |prefix: &str| -> io::Result<PathBuf> {
-            let p = dir.join(format!("{prefix}{uuid}"));
-            match spare::take(runner_temp, &p) {
-                Some(f) => {
-                    if f.metadata()?.len() != 0 {
-                        f.set_len(0)?;
-                    }
+        let step_dir = dir.join(&uuid);
+        if !spare::take_dir(runner_temp, &step_dir) {
+            match std::fs::create_dir(&step_dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&step_dir)?
                 }
-                None => {
-                    std::fs::File::create(&p)?;
-                }
+                Err(e) => return Err(e),
             }
-            Ok(p)
-        };
+            for name in FILE_NAMES {
+                std::fs::File::create(step_dir.join(name))?;
+            }
+        }
+        let [output, env, path, state, summary] = FILE_NAMES.map(|n| step_dir.join(n));
         Ok(FileCommandFiles {
-            output: file("set_output_")?,
-            env: file("set_env_")?,
-            path: file("add_path_")?,
-            state: file("save_state_")?,
-            summary: file("step_summary_")?,
             uuid,
             dir,
+            step_dir,
+            output,
+            env,
+            path,
+            state,
+            summary,
         })
     }
 
@@ -328,138 +343,16 @@ impl FileCommandFiles {
     }
 
     /// Takes the files away from their paths (errors ignored; a later step gets new ones
-    /// anyway). They are parked as spares for later steps, or deleted.
+    /// anyway): the directory is parked as a spare for later steps, or deleted.
     pub fn remove(&self) {
         let temp = self.dir.parent().unwrap_or(&self.dir);
-        for p in [
-            &self.output,
-            &self.env,
-            &self.path,
-            &self.state,
-            &self.summary,
-        ] {
-            if !spare::park(temp, p) {
-                let _ = std::fs::remove_file(p);
-            }
+        if !spare::park_dir(temp, &self.step_dir, &FILE_NAMES) {
+            let _ = std::fs::remove_dir_all(&self.step_dir);
         }
     }
 }
 
-/// Spare inodes. Every step needs six fresh files (five file-command files and the
-/// script); creating and deleting them costs an inode allocation and a deletion each, and
-/// on ext4 without a journal every allocation also skips the inodes deleted in the last
-/// ~30 s one by one (`recently_deleted`), so steady churn makes each new file slower than
-/// the last. Instead, a file a step is done with is renamed into `<work-root>/_spare/` and
-/// renamed back under the next step's fresh name: a rename allocates and frees nothing.
-/// Paths, emptiness and content are exactly as with new files: a spare keeps no name a
-/// step knows and is emptied when parked (nothing a step wrote outlives it).
-/// The spares go away with the run's work directory.
-pub mod spare {
-    use std::fs::File;
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    /// Name of the directory of spare files beside the job directories.
-    pub const SPARE_DIR: &str = "_spare";
-    /// Most spares kept per work root.
-    const MAX_PER_ROOT: usize = 64;
-    /// Most work roots remembered (older ones are forgotten, their files deleted with them).
-    const MAX_ROOTS: usize = 8;
-
-    static POOL: Mutex<Vec<(PathBuf, Vec<PathBuf>)>> = Mutex::new(Vec::new());
-
-    fn pool() -> std::sync::MutexGuard<'static, Vec<(PathBuf, Vec<PathBuf>)>> {
-        POOL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `<work-root>/_spare` for a job's temp directory `<work-root>/<job>/_temp`; `None`
-    /// for any other layout (no recycling there).
-    pub fn dir_for(runner_temp: &Path) -> Option<PathBuf> {
-        if runner_temp.file_name()? != "_temp" {
-            return None;
-        }
-        Some(runner_temp.parent()?.parent()?.join(SPARE_DIR))
-    }
-
-    /// Parks `file` (a regular file under `runner_temp`) as a spare. `false` when it was
-    /// not parked; the caller deletes it then.
-    pub fn park(runner_temp: &Path, file: &Path) -> bool {
-        let Some(dir) = dir_for(runner_temp) else {
-            return false;
-        };
-        match std::fs::symlink_metadata(file) {
-            // Emptied first: what a step wrote (outputs, a script with secrets in it) must
-            // not outlive the step.
-            Ok(m) if m.is_file() && m.len() == 0 => {}
-            Ok(m) if m.is_file() => {
-                if File::options()
-                    .write(true)
-                    .open(file)
-                    .and_then(|f| f.set_len(0))
-                    .is_err()
-                {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
-        {
-            let mut pool = pool();
-            match pool.iter().position(|(d, _)| *d == dir) {
-                Some(i) if pool[i].1.len() >= MAX_PER_ROOT => return false,
-                Some(_) => {}
-                None => {
-                    if std::fs::create_dir_all(&dir).is_err() {
-                        return false;
-                    }
-                    if pool.len() >= MAX_ROOTS {
-                        pool.remove(0);
-                    }
-                    pool.push((dir.clone(), Vec::new()));
-                }
-            }
-        }
-        let dst = dir.join(uuid::Uuid::new_v4().simple().to_string());
-        if std::fs::rename(file, &dst).is_err() {
-            return false;
-        }
-        let mut pool = pool();
-        match pool.iter_mut().find(|(d, _)| *d == dir) {
-            Some((_, v)) => {
-                v.push(dst);
-                true
-            }
-            None => {
-                // Forgotten meanwhile: delete it ourselves.
-                let _ = std::fs::remove_file(&dst);
-                true
-            }
-        }
-    }
-
-    /// Moves a spare to `dst` (a path that does not exist yet) and opens it for writing,
-    /// content unchanged. `None` when there is no usable spare.
-    pub fn take(runner_temp: &Path, dst: &Path) -> Option<File> {
-        let dir = dir_for(runner_temp)?;
-        loop {
-            let candidate = {
-                let mut pool = pool();
-                let (_, v) = pool.iter_mut().find(|(d, _)| *d == dir)?;
-                v.pop()?
-            };
-            // A spare deleted with its work root meanwhile just fails here.
-            if std::fs::rename(&candidate, dst).is_ok() {
-                match File::options().write(true).open(dst) {
-                    Ok(f) => return Some(f),
-                    Err(_) => {
-                        let _ = std::fs::remove_file(dst);
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-}
+pub mod spare;
 
 #[cfg(test)]
 mod tests {
@@ -578,7 +471,10 @@ mod tests {
     fn files_and_summary() {
         let tmp = tempfile::tempdir().unwrap();
         let f = FileCommandFiles::create(tmp.path()).unwrap();
-        assert!(f.output.ends_with(format!("set_output_{}", f.uuid)));
+        assert!(
+            f.output
+                .ends_with(format!("{FILE_COMMANDS_DIR}/{}/set_output", f.uuid))
+        );
         assert!(f.dir.ends_with(FILE_COMMANDS_DIR));
         for (_, path) in f.env_vars(|p| p.display().to_string()) {
             assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
@@ -615,42 +511,57 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let temp = tmp.path().join("job").join("_temp");
         std::fs::create_dir_all(&temp).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let a = FileCommandFiles::create(&temp).unwrap();
         std::fs::write(&a.output, "secret=x\n").unwrap();
-        let inodes: Vec<u64> = [&a.output, &a.env]
-            .iter()
-            .map(|p| std::fs::metadata(p).unwrap().ino())
-            .collect();
+        let (dir_ino, out_ino) = (ino(&a.step_dir), ino(&a.output));
         a.remove();
-        assert!(!a.output.exists() && !a.env.exists());
+        assert!(!a.step_dir.exists() && !a.output.exists());
         let spare_dir = tmp.path().join(spare::SPARE_DIR);
         // Parked emptied: nothing the step wrote survives it.
         for e in std::fs::read_dir(&spare_dir).unwrap() {
-            assert_eq!(e.unwrap().metadata().unwrap().len(), 0);
+            for f in std::fs::read_dir(e.unwrap().path()).unwrap() {
+                assert_eq!(f.unwrap().metadata().unwrap().len(), 0);
+            }
         }
         let b = FileCommandFiles::create(&temp).unwrap();
         assert_ne!(a.uuid, b.uuid);
-        let reused = [&b.output, &b.env, &b.path, &b.state, &b.summary]
-            .iter()
-            .filter(|p| inodes.contains(&std::fs::metadata(p).unwrap().ino()))
-            .count();
-        assert!(reused >= 1, "no spare inode was reused");
+        assert_eq!((ino(&b.step_dir), ino(&b.output)), (dir_ino, out_ino));
         for (_, p) in b.env_vars(|p| p.display().to_string()) {
             assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
         }
-        // A script reuses a spare too and holds exactly its new text.
+        // A directory a step added to (or took a file from) is deleted, not reused.
+        std::fs::write(b.step_dir.join("extra"), "x").unwrap();
         b.remove();
+        assert!(!b.step_dir.exists());
+        assert_eq!(std::fs::read_dir(&spare_dir).unwrap().count(), 0);
+        let c = FileCommandFiles::create(&temp).unwrap();
+        assert!(!c.step_dir.join("extra").exists());
+        std::fs::remove_file(&c.env).unwrap();
+        std::os::unix::fs::symlink(&c.output, &c.env).unwrap();
+        c.remove();
+        assert!(!c.step_dir.exists());
+        assert_eq!(std::fs::read_dir(&spare_dir).unwrap().count(), 0);
+        // A script reuses a spare file and holds exactly its new text.
         let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
+        let first = sh.write_script(&temp, "echo secret").unwrap();
+        let first_ino = ino(&first);
+        crate::shell::Shell::discard_script(&temp, &first);
+        for e in std::fs::read_dir(&spare_dir).unwrap() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            assert!(bytes.iter().all(|b| *b == 0), "parked script kept its text");
+        }
         let script = sh.write_script(&temp, "echo hi").unwrap();
+        assert_eq!(ino(&script), first_ino);
         assert_eq!(std::fs::read_to_string(&script).unwrap(), "echo hi");
         crate::shell::Shell::discard_script(&temp, &script);
         assert!(!script.exists());
         // Outside the `<root>/<job>/_temp` layout nothing is parked.
         let other = tmp.path().join("plain");
         std::fs::create_dir_all(&other).unwrap();
-        let c = FileCommandFiles::create(&other).unwrap();
-        c.remove();
-        assert!(!c.output.exists());
+        let d = FileCommandFiles::create(&other).unwrap();
+        d.remove();
+        assert!(!d.step_dir.exists());
         assert!(spare::dir_for(&other).is_none());
     }
 }

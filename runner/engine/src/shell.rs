@@ -121,18 +121,26 @@ impl Shell {
     /// the host path.
     pub fn write_script(&self, dir: &Path, contents: &str) -> std::io::Result<PathBuf> {
         use std::io::Write;
-        std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
         let text = self.fix_up_script(contents);
         // A spare (empty) inode from an earlier step, see `envfile::spare`.
         if let Some(mut f) = crate::envfile::spare::take(dir, &path) {
-            if f.metadata()?.len() != 0 {
-                f.set_len(0)?;
-            }
+            // The spare holds zero bytes: write over them and cut the rest (cutting within
+            // the file's last block frees nothing).
+            let old_len = f.metadata()?.len();
             f.write_all(text.as_bytes())?;
+            if old_len > text.len() as u64 {
+                f.set_len(text.len() as u64)?;
+            }
             return Ok(path);
         }
-        std::fs::write(&path, text)?;
+        match std::fs::write(&path, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(&path, text)?;
+            }
+            r => r?,
+        }
         Ok(path)
     }
 
