@@ -171,21 +171,27 @@ async fn pump(
     mut detach: oneshot::Receiver<()>,
 ) {
     let mut tx = Some(tx);
-    let mut b_out = vec![0u8; CHUNK];
-    let mut b_err = vec![0u8; CHUNK];
+    // Not zero-filled (`read_buf` fills spare capacity): most steps print little, and
+    // zeroing two 64 KiB buffers per process was a third of a quiet step's CPU.
+    let mut b_out = Vec::with_capacity(CHUNK);
+    let mut b_err = Vec::with_capacity(CHUNK);
     let (mut out_open, mut err_open) = (true, true);
     while out_open || err_open {
         tokio::select! {
-            r = stdout.read(&mut b_out), if out_open => match r {
+            r = stdout.read_buf(&mut b_out), if out_open => match r {
                 Ok(0) | Err(_) => out_open = false,
-                Ok(n) => {
-                    send_or_detach(&mut tx, &mut detach, Output::Stdout(b_out[..n].to_vec())).await
+                Ok(_) => {
+                    let chunk = b_out.clone();
+                    b_out.clear();
+                    send_or_detach(&mut tx, &mut detach, Output::Stdout(chunk)).await
                 }
             },
-            r = stderr.read(&mut b_err), if err_open => match r {
+            r = stderr.read_buf(&mut b_err), if err_open => match r {
                 Ok(0) | Err(_) => err_open = false,
-                Ok(n) => {
-                    send_or_detach(&mut tx, &mut detach, Output::Stderr(b_err[..n].to_vec())).await
+                Ok(_) => {
+                    let chunk = b_err.clone();
+                    b_err.clear();
+                    send_or_detach(&mut tx, &mut detach, Output::Stderr(chunk)).await
                 }
             },
             _ = &mut detach, if tx.is_some() => tx = None,
@@ -250,21 +256,6 @@ impl JobEnv for HostJobEnv {
             return Err(msg("nothing to run: empty command"));
         };
         let workdir = Path::new(&spec.workdir);
-        match std::fs::metadata(workdir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(msg(format!(
-                    "working directory '{}' is not a directory",
-                    spec.workdir
-                )));
-            }
-            Err(_) => {
-                return Err(msg(format!(
-                    "working directory '{}' does not exist",
-                    spec.workdir
-                )));
-            }
-        }
         if cancel.is_cancelled() {
             return Ok(ExitStatus::Cancelled);
         }
@@ -283,9 +274,23 @@ impl JobEnv for HostJobEnv {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| msg(format!("failed to start '{}': {e}", program_path.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            // Checked only when the spawn fails: a missing directory is reported as a
+            // missing program otherwise, and the happy path needs no `stat`.
+            match std::fs::metadata(workdir) {
+                Ok(m) if m.is_dir() => {
+                    msg(format!("failed to start '{}': {e}", program_path.display()))
+                }
+                Ok(_) => msg(format!(
+                    "working directory '{}' is not a directory",
+                    spec.workdir
+                )),
+                Err(_) => msg(format!(
+                    "working directory '{}' does not exist",
+                    spec.workdir
+                )),
+            }
+        })?;
         let pgid = child
             .id()
             .ok_or_else(|| msg("process exited before its id was known"))?
@@ -296,11 +301,17 @@ impl JobEnv for HostJobEnv {
             _ => return Err(msg("child pipes missing")),
         };
         let (detach_tx, detach_rx) = oneshot::channel();
-        let mut pump_task = tokio::spawn(pump(stdout, stderr, out, detach_rx));
-
-        let status = tokio::select! {
-            s = child.wait() => Some(s?),
-            _ = cancel.cancelled() => None,
+        // The relay runs in this task while the process lives (no hand-off to another
+        // worker per chunk or per step); only a relay outliving its grace period below is
+        // moved to a task of its own.
+        let mut pump_fut = Box::pin(pump(stdout, stderr, out, detach_rx));
+        let mut pumped = false;
+        let status = loop {
+            tokio::select! {
+                s = child.wait() => break Some(s?),
+                _ = cancel.cancelled() => break None,
+                _ = &mut pump_fut, if !pumped => pumped = true,
+            }
         };
         let result = match status {
             Some(status) => {
@@ -308,13 +319,24 @@ impl JobEnv for HostJobEnv {
                 ExitStatus::Code(exit_code(status))
             }
             None => {
-                let mut reaped = false;
-                signal_group(pgid, libc::SIGINT);
-                if !wait_group(&mut child, &mut reaped, pgid, kill.term_after).await {
-                    signal_group(pgid, libc::SIGTERM);
-                    if !wait_group(&mut child, &mut reaped, pgid, kill.kill_after).await {
-                        signal_group(pgid, libc::SIGKILL);
-                        wait_group(&mut child, &mut reaped, pgid, AFTER_KILL).await;
+                let stop = async {
+                    let mut reaped = false;
+                    signal_group(pgid, libc::SIGINT);
+                    if !wait_group(&mut child, &mut reaped, pgid, kill.term_after).await {
+                        signal_group(pgid, libc::SIGTERM);
+                        if !wait_group(&mut child, &mut reaped, pgid, kill.kill_after).await {
+                            signal_group(pgid, libc::SIGKILL);
+                            wait_group(&mut child, &mut reaped, pgid, AFTER_KILL).await;
+                        }
+                    }
+                };
+                tokio::pin!(stop);
+                // Keep relaying while the group winds down: a process blocked on a full
+                // pipe could not react to the signals.
+                loop {
+                    tokio::select! {
+                        () = &mut stop => break,
+                        _ = &mut pump_fut, if !pumped => pumped = true,
                     }
                 }
                 guard.armed = false;
@@ -323,11 +345,13 @@ impl JobEnv for HostJobEnv {
         };
         // Output written just before exit is still in the pipes: drain it. Only a process
         // left in the background keeps them open; stop forwarding after a grace period.
-        if tokio::time::timeout(DRAIN_GRACE, &mut pump_task)
-            .await
-            .is_err()
+        if !pumped
+            && tokio::time::timeout(DRAIN_GRACE, &mut pump_fut)
+                .await
+                .is_err()
         {
             let _ = detach_tx.send(());
+            tokio::spawn(pump_fut);
         }
         if group_alive(pgid) {
             let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
