@@ -6,6 +6,7 @@
 use crate::Diagnostics;
 use crate::exprs;
 use crate::load::{YKind, YNode};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -85,15 +86,16 @@ pub(crate) enum Root {
     Action,
 }
 
-/// One schema definition.
+/// One schema definition. `R` names other definitions: their names (`String`) while the
+/// table is built in `schema_defs.rs`, their index in [`Schema::defs`] once resolved.
 #[derive(Debug)]
-pub(crate) struct Def {
+pub(crate) struct Def<R = String> {
     pub ctx: u32,
-    pub kind: Kind,
+    pub kind: Kind<R>,
 }
 
 #[derive(Debug)]
-pub(crate) enum Kind {
+pub(crate) enum Kind<R = String> {
     Null,
     Bool,
     Number,
@@ -105,58 +107,136 @@ pub(crate) enum Kind {
     /// A string from a fixed list.
     Allowed(Vec<&'static str>),
     Any,
-    Seq(String),
-    Map(MapDef),
-    OneOf(Vec<String>),
+    Seq(R),
+    Map(MapDef<R>),
+    OneOf(Vec<R>),
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct MapDef {
+pub(crate) struct MapDef<R = String> {
     /// property → (definition, required)
-    pub props: Vec<(&'static str, String, bool)>,
-    pub loose: Option<(String, String)>,
+    pub props: Vec<(&'static str, R, bool)>,
+    pub loose: Option<(R, R)>,
 }
 
-impl MapDef {
-    fn prop(&self, key: &str) -> Option<&(&'static str, String, bool)> {
-        self.props.iter().find(|p| p.0 == key)
+/// A definition's index in [`Schema::defs`]: the reader visits every node with one, so
+/// it must not hash a name each time.
+type Id = usize;
+
+impl MapDef<Id> {
+    fn prop(&self, key: &str) -> Option<Id> {
+        self.props.iter().find(|p| p.0 == key).map(|p| p.1)
     }
+}
+
+/// What the reader needs to know about a definition, computed once from its one-of
+/// alternatives (in their order).
+struct Shape {
+    /// The concrete definitions behind it (one-of alternatives expanded).
+    concrete: Vec<Id>,
+    /// What the items of a sequence are read as, when a sequence is allowed.
+    seq_item: Option<Id>,
+    /// Any mapping is accepted (an `any` alternative).
+    any_map: bool,
+    /// The mapping alternatives.
+    maps: Vec<Id>,
 }
 
 pub(crate) struct Schema {
-    defs: HashMap<String, Def>,
-    /// Each definition with its one-of alternatives expanded (computed once).
-    expanded: HashMap<String, Vec<String>>,
+    defs: Vec<Def<Id>>,
+    shapes: Vec<Shape>,
+    any: Id,
+    workflow_root: Id,
+    action_root: Id,
 }
 
 impl Schema {
-    fn get(&self, name: &str) -> &Def {
-        self.defs
-            .get(name)
-            .unwrap_or_else(|| panic!("schema definition '{name}' missing"))
-    }
-
-    fn new(defs: HashMap<String, Def>) -> Schema {
-        fn expand(defs: &HashMap<String, Def>, name: &str, out: &mut Vec<String>) {
-            match defs.get(name).map(|d| &d.kind) {
-                Some(Kind::OneOf(list)) => list.iter().for_each(|n| expand(defs, n, out)),
-                _ => out.push(name.to_string()),
-            }
-        }
-        let expanded = defs
-            .keys()
-            .map(|k| {
-                let mut v = Vec::new();
-                expand(&defs, k, &mut v);
-                (k.clone(), v)
+    /// Resolves the names in the table to indexes (a dangling name is a bug in the table).
+    fn new(named: HashMap<String, Def>) -> Schema {
+        let mut names: Vec<String> = named.keys().cloned().collect();
+        names.sort_unstable();
+        let index: HashMap<&str, Id> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let id = |n: &str| -> Id {
+            *index
+                .get(n)
+                .unwrap_or_else(|| panic!("schema definition '{n}' missing"))
+        };
+        let mut named = named;
+        let defs: Vec<Def<Id>> = names
+            .iter()
+            .map(|n| {
+                let d = named.remove(n).expect("named definition");
+                let kind = match d.kind {
+                    Kind::Null => Kind::Null,
+                    Kind::Bool => Kind::Bool,
+                    Kind::Number => Kind::Number,
+                    Kind::Str {
+                        constant,
+                        non_empty,
+                    } => Kind::Str {
+                        constant,
+                        non_empty,
+                    },
+                    Kind::Allowed(list) => Kind::Allowed(list),
+                    Kind::Any => Kind::Any,
+                    Kind::Seq(item) => Kind::Seq(id(&item)),
+                    Kind::Map(m) => Kind::Map(MapDef {
+                        props: m.props.iter().map(|(k, d, r)| (*k, id(d), *r)).collect(),
+                        loose: m.loose.map(|(k, v)| (id(&k), id(&v))),
+                    }),
+                    Kind::OneOf(list) => Kind::OneOf(list.iter().map(|n| id(n)).collect()),
+                };
+                Def { ctx: d.ctx, kind }
             })
             .collect();
-        Schema { defs, expanded }
+        fn expand(defs: &[Def<Id>], d: Id, out: &mut Vec<Id>) {
+            match &defs[d].kind {
+                Kind::OneOf(list) => list.iter().for_each(|n| expand(defs, *n, out)),
+                _ => out.push(d),
+            }
+        }
+        let any = id("any");
+        let shapes = (0..defs.len())
+            .map(|d| {
+                let mut concrete = Vec::new();
+                expand(&defs, d, &mut concrete);
+                let seq_item = concrete.iter().find_map(|n| match &defs[*n].kind {
+                    Kind::Seq(item) => Some(*item),
+                    Kind::Any => Some(any),
+                    _ => None,
+                });
+                let any_map = concrete.iter().any(|n| matches!(defs[*n].kind, Kind::Any));
+                let maps = concrete
+                    .iter()
+                    .copied()
+                    .filter(|n| matches!(defs[*n].kind, Kind::Map(_)))
+                    .collect();
+                Shape {
+                    concrete,
+                    seq_item,
+                    any_map,
+                    maps,
+                }
+            })
+            .collect();
+        Schema {
+            any,
+            workflow_root: id("workflow-root-strict"),
+            action_root: id("action-root"),
+            defs,
+            shapes,
+        }
     }
 
-    /// The concrete definitions behind `name` (one-of alternatives expanded).
-    fn concrete(&self, name: &str) -> &[String] {
-        self.expanded.get(name).map_or(&[], Vec::as_slice)
+    fn map(&self, d: Id) -> &MapDef<Id> {
+        match &self.defs[d].kind {
+            Kind::Map(m) => m,
+            _ => unreachable!("shape lists only mapping definitions as maps"),
+        }
     }
 }
 
@@ -179,11 +259,11 @@ pub(crate) fn read(root: &YNode, which: Root, opts: &ReaderOptions, diags: &mut 
         max_depth: opts.max_depth,
         depth_reported: false,
     };
-    let name = match which {
-        Root::Workflow => "workflow-root-strict",
-        Root::Action => "action-root",
+    let def = match which {
+        Root::Workflow => schema.workflow_root,
+        Root::Action => schema.action_root,
     };
-    r.read(root, name, 0, 0);
+    r.read(root, def, 0, 0);
 }
 
 const MAX_DEPTH: usize = 200;
@@ -195,8 +275,47 @@ struct Reader<'a> {
     depth_reported: bool,
 }
 
+/// The keys seen in one mapping, compared the way GitHub does (`ToUpperInvariant`). An
+/// ASCII key is kept as written and compared ignoring ASCII case; any other key is kept
+/// uppercased. Uppercased text has no ASCII lowercase letters, so comparing ignoring ASCII
+/// case is the same as comparing the uppercased forms, without an allocation per key.
+#[derive(Default)]
+struct SeenKeys<'k> {
+    keys: Vec<Cow<'k, str>>,
+}
+
+impl<'k> SeenKeys<'k> {
+    fn contains(&self, s: &str) -> bool {
+        let upper;
+        let form = if s.is_ascii() {
+            s
+        } else {
+            upper = s.to_uppercase();
+            &upper
+        };
+        self.keys.iter().any(|k| k.eq_ignore_ascii_case(form))
+    }
+
+    /// Adds `s` (not checked: see [`SeenKeys::contains`]).
+    fn add(&mut self, s: Cow<'k, str>) {
+        self.keys.push(match s {
+            Cow::Borrowed(b) if b.is_ascii() => s,
+            _ => Cow::Owned(s.to_uppercase()),
+        });
+    }
+}
+
+/// A mapping key as text: borrowed for strings, converted for other scalars.
+fn key_text(k: &YNode) -> Option<Cow<'_, str>> {
+    match &k.kind {
+        YKind::Seq(_) | YKind::Map(_) => None,
+        YKind::Str(s, _) => Some(Cow::Borrowed(s)),
+        _ => k.scalar_string().map(Cow::Owned),
+    }
+}
+
 impl Reader<'_> {
-    fn read(&mut self, node: &YNode, def_name: &str, parent_ctx: u32, depth: usize) {
+    fn read(&mut self, node: &YNode, def: Id, parent_ctx: u32, depth: usize) {
         if depth >= self.max_depth.min(MAX_DEPTH) && !node.is_scalar() {
             if !self.depth_reported {
                 self.depth_reported = true;
@@ -204,78 +323,58 @@ impl Reader<'_> {
             }
             return;
         }
-        let ctx = parent_ctx | self.schema.get(def_name).ctx;
-        let concrete = self.schema.concrete(def_name);
+        let ctx = parent_ctx | self.schema.defs[def].ctx;
+        let shape = &self.schema.shapes[def];
         match &node.kind {
-            YKind::Seq(items) => {
-                let seq = concrete
-                    .iter()
-                    .find_map(|n| match &self.schema.get(n).kind {
-                        Kind::Seq(item) => Some(item.as_str()),
-                        Kind::Any => Some("any"),
-                        _ => None,
-                    });
-                match seq {
-                    Some(item) => {
-                        for it in items {
-                            self.read(it, item, ctx, depth + 1);
-                        }
+            YKind::Seq(items) => match shape.seq_item {
+                Some(item) => {
+                    for it in items {
+                        self.read(it, item, ctx, depth + 1);
                     }
-                    None => self.diags.error(node.span, "A sequence was not expected"),
                 }
-            }
+                None => self.diags.error(node.span, "A sequence was not expected"),
+            },
             YKind::Map(entries) => {
-                if concrete
-                    .iter()
-                    .any(|n| matches!(self.schema.get(n).kind, Kind::Any))
-                {
+                if shape.any_map {
                     self.read_any_map(entries, ctx, depth);
-                    return;
-                }
-                let maps: Vec<&MapDef> = concrete
-                    .iter()
-                    .filter_map(|n| match &self.schema.get(n).kind {
-                        Kind::Map(m) => Some(m),
-                        _ => None,
-                    })
-                    .collect();
-                if maps.is_empty() {
+                } else if shape.maps.is_empty() {
                     self.diags.error(node.span, "A mapping was not expected");
-                    return;
+                } else {
+                    self.read_map(node, entries, &shape.maps, ctx, depth);
                 }
-                self.read_map(node, entries, maps, ctx, depth);
             }
-            _ => self.read_scalar(node, concrete, ctx),
+            _ => self.read_scalar(node, &shape.concrete, ctx),
         }
     }
 
     fn read_any_map(&mut self, entries: &[(YNode, YNode)], ctx: u32, depth: usize) {
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen = SeenKeys::default();
+        let any = self.schema.any;
         for (k, v) in entries {
-            if let Some(s) = k.scalar_string() {
+            if let Some(s) = key_text(k) {
                 if is_insert(&s) {
                     // merged mapping
                 } else if s.contains("${{") {
                     self.check_template(k, &s, ctx);
                 } else {
-                    self.check_dup(k, &s, &mut seen);
+                    self.check_dup(k, s, &mut seen);
                 }
             }
-            self.read(v, "any", ctx, depth + 1);
+            self.read(v, any, ctx, depth + 1);
         }
     }
 
-    fn check_dup(&mut self, key: &YNode, s: &str, seen: &mut Vec<String>) -> bool {
+    /// Reports `s` when the mapping already has it; otherwise remembers it.
+    fn check_dup<'k>(&mut self, key: &YNode, s: Cow<'k, str>, seen: &mut SeenKeys<'k>) -> bool {
         if s.is_empty() {
             return false;
         }
-        let up = s.to_uppercase();
-        if seen.contains(&up) {
+        if seen.contains(&s) {
             self.diags
                 .error(key.span, format!("'{s}' is already defined"));
             return true;
         }
-        seen.push(up);
+        seen.add(s);
         false
     }
 
@@ -283,33 +382,31 @@ impl Reader<'_> {
         &mut self,
         node: &YNode,
         entries: &[(YNode, YNode)],
-        mut maps: Vec<&MapDef>,
+        maps: &'static [Id],
         ctx: u32,
         depth: usize,
     ) {
-        let loose = maps[0].loose.clone();
-        let all_loose = maps.len() == 1 && maps[0].props.is_empty() && loose.is_some();
-        let mut seen: Vec<String> = Vec::new();
+        let schema = self.schema;
+        let mut maps: Cow<'static, [Id]> = Cow::Borrowed(maps);
+        let loose = schema.map(maps[0]).loose;
+        let all_loose = maps.len() == 1 && schema.map(maps[0]).props.is_empty() && loose.is_some();
+        let mut seen = SeenKeys::default();
         let mut has_expr_key = false;
         for (k, v) in entries {
-            let key: std::borrow::Cow<'_, str> = match &k.kind {
-                YKind::Seq(_) | YKind::Map(_) => {
-                    self.diags.error(k.span, "A mapping key must be a string");
-                    continue;
-                }
-                YKind::Str(s, _) => std::borrow::Cow::Borrowed(s),
-                _ => std::borrow::Cow::Owned(k.scalar_string().unwrap_or_default()),
+            let Some(key) = key_text(k) else {
+                self.diags.error(k.span, "A mapping key must be a string");
+                continue;
             };
             if key.contains("${{") {
                 has_expr_key = true;
                 if is_insert(&key) && ctx != 0 {
                     // `${{ insert }}`: the value's mapping is merged into this one.
-                    self.read(v, "any", ctx, depth + 1);
+                    self.read(v, schema.any, ctx, depth + 1);
                     continue;
                 }
                 if ctx != 0 {
                     self.check_template(k, &key, ctx);
-                    self.read(v, "any", ctx, depth + 1);
+                    self.read(v, schema.any, ctx, depth + 1);
                 } else {
                     self.diags.error(
                         k.span,
@@ -318,14 +415,14 @@ impl Reader<'_> {
                 }
                 continue;
             }
-            if self.check_dup(k, &key, &mut seen) {
+            if self.check_dup(k, key.clone(), &mut seen) {
                 continue;
             }
-            if !all_loose && let Some(def) = match_property_and_filter(&mut maps, &key) {
-                self.read(v, &def, ctx, depth + 1);
+            if !all_loose && let Some(def) = match_property_and_filter(schema, &mut maps, &key) {
+                self.read(v, def, ctx, depth + 1);
                 continue;
             }
-            if let Some((kdef, vdef)) = &loose {
+            if let Some((kdef, vdef)) = loose {
                 self.read_scalar_literal(k, kdef);
                 self.read(v, vdef, ctx, depth + 1);
                 continue;
@@ -335,8 +432,8 @@ impl Reader<'_> {
         }
         if maps.len() > 1 {
             let mut hits: Vec<(&str, usize)> = Vec::new();
-            for m in &maps {
-                for p in &m.props {
+            for m in maps.iter() {
+                for p in &schema.map(*m).props {
                     match hits.iter_mut().find(|h| h.0 == p.0) {
                         Some(h) => h.1 += 1,
                         None => hits.push((p.0, 1)),
@@ -353,8 +450,8 @@ impl Reader<'_> {
                 ),
             );
         } else if !has_expr_key {
-            for (name, _, required) in &maps[0].props {
-                if *required && !seen.contains(&name.to_uppercase()) {
+            for (name, _, required) in &schema.map(maps[0]).props {
+                if *required && !seen.contains(name) {
                     self.diags
                         .error(node.span, format!("Required property is missing: {name}"));
                 }
@@ -363,12 +460,12 @@ impl Reader<'_> {
     }
 
     /// A scalar in a key position: validated against the key definition (no expressions).
-    fn read_scalar_literal(&mut self, node: &YNode, def: &str) {
-        let concrete = self.schema.concrete(def);
+    fn read_scalar_literal(&mut self, node: &YNode, def: Id) {
+        let concrete = &self.schema.shapes[def].concrete;
         self.validate_literal(node, concrete);
     }
 
-    fn read_scalar(&mut self, node: &YNode, concrete: &[String], ctx: u32) {
+    fn read_scalar(&mut self, node: &YNode, concrete: &[Id], ctx: u32) {
         if let YKind::Str(s, _) = &node.kind
             && s.contains("${{")
         {
@@ -413,15 +510,17 @@ impl Reader<'_> {
         }
     }
 
-    fn validate_literal(&mut self, node: &YNode, concrete: &[String]) {
+    fn validate_literal(&mut self, node: &YNode, concrete: &[Id]) {
         if concrete
             .iter()
-            .any(|n| self.literal_matches(n, node, false))
+            .any(|n| self.literal_matches(*n, node, false))
         {
             return;
         }
         if !matches!(node.kind, YKind::Str(..))
-            && concrete.iter().any(|n| self.literal_matches(n, node, true))
+            && concrete
+                .iter()
+                .any(|n| self.literal_matches(*n, node, true))
         {
             return;
         }
@@ -430,8 +529,8 @@ impl Reader<'_> {
             .error(node.span, format!("Unexpected value '{text}'"));
     }
 
-    fn literal_matches(&self, def: &str, node: &YNode, as_string: bool) -> bool {
-        let kind = &self.schema.get(def).kind;
+    fn literal_matches(&self, def: Id, node: &YNode, as_string: bool) -> bool {
+        let kind = &self.schema.defs[def].kind;
         if as_string {
             let s = node.scalar_string().unwrap_or_default();
             return str_matches(kind, &s);
@@ -447,7 +546,7 @@ impl Reader<'_> {
     }
 }
 
-fn str_matches(kind: &Kind, s: &str) -> bool {
+fn str_matches(kind: &Kind<Id>, s: &str) -> bool {
     match kind {
         Kind::Str {
             constant,
@@ -468,17 +567,60 @@ fn is_insert(key: &str) -> bool {
 
 /// GitHub's `matchPropertyAndFilter`: finds `key` among the candidate mappings' properties
 /// and narrows the candidates to those that have it.
-fn match_property_and_filter(maps: &mut Vec<&MapDef>, key: &str) -> Option<String> {
+fn match_property_and_filter(schema: &Schema, maps: &mut Cow<'_, [Id]>, key: &str) -> Option<Id> {
     let mut result = None;
     let mut missing = false;
     for m in maps.iter() {
-        match m.prop(key) {
-            Some(p) => result = Some(p.1.clone()),
+        match schema.map(*m).prop(key) {
+            Some(d) => result = Some(d),
             None => missing = true,
         }
     }
     if result.is_some() && missing {
-        maps.retain(|m| m.prop(key).is_some());
+        maps.to_mut().retain(|m| schema.map(*m).prop(key).is_some());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_keys_compare_like_to_uppercase() {
+        let keys = ["Job", "straße", "é"];
+        let mut seen = SeenKeys::default();
+        for k in keys {
+            assert!(!seen.contains(k));
+            seen.add(Cow::Borrowed(k));
+        }
+        for (k, dup) in [
+            ("JOB", true),
+            ("job", true),
+            ("STRASSE", true),
+            ("Straße", true),
+            ("É", true),
+            ("e", false),
+            ("jobs", false),
+        ] {
+            assert_eq!(seen.contains(k), dup, "{k}");
+            let by_uppercase = keys.iter().any(|s| s.to_uppercase() == k.to_uppercase());
+            assert_eq!(by_uppercase, dup, "{k}");
+        }
+        seen.add(Cow::Owned("Maß".to_string()));
+        assert!(seen.contains("MASS"));
+    }
+
+    #[test]
+    fn every_name_resolves() {
+        for bg in [true, false] {
+            let s = schema(&ReaderOptions {
+                allow_background_steps: bg,
+                ..Default::default()
+            });
+            assert!(matches!(s.defs[s.any].kind, Kind::Any));
+            assert!(!s.shapes[s.workflow_root].maps.is_empty());
+            assert!(!s.shapes[s.action_root].maps.is_empty());
+        }
+    }
 }
