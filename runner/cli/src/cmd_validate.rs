@@ -73,7 +73,7 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathBuf> {
 
 /// Validates one file: its diagnostics and source text (for snippets).
 fn validate_file(path: &Path) -> (Vec<Diagnostic>, String) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let read = std::fs::read_to_string(path);
     let diags = match kind_of(path) {
         Kind::Action => gantry_workflow::load_action_dir(path.parent().unwrap_or(Path::new(".")))
             .diagnostics
@@ -86,9 +86,16 @@ fn validate_file(path: &Path) -> (Vec<Diagnostic>, String) {
         Kind::GantryConfig => {
             gantry_delivery::validate_config_with(path, gantry_workflow::parse_tree)
         }
-        Kind::Workflow => gantry_workflow::load_workflow(path).diagnostics,
+        // Parse the text already read (1 MB workflows: one read, one copy).
+        Kind::Workflow => {
+            match &read {
+                Ok(text) => gantry_workflow::parse_workflow(&path.display().to_string(), text),
+                Err(_) => gantry_workflow::load_workflow(path),
+            }
+            .diagnostics
+        }
     };
-    (diags, text)
+    (diags, read.unwrap_or_default())
 }
 
 fn json_line(d: &Diagnostic) -> String {
