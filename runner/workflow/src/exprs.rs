@@ -112,7 +112,72 @@ fn memoized(kind: u8, s: &str, bits: u32, check: impl FnOnce() -> Checked) -> Ch
 
 /// Checks a scalar containing `${{`. `Ok(Some(text))` when it collapses to a literal.
 pub(crate) fn check_template(s: &str, bits: u32) -> Result<Option<String>, String> {
+    // Text around or between expressions (`run:` scripts, `name: Job ${{ matrix.os }}`) is
+    // mostly unique while the expressions in it repeat: check those one by one through the
+    // memo. Long scalars take the whole path for the converted-length limit.
+    if s.len() * 3 + 10 <= gantry_expr::MAX_LENGTH
+        && let Some(exprs) = multi_part_exprs(s)
+    {
+        return check_parts(&exprs, bits);
+    }
     memoized(0, s, bits, || check_template_uncached(s, bits))
+}
+
+/// The expressions of a template with several parts, split as `Template::parse_with`
+/// splits it (a `}}` inside a quoted string does not close); `None` for a single part or
+/// a scalar that does not split cleanly (unclosed or empty `${{ }}`).
+fn multi_part_exprs(s: &str) -> Option<Vec<&str>> {
+    let b = s.as_bytes();
+    let mut exprs = Vec::new();
+    let mut literal = false;
+    let mut i = 0;
+    while let Some(p) = s[i..].find("${{") {
+        let start = i + p;
+        literal |= start > i;
+        let mut in_str = false;
+        let mut j = start + 3;
+        let end = loop {
+            match b.get(j)? {
+                b'\'' => in_str = !in_str,
+                b'}' if !in_str && b[j - 1] == b'}' => break j,
+                _ => {}
+            }
+            j += 1;
+        };
+        let raw = s[start + 3..end - 1].trim();
+        if raw.is_empty() {
+            return None;
+        }
+        exprs.push(raw);
+        i = end + 1;
+    }
+    literal |= i < b.len();
+    (!exprs.is_empty() && (literal || exprs.len() > 1)).then_some(exprs)
+}
+
+/// A multi-part template's outcome from its expressions: the first parse error, else the
+/// first function not allowed here (the order `Template::parse_with` and
+/// `check_template_uncached` report them in). Several parts never collapse to a literal.
+fn check_parts(exprs: &[&str], bits: u32) -> Checked {
+    let mut function_error = None;
+    for raw in exprs {
+        match memoized(2, raw, bits, || check_part(raw, bits)) {
+            Err(parse_error) => return Err(parse_error),
+            Ok(Some(e)) => {
+                function_error.get_or_insert(e);
+            }
+            Ok(None) => {}
+        }
+    }
+    function_error.map_or(Ok(None), Err)
+}
+
+/// One expression of a multi-part template: `Err` is its parse error (as the template
+/// reports it); `Ok(Some(message))` an unrecognized function, which only counts when no
+/// later part fails to parse.
+fn check_part(raw: &str, bits: u32) -> Checked {
+    let e = gantry_expr::parse_with(raw, options(bits)).map_err(|e| e.located_message(raw))?;
+    Ok(check_functions(e.called_functions(), bits).err())
 }
 
 fn check_template_uncached(s: &str, bits: u32) -> Checked {
@@ -302,6 +367,35 @@ mod tests {
             untrusted_inputs("echo ${{ github.sha }} ${{ github.event.issue.number }}").is_empty()
         );
         assert!(untrusted_inputs("echo ${{ 'github.head_ref' }}").is_empty());
+    }
+
+    #[test]
+    fn multi_part_templates_split_like_the_template_parser() {
+        assert_eq!(multi_part_exprs("a ${{ x }} b"), Some(vec!["x"]));
+        assert_eq!(multi_part_exprs("${{ x }}${{ y }}"), Some(vec!["x", "y"]));
+        assert_eq!(multi_part_exprs("${{ 'a}}b' }}c"), Some(vec!["'a}}b'"]));
+        assert_eq!(multi_part_exprs("${{ x }}"), None);
+        assert_eq!(multi_part_exprs("a ${{ x"), None);
+        assert_eq!(multi_part_exprs("a ${{ }}"), None);
+    }
+
+    #[test]
+    fn multi_part_outcome_equals_whole_template() {
+        let bits = ctx::GIVNSM;
+        for s in [
+            "echo ${{ matrix.os }} and ${{ github.sha }}",
+            "x ${{ secrets.a }} ${{ matrix.os }}",
+            "x ${{ success() }} ${{ 1 + }}",
+            "x ${{ always() }} ${{ failure() }}",
+            "x ${{ fromJSON(matrix.x) }} y",
+            "x ${{ 'lit' }} y",
+        ] {
+            assert_eq!(
+                check_template(s, bits),
+                check_template_uncached(s, bits),
+                "{s}"
+            );
+        }
     }
 
     #[test]
