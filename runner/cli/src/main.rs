@@ -17,6 +17,12 @@ mod cmd_validate;
 mod redeploy;
 mod terminal;
 
+/// mimalloc instead of glibc's malloc: a quiet host step makes ~800 small allocations
+/// (most of them building the child's environment inside `std::process::Command`), and
+/// glibc spent ~200 instructions on each (see bench/findings.md, P1).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gantry",
