@@ -257,7 +257,14 @@ pub(crate) fn untrusted_inputs(text: &str) -> Vec<String> {
         let after = &rest[start + 3..];
         let end = after.find("}}").unwrap_or(after.len());
         let inner = &after[..end];
-        for path in property_paths(inner) {
+        // Every untrusted path starts with `github`; most expressions in scripts
+        // (`matrix.os`, `runner.os`) cannot name one: skip extracting their paths.
+        let paths = if contains_ignore_ascii_case(inner, "github") {
+            property_paths(inner)
+        } else {
+            Vec::new()
+        };
+        for path in paths {
             if path.starts_with("github.")
                 && UNTRUSTED.iter().any(|p| path_matches(p, &path))
                 && !found.contains(&path)
@@ -268,6 +275,13 @@ pub(crate) fn untrusted_inputs(text: &str) -> Vec<String> {
         rest = &after[end.min(after.len())..];
     }
     found
+}
+
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Extracts dotted property paths (`github.event.x[0].y` → `github.event.x.*.y`, lowercase).
@@ -367,6 +381,10 @@ mod tests {
             untrusted_inputs("echo ${{ github.sha }} ${{ github.event.issue.number }}").is_empty()
         );
         assert!(untrusted_inputs("echo ${{ 'github.head_ref' }}").is_empty());
+        assert_eq!(
+            untrusted_inputs("${{ matrix.os }} ${{ GitHub.Head_Ref }}"),
+            vec!["github.head_ref"]
+        );
     }
 
     #[test]
