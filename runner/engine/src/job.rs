@@ -2,7 +2,7 @@
 //! the delivery gate for `environment:`, the job environment, the steps in order, job
 //! outputs, and tear-down in every case.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ use crate::masking::Masker;
 use crate::run::{Platform, RunShared, Scope};
 use crate::step::{JobState, StepRunner};
 use crate::workspace::sanitize;
+
+pub mod dirs;
 
 /// A job instance ready to run.
 #[derive(Clone)]
@@ -203,18 +205,21 @@ pub async fn run_job(
     }
     let key = inst.key.clone();
 
-    // Directories of this job.
-    let job_dir = shared.work_root.join(sanitize(&key));
+    // Directories of this job (made after the checks below).
     let repo_name = shared
         .snapshot
         .root
         .file_name()
         .map(|n| sanitize(&n.to_string_lossy()))
         .unwrap_or_else(|| "repo".into());
-    let workspace_dir = job_dir.join(&repo_name);
-    let temp_dir = job_dir.join("_temp");
-    let home_dir = job_dir.join("_home");
-    let tool_cache = shared.work_root.join("_tool");
+    let mut tree = shared.job_dirs.tree(
+        &shared.snapshot,
+        &shared.work_root.join(sanitize(&key)),
+        &repo_name,
+    );
+    let workspace_dir = tree.workspace.clone();
+    let temp_dir = tree.temp.clone();
+    let home_dir = tree.job_dir.join("_home");
 
     // Base contexts available before the job environment exists.
     let mut ctx = Ctx::new();
@@ -414,21 +419,20 @@ pub async fn run_job(
         shared.host.clone()
     };
 
-    // Workspace.
-    let workspace = match shared.snapshot.materialize(&workspace_dir) {
-        Ok(w) => w,
-        Err(e) => {
-            fail(format!("cannot prepare the workspace: {e}"), &masker);
-            return emit_finish(Status::Failure, IndexMap::new(), coe);
-        }
-    };
-    for d in [&temp_dir, &home_dir, &tool_cache] {
-        let _ = std::fs::create_dir_all(d);
+    // Workspace, RUNNER_TEMP and the event file: a recycled tree of an earlier job of the
+    // run when there is one (see `dirs`). `_home` is made by the docker backend, the only
+    // one that uses it.
+    if let Err(e) = shared
+        .job_dirs
+        .prepare(&shared.snapshot, &mut tree, &shared.event_json)
+    {
+        fail(format!("cannot prepare the workspace: {e}"), &masker);
+        cleanup_dirs(&shared, &tree);
+        return emit_finish(Status::Failure, IndexMap::new(), coe);
     }
-    let event_dir = temp_dir.join("_github_workflow");
-    let _ = std::fs::create_dir_all(&event_dir);
-    let event_file = event_dir.join("event.json");
-    let _ = std::fs::write(&event_file, &shared.event_json);
+    let workspace = workspace_dir;
+    let tool_cache = shared.job_dirs.tool_cache();
+    let event_file = tree.event_file.clone();
 
     let spec = JobEnvSpec {
         run_id: shared.cfg.run_id.clone(),
@@ -484,7 +488,7 @@ pub async fn run_job(
             drop(log_tx);
             let _ = fwd.await;
             fail(format!("{e}"), &masker);
-            cleanup_dirs(&shared, &job_dir);
+            cleanup_dirs(&shared, &tree);
             let st = if cancel.is_cancelled() {
                 Status::Cancelled
             } else {
@@ -496,7 +500,7 @@ pub async fn run_job(
             timer.abort();
             drop(log_tx);
             let _ = fwd.await;
-            cleanup_dirs(&shared, &job_dir);
+            cleanup_dirs(&shared, &tree);
             return emit_finish(Status::Cancelled, IndexMap::new(), coe);
         }
     };
@@ -620,7 +624,7 @@ pub async fn run_job(
     drop(env);
     drop(log_tx);
     let _ = fwd.await;
-    cleanup_dirs(&shared, &job_dir);
+    cleanup_dirs(&shared, &tree);
 
     let mut result = state.status;
     if timed_out.load(std::sync::atomic::Ordering::SeqCst) && result != Status::Success {
@@ -662,9 +666,10 @@ pub async fn run_job(
     emit_finish(result, outputs, coe)
 }
 
-fn cleanup_dirs(shared: &RunShared, job_dir: &Path) {
+/// The job's tree goes back to the run's spares (or away); `--keep-work` keeps it.
+fn cleanup_dirs(shared: &RunShared, tree: &dirs::JobTree) {
     if !shared.cfg.keep_work {
-        let _ = std::fs::remove_dir_all(job_dir);
+        shared.job_dirs.release(&shared.snapshot, tree);
     }
 }
 

@@ -161,6 +161,8 @@ pub struct RunShared {
     pub process_env: IndexMap<String, String>,
     pub work_root: PathBuf,
     pub snapshot: Snapshot,
+    /// Job directory trees parked for reuse by later jobs of the run.
+    pub job_dirs: crate::job::dirs::JobDirs,
     pub host: Arc<dyn Backend>,
     pub docker: tokio::sync::OnceCell<Result<Arc<crate::backend::docker::DockerBackend>, String>>,
     /// Fired by Ctrl-C (or [`RunHandle::cancel`]).
@@ -307,6 +309,7 @@ pub async fn execute(
         facts,
         bus: bus.clone(),
         process_env,
+        job_dirs: crate::job::dirs::JobDirs::new(&work_root),
         work_root,
         snapshot,
         host: crate::backend::host::default_backend(),
@@ -331,6 +334,9 @@ pub async fn execute(
     };
     if !shared.cfg.keep_work && !shared.cfg.bind {
         let _ = std::fs::remove_dir_all(&shared.work_root);
+    } else {
+        // Under --bind the work root stays (tool cache); the parked trees do not.
+        shared.job_dirs.clear();
     }
     bus.emit(RunEvent::RunFinished {
         run_id: shared.cfg.run_id.clone(),

@@ -1,0 +1,438 @@
+//! Job directories, recycled. Every job needs `<work-root>/<job>/` with a copy of the
+//! repository and `_temp/{_github_workflow/event.json,_runner_file_commands}`; creating
+//! and deleting ~10 inodes per job dominated a run of many small jobs, because on ext4
+//! without a journal every inode allocation skips each inode deleted in the last ~30 s
+//! one by one (`recently_deleted`; see also [`crate::envfile::spare`]).
+//!
+//! So a finished job's tree is not deleted: it is pruned back to its skeleton and parked in
+//! `<work-root>/_spare_jobs/`, and the next job renames it to its own path and refreshes it.
+//! Nothing of the earlier job survives:
+//! - the workspace keeps only directories and regular files the snapshot lists, owned by
+//!   us, with one link and no extended attributes beyond `security.*`; every listed file is
+//!   copied again (content and mode), symlinks are made anew, a listed file that vanished
+//!   from the repository is removed, directories get the mode of a new directory;
+//! - `_temp` keeps only `_github_workflow/event.json` (written again) and an empty
+//!   `_runner_file_commands`; everything else a job left there is deleted;
+//! - anything else in the job directory (`_home` of a container job) is deleted.
+//!
+//! When pruning fails (files a container left owned by root), the tree is deleted as before.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::workspace::Snapshot;
+
+/// Directory of parked job trees beside the job directories.
+pub const SPARE_JOBS_DIR: &str = "_spare_jobs";
+/// `_temp/_github_workflow` holds the event payload (`GITHUB_EVENT_PATH`).
+pub const WORKFLOW_DIR: &str = "_github_workflow";
+pub const EVENT_FILE: &str = "event.json";
+/// Most trees kept parked (a run holds at most `--jobs` trees at once).
+const MAX_PARKED: usize = 16;
+
+/// The paths of one job's directory tree.
+#[derive(Debug, Clone)]
+pub struct JobTree {
+    /// `<work-root>/<job>`.
+    pub job_dir: PathBuf,
+    /// `<job>/<repo-name>`, or the repository itself under `--bind`.
+    pub workspace: PathBuf,
+    /// `<job>/_temp` (RUNNER_TEMP).
+    pub temp: PathBuf,
+    /// `<job>/_temp/_github_workflow/event.json`.
+    pub event_file: PathBuf,
+    /// Whether the tree was a parked one.
+    pub recycled: bool,
+}
+
+/// What a kept entry must look like, learned from the work root we create ourselves.
+#[derive(Debug, Clone, Copy)]
+struct Reference {
+    uid: u32,
+    gid: u32,
+    dir_mode: u32,
+}
+
+/// The workspace layout the snapshot produces (relative paths).
+struct Layout {
+    files: HashSet<PathBuf>,
+    dirs: HashSet<PathBuf>,
+}
+
+/// The parked job trees of one run.
+pub struct JobDirs {
+    work_root: PathBuf,
+    spare_root: PathBuf,
+    parked: Mutex<Vec<PathBuf>>,
+    seq: AtomicU64,
+    reference: OnceLock<Option<Reference>>,
+    layout: OnceLock<Layout>,
+    tool_cache: OnceLock<()>,
+}
+
+impl JobDirs {
+    pub fn new(work_root: &Path) -> Self {
+        JobDirs {
+            work_root: work_root.to_path_buf(),
+            spare_root: work_root.join(SPARE_JOBS_DIR),
+            parked: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+            reference: OnceLock::new(),
+            layout: OnceLock::new(),
+            tool_cache: OnceLock::new(),
+        }
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `<work-root>/_tool`, created once per run.
+    pub fn tool_cache(&self) -> PathBuf {
+        let dir = self.work_root.join("_tool");
+        self.tool_cache.get_or_init(|| {
+            let _ = std::fs::create_dir_all(&dir);
+        });
+        dir
+    }
+
+    /// The tree of a job at `job_dir` (not created).
+    pub fn tree(&self, snapshot: &Snapshot, job_dir: &Path, repo_name: &str) -> JobTree {
+        let temp = job_dir.join("_temp");
+        JobTree {
+            job_dir: job_dir.to_path_buf(),
+            workspace: if snapshot.bind {
+                snapshot.root.clone()
+            } else {
+                job_dir.join(repo_name)
+            },
+            event_file: temp.join(WORKFLOW_DIR).join(EVENT_FILE),
+            temp,
+            recycled: false,
+        }
+    }
+
+    /// Makes the job's tree ready: a parked tree renamed to `tree.job_dir` and refreshed,
+    /// else a new one. Sets `tree.recycled`.
+    pub fn prepare(
+        &self,
+        snapshot: &Snapshot,
+        tree: &mut JobTree,
+        event_json: &str,
+    ) -> io::Result<()> {
+        tree.recycled = self.take(&tree.job_dir);
+        if tree.recycled {
+            if fill(self.layout(snapshot), snapshot, tree, event_json, true).is_ok() {
+                return Ok(());
+            }
+            // A tree that cannot be refreshed is replaced by a new one.
+            let _ = std::fs::remove_dir_all(&tree.job_dir);
+            tree.recycled = false;
+        }
+        std::fs::create_dir_all(&tree.job_dir)?;
+        fill(self.layout(snapshot), snapshot, tree, event_json, false)
+    }
+
+    /// At the end of a job: prunes its tree back to the skeleton and parks it, or deletes it.
+    pub fn release(&self, snapshot: &Snapshot, tree: &JobTree) {
+        if !self.park(snapshot, tree) {
+            let _ = std::fs::remove_dir_all(&tree.job_dir);
+        }
+    }
+
+    /// Deletes the parked trees (the end of a run that keeps its work root).
+    pub fn clear(&self) {
+        self.parked().clear();
+        let _ = std::fs::remove_dir_all(&self.spare_root);
+    }
+
+    fn layout(&self, snapshot: &Snapshot) -> &Layout {
+        self.layout.get_or_init(|| {
+            let mut dirs = HashSet::new();
+            for f in &snapshot.files {
+                let mut p = f.parent();
+                while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                    if !dirs.insert(d.to_path_buf()) {
+                        break;
+                    }
+                    p = d.parent();
+                }
+            }
+            Layout {
+                files: snapshot.files.iter().cloned().collect(),
+                dirs,
+            }
+        })
+    }
+
+    fn reference(&self) -> Option<Reference> {
+        *self.reference.get_or_init(|| {
+            // The work root is a directory this process created, like every job directory.
+            let m = std::fs::metadata(&self.work_root).ok()?;
+            Some(Reference {
+                uid: m.uid(),
+                gid: m.gid(),
+                dir_mode: m.mode() & 0o7777,
+            })
+        })
+    }
+
+    fn take(&self, job_dir: &Path) -> bool {
+        loop {
+            let Some(candidate) = self.parked().pop() else {
+                return false;
+            };
+            if std::fs::rename(&candidate, job_dir).is_ok() {
+                return true;
+            }
+            let _ = std::fs::remove_dir_all(&candidate);
+        }
+    }
+
+    fn park(&self, snapshot: &Snapshot, tree: &JobTree) -> bool {
+        let Some(reference) = self.reference() else {
+            return false;
+        };
+        if self.parked().len() >= MAX_PARKED {
+            return false;
+        }
+        let layout = self.layout(snapshot);
+        let pruned = prune_job_dir(tree, snapshot.bind, layout, &reference);
+        if pruned.is_err() || std::fs::create_dir_all(&self.spare_root).is_err() {
+            return false;
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let dst = self.spare_root.join(n.to_string());
+        if std::fs::rename(&tree.job_dir, &dst).is_err() {
+            return false;
+        }
+        self.parked().push(dst);
+        true
+    }
+}
+
+/// Creates what is missing in the tree and writes the workspace files and the event file.
+/// `recycled`: entries may exist already (listed files are copied over, symlinks replaced,
+/// files gone from the repository removed).
+fn fill(
+    layout: &Layout,
+    snapshot: &Snapshot,
+    tree: &JobTree,
+    event_json: &str,
+    recycled: bool,
+) -> io::Result<()> {
+    if !snapshot.bind {
+        copy_workspace(layout, snapshot, &tree.workspace, recycled)?;
+    }
+    let workflow_dir = tree.temp.join(WORKFLOW_DIR);
+    for d in [
+        &workflow_dir,
+        &tree.temp.join(crate::envfile::FILE_COMMANDS_DIR),
+    ] {
+        if !recycled || !d.is_dir() {
+            std::fs::create_dir_all(d)?;
+        }
+    }
+    if recycled && std::fs::read(&tree.event_file).is_ok_and(|b| b == event_json.as_bytes()) {
+        return Ok(());
+    }
+    std::fs::write(&tree.event_file, event_json)
+}
+
+/// Largest file compared before it is copied over a recycled one.
+const COMPARE_LIMIT: u64 = 1 << 20;
+
+/// Copies `src` to `dst`. Over a recycled `dst` of the same size, the content is compared
+/// first and only the mode is set when it matches: truncating a file frees its blocks
+/// (a discard on this kind of mount) and makes ext4 flush the rewrite on close.
+fn copy_file(
+    src: &Path,
+    src_meta: &std::fs::Metadata,
+    dst: &Path,
+    recycled: bool,
+) -> io::Result<()> {
+    if recycled
+        && src_meta.len() <= COMPARE_LIMIT
+        && let Ok(dm) = std::fs::symlink_metadata(dst)
+        && dm.is_file()
+        && dm.len() == src_meta.len()
+        && let Ok(old) = std::fs::read(dst)
+        && let Ok(new) = std::fs::read(src)
+        && old == new
+    {
+        if dm.mode() & 0o7777 != src_meta.mode() & 0o7777 {
+            std::fs::set_permissions(dst, src_meta.permissions())?;
+        }
+        return Ok(());
+    }
+    std::fs::copy(src, dst).map(|_| ())
+}
+
+fn copy_workspace(
+    layout: &Layout,
+    snapshot: &Snapshot,
+    dest: &Path,
+    recycled: bool,
+) -> io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let mut ready: HashSet<&Path> = HashSet::new();
+    for rel in &snapshot.files {
+        let src = snapshot.root.join(rel);
+        let dst = dest.join(rel);
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+            && ready.insert(parent)
+            && !(recycled && layout.dirs.contains(parent) && dest.join(parent).is_dir())
+        {
+            std::fs::create_dir_all(dest.join(parent))?;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&src) else {
+            // Deleted in the working tree since the scan.
+            if recycled {
+                remove_any(&dst)?;
+            }
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&src)?;
+            if recycled {
+                remove_any(&dst)?;
+            }
+            let _ = std::os::unix::fs::symlink(target, &dst);
+        } else if meta.is_file() {
+            copy_file(&src, &meta, &dst, recycled)?;
+        } else if recycled {
+            remove_any(&dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree; a missing path is fine.
+fn remove_any(p: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn ours(m: &std::fs::Metadata, r: &Reference) -> bool {
+    m.uid() == r.uid && m.gid() == r.gid
+}
+
+/// A regular file that may be reused: ours, one link, no extended attributes a new file
+/// would not have.
+fn reusable_file(path: &Path, m: &std::fs::Metadata, r: &Reference) -> bool {
+    m.is_file() && ours(m, r) && m.nlink() == 1 && !has_foreign_xattrs(path)
+}
+
+/// Extended attributes other than `security.*` (which the system gives new files too).
+fn has_foreign_xattrs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: `c` is a NUL-terminated path and `buf` is writable for `buf.len()` bytes.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        // ENOTSUP: the filesystem has none; anything else (a list too long): not reused.
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSUP);
+    }
+    buf[..n as usize]
+        .split(|&b| b == 0)
+        .any(|name| !name.is_empty() && !name.starts_with(b"security."))
+}
+
+/// Gives a kept directory the mode of a new one (a job may have made it read-only).
+fn reset_dir(path: &Path, m: &std::fs::Metadata, r: &Reference) -> io::Result<()> {
+    if m.mode() & 0o7777 != r.dir_mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(r.dir_mode))?;
+    }
+    Ok(())
+}
+
+fn prune_job_dir(tree: &JobTree, bind: bool, layout: &Layout, r: &Reference) -> io::Result<()> {
+    let m = std::fs::symlink_metadata(&tree.job_dir)?;
+    if !m.is_dir() || !ours(&m, r) {
+        return Err(io::Error::other("not a job directory of ours"));
+    }
+    reset_dir(&tree.job_dir, &m, r)?;
+    for e in std::fs::read_dir(&tree.job_dir)? {
+        let e = e?;
+        let path = e.path();
+        let m = e.metadata()?;
+        if path == tree.temp && m.is_dir() && ours(&m, r) {
+            reset_dir(&path, &m, r)?;
+            prune_temp(&path, r)?;
+        } else if !bind && path == tree.workspace && m.is_dir() && ours(&m, r) {
+            reset_dir(&path, &m, r)?;
+            prune_workspace(&path, Path::new(""), layout, r)?;
+        } else {
+            remove_any(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps `_github_workflow/event.json` and an empty `_runner_file_commands`.
+fn prune_temp(temp: &Path, r: &Reference) -> io::Result<()> {
+    for e in std::fs::read_dir(temp)? {
+        let e = e?;
+        let name = e.file_name();
+        let path = e.path();
+        let m = e.metadata()?;
+        let keep_dir = m.is_dir() && ours(&m, r);
+        if keep_dir && name == WORKFLOW_DIR {
+            reset_dir(&path, &m, r)?;
+            for f in std::fs::read_dir(&path)? {
+                let f = f?;
+                let fm = f.metadata()?;
+                if f.file_name() != EVENT_FILE || !reusable_file(&f.path(), &fm, r) {
+                    remove_any(&f.path())?;
+                } else if fm.mode() & 0o200 == 0 {
+                    // The next job rewrites it in place.
+                    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644))?;
+                }
+            }
+        } else if keep_dir && name == crate::envfile::FILE_COMMANDS_DIR {
+            reset_dir(&path, &m, r)?;
+            for f in std::fs::read_dir(&path)? {
+                remove_any(&f?.path())?;
+            }
+        } else {
+            remove_any(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the directories and regular files the snapshot lists (see the module comment).
+fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let rel = rel.join(e.file_name());
+        let m = e.metadata()?;
+        if m.is_dir() && ours(&m, r) && layout.dirs.contains(&rel) {
+            reset_dir(&path, &m, r)?;
+            prune_workspace(&path, &rel, layout, r)?;
+        } else if layout.files.contains(&rel) && reusable_file(&path, &m, r) {
+            if m.mode() & 0o200 == 0 {
+                // Copying over it opens it for writing; the copy sets the listed mode.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        } else {
+            remove_any(&path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
