@@ -73,6 +73,9 @@ impl RunStore {
     /// Creates the directory of a new run: `(id, number, dir)`.
     pub fn allocate(&self) -> io::Result<(String, u64, PathBuf)> {
         std::fs::create_dir_all(&self.dir)?;
+        if let Some(state) = self.dir.parent() {
+            ignore_state_dir(state);
+        }
         let mut n = self.ids().last().copied().unwrap_or(0) + 1;
         loop {
             let dir = self.dir.join(n.to_string());
@@ -96,6 +99,26 @@ impl RunStore {
     pub fn load_summary(&self, id: &str) -> io::Result<RunSummary> {
         let text = std::fs::read_to_string(self.run_dir(id).join("summary.json"))?;
         serde_json::from_str(&text).map_err(io::Error::other)
+    }
+}
+
+/// What `.gantry/.gitignore` says: everything Gantry keeps there is local state except the
+/// configuration, which is source.
+pub const STATE_GITIGNORE: &str = "# Written by gantry: run records, work directories, caches, approvals and deployment\n\
+# history are local state. The configuration (config.yml) is source: keep it tracked.\n\
+*\n\
+!config.yml\n";
+
+/// Writes `.gantry/.gitignore` unless there is one. Without it `git status` lists the run
+/// state, and every run's workspace scan (libgit2 status with untracked files) walked all
+/// earlier runs and work directories: a run's start grew with the history.
+fn ignore_state_dir(state: &Path) {
+    if let Ok(mut f) = File::options()
+        .write(true)
+        .create_new(true)
+        .open(state.join(".gitignore"))
+    {
+        let _ = f.write_all(STATE_GITIGNORE.as_bytes());
     }
 }
 
@@ -257,4 +280,35 @@ pub fn write_summary(
     }
     std::fs::write(dir.join("summary.md"), md)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run state stays out of `git status` (and so out of the workspace scan), while the
+    /// configuration next to it can still be tracked; a user's own `.gitignore` is kept.
+    #[test]
+    fn run_state_is_ignored_by_git_but_config_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(tmp.path()).unwrap();
+        let store = RunStore::new(tmp.path());
+        let (_, _, dir) = store.allocate().unwrap();
+        std::fs::write(dir.join("events.jsonl"), "{}\n").unwrap();
+        std::fs::write(tmp.path().join(".gantry/config.yml"), "environments: {}\n").unwrap();
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true).recurse_untracked_dirs(true);
+        let paths: Vec<String> = repo
+            .statuses(Some(&mut opts))
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.path().ok().map(str::to_string))
+            .collect();
+        assert_eq!(paths, vec![".gantry/config.yml".to_string()]);
+
+        std::fs::write(tmp.path().join(".gantry/.gitignore"), "mine\n").unwrap();
+        store.allocate().unwrap();
+        let kept = std::fs::read_to_string(tmp.path().join(".gantry/.gitignore")).unwrap();
+        assert_eq!(kept, "mine\n");
+    }
 }
