@@ -286,6 +286,66 @@ jobs:
 }
 
 #[test]
+fn a_later_job_gets_a_recycled_tree_with_nothing_of_the_earlier_job() {
+    // `a` leaves junk everywhere it can write; `b` runs after it (one slot) in the tree
+    // `a` used (same inode of the tracked file) and finds none of it.
+    let r = repo(&[
+        wf(
+            "ci.yml",
+            r#"
+on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      ino: ${{ steps.s.outputs.ino }}
+    steps:
+      - id: s
+        run: |
+          echo "ino=$(stat -c %i README.md)" >> "$GITHUB_OUTPUT"
+          echo changed > README.md
+          echo junk > junk.txt
+          mkdir -p build && echo x > build/out
+          echo secret-Zq9 > "$RUNNER_TEMP/left.txt"
+          echo '{"edited":1}' > "$GITHUB_EVENT_PATH"
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          test "$(stat -c %i README.md)" = "${{ needs.a.outputs.ino }}" || { echo not recycled; exit 1; }
+          test "$(cat README.md)" = "hello"
+          test ! -e junk.txt && test ! -e build
+          test ! -e "$RUNNER_TEMP/left.txt"
+          # Only this step's script besides the runner's own directories.
+          test "$(ls "$RUNNER_TEMP" | grep -vc '^_')" = 1
+          ! grep -q edited "$GITHUB_EVENT_PATH"
+          echo clean tree
+"#,
+        ),
+        ("README.md".into(), "hello\n".into()),
+    ]);
+    let out = gantry(r.path(), &["run", "--host", "--json", "--jobs", "1"]);
+    let res = job_results(&events(&out));
+    assert_eq!(
+        res,
+        vec![
+            ("a".into(), "success".into()),
+            ("b".into(), "success".into())
+        ],
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("clean tree"));
+    assert!(
+        !r.path()
+            .join(".gantry/work")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
+}
+
+#[test]
 fn hostile_secrets_never_written() {
     let secrets: [(&str, &str); 4] = [
         ("MULTI", "first-line-Zq1\nsecond-line-Zq2\nthird-line-Zq3"),
