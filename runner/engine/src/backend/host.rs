@@ -65,8 +65,12 @@ impl Backend for HostBackend {
             return Err(msg("services need the docker backend"));
         }
         for dir in [&spec.workspace, &spec.temp, &spec.tool_cache] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| msg(format!("cannot create directory '{}': {e}", dir.display())))?;
+            // The job prepared them already: one stat instead of a failing mkdir and a stat.
+            if !dir.is_dir() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    msg(format!("cannot create directory '{}': {e}", dir.display()))
+                })?;
+            }
         }
         let s = |p: &Path| p.to_string_lossy().into_owned();
         Ok(Box::new(HostJobEnv {

@@ -4,8 +4,10 @@
 //! without a journal every inode allocation skips each inode deleted in the last ~30 s
 //! one by one (`recently_deleted`; see also [`crate::envfile::spare`]).
 //!
-//! So a finished job's tree is not deleted: it is pruned back to its skeleton and parked in
-//! `<work-root>/_spare_jobs/`, and the next job renames it to its own path and refreshes it.
+//! So a finished job's tree is not deleted: it is pruned back to its skeleton and parked as
+//! `<work-root>/.spare-job-<n>` (same parent: the rename rewrites one directory; no job
+//! directory starts with a dot), and the next job renames it to its own path and
+//! refreshes it.
 //! Nothing of the earlier job survives:
 //! - the workspace keeps only directories and regular files the snapshot lists, owned by
 //!   us, with one link and no extended attributes beyond `security.*`; every listed file is
@@ -26,8 +28,8 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::workspace::Snapshot;
 
-/// Directory of parked job trees beside the job directories.
-pub const SPARE_JOBS_DIR: &str = "_spare_jobs";
+/// Name prefix of parked job trees beside the job directories.
+pub const SPARE_PREFIX: &str = ".spare-job-";
 /// `_temp/_github_workflow` holds the event payload (`GITHUB_EVENT_PATH`).
 pub const WORKFLOW_DIR: &str = "_github_workflow";
 pub const EVENT_FILE: &str = "event.json";
@@ -49,6 +51,13 @@ pub struct JobTree {
     pub recycled: bool,
 }
 
+/// A parked tree. `complete`: every directory of the skeleton was still there when it was
+/// pruned (then refreshing it needs no directory checks).
+struct Parked {
+    path: PathBuf,
+    complete: bool,
+}
+
 /// What a kept entry must look like, learned from the work root we create ourselves.
 #[derive(Debug, Clone, Copy)]
 struct Reference {
@@ -66,8 +75,7 @@ struct Layout {
 /// The parked job trees of one run.
 pub struct JobDirs {
     work_root: PathBuf,
-    spare_root: PathBuf,
-    parked: Mutex<Vec<PathBuf>>,
+    parked: Mutex<Vec<Parked>>,
     seq: AtomicU64,
     reference: OnceLock<Option<Reference>>,
     layout: OnceLock<Layout>,
@@ -78,7 +86,6 @@ impl JobDirs {
     pub fn new(work_root: &Path) -> Self {
         JobDirs {
             work_root: work_root.to_path_buf(),
-            spare_root: work_root.join(SPARE_JOBS_DIR),
             parked: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             reference: OnceLock::new(),
@@ -87,7 +94,7 @@ impl JobDirs {
         }
     }
 
-    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -124,9 +131,15 @@ impl JobDirs {
         tree: &mut JobTree,
         event_json: &str,
     ) -> io::Result<()> {
-        tree.recycled = self.take(&tree.job_dir);
-        if tree.recycled {
-            if fill(self.layout(snapshot), snapshot, tree, event_json, true).is_ok() {
+        let taken = self.take(&tree.job_dir);
+        tree.recycled = taken.is_some();
+        if let Some(complete) = taken {
+            let how = if complete {
+                Fill::Complete
+            } else {
+                Fill::Recycled
+            };
+            if fill(snapshot, tree, event_json, how).is_ok() {
                 return Ok(());
             }
             // A tree that cannot be refreshed is replaced by a new one.
@@ -134,7 +147,7 @@ impl JobDirs {
             tree.recycled = false;
         }
         std::fs::create_dir_all(&tree.job_dir)?;
-        fill(self.layout(snapshot), snapshot, tree, event_json, false)
+        fill(snapshot, tree, event_json, Fill::New)
     }
 
     /// At the end of a job: prunes its tree back to the skeleton and parks it, or deletes it.
@@ -146,8 +159,9 @@ impl JobDirs {
 
     /// Deletes the parked trees (the end of a run that keeps its work root).
     pub fn clear(&self) {
-        self.parked().clear();
-        let _ = std::fs::remove_dir_all(&self.spare_root);
+        for p in std::mem::take(&mut *self.parked()) {
+            let _ = std::fs::remove_dir_all(&p.path);
+        }
     }
 
     fn layout(&self, snapshot: &Snapshot) -> &Layout {
@@ -181,15 +195,14 @@ impl JobDirs {
         })
     }
 
-    fn take(&self, job_dir: &Path) -> bool {
+    /// Renames a parked tree to `job_dir`; `Some(complete)` when there was one.
+    fn take(&self, job_dir: &Path) -> Option<bool> {
         loop {
-            let Some(candidate) = self.parked().pop() else {
-                return false;
-            };
-            if std::fs::rename(&candidate, job_dir).is_ok() {
-                return true;
+            let candidate = self.parked().pop()?;
+            if std::fs::rename(&candidate.path, job_dir).is_ok() {
+                return Some(candidate.complete);
             }
-            let _ = std::fs::remove_dir_all(&candidate);
+            let _ = std::fs::remove_dir_all(&candidate.path);
         }
     }
 
@@ -201,39 +214,46 @@ impl JobDirs {
             return false;
         }
         let layout = self.layout(snapshot);
-        let pruned = prune_job_dir(tree, snapshot.bind, layout, &reference);
-        if pruned.is_err() || std::fs::create_dir_all(&self.spare_root).is_err() {
+        let Ok(complete) = prune_job_dir(tree, snapshot.bind, layout, &reference) else {
             return false;
-        }
+        };
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let dst = self.spare_root.join(n.to_string());
+        let dst = self.work_root.join(format!("{SPARE_PREFIX}{n}"));
         if std::fs::rename(&tree.job_dir, &dst).is_err() {
             return false;
         }
-        self.parked().push(dst);
+        self.parked().push(Parked {
+            path: dst,
+            complete,
+        });
         true
     }
 }
 
+/// The state of a tree [`fill`] starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// An empty job directory.
+    New,
+    /// A pruned tree: entries may exist already (listed files are copied over, symlinks
+    /// replaced, files gone from the repository removed), directories may be missing.
+    Recycled,
+    /// A pruned tree with every directory of the skeleton.
+    Complete,
+}
+
 /// Creates what is missing in the tree and writes the workspace files and the event file.
-/// `recycled`: entries may exist already (listed files are copied over, symlinks replaced,
-/// files gone from the repository removed).
-fn fill(
-    layout: &Layout,
-    snapshot: &Snapshot,
-    tree: &JobTree,
-    event_json: &str,
-    recycled: bool,
-) -> io::Result<()> {
+fn fill(snapshot: &Snapshot, tree: &JobTree, event_json: &str, how: Fill) -> io::Result<()> {
+    let recycled = how != Fill::New;
     if !snapshot.bind {
-        copy_workspace(layout, snapshot, &tree.workspace, recycled)?;
+        copy_workspace(snapshot, &tree.workspace, how)?;
     }
-    let workflow_dir = tree.temp.join(WORKFLOW_DIR);
-    for d in [
-        &workflow_dir,
-        &tree.temp.join(crate::envfile::FILE_COMMANDS_DIR),
-    ] {
-        if !recycled || !d.is_dir() {
+    if how != Fill::Complete {
+        let workflow_dir = tree.temp.join(WORKFLOW_DIR);
+        for d in [
+            &workflow_dir,
+            &tree.temp.join(crate::envfile::FILE_COMMANDS_DIR),
+        ] {
             std::fs::create_dir_all(d)?;
         }
     }
@@ -272,20 +292,18 @@ fn copy_file(
     std::fs::copy(src, dst).map(|_| ())
 }
 
-fn copy_workspace(
-    layout: &Layout,
-    snapshot: &Snapshot,
-    dest: &Path,
-    recycled: bool,
-) -> io::Result<()> {
-    std::fs::create_dir_all(dest)?;
+fn copy_workspace(snapshot: &Snapshot, dest: &Path, how: Fill) -> io::Result<()> {
+    let recycled = how != Fill::New;
+    if how != Fill::Complete {
+        std::fs::create_dir_all(dest)?;
+    }
     let mut ready: HashSet<&Path> = HashSet::new();
     for rel in &snapshot.files {
         let src = snapshot.root.join(rel);
         let dst = dest.join(rel);
-        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
+        if how != Fill::Complete
+            && let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty())
             && ready.insert(parent)
-            && !(recycled && layout.dirs.contains(parent) && dest.join(parent).is_dir())
         {
             std::fs::create_dir_all(dest.join(parent))?;
         }
@@ -357,31 +375,35 @@ fn reset_dir(path: &Path, m: &std::fs::Metadata, r: &Reference) -> io::Result<()
     Ok(())
 }
 
-fn prune_job_dir(tree: &JobTree, bind: bool, layout: &Layout, r: &Reference) -> io::Result<()> {
+/// Prunes the tree; `Ok(true)` when every directory of the skeleton is still there.
+fn prune_job_dir(tree: &JobTree, bind: bool, layout: &Layout, r: &Reference) -> io::Result<bool> {
     let m = std::fs::symlink_metadata(&tree.job_dir)?;
     if !m.is_dir() || !ours(&m, r) {
         return Err(io::Error::other("not a job directory of ours"));
     }
     reset_dir(&tree.job_dir, &m, r)?;
+    let (mut temp_complete, mut workspace_dirs) = (false, None);
     for e in std::fs::read_dir(&tree.job_dir)? {
         let e = e?;
         let path = e.path();
         let m = e.metadata()?;
         if path == tree.temp && m.is_dir() && ours(&m, r) {
             reset_dir(&path, &m, r)?;
-            prune_temp(&path, r)?;
+            temp_complete = prune_temp(&path, r)?;
         } else if !bind && path == tree.workspace && m.is_dir() && ours(&m, r) {
             reset_dir(&path, &m, r)?;
-            prune_workspace(&path, Path::new(""), layout, r)?;
+            workspace_dirs = Some(prune_workspace(&path, Path::new(""), layout, r)?);
         } else {
             remove_any(&path)?;
         }
     }
-    Ok(())
+    Ok(temp_complete && (bind || workspace_dirs == Some(layout.dirs.len())))
 }
 
-/// Keeps `_github_workflow/event.json` and an empty `_runner_file_commands`.
-fn prune_temp(temp: &Path, r: &Reference) -> io::Result<()> {
+/// Keeps `_github_workflow/event.json` and an empty `_runner_file_commands`; `Ok(true)`
+/// when both directories are there.
+fn prune_temp(temp: &Path, r: &Reference) -> io::Result<bool> {
+    let mut kept = 0;
     for e in std::fs::read_dir(temp)? {
         let e = e?;
         let name = e.file_name();
@@ -389,6 +411,7 @@ fn prune_temp(temp: &Path, r: &Reference) -> io::Result<()> {
         let m = e.metadata()?;
         let keep_dir = m.is_dir() && ours(&m, r);
         if keep_dir && name == WORKFLOW_DIR {
+            kept += 1;
             reset_dir(&path, &m, r)?;
             for f in std::fs::read_dir(&path)? {
                 let f = f?;
@@ -401,6 +424,7 @@ fn prune_temp(temp: &Path, r: &Reference) -> io::Result<()> {
                 }
             }
         } else if keep_dir && name == crate::envfile::FILE_COMMANDS_DIR {
+            kept += 1;
             reset_dir(&path, &m, r)?;
             for f in std::fs::read_dir(&path)? {
                 remove_any(&f?.path())?;
@@ -409,11 +433,13 @@ fn prune_temp(temp: &Path, r: &Reference) -> io::Result<()> {
             remove_any(&path)?;
         }
     }
-    Ok(())
+    Ok(kept == 2)
 }
 
-/// Keeps the directories and regular files the snapshot lists (see the module comment).
-fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io::Result<()> {
+/// Keeps the directories and regular files the snapshot lists (see the module comment);
+/// returns how many directories below `dir` it kept.
+fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io::Result<usize> {
+    let mut dirs = 0;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let path = e.path();
@@ -421,7 +447,7 @@ fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io
         let m = e.metadata()?;
         if m.is_dir() && ours(&m, r) && layout.dirs.contains(&rel) {
             reset_dir(&path, &m, r)?;
-            prune_workspace(&path, &rel, layout, r)?;
+            dirs += 1 + prune_workspace(&path, &rel, layout, r)?;
         } else if layout.files.contains(&rel) && reusable_file(&path, &m, r) {
             if m.mode() & 0o200 == 0 {
                 // Copying over it opens it for writing; the copy sets the listed mode.
@@ -431,7 +457,7 @@ fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io
             remove_any(&path)?;
         }
     }
-    Ok(())
+    Ok(dirs)
 }
 
 #[cfg(test)]

@@ -130,6 +130,9 @@ fn a_file_deleted_from_the_repository_is_gone_from_a_recycled_workspace() {
     let dirs = JobDirs::new(&work);
     let mut first = dirs.tree(&snap, &work.join("a"), "repo");
     dirs.prepare(&snap, &mut first, "{}").unwrap();
+    // Directories of the skeleton gone: the next job gets them back.
+    std::fs::remove_dir_all(first.workspace.join("src")).unwrap();
+    std::fs::remove_dir_all(first.temp.join(crate::envfile::FILE_COMMANDS_DIR)).unwrap();
     dirs.release(&snap, &first);
 
     std::fs::remove_file(root.join("src/deep/b.txt")).unwrap();
@@ -138,6 +141,9 @@ fn a_file_deleted_from_the_repository_is_gone_from_a_recycled_workspace() {
     dirs.prepare(&snap, &mut second, "{}").unwrap();
     assert!(second.recycled);
     assert!(!second.workspace.join("src/deep/b.txt").exists());
+    assert!(second.workspace.join("src/deep").is_dir());
+    assert!(second.temp.join(crate::envfile::FILE_COMMANDS_DIR).is_dir());
+    assert_eq!(std::fs::read_to_string(&second.event_file).unwrap(), "{}");
     assert_eq!(
         std::fs::read_to_string(second.workspace.join("a.txt")).unwrap(),
         "edited in the repository"
@@ -172,7 +178,16 @@ fn bind_mode_recycles_only_temp_and_clear_removes_the_parked_trees() {
         "only _temp"
     );
     dirs.release(&snap, &second);
-    assert!(work.join(SPARE_JOBS_DIR).exists());
+    let spares = || {
+        std::fs::read_dir(&work)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with(SPARE_PREFIX)
+            })
+            .count()
+    };
+    assert_eq!(spares(), 1);
     dirs.clear();
-    assert!(!work.join(SPARE_JOBS_DIR).exists());
+    assert_eq!(spares(), 0);
 }
