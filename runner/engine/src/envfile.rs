@@ -306,7 +306,12 @@ impl FileCommandFiles {
         let dir = runner_temp.join(FILE_COMMANDS_DIR);
         let uuid = uuid::Uuid::new_v4().to_string();
         let step_dir = dir.join(&uuid);
-        if !spare::take_dir(runner_temp, &step_dir) {
+        let taken = spare::take_dir(runner_temp, &step_dir)
+            // A job's first step: its `_runner_file_commands` may not exist yet.
+            || (!dir.is_dir()
+                && std::fs::create_dir_all(&dir).is_ok()
+                && spare::take_dir(runner_temp, &step_dir));
+        if !taken {
             match std::fs::create_dir(&step_dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -556,6 +561,16 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&script).unwrap(), "echo hi");
         crate::shell::Shell::discard_script(&temp, &script);
         assert!(!script.exists());
+        // A job whose `_runner_file_commands` does not exist yet still gets a spare, and
+        // the pool keeps it until then.
+        let a = FileCommandFiles::create(&temp).unwrap();
+        let spare_ino = ino(&a.step_dir);
+        a.remove();
+        let temp2 = tmp.path().join("job2").join("_temp");
+        std::fs::create_dir_all(&temp2).unwrap();
+        let b = FileCommandFiles::create(&temp2).unwrap();
+        assert_eq!(ino(&b.step_dir), spare_ino);
+        b.remove();
         // Outside the `<root>/<job>/_temp` layout nothing is parked.
         let other = tmp.path().join("plain");
         std::fs::create_dir_all(&other).unwrap();

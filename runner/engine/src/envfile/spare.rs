@@ -144,9 +144,23 @@ fn take_path(runner_temp: &Path, dst: &Path, is_dir: bool) -> bool {
                 None => return false,
             }
         };
-        // A spare deleted with its work root meanwhile just fails here.
-        if std::fs::rename(&candidate, dst).is_ok() {
-            return true;
+        match std::fs::rename(&candidate, dst) {
+            Ok(()) => return true,
+            // A spare deleted with its work root meanwhile just fails here: try the next.
+            Err(_) if std::fs::symlink_metadata(&candidate).is_err() => {}
+            // The destination is the problem (its directory is missing, say): keep the
+            // spare for a later step instead of dropping it.
+            Err(_) => {
+                let mut pool = pool();
+                if let Some(r) = pool.iter_mut().find(|r| r.dir == dir) {
+                    if is_dir {
+                        r.dirs.push(candidate);
+                    } else {
+                        r.files.push(candidate);
+                    }
+                }
+                return false;
+            }
         }
     }
 }
