@@ -102,9 +102,22 @@ pub struct RunFacts {
     pub git: GitInfo,
     /// `--actor` or git's user.name.
     pub actor: String,
+    /// `event` as an expression value, converted on first use and shared by every job's
+    /// `github` context (payloads can be large).
+    pub event_ctx: std::sync::OnceLock<Value>,
+    /// The run-constant part of the `github` context, built once: building it from JSON
+    /// for every job was a fifth of a no-op job's instructions (P6).
+    pub github_base: std::sync::OnceLock<Value>,
 }
 
 impl RunFacts {
+    /// The event payload as an expression value (converted once per run).
+    pub fn event_value(&self) -> Value {
+        self.event_ctx
+            .get_or_init(|| Value::from_json(&self.event))
+            .clone()
+    }
+
     /// The ref as GitHub sets it for this event: `pull_request` uses the PR's merge ref and
     /// head/base refs from the payload; `push` uses the payload's `ref` when present.
     pub fn refs(&self) -> (String, String, String) {
@@ -173,6 +186,49 @@ fn ref_name_and_type(git_ref: &str) -> (String, &'static str) {
 /// The `github` context of a job (JSON; convert with `Value::from_json`). Step-specific
 /// fields (`action`, `env`, `output`, `path`, `state`, `step_summary`) are set per step.
 pub fn github_json(f: &JobFacts<'_>) -> serde_json::Value {
+    github_json_with(f, true)
+}
+
+/// The `github` context as an expression value, equal to [`github_json`]'s: the run's
+/// part is built once per run (with the event payload converted once), then the job's
+/// keys are set. Replacing a key keeps its position, so the key order is the same.
+pub fn github_value(f: &JobFacts<'_>) -> Value {
+    let mut v = f
+        .run
+        .github_base
+        .get_or_init(|| {
+            let mut base = Value::from_json(&github_json_with(f, false));
+            if let Value::Object(o) = &mut base {
+                std::sync::Arc::make_mut(o).insert("event", f.run.event_value());
+            }
+            base
+        })
+        .clone();
+    if let Value::Object(o) = &mut v {
+        let o = std::sync::Arc::make_mut(o);
+        let (git_ref, _, _) = f.run.refs();
+        o.insert("event_path", Value::string(f.event_path));
+        o.insert("job", Value::string(f.job_id));
+        o.insert("workflow", Value::string(f.workflow_name));
+        o.insert("workflow_ref", Value::string(workflow_ref(f, &git_ref)));
+        o.insert("workspace", Value::string(f.workspace));
+    }
+    v
+}
+
+/// `owner/repo/.github/workflows/file.yml@ref`.
+fn workflow_ref(f: &JobFacts<'_>, git_ref: &str) -> String {
+    format!("{}/{}@{}", f.run.git.repository, f.workflow_path, git_ref)
+}
+
+/// The `runner` context as an expression value.
+pub fn runner_value(f: &JobFacts<'_>) -> Value {
+    Value::from_json(&runner_json(f))
+}
+
+/// [`github_json`], with `event` null unless `with_event` (the environment variables and
+/// [`github_value`] do not need a copy of the payload).
+pub fn github_json_with(f: &JobFacts<'_>, with_event: bool) -> serde_json::Value {
     let run = f.run;
     let (git_ref, head_ref, base_ref) = run.refs();
     let (ref_name, ref_type) = ref_name_and_type(&git_ref);
@@ -183,7 +239,7 @@ pub fn github_json(f: &JobFacts<'_>) -> serde_json::Value {
         .next()
         .unwrap_or_default()
         .to_string();
-    let workflow_ref = format!("{}/{}@{}", run.git.repository, f.workflow_path, git_ref);
+    let workflow_ref = workflow_ref(f, &git_ref);
     let mut m = serde_json::Map::new();
     m.insert("action".into(), json!(""));
     m.insert("action_path".into(), json!(""));
@@ -195,7 +251,14 @@ pub fn github_json(f: &JobFacts<'_>) -> serde_json::Value {
     m.insert("api_url".into(), json!("https://api.github.com"));
     m.insert("base_ref".into(), json!(base_ref));
     m.insert("env".into(), json!(""));
-    m.insert("event".into(), json!(run.event));
+    m.insert(
+        "event".into(),
+        if with_event {
+            run.event.clone()
+        } else {
+            serde_json::Value::Null
+        },
+    );
     m.insert("event_name".into(), json!(run.event_name));
     m.insert("event_path".into(), json!(f.event_path));
     m.insert(
@@ -272,15 +335,12 @@ pub fn host_arch() -> &'static str {
 /// The `GITHUB_*` and `RUNNER_*` variables derived from the `github` and `runner` contexts
 /// (§5.2 allow-list), plus `GITHUB_ACTIONS` and `CI`. Step-specific ones (`GITHUB_ACTION`,
 /// the file-command paths) are added by the step runner.
-pub fn default_env(
-    github: &serde_json::Value,
-    runner: &serde_json::Value,
-) -> IndexMap<String, String> {
-    let s = |v: &serde_json::Value, k: &str| -> String {
+pub fn default_env(github: &Value, runner: &Value) -> IndexMap<String, String> {
+    let s = |v: &Value, k: &str| -> String {
         match v.get(k) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Bool(b)) => b.to_string(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Number(n)) => gantry_expr::format_number(*n),
             _ => String::new(),
         }
     };
@@ -503,6 +563,8 @@ mod tests {
                 repository: "o/r".into(),
             },
             actor: "nektos/act".into(),
+            event_ctx: Default::default(),
+            github_base: Default::default(),
         };
         let f = JobFacts {
             run: &run,
@@ -517,8 +579,28 @@ mod tests {
             arch: "X64",
             runner_name: "gantry",
         };
-        let g = github_json(&f);
-        let env = default_env(&g, &runner_json(&f));
+        // The value built from the run's shared part is the JSON context, key order
+        // included, for every job of the run.
+        let run2 = RunFacts {
+            event: json!({"ref": "refs/heads/dev", "commits": [{"id": "1"}]}),
+            ..run.clone()
+        };
+        let f2 = JobFacts { run: &run2, ..f };
+        let f3 = JobFacts {
+            job_id: "test",
+            workspace: "/w2/r",
+            workflow_name: "other",
+            workflow_path: ".github/workflows/other.yml",
+            event_path: "/w2/_temp/_github_workflow/event.json",
+            ..f2
+        };
+        for f in [&f2, &f3, &f2] {
+            assert_eq!(
+                github_value(f).to_json_compact(),
+                Value::from_json(&github_json(f)).to_json_compact()
+            );
+        }
+        let env = default_env(&github_value(&f), &runner_value(&f));
         assert_eq!(env["GITHUB_REF_NAME"], "dev");
         assert_eq!(env["GITHUB_ACTOR"], "nektos/act");
         assert_eq!(env["GITHUB_REPOSITORY_OWNER"], "o");

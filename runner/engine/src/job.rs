@@ -271,10 +271,10 @@ pub async fn run_job(
             arch: context::host_arch(),
             runner_name: "gantry",
         };
-        (context::github_json(&f), context::runner_json(&f))
+        (context::github_value(&f), context::runner_value(&f))
     };
     let (g0, _) = facts_for(&ws_str, "", "", "");
-    ctx.set("github", Value::from_json(&g0));
+    ctx.set("github", g0);
 
     let coe = match eval_bool(&job.continue_on_error, &ctx) {
         Ok(b) => b,
@@ -508,14 +508,14 @@ pub async fn run_job(
     // Contexts in the job's view.
     let paths = env.paths().clone();
     let ev_path = env.to_job_path(&event_file);
-    let (gj, rj) = facts_for(&paths.workspace, &paths.temp, &paths.tool_cache, &ev_path);
-    let mut default_env = context::default_env(&gj, &rj);
+    let (github_value, runner_value) =
+        facts_for(&paths.workspace, &paths.temp, &paths.tool_cache, &ev_path);
+    let mut default_env = context::default_env(&github_value, &runner_value);
     if let Some(h) = &paths.home {
         default_env.insert("HOME".into(), h.clone());
     }
-    let github_value = Value::from_json(&gj);
     ctx.set("github", github_value.clone());
-    ctx.set("runner", Value::from_json(&rj));
+    ctx.set("runner", runner_value);
     ctx.set(
         "job",
         job_value(Status::Success, env.as_ref(), container.is_some()),

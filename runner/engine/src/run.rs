@@ -280,6 +280,8 @@ pub async fn execute(
         event: cfg.event.clone(),
         git,
         actor,
+        event_ctx: Default::default(),
+        github_base: Default::default(),
     };
     let snapshot = Snapshot::scan(&cfg.root, cfg.bind)
         .map_err(|e| format!("cannot read the repository at {}: {e}", cfg.root.display()))?;

@@ -423,7 +423,7 @@ impl Graph<'_> {
             arch: context::host_arch(),
             runner_name: "gantry",
         };
-        ctx.set("github", Value::from_json(&context::github_json(&f)));
+        ctx.set("github", context::github_value(&f));
         ctx.set("inputs", scope.inputs.clone());
         ctx.set("vars", context::string_map_value(shared.cfg.vars.iter()));
         let needs = needs_value(nodes, n);
