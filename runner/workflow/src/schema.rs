@@ -282,7 +282,13 @@ struct Reader<'a> {
 #[derive(Default)]
 struct SeenKeys<'k> {
     keys: Vec<Cow<'k, str>>,
+    /// ASCII-uppercased keys, once the mapping is large (a `jobs:` map with a thousand
+    /// jobs made the linear scan quadratic).
+    index: Option<std::collections::HashSet<String>>,
 }
+
+/// Keys scanned linearly up to this count; a hash set from there on.
+const SEEN_INDEX_FROM: usize = 16;
 
 impl<'k> SeenKeys<'k> {
     fn contains(&self, s: &str) -> bool {
@@ -293,15 +299,32 @@ impl<'k> SeenKeys<'k> {
             upper = s.to_uppercase();
             &upper
         };
-        self.keys.iter().any(|k| k.eq_ignore_ascii_case(form))
+        match &self.index {
+            // `eq_ignore_ascii_case` is equality of the ASCII-uppercased forms.
+            Some(index) => index.contains(&form.to_ascii_uppercase()),
+            None => self.keys.iter().any(|k| k.eq_ignore_ascii_case(form)),
+        }
     }
 
     /// Adds `s` (not checked: see [`SeenKeys::contains`]).
     fn add(&mut self, s: Cow<'k, str>) {
-        self.keys.push(match s {
+        let key = match s {
             Cow::Borrowed(b) if b.is_ascii() => s,
             _ => Cow::Owned(s.to_uppercase()),
-        });
+        };
+        match &mut self.index {
+            Some(index) => {
+                index.insert(key.to_ascii_uppercase());
+            }
+            None if self.keys.len() >= SEEN_INDEX_FROM => {
+                let mut index: std::collections::HashSet<String> =
+                    self.keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+                index.insert(key.to_ascii_uppercase());
+                self.index = Some(index);
+            }
+            None => {}
+        }
+        self.keys.push(key);
     }
 }
 
@@ -588,12 +611,24 @@ mod tests {
 
     #[test]
     fn seen_keys_compare_like_to_uppercase() {
+        // Small mappings scan, large ones use the index: both compare the same way.
+        let filler: Vec<String> = (0..40).map(|i| format!("filler{i}")).collect();
+        for extra in [0, 3, SEEN_INDEX_FROM, 40] {
+            seen_keys_case(&filler[..extra]);
+        }
+    }
+
+    fn seen_keys_case(filler: &[String]) {
         let keys = ["Job", "straße", "é"];
         let mut seen = SeenKeys::default();
+        for k in filler {
+            seen.add(Cow::Borrowed(k));
+        }
         for k in keys {
             assert!(!seen.contains(k));
             seen.add(Cow::Borrowed(k));
         }
+        assert!(filler.iter().all(|f| seen.contains(&f.to_uppercase())));
         for (k, dup) in [
             ("JOB", true),
             ("job", true),
