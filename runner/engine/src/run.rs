@@ -172,6 +172,8 @@ pub struct RunShared {
     /// Every secret value (for masking outputs that cross jobs).
     pub secret_masker: crate::masking::Masker,
     pub event_json: String,
+    /// Programs found on PATH (shells, node) during the run.
+    pub programs: crate::shell::ProgramCache,
 }
 
 impl RunShared {
@@ -320,6 +322,7 @@ pub async fn execute(
         inputs,
         secret_masker,
         event_json,
+        programs: Default::default(),
         cfg,
     });
     let jobs = crate::scheduler::run_all(shared.clone()).await;

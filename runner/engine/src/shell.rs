@@ -237,6 +237,27 @@ pub fn which(program: &str, path: &str) -> Option<PathBuf> {
         .find(|p| is_exec(p))
 }
 
+/// [`which`] results of a run, per (program, PATH). Only programs found are kept: one
+/// installed into a PATH directory by an earlier step is still found by a later one, and a
+/// run of many small jobs walks PATH once instead of once per job.
+#[derive(Default)]
+pub struct ProgramCache {
+    found: std::sync::Mutex<std::collections::HashMap<(String, String), PathBuf>>,
+}
+
+impl ProgramCache {
+    pub fn which(&self, program: &str, path: &str) -> Option<PathBuf> {
+        let key = (program.to_string(), path.to_string());
+        let lock = || self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = lock().get(&key) {
+            return Some(p.clone());
+        }
+        let found = which(program, path)?;
+        lock().insert(key, found.clone());
+        Some(found)
+    }
+}
+
 /// Default display name of a `run` step: `Run <first non-blank line>`.
 pub fn run_display_name(script: &str) -> String {
     let first = script.trim_start_matches([' ', '\t', '\r', '\n']);
@@ -247,6 +268,24 @@ pub fn run_display_name(script: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_cache_keeps_only_programs_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().display().to_string();
+        let cache = ProgramCache::default();
+        assert_eq!(cache.which("tool", &path), None);
+        // Installed by an earlier step: found by a later one (misses are not kept).
+        let tool = tmp.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(cache.which("tool", &path), Some(tool.clone()));
+        // A hit is kept for the run: no PATH walk per job.
+        std::fs::remove_file(&tool).unwrap();
+        assert_eq!(cache.which("tool", &path), Some(tool));
+        assert_eq!(cache.which("tool", "/nonexistent"), None);
+    }
 
     #[test]
     fn builtins() {

@@ -109,9 +109,6 @@ pub struct StepRunner<'a> {
     pub cancel: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
-    /// `which` results per (program, PATH): no PATH walk per step.
-    pub which_cache:
-        std::sync::Mutex<std::collections::HashMap<(String, String), Option<std::path::PathBuf>>>,
 }
 
 /// What a step's output produced besides log lines.
@@ -302,14 +299,7 @@ impl StepRunner<'_> {
     }
 
     fn which(&self, program: &str, path: &str) -> Option<std::path::PathBuf> {
-        let key = (program.to_string(), path.to_string());
-        let mut c = self.which_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = c.get(&key) {
-            return v.clone();
-        }
-        let v = shell::which(program, path);
-        c.insert(key, v.clone());
-        v
+        self.shared.programs.which(program, path)
     }
 
     /// [`StepRunner::run_step`] behind a box (composite actions recurse through it).
