@@ -124,6 +124,19 @@ async fn signal_exit_and_large_output() {
     let (status, out, err) = run(&*env, s, CancellationToken::new(), KillPolicy::default()).await;
     assert_eq!(status, ExitStatus::Code(0));
     assert_eq!((out.len(), err.len()), (10_000_000, 3_000_000));
+    // Order and content survive the relay's move from the step's task to a task of its own
+    // (after its inline budget).
+    let s = exec_spec(&*env, "seq 1 500000; seq 1 1000 >&2");
+    let (status, out, err) = run(&*env, s, CancellationToken::new(), KillPolicy::default()).await;
+    assert_eq!(status, ExitStatus::Code(0));
+    let expected: String = (1..=500_000).map(|i| format!("{i}\n")).collect();
+    assert!(
+        out == expected.as_bytes(),
+        "stdout differs ({} bytes)",
+        out.len()
+    );
+    let expected: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8(err).unwrap(), expected);
 }
 
 #[tokio::test]

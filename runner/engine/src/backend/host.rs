@@ -166,39 +166,105 @@ async fn send_or_detach(
     }
 }
 
-/// Reads both pipes until EOF, forwarding chunks until `detach` fires; after that it keeps
-/// draining (so background writers never get SIGPIPE) but drops the sender.
-async fn pump(
-    mut stdout: ChildStdout,
-    mut stderr: ChildStderr,
-    tx: mpsc::Sender<Output>,
-    mut detach: oneshot::Receiver<()>,
-) {
-    let mut tx = Some(tx);
-    // Not zero-filled (`read_buf` fills spare capacity): most steps print little, and
-    // zeroing two 64 KiB buffers per process was a third of a quiet step's CPU.
-    let mut b_out = Vec::with_capacity(CHUNK);
-    let mut b_err = Vec::with_capacity(CHUNK);
-    let (mut out_open, mut err_open) = (true, true);
-    while out_open || err_open {
-        tokio::select! {
-            r = stdout.read_buf(&mut b_out), if out_open => match r {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(_) => {
-                    let chunk = b_out.clone();
-                    b_out.clear();
-                    send_or_detach(&mut tx, &mut detach, Output::Stdout(chunk)).await
-                }
-            },
-            r = stderr.read_buf(&mut b_err), if err_open => match r {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(_) => {
-                    let chunk = b_err.clone();
-                    b_err.clear();
-                    send_or_detach(&mut tx, &mut detach, Output::Stderr(chunk)).await
-                }
-            },
-            _ = &mut detach, if tx.is_some() => tx = None,
+/// A process's output relay: both pipes to the step's channel until EOF. After `detach`
+/// fires it keeps draining (so background writers never get SIGPIPE) but drops the sender.
+struct Relay {
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+    tx: Option<mpsc::Sender<Output>>,
+    detach: oneshot::Receiver<()>,
+    b_out: Vec<u8>,
+    b_err: Vec<u8>,
+    out_open: bool,
+    err_open: bool,
+}
+
+/// How a relay run ended.
+enum RelayEnd {
+    /// Both pipes are closed.
+    Done,
+    /// The byte budget is spent (at a chunk boundary: nothing is in flight).
+    Busy(Box<Relay>),
+}
+
+/// Bytes relayed in the step's own task before the relay moves to a task of its own.
+/// Most steps print little, and a relay in the step's task costs no hand-off to another
+/// worker; a step that prints a lot is better served by a relay running beside the output
+/// processing, on the other core.
+const INLINE_BUDGET: usize = 256 * 1024;
+
+type RelayFuture = std::pin::Pin<Box<dyn std::future::Future<Output = RelayEnd> + Send>>;
+
+impl Relay {
+    fn start(
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+        tx: mpsc::Sender<Output>,
+        detach: oneshot::Receiver<()>,
+    ) -> RelayFuture {
+        let relay = Box::new(Relay {
+            stdout,
+            stderr,
+            tx: Some(tx),
+            detach,
+            // Not zero-filled (`read_buf` fills spare capacity): zeroing two 64 KiB
+            // buffers per process was a third of a quiet step's CPU.
+            b_out: Vec::with_capacity(CHUNK),
+            b_err: Vec::with_capacity(CHUNK),
+            out_open: true,
+            err_open: true,
+        });
+        Box::pin(relay.run(Some(INLINE_BUDGET)))
+    }
+
+    /// Relays until both pipes close, or with a `budget` until that many bytes went through.
+    async fn run(mut self: Box<Self>, budget: Option<usize>) -> RelayEnd {
+        let mut moved = 0;
+        while self.out_open || self.err_open {
+            if budget.is_some_and(|b| moved >= b) {
+                return RelayEnd::Busy(self);
+            }
+            let r = &mut *self;
+            tokio::select! {
+                res = r.stdout.read_buf(&mut r.b_out), if r.out_open => match res {
+                    Ok(0) | Err(_) => r.out_open = false,
+                    Ok(n) => {
+                        moved += n;
+                        let chunk = r.b_out.clone();
+                        r.b_out.clear();
+                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stdout(chunk)).await
+                    }
+                },
+                res = r.stderr.read_buf(&mut r.b_err), if r.err_open => match res {
+                    Ok(0) | Err(_) => r.err_open = false,
+                    Ok(n) => {
+                        moved += n;
+                        let chunk = r.b_err.clone();
+                        r.b_err.clear();
+                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stderr(chunk)).await
+                    }
+                },
+                _ = &mut r.detach, if r.tx.is_some() => r.tx = None,
+            }
+        }
+        RelayEnd::Done
+    }
+}
+
+/// Drives `relay` to its end. A relay that spends its inline budget continues in a task of
+/// its own, and `relay` becomes the wait for that task. Dropping this future loses nothing
+/// (the relay itself lives in `relay`).
+async fn finish_relay(relay: &mut RelayFuture) {
+    loop {
+        match relay.as_mut().await {
+            RelayEnd::Done => return,
+            RelayEnd::Busy(rest) => {
+                let task = tokio::spawn(rest.run(None));
+                *relay = Box::pin(async move {
+                    let _ = task.await;
+                    RelayEnd::Done
+                });
+            }
         }
     }
 }
@@ -305,16 +371,13 @@ impl JobEnv for HostJobEnv {
             _ => return Err(msg("child pipes missing")),
         };
         let (detach_tx, detach_rx) = oneshot::channel();
-        // The relay runs in this task while the process lives (no hand-off to another
-        // worker per chunk or per step); only a relay outliving its grace period below is
-        // moved to a task of its own.
-        let mut pump_fut = Box::pin(pump(stdout, stderr, out, detach_rx));
-        let mut pumped = false;
+        let mut relay = Relay::start(stdout, stderr, out, detach_rx);
+        let mut relayed = false;
         let status = loop {
             tokio::select! {
                 s = child.wait() => break Some(s?),
                 _ = cancel.cancelled() => break None,
-                _ = &mut pump_fut, if !pumped => pumped = true,
+                () = finish_relay(&mut relay), if !relayed => relayed = true,
             }
         };
         let result = match status {
@@ -340,7 +403,7 @@ impl JobEnv for HostJobEnv {
                 loop {
                     tokio::select! {
                         () = &mut stop => break,
-                        _ = &mut pump_fut, if !pumped => pumped = true,
+                        () = finish_relay(&mut relay), if !relayed => relayed = true,
                     }
                 }
                 guard.armed = false;
@@ -349,13 +412,13 @@ impl JobEnv for HostJobEnv {
         };
         // Output written just before exit is still in the pipes: drain it. Only a process
         // left in the background keeps them open; stop forwarding after a grace period.
-        if !pumped
-            && tokio::time::timeout(DRAIN_GRACE, &mut pump_fut)
+        if !relayed
+            && tokio::time::timeout(DRAIN_GRACE, finish_relay(&mut relay))
                 .await
                 .is_err()
         {
             let _ = detach_tx.send(());
-            tokio::spawn(pump_fut);
+            tokio::spawn(async move { finish_relay(&mut relay).await });
         }
         if group_alive(pgid) {
             let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
