@@ -226,28 +226,40 @@ impl Relay {
             }
             let r = &mut *self;
             tokio::select! {
-                res = r.stdout.read_buf(&mut r.b_out), if r.out_open => match res {
-                    Ok(0) | Err(_) => r.out_open = false,
-                    Ok(n) => {
-                        moved += n;
-                        let chunk = r.b_out.clone();
-                        r.b_out.clear();
-                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stdout(chunk)).await
+                res = r.stdout.read_buf(&mut r.b_out), if r.out_open => {
+                    let chunk = take_chunk(res, &mut r.out_open, &mut r.b_out);
+                    if let Some(c) = chunk {
+                        moved += c.len();
+                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stdout(c)).await
                     }
-                },
-                res = r.stderr.read_buf(&mut r.b_err), if r.err_open => match res {
-                    Ok(0) | Err(_) => r.err_open = false,
-                    Ok(n) => {
-                        moved += n;
-                        let chunk = r.b_err.clone();
-                        r.b_err.clear();
-                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stderr(chunk)).await
+                }
+                res = r.stderr.read_buf(&mut r.b_err), if r.err_open => {
+                    let chunk = take_chunk(res, &mut r.err_open, &mut r.b_err);
+                    if let Some(c) = chunk {
+                        moved += c.len();
+                        send_or_detach(&mut r.tx, &mut r.detach, Output::Stderr(c)).await
                     }
-                },
+                }
                 _ = &mut r.detach, if r.tx.is_some() => r.tx = None,
             }
         }
         RelayEnd::Done
+    }
+}
+
+/// The chunk a read put in `buf` (which is emptied for the next read); at the end of the
+/// pipe, or on an error, `None` and the pipe counts as closed.
+fn take_chunk(res: std::io::Result<usize>, open: &mut bool, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    match res {
+        Ok(0) | Err(_) => {
+            *open = false;
+            None
+        }
+        Ok(_) => {
+            let chunk = buf.clone();
+            buf.clear();
+            Some(chunk)
+        }
     }
 }
 
