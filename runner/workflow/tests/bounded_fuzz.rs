@@ -9,41 +9,23 @@
 //!
 //! `GANTRY_FUZZ_MUTANTS` overrides the number of mutants (default 10000).
 
+use common::Random;
 use gantry_workflow::{Diagnostic, Loaded, Severity, parse_action, parse_workflow};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod common;
 
 /// splitmix64: tiny, good enough, and identical on every platform.
 struct Rng(u64);
 
-impl Rng {
+impl common::Random for Rng {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            out.push(p);
-        }
     }
 }
 
@@ -146,14 +128,14 @@ fn bounded_mutation_fuzz_of_the_loader() {
     let shared = manifest.join("../../../shared/conformance/workflows/files");
     let mut files = Vec::new();
     if shared.is_dir() {
-        collect(&shared, &mut files);
+        common::yaml_files(&shared, &mut files);
     } else {
         eprintln!(
             "SKIPPED part: {} not found; fuzzing our fixtures only",
             shared.display()
         );
     }
-    collect(&manifest.join("tests/testdata"), &mut files);
+    common::yaml_files(&manifest.join("tests/testdata"), &mut files);
     files.sort();
     let corpus: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).collect();
     assert!(!corpus.is_empty(), "no seed files found");

@@ -1,39 +1,21 @@
 //! Robustness: truncated and mutated versions of every corpus file (deterministic PRNG)
 //! must load without panicking, and every diagnostic must point inside the text.
 
+use common::Random;
 use gantry_workflow::{parse_action, parse_workflow};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod common;
 
 struct Rng(u64);
 
-impl Rng {
+impl common::Random for Rng {
     fn next(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            out.push(p);
-        }
     }
 }
 
@@ -92,12 +74,12 @@ fn mutate(text: &str, rng: &mut Rng) -> String {
 fn mutated_inputs_do_not_panic() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    collect(&manifest.join("tests/testdata"), &mut files);
-    collect(
+    common::yaml_files(&manifest.join("tests/testdata"), &mut files);
+    common::yaml_files(
         &manifest.join("../../../shared/conformance/workflows/files"),
         &mut files,
     );
-    collect(
+    common::yaml_files(
         &manifest
             .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader"),
         &mut files,

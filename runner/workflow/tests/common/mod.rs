@@ -1,10 +1,11 @@
-//! Helpers shared by the conformance tests: GitHub's reader-test file format.
+//! Helpers shared by the integration tests: GitHub's reader-test file format, the YAML
+//! files of a directory tree, and a seeded random source for the bounded fuzz tests.
 
 #![allow(dead_code)]
 
 use gantry_workflow::{CallOptions, PermissionsPolicy, ReaderOptions};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn reader_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -70,4 +71,34 @@ pub fn options(doc: &str) -> (ReaderOptions, CallOptions) {
         }
     }
     (r, c)
+}
+
+/// Appends every `.yml` / `.yaml` file under `dir` (recursively) to `out`; a missing
+/// directory adds nothing.
+pub fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+/// A seeded generator of `u64`s; [`Random::below`] picks an index.
+pub trait Random {
+    fn next(&mut self) -> u64;
+
+    /// A number in `0..n` (0 when `n` is 0).
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
 }
