@@ -4,11 +4,8 @@
 //! smoke-test the pushed image as a service, notify Slack) run with `gantry run push` in a
 //! throw-away git copy, with a recording HTTP server on 127.0.0.1 standing in for Slack.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use gantry_tests::*;
@@ -22,12 +19,7 @@ const IMAGES: [(&str, &str); 3] = [
 /// Builds the images the pipeline needs when missing (docker/build-images.sh; the postgres
 /// image is not part of `all`). False (skip) without a daemon unless GANTRY_REQUIRE_DOCKER=1.
 fn images_ready() -> bool {
-    if !docker_available() {
-        assert!(
-            !docker_required(),
-            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
-        );
-        eprintln!("SKIPPED: seed CI pipeline test: no Docker daemon");
+    if !docker_daemon_ready("seed CI pipeline test") {
         return false;
     }
     let missing: Vec<&str> = IMAGES
@@ -55,56 +47,6 @@ fn images_ready() -> bool {
         return false;
     }
     true
-}
-
-/// A recording HTTP server on 127.0.0.1 answering `ok` like a Slack incoming webhook.
-struct Sink {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let rec = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = record(stream, &rec);
-            }
-        });
-        Sink { port, bodies }
-    }
-}
-
-fn record(stream: TcpStream, bodies: &Mutex<Vec<(String, String)>>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body)?;
-    bodies
-        .lock()
-        .unwrap()
-        .push((path, String::from_utf8_lossy(&body).into_owned()));
-    let mut s = stream;
-    s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 }
 
 fn docker_lines(args: &[&str]) -> Vec<String> {
@@ -161,7 +103,7 @@ fn seed_ci_pipeline_runs_offline_end_to_end() {
     }
     let repo = pipeline_repo();
     let branch = branch_of(repo.path());
-    let slack = Sink::start();
+    let slack = gantry_tests::http::Recorder::slack();
     let hook = format!(
         "http://127.0.0.1:{}/services/T0SEED/B0SEED/seed-hook-secret",
         slack.port
@@ -237,10 +179,10 @@ fn seed_ci_pipeline_runs_offline_end_to_end() {
     );
     assert!(log.contains("smoke ok: 127.0.0.1:"), "{log}");
     // Slack: one webhook call with the status and the image, the URL never printed.
-    let bodies = slack.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 1, "Slack calls: {bodies:?}");
-    assert_eq!(bodies[0].0, "/services/T0SEED/B0SEED/seed-hook-secret");
-    let payload: serde_json::Value = serde_json::from_str(&bodies[0].1).unwrap();
+    let calls = slack.requests();
+    assert_eq!(calls.len(), 1, "Slack calls: {calls:?}");
+    assert_eq!(calls[0].path, "/services/T0SEED/B0SEED/seed-hook-secret");
+    let payload = calls[0].body.clone();
     let payload_text = payload.to_string();
     assert!(
         payload_text.contains("seed-ci success: 127.0.0.1:")

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub mod http;
+
 /// The workspace root (`tests/..`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -164,15 +166,24 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether a Docker daemon answers; without one `what` is skipped loudly, or fails when
+/// `GANTRY_REQUIRE_DOCKER=1` (CI).
+pub fn docker_daemon_ready(what: &str) -> bool {
+    if docker_available() {
+        return true;
+    }
+    assert!(
+        !docker_required(),
+        "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
+    );
+    eprintln!("SKIPPED: {what}: no Docker daemon");
+    false
+}
+
 /// Whether Docker tests can run: a daemon answers and every image exists. Without them the
 /// test is skipped loudly, or fails when `GANTRY_REQUIRE_DOCKER=1` (CI).
 pub fn docker_ready(images: &[&str]) -> bool {
-    if !docker_available() {
-        assert!(
-            !docker_required(),
-            "GANTRY_REQUIRE_DOCKER=1 but no Docker daemon"
-        );
-        eprintln!("SKIPPED: no Docker daemon");
+    if !docker_daemon_ready("Docker test") {
         return false;
     }
     for i in images {
