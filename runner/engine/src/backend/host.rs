@@ -8,13 +8,12 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
-use tokio::process::{ChildStderr, ChildStdout};
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +21,9 @@ use super::{
     Backend, BackendError, BackendResult, ExecSpec, ExitStatus, JobEnv, JobEnvSpec, JobPaths,
     KillPolicy, Output, ServiceInfo,
 };
+
+mod spawn;
+use spawn::{Child, Spawned};
 
 /// Size of one read from a child's pipe.
 const CHUNK: usize = 64 * 1024;
@@ -169,8 +171,8 @@ async fn send_or_detach(
 /// A process's output relay: both pipes to the step's channel until EOF. After `detach`
 /// fires it keeps draining (so background writers never get SIGPIPE) but drops the sender.
 struct Relay {
-    stdout: ChildStdout,
-    stderr: ChildStderr,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
     tx: Option<mpsc::Sender<Output>>,
     detach: oneshot::Receiver<()>,
     b_out: Vec<u8>,
@@ -197,8 +199,8 @@ type RelayFuture = std::pin::Pin<Box<dyn std::future::Future<Output = RelayEnd> 
 
 impl Relay {
     fn start(
-        stdout: ChildStdout,
-        stderr: ChildStderr,
+        stdout: pipe::Receiver,
+        stderr: pipe::Receiver,
         tx: mpsc::Sender<Output>,
         detach: oneshot::Receiver<()>,
     ) -> RelayFuture {
@@ -288,12 +290,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Waits until the main process is reaped and no member of the group is left, or `limit`.
-async fn wait_group(
-    child: &mut tokio::process::Child,
-    reaped: &mut bool,
-    pgid: i32,
-    limit: Duration,
-) -> bool {
+async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if !*reaped {
@@ -342,21 +339,7 @@ impl JobEnv for HostJobEnv {
             return Ok(ExitStatus::Cancelled);
         }
         let program_path = resolve_program(program, &spec, workdir)?;
-        let mut cmd = tokio::process::Command::new(&program_path);
-        cmd.arg0(program)
-            .args(&spec.argv[1..])
-            .env_clear()
-            .envs(
-                spec.env.iter().filter(|(k, v)| {
-                    !k.is_empty() && !k.contains(['=', '\0']) && !v.contains('\0')
-                }),
-            )
-            .current_dir(workdir)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        let spawned = spawn::spawn(&program_path, &spec.argv, &spec.env, workdir).map_err(|e| {
             // Checked only when the spawn fails: a missing directory is reported as a
             // missing program otherwise, and the happy path needs no `stat`.
             match std::fs::metadata(workdir) {
@@ -373,15 +356,13 @@ impl JobEnv for HostJobEnv {
                 )),
             }
         })?;
-        let pgid = child
-            .id()
-            .ok_or_else(|| msg("process exited before its id was known"))?
-            as i32;
+        let Spawned {
+            mut child,
+            stdout,
+            stderr,
+        } = spawned;
+        let pgid = child.id();
         let mut guard = KillGuard { pgid, armed: true };
-        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
-            (Some(o), Some(e)) => (o, e),
-            _ => return Err(msg("child pipes missing")),
-        };
         let (detach_tx, detach_rx) = oneshot::channel();
         let mut relay = Relay::start(stdout, stderr, out, detach_rx);
         let mut relayed = false;
@@ -389,7 +370,14 @@ impl JobEnv for HostJobEnv {
             tokio::select! {
                 s = child.wait() => break Some(s?),
                 _ = cancel.cancelled() => break None,
-                () = finish_relay(&mut relay), if !relayed => relayed = true,
+                () = finish_relay(&mut relay), if !relayed => {
+                    relayed = true;
+                    // Both pipes are closed, so the process has most likely exited: reaping
+                    // it now saves waiting for the pidfd's wake-up.
+                    if let Some(s) = child.try_wait()? {
+                        break Some(s);
+                    }
+                }
             }
         };
         let result = match status {
