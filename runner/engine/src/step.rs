@@ -109,6 +109,8 @@ pub struct StepRunner<'a> {
     pub cancel: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
+    /// The last step's script and file-command files, recycled once the next process runs.
+    pub leftovers: crate::envfile::spare::Leftovers,
 }
 
 /// What a step's output produced besides log lines.
@@ -725,7 +727,7 @@ impl StepRunner<'_> {
                 async move { exec.await.map_err(|e| e.to_string()) }
             })
             .await;
-        Shell::discard_script(&self.temp_host, &script_path);
+        self.leftovers.script(&self.temp_host, script_path);
         (out.outcome, out.outputs)
     }
 }

@@ -246,3 +246,59 @@ pub fn park_dir(runner_temp: &Path, dir: &Path, names: &[&str]) -> bool {
 pub fn take_dir(runner_temp: &Path, dst: &Path) -> bool {
     take_path(runner_temp, dst, true)
 }
+
+/// What a finished step leaves behind: its file-command directory and its script. They are
+/// recycled (parked, or deleted) once the next step's process has started, so the renames
+/// and checks run while that process runs instead of between two processes; whatever is
+/// left when the job's runner is dropped is recycled then.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    items: Mutex<Vec<Leftover>>,
+}
+
+#[derive(Debug)]
+enum Leftover {
+    Files(super::FileCommandFiles),
+    Script { temp: PathBuf, path: PathBuf },
+}
+
+impl Leftovers {
+    fn push(&self, item: Leftover) {
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(item);
+    }
+
+    /// A step's file-command files, already read.
+    pub fn files(&self, files: super::FileCommandFiles) {
+        self.push(Leftover::Files(files));
+    }
+
+    /// A step's script `path` in the temp directory `temp`.
+    pub fn script(&self, temp: &Path, path: PathBuf) {
+        self.push(Leftover::Script {
+            temp: temp.to_path_buf(),
+            path,
+        });
+    }
+
+    /// Parks or deletes everything left so far.
+    pub fn recycle(&self) {
+        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()));
+        for item in items {
+            match item {
+                Leftover::Files(f) => f.remove(),
+                Leftover::Script { temp, path } => {
+                    crate::shell::Shell::discard_script(&temp, &path)
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        self.recycle();
+    }
+}

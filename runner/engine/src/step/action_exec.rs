@@ -4,6 +4,7 @@
 //! commands (§5.3) including `GITHUB_STATE`.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -72,6 +73,17 @@ impl StepRunner<'_> {
         let mut timed_out = false;
         let supervise = async {
             tokio::pin!(exec);
+            // The first poll starts the process; the last step's leftovers are recycled
+            // while it runs rather than between the two processes.
+            let started = std::future::poll_fn(|cx| match exec.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+            self.leftovers.recycle();
+            if let Some(r) = started {
+                return r;
+            }
             let sleep = tokio::time::sleep(
                 timeout
                     .map(|m| Duration::from_secs_f64(m * 60.0))
@@ -153,7 +165,7 @@ impl StepRunner<'_> {
         if !ok {
             outcome = Status::Failure;
         }
-        files.remove();
+        self.leftovers.files(files);
         StageOutcome {
             outcome,
             outputs,
