@@ -437,11 +437,14 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
     }
 
     let bus = EventBus::new();
-    let writer = store::spawn_writer(dir.clone(), bus.subscribe());
+    let writer = store::spawn_writer(dir.clone(), bus.subscribe_batched());
     let reporter = if json {
-        gantry_engine::reporter::json::spawn(bus.subscribe())
+        gantry_engine::reporter::json::spawn(bus.subscribe_batched())
     } else {
-        terminal::spawn(bus.subscribe(), terminal::Options { quiet, color: true })
+        terminal::spawn(
+            bus.subscribe_batched(),
+            terminal::Options { quiet, color: true },
+        )
     };
     // Step summaries for summary.md.
     let mut sums_sub = bus.subscribe();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use gantry_engine::events::{RunEvent, Status, Stream, Subscription};
+use gantry_engine::events::{BatchedSubscription, RunEvent, Status, Stream};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 #[derive(Default)]
@@ -46,7 +46,7 @@ fn secs(ms: u64) -> String {
 }
 
 /// Consumes `sub` on a thread and prints to stdout.
-pub fn spawn(mut sub: Subscription, opts: Options) -> std::thread::JoinHandle<()> {
+pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let tty = std::io::stdout().is_terminal();
         let color = opts.color && tty;

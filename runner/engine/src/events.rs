@@ -7,11 +7,9 @@
 //! read, not one per line.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
-use tokio::sync::mpsc;
 
 /// Shared immutable text (job keys, log batches) that serializes as a plain string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,42 +291,8 @@ impl RunEvent {
     }
 }
 
-/// A receiver of run events.
-pub type Subscription = mpsc::UnboundedReceiver<Arc<RunEvent>>;
-
-/// Fan-out of run events to every subscriber. Cloning is cheap (shared list).
-#[derive(Clone, Default)]
-pub struct EventBus {
-    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Arc<RunEvent>>>>>,
-}
-
-impl EventBus {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Subscribes; events emitted from now on are delivered in emission order. The stream
-    /// ends when every clone of the bus is dropped (or [`EventBus::close`] is called).
-    pub fn subscribe(&self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().expect("event bus").push(tx);
-        rx
-    }
-
-    /// Emits one event to every subscriber.
-    pub fn emit(&self, event: RunEvent) {
-        let event = Arc::new(event);
-        let subs = self.subscribers.lock().expect("event bus");
-        for s in subs.iter() {
-            let _ = s.send(event.clone());
-        }
-    }
-
-    /// Ends every subscription (receivers see the end of the stream once drained).
-    pub fn close(&self) {
-        self.subscribers.lock().expect("event bus").clear();
-    }
-}
+mod bus;
+pub use bus::{BatchedSubscription, EventBus, Subscription};
 
 /// Milliseconds of a duration, saturating.
 pub fn millis(d: std::time::Duration) -> u64 {
@@ -355,31 +319,5 @@ mod tests {
         assert_eq!(j["conclusion"], "success");
         let back: RunEvent = serde_json::from_value(j).unwrap();
         assert!(matches!(back, RunEvent::StepFinished { step: 2, .. }));
-    }
-
-    #[tokio::test]
-    async fn fan_out_in_order() {
-        let bus = EventBus::new();
-        let mut a = bus.subscribe();
-        let mut b = bus.subscribe();
-        for i in 0..3 {
-            bus.emit(RunEvent::GroupEnded {
-                job: "j".into(),
-                step: i,
-            });
-        }
-        bus.close();
-        let mut seen = vec![];
-        while let Some(e) = a.recv().await {
-            if let RunEvent::GroupEnded { step, .. } = &*e {
-                seen.push(*step);
-            }
-        }
-        assert_eq!(seen, vec![0, 1, 2]);
-        let mut n = 0;
-        while b.recv().await.is_some() {
-            n += 1;
-        }
-        assert_eq!(n, 3);
     }
 }

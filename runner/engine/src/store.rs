@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::events::{RunEvent, Status, Subscription};
+use crate::events::{BatchedSubscription, RunEvent, Status};
 use crate::run::{JobRecord, RunOutcome};
 use crate::workspace::sanitize;
 
@@ -125,7 +125,7 @@ fn ignore_state_dir(state: &Path) {
 /// Consumes `sub` on a thread, writing `events.jsonl` and the step logs under `dir`.
 pub fn spawn_writer(
     dir: PathBuf,
-    mut sub: Subscription,
+    mut sub: BatchedSubscription,
 ) -> std::thread::JoinHandle<io::Result<()>> {
     std::thread::spawn(move || {
         let mut events = BufWriter::with_capacity(1 << 16, File::create(dir.join("events.jsonl"))?);

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::events::{RunEvent, Stream, Subscription};
+use crate::events::{BatchedSubscription, RunEvent, Stream};
 
 #[derive(Serialize)]
 struct LogLine<'a> {
@@ -49,7 +49,7 @@ pub fn write_event(out: &mut impl Write, ev: &RunEvent) -> std::io::Result<()> {
 }
 
 /// Consumes `sub` on a thread, printing every event to stdout as JSON lines.
-pub fn spawn(mut sub: Subscription) -> std::thread::JoinHandle<()> {
+pub fn spawn(mut sub: BatchedSubscription) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
