@@ -49,6 +49,9 @@ pub struct JobTree {
     pub event_file: PathBuf,
     /// Whether the tree was a parked one.
     pub recycled: bool,
+    /// Per file of the snapshot (same order): how it and its copy in the workspace looked
+    /// when the copy was last known to match.
+    copies: Vec<Option<CopyStamp>>,
 }
 
 /// A parked tree. `complete`: every directory of the skeleton was still there when it was
@@ -56,6 +59,61 @@ pub struct JobTree {
 struct Parked {
     path: PathBuf,
     complete: bool,
+    copies: Vec<Option<CopyStamp>>,
+}
+
+/// The metadata that changes whenever a file's content, mode or links change. `ctime`
+/// cannot be set by a user (unlike `mtime`, which `touch -d` restores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    size: u64,
+    mode: u32,
+    nlink: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            ino: m.ino(),
+            size: m.len(),
+            mode: m.mode(),
+            nlink: m.nlink(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// A repository file and its workspace copy, as they were when the copy matched. When both
+/// still look the same the copy is kept without reading either file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CopyStamp {
+    src: Stamp,
+    dst: Stamp,
+}
+
+/// How old both ctimes must be before a stamp is trusted. Timestamps come from a coarse
+/// clock (a tick of up to 10 ms on older kernels), so a write within the same tick as the
+/// stamp could leave ctime as it was (git's "racy clean" case).
+const SETTLED: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl CopyStamp {
+    /// The stamp of a matching pair, if both ctimes are settled.
+    fn of(src: &std::fs::Metadata, dst: &std::fs::Metadata) -> Option<CopyStamp> {
+        let now = std::time::SystemTime::now();
+        let settled = |m: &std::fs::Metadata| {
+            let ctime = std::time::UNIX_EPOCH
+                + std::time::Duration::new(m.ctime().max(0) as u64, m.ctime_nsec() as u32);
+            ctime + SETTLED <= now
+        };
+        (settled(src) && settled(dst)).then(|| CopyStamp {
+            src: Stamp::of(src),
+            dst: Stamp::of(dst),
+        })
+    }
 }
 
 /// What a kept entry must look like, learned from the work root we create ourselves.
@@ -120,6 +178,7 @@ impl JobDirs {
             event_file: temp.join(WORKFLOW_DIR).join(EVENT_FILE),
             temp,
             recycled: false,
+            copies: Vec::new(),
         }
     }
 
@@ -133,7 +192,8 @@ impl JobDirs {
     ) -> io::Result<()> {
         let taken = self.take(&tree.job_dir);
         tree.recycled = taken.is_some();
-        if let Some(complete) = taken {
+        if let Some((complete, copies)) = taken {
+            tree.copies = copies;
             let how = if complete {
                 Fill::Complete
             } else {
@@ -145,6 +205,7 @@ impl JobDirs {
             // A tree that cannot be refreshed is replaced by a new one.
             let _ = std::fs::remove_dir_all(&tree.job_dir);
             tree.recycled = false;
+            tree.copies.clear();
         }
         std::fs::create_dir_all(&tree.job_dir)?;
         fill(snapshot, tree, event_json, Fill::New)
@@ -195,12 +256,12 @@ impl JobDirs {
         })
     }
 
-    /// Renames a parked tree to `job_dir`; `Some(complete)` when there was one.
-    fn take(&self, job_dir: &Path) -> Option<bool> {
+    /// Renames a parked tree to `job_dir`; `Some((complete, copies))` when there was one.
+    fn take(&self, job_dir: &Path) -> Option<(bool, Vec<Option<CopyStamp>>)> {
         loop {
             let candidate = self.parked().pop()?;
             if std::fs::rename(&candidate.path, job_dir).is_ok() {
-                return Some(candidate.complete);
+                return Some((candidate.complete, candidate.copies));
             }
             let _ = std::fs::remove_dir_all(&candidate.path);
         }
@@ -225,6 +286,7 @@ impl JobDirs {
         self.parked().push(Parked {
             path: dst,
             complete,
+            copies: tree.copies.clone(),
         });
         true
     }
@@ -243,10 +305,10 @@ enum Fill {
 }
 
 /// Creates what is missing in the tree and writes the workspace files and the event file.
-fn fill(snapshot: &Snapshot, tree: &JobTree, event_json: &str, how: Fill) -> io::Result<()> {
+fn fill(snapshot: &Snapshot, tree: &mut JobTree, event_json: &str, how: Fill) -> io::Result<()> {
     let recycled = how != Fill::New;
     if !snapshot.bind {
-        copy_workspace(snapshot, &tree.workspace, how)?;
+        copy_workspace(snapshot, &tree.workspace, how, &mut tree.copies)?;
     }
     if how != Fill::Complete {
         let workflow_dir = tree.temp.join(WORKFLOW_DIR);
@@ -266,18 +328,33 @@ fn fill(snapshot: &Snapshot, tree: &JobTree, event_json: &str, how: Fill) -> io:
 /// Largest file compared before it is copied over a recycled one.
 const COMPARE_LIMIT: u64 = 1 << 20;
 
-/// Copies `src` to `dst`. Over a recycled `dst` of the same size, the content is compared
-/// first and only the mode is set when it matches: truncating a file frees its blocks
-/// (a discard on this kind of mount) and makes ext4 flush the rewrite on close.
+/// Copies `src` to `dst`, returning the pair's stamp when it can be trusted next time.
+/// Over a recycled `dst`: when neither file changed since `prev` was taken, nothing is
+/// done; else a `dst` of the same size is compared first and only the mode is set when it
+/// matches: truncating a file frees its blocks (a discard on this kind of mount) and makes
+/// ext4 flush the rewrite on close.
 fn copy_file(
     src: &Path,
     src_meta: &std::fs::Metadata,
     dst: &Path,
     recycled: bool,
-) -> io::Result<()> {
-    if recycled
-        && src_meta.len() <= COMPARE_LIMIT
-        && let Ok(dm) = std::fs::symlink_metadata(dst)
+    prev: Option<CopyStamp>,
+) -> io::Result<Option<CopyStamp>> {
+    if !recycled {
+        std::fs::copy(src, dst)?;
+        return Ok(None);
+    }
+    let Ok(dm) = std::fs::symlink_metadata(dst) else {
+        std::fs::copy(src, dst)?;
+        return Ok(None);
+    };
+    if let Some(prev) = prev
+        && prev.src == Stamp::of(src_meta)
+        && prev.dst == Stamp::of(&dm)
+    {
+        return Ok(Some(prev));
+    }
+    if src_meta.len() <= COMPARE_LIMIT
         && dm.is_file()
         && dm.len() == src_meta.len()
         && let Ok(old) = std::fs::read(dst)
@@ -286,19 +363,28 @@ fn copy_file(
     {
         if dm.mode() & 0o7777 != src_meta.mode() & 0o7777 {
             std::fs::set_permissions(dst, src_meta.permissions())?;
+            return Ok(None);
         }
-        return Ok(());
+        return Ok(CopyStamp::of(src_meta, &dm));
     }
-    std::fs::copy(src, dst).map(|_| ())
+    std::fs::copy(src, dst)?;
+    Ok(None)
 }
 
-fn copy_workspace(snapshot: &Snapshot, dest: &Path, how: Fill) -> io::Result<()> {
+fn copy_workspace(
+    snapshot: &Snapshot,
+    dest: &Path,
+    how: Fill,
+    copies: &mut Vec<Option<CopyStamp>>,
+) -> io::Result<()> {
     let recycled = how != Fill::New;
+    copies.resize(snapshot.files.len(), None);
     if how != Fill::Complete {
         std::fs::create_dir_all(dest)?;
     }
     let mut ready: HashSet<&Path> = HashSet::new();
-    for rel in &snapshot.files {
+    for (rel, stamp) in snapshot.files.iter().zip(copies.iter_mut()) {
+        let prev = stamp.take();
         let src = snapshot.root.join(rel);
         let dst = dest.join(rel);
         if how != Fill::Complete
@@ -321,7 +407,7 @@ fn copy_workspace(snapshot: &Snapshot, dest: &Path, how: Fill) -> io::Result<()>
             }
             let _ = std::os::unix::fs::symlink(target, &dst);
         } else if meta.is_file() {
-            copy_file(&src, &meta, &dst, recycled)?;
+            *stamp = copy_file(&src, &meta, &dst, recycled, prev)?;
         } else if recycled {
             remove_any(&dst)?;
         }

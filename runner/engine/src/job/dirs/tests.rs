@@ -191,3 +191,50 @@ fn bind_mode_recycles_only_temp_and_clear_removes_the_parked_trees() {
     dirs.clear();
     assert_eq!(spares(), 0);
 }
+
+#[test]
+fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
+    let t = tempfile::tempdir().unwrap();
+    let snap = repo(&t.path().join("repo"));
+    let work = t.path().join("run");
+    std::fs::create_dir_all(&work).unwrap();
+    let dirs = JobDirs::new(&work);
+    let mut first = dirs.tree(&snap, &work.join("a"), "repo");
+    dirs.prepare(&snap, &mut first, "{}").unwrap();
+    dirs.release(&snap, &first);
+    // Old enough for the next refresh to trust what it sees.
+    std::thread::sleep(SETTLED + std::time::Duration::from_millis(20));
+    let mut second = dirs.tree(&snap, &work.join("b"), "repo");
+    dirs.prepare(&snap, &mut second, "{}").unwrap();
+    assert!(second.recycled);
+    let same = second.workspace.join("same.txt");
+    assert!(
+        second.copies.iter().flatten().count() >= 2,
+        "settled copies were not stamped: {:?}",
+        second.copies
+    );
+
+    // The job rewrites a file in place with the same size and puts its mtime back.
+    let before = std::fs::metadata(&same).unwrap();
+    std::fs::write(&same, "SAME SIZE").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&same)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    assert_eq!(std::fs::metadata(&same).unwrap().len(), before.len());
+    dirs.release(&snap, &second);
+
+    let mut third = dirs.tree(&snap, &work.join("c"), "repo");
+    dirs.prepare(&snap, &mut third, "{}").unwrap();
+    assert!(third.recycled);
+    assert_eq!(
+        std::fs::read_to_string(third.workspace.join("same.txt")).unwrap(),
+        "same size"
+    );
+    assert_eq!(
+        std::fs::read_to_string(third.workspace.join("a.txt")).unwrap(),
+        "a"
+    );
+}
