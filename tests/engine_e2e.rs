@@ -478,6 +478,34 @@ fn bad_input_exits_2() {
 }
 
 #[test]
+fn a_missing_working_directory_fails_the_step_with_its_path() {
+    let r = repo(&[wf(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      \
+         - run: echo never\n        working-directory: no/such/dir\n      \
+         - run: echo after\n        if: always()\n",
+    )]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let ev = events(&out);
+    assert_eq!(job_results(&ev), [("a".to_string(), "failure".to_string())]);
+    let logs: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["type"] == "log")
+        .filter_map(|e| e["line"].as_str())
+        .collect();
+    let all = logs.concat();
+    assert!(
+        all.contains("working directory")
+            && all.contains("no/such/dir")
+            && all.contains("does not exist"),
+        "{all}"
+    );
+    assert!(!all.contains("never"), "{all}");
+    assert!(all.contains("after"), "{all}");
+}
+
+#[test]
 fn concurrency_group_replaces_pending_and_cancels_in_progress() {
     // Group `h` without cancel-in-progress: `x` runs, `y` waits, `z` arrives and replaces
     // `y` (cancelled), then runs after `x`. Group `g` with cancel-in-progress: `late`

@@ -689,16 +689,9 @@ impl StepRunner<'_> {
             },
             None => String::new(),
         };
+        // A missing working directory is reported by the backend when the process cannot
+        // start there (no `stat` before every step).
         let workdir = join_view(&self.workspace_view, &wd);
-        if !self.is_container && !std::path::Path::new(&workdir).is_dir() {
-            Shell::discard_script(&self.temp_host, &script_path);
-            files.remove();
-            return fail(
-                self,
-                state,
-                format!("working-directory '{workdir}' does not exist"),
-            );
-        }
 
         // Execute with streaming output.
         let timeout = match eval_number(&step.timeout_minutes, ctx) {

@@ -122,7 +122,11 @@ impl StepRunner<'_> {
             }
             pipe.finish();
         };
-        let (res, ()) = tokio::join!(supervise, consume);
+        // The process first: when it ends, its output channel closes and `consume` sees the
+        // end in the same poll. In the other order the task wakes itself and yields, and an
+        // idle worker is woken to steal it (a futex wake and a move to the other CPU on
+        // every step).
+        let (res, ()) = tokio::join!(biased; supervise, consume);
         let OutputPipe {
             masker, effects, ..
         } = pipe;
