@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use indexmap::IndexMap;
 use tokio::io::unix::AsyncFd;
@@ -107,19 +107,64 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// What a [`SpawnSetup`]'s file actions name.
+#[derive(PartialEq, Eq)]
+struct SetupKey {
+    stdout: RawFd,
+    stderr: RawFd,
+    workdir: CString,
+}
+
 /// `posix_spawn`'s attribute and file-action objects, destroyed on every path.
 struct SpawnSetup {
+    key: SetupKey,
     attr: libc::posix_spawnattr_t,
     actions: libc::posix_spawn_file_actions_t,
 }
 
+// SAFETY: the objects own their heap data (glibc's action list and the copied path) and are
+// not tied to the thread that made them; a setup is used by one thread at a time.
+unsafe impl Send for SpawnSetup {}
+
+/// Setups of recent spawns, reused while the descriptors and directory are the same: the
+/// pipe ends get the lowest free numbers, so usually the same ones step after step, and
+/// glibc checks every descriptor of an action against the limit (two `getrlimit` calls
+/// each).
+static SETUPS: Mutex<Vec<Box<SpawnSetup>>> = Mutex::new(Vec::new());
+/// Most setups kept (one per concurrently spawning job is plenty).
+const MAX_SETUPS: usize = 8;
+
 impl SpawnSetup {
-    fn new(workdir: &CString, stdout: RawFd, stderr: RawFd) -> io::Result<Box<Self>> {
+    fn get(key: SetupKey) -> io::Result<Box<Self>> {
+        let mut cache = SETUPS.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.iter().position(|s| s.key == key) {
+            Some(i) => Ok(cache.swap_remove(i)),
+            None => {
+                drop(cache);
+                Self::new(key)
+            }
+        }
+    }
+
+    fn give_back(self: Box<Self>) {
+        let mut cache = SETUPS.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_SETUPS {
+            cache.remove(0);
+        }
+        cache.push(self);
+    }
+
+    fn new(key: SetupKey) -> io::Result<Box<Self>> {
+        let (workdir, stdout, stderr) = (key.workdir.as_ptr(), key.stdout, key.stderr);
         // SAFETY: zeroed storage is what the init functions expect to overwrite; each object
         // is initialized before use and destroyed in Drop (both inits run first, so Drop
         // never sees an uninitialized object).
         unsafe {
-            let mut s: Box<Self> = Box::new(std::mem::zeroed());
+            let mut s: Box<Self> = Box::new(SpawnSetup {
+                key,
+                attr: std::mem::zeroed(),
+                actions: std::mem::zeroed(),
+            });
             check(libc::posix_spawnattr_init(&mut s.attr))?;
             if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut s.actions)) {
                 libc::posix_spawnattr_destroy(&mut s.attr);
@@ -141,10 +186,7 @@ impl SpawnSetup {
             check(libc::posix_spawn_file_actions_adddup2(a, dev_null()?, 0))?;
             check(libc::posix_spawn_file_actions_adddup2(a, stdout, 1))?;
             check(libc::posix_spawn_file_actions_adddup2(a, stderr, 2))?;
-            check(libc::posix_spawn_file_actions_addchdir_np(
-                a,
-                workdir.as_ptr(),
-            ))?;
+            check(libc::posix_spawn_file_actions_addchdir_np(a, workdir))?;
             Ok(s)
         }
     }
@@ -196,7 +238,11 @@ pub(super) fn spawn(
     );
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
-    let setup = SpawnSetup::new(&workdir, out_w.as_raw_fd(), err_w.as_raw_fd())?;
+    let setup = SpawnSetup::get(SetupKey {
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        workdir,
+    })?;
     let mut pid: libc::pid_t = 0;
     // SAFETY: every pointer is valid for the call: the C strings and arrays above outlive
     // it, and the arrays are null-terminated.
@@ -210,8 +256,9 @@ pub(super) fn spawn(
             envp.as_ptr(),
         )
     })?;
+    setup.give_back();
     // The child holds its own copies now; closing ours lets EOF arrive when it is done.
-    drop((out_w, err_w, setup));
+    drop((out_w, err_w));
     let child = Child::new(pid);
     Ok(Spawned {
         child,
@@ -430,6 +477,28 @@ mod tests {
         unsafe { libc::kill(-pid, libc::SIGKILL) };
         let st = s.child.wait().await.unwrap();
         assert_eq!(st.signal(), Some(libc::SIGKILL));
+    }
+
+    #[tokio::test]
+    async fn a_reused_setup_never_mixes_up_directories_or_pipes() {
+        let argv: Vec<String> = ["sh", "-c", "pwd; echo err >&2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for dir in ["/tmp", "/", "/tmp", "/usr", "/usr"] {
+            let mut s = spawn(
+                Path::new("/bin/sh"),
+                &argv,
+                &IndexMap::new(),
+                Path::new(dir),
+            )
+            .unwrap();
+            let (mut out, mut err) = (String::new(), String::new());
+            s.stdout.read_to_string(&mut out).await.unwrap();
+            s.stderr.read_to_string(&mut err).await.unwrap();
+            assert!(s.child.wait().await.unwrap().success());
+            assert_eq!((out.trim_end(), err.as_str()), (dir, "err\n"));
+        }
     }
 
     #[tokio::test]
