@@ -130,6 +130,8 @@ unsafe impl Send for SpawnSetup {}
 /// pipe ends get the lowest free numbers, so usually the same ones step after step, and
 /// glibc checks every descriptor of an action against the limit (two `getrlimit` calls
 /// each).
+// Boxed: the objects stay where glibc initialized them.
+#[allow(clippy::vec_box)]
 static SETUPS: Mutex<Vec<Box<SpawnSetup>>> = Mutex::new(Vec::new());
 /// Most setups kept (one per concurrently spawning job is plenty).
 const MAX_SETUPS: usize = 8;
