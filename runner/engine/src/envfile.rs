@@ -323,17 +323,7 @@ impl FileCommandFiles {
                 std::fs::File::create(step_dir.join(name))?;
             }
         }
-        let [output, env, path, state, summary] = FILE_NAMES.map(|n| step_dir.join(n));
-        Ok(FileCommandFiles {
-            uuid,
-            dir,
-            step_dir,
-            output,
-            env,
-            path,
-            state,
-            summary,
-        })
+        Ok(Self::at(dir, uuid, step_dir))
     }
 
     /// `(variable, path)` pairs to export, with paths translated to the job's view.
@@ -345,6 +335,31 @@ impl FileCommandFiles {
             ("GITHUB_STATE", to_job_path(&self.state)),
             ("GITHUB_STEP_SUMMARY", to_job_path(&self.summary)),
         ]
+    }
+
+    /// The same directory, emptied and renamed to a fresh uuid for another step; `None`
+    /// when it cannot be reused (it is left as it is: [`FileCommandFiles::remove`] it).
+    pub fn renew(&self) -> Option<FileCommandFiles> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let step_dir = self.dir.join(&uuid);
+        if !spare::renew_dir(&self.step_dir, &FILE_NAMES, &step_dir) {
+            return None;
+        }
+        Some(Self::at(self.dir.clone(), uuid, step_dir))
+    }
+
+    fn at(dir: PathBuf, uuid: String, step_dir: PathBuf) -> FileCommandFiles {
+        let [output, env, path, state, summary] = FILE_NAMES.map(|n| step_dir.join(n));
+        FileCommandFiles {
+            uuid,
+            dir,
+            step_dir,
+            output,
+            env,
+            path,
+            state,
+            summary,
+        }
     }
 
     /// Takes the files away from their paths (errors ignored; a later step gets new ones
@@ -549,14 +564,14 @@ mod tests {
         assert_eq!(std::fs::read_dir(&spare_dir).unwrap().count(), 0);
         // A script reuses a spare file and holds exactly its new text.
         let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
-        let first = sh.write_script(&temp, "echo secret").unwrap();
+        let first = sh.write_script(&temp, "echo secret", None).unwrap();
         let first_ino = ino(&first);
         crate::shell::Shell::discard_script(&temp, &first);
         for e in std::fs::read_dir(&spare_dir).unwrap() {
             let bytes = std::fs::read(e.unwrap().path()).unwrap();
             assert!(bytes.iter().all(|b| *b == 0), "parked script kept its text");
         }
-        let script = sh.write_script(&temp, "echo hi").unwrap();
+        let script = sh.write_script(&temp, "echo hi", None).unwrap();
         assert_eq!(ino(&script), first_ino);
         assert_eq!(std::fs::read_to_string(&script).unwrap(), "echo hi");
         crate::shell::Shell::discard_script(&temp, &script);
@@ -578,5 +593,80 @@ mod tests {
         d.remove();
         assert!(!d.step_dir.exists());
         assert!(spare::dir_for(&other).is_none());
+    }
+
+    #[test]
+    fn leftovers_are_renamed_ahead_for_the_next_step_blank() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let temp = tmp.path().join("job").join("_temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
+        let left = spare::Leftovers::default();
+        left.set_ahead(true);
+
+        // Step 1 writes outputs and a script with a secret in it.
+        let a = FileCommandFiles::create(&temp).unwrap();
+        std::fs::write(&a.output, "secret=x\n").unwrap();
+        let script = sh
+            .write_script(&temp, "echo s3cr3t-long-script", None)
+            .unwrap();
+        let (dir_ino, script_ino) = (ino(&a.step_dir), ino(&script));
+        left.files(a.clone());
+        left.script(&temp, script.clone());
+        left.recycle();
+        assert!(!a.step_dir.exists() && !script.exists());
+
+        // Step 2 gets the same inodes under new names, emptied and blanked.
+        let b = left.take_files().expect("files renamed ahead");
+        assert_ne!(b.uuid, a.uuid);
+        assert_eq!(b.step_dir.parent(), a.step_dir.parent());
+        assert_eq!(ino(&b.step_dir), dir_ino);
+        for (_, p) in b.env_vars(|p| p.display().to_string()) {
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        }
+        let ready = left
+            .take_script(&temp, ".sh")
+            .expect("script renamed ahead");
+        assert!(std::fs::read(&ready).unwrap().iter().all(|b| *b == 0));
+        let next = sh
+            .write_script(&temp, "echo hi", Some(ready.clone()))
+            .unwrap();
+        assert_eq!((next.clone(), ino(&next)), (ready, script_ino));
+        assert_eq!(std::fs::read_to_string(&next).unwrap(), "echo hi");
+
+        // Step 2 deletes RUNNER_TEMP's content and plants a symlink where step 3's script
+        // will be: step 3 gets new files, and nothing is written through the link.
+        left.files(b.clone());
+        left.script(&temp, next.clone());
+        left.recycle();
+        let c_dir = left.ready_dir_for_tests();
+        let c_script = left.ready_script_for_tests();
+        std::fs::remove_dir_all(&c_dir).unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::remove_file(&c_script).unwrap();
+        std::os::unix::fs::symlink(&victim, &c_script).unwrap();
+        assert!(left.take_files().is_none());
+        let c = FileCommandFiles::create(&temp).unwrap();
+        assert!(c.step_dir.is_dir());
+        let ready = left.take_script(&temp, ".sh");
+        let written = sh.write_script(&temp, "echo three", ready).unwrap();
+        assert_ne!(written, c_script);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), "echo three");
+
+        // The last step's leftovers are parked (not renamed ahead) when the runner goes.
+        left.set_ahead(false);
+        left.files(c.clone());
+        left.script(&temp, written.clone());
+        drop(left);
+        assert!(!c.step_dir.exists() && !written.exists());
+        let names: Vec<_> = std::fs::read_dir(temp.join(FILE_COMMANDS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
     }
 }

@@ -552,6 +552,9 @@ pub async fn run_job(
         if job_cancel.is_cancelled() && state.status != Status::Cancelled {
             state.status = Status::Cancelled;
         }
+        runner
+            .leftovers
+            .set_ahead(job.steps.get(i + 1).is_some_and(|s| s.run.is_some()));
         runner.run_step(i, step, &mut ctx, &mut state).await;
     }
     if job_cancel.is_cancelled() && state.status == Status::Success {

@@ -118,13 +118,33 @@ impl Shell {
     }
 
     /// Writes the script (after fix-ups, UTF-8 without BOM) to `<dir>/<uuid><ext>`, returning
-    /// the host path.
-    pub fn write_script(&self, dir: &Path, contents: &str) -> std::io::Result<PathBuf> {
+    /// the host path. `ready` is a blank script already renamed for this step (see
+    /// [`crate::envfile::spare::Leftovers`]); it is used when it is still there.
+    pub fn write_script(
+        &self,
+        dir: &Path,
+        contents: &str,
+        ready: Option<PathBuf>,
+    ) -> std::io::Result<PathBuf> {
         use std::io::Write;
-        let path = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
+        use std::os::unix::fs::OpenOptionsExt;
         let text = self.fix_up_script(contents);
-        // A spare (empty) inode from an earlier step, see `envfile::spare`.
-        if let Some(mut f) = crate::envfile::spare::take(dir, &path) {
+        let reused = ready
+            .and_then(|p| {
+                // Never through a symlink a step may have put there.
+                let f = std::fs::File::options()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&p)
+                    .ok()?;
+                Some((p, f))
+            })
+            .or_else(|| {
+                // A spare (blank) inode from an earlier step, see `envfile::spare`.
+                let p = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
+                crate::envfile::spare::take(dir, &p).map(|f| (p, f))
+            });
+        if let Some((path, mut f)) = reused {
             // The spare holds zero bytes: write over them and cut the rest (cutting within
             // the file's last block frees nothing).
             let old_len = f.metadata()?.len();
@@ -134,6 +154,7 @@ impl Shell {
             }
             return Ok(path);
         }
+        let path = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
         match std::fs::write(&path, &text) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
@@ -378,7 +399,7 @@ mod tests {
     fn script_file_and_which() {
         let tmp = tempfile::tempdir().unwrap();
         let s = Shell::resolve(Some("bash"), true).unwrap();
-        let p = s.write_script(tmp.path(), "echo hé\n").unwrap();
+        let p = s.write_script(tmp.path(), "echo hé\n", None).unwrap();
         assert_eq!(p.extension().unwrap(), "sh");
         assert_eq!(std::fs::read(&p).unwrap(), "echo hé\n".as_bytes());
         assert!(which("sh", "/nonexistent:/bin:/usr/bin").is_some());

@@ -531,7 +531,11 @@ impl StepRunner<'_> {
             (Status::Failure, IndexMap::new())
         };
         // Fresh file-command files.
-        let files = match FileCommandFiles::create(&self.temp_host) {
+        let files = match self
+            .leftovers
+            .take_files()
+            .map_or_else(|| FileCommandFiles::create(&self.temp_host), Ok)
+        {
             Ok(f) => f,
             Err(e) => {
                 return fail(
@@ -670,7 +674,8 @@ impl StepRunner<'_> {
                 }
             }
         };
-        let script_path = match sh.write_script(&self.temp_host, &script) {
+        let ready = self.leftovers.take_script(&self.temp_host, sh.extension);
+        let script_path = match sh.write_script(&self.temp_host, &script, ready) {
             Ok(p) => p,
             Err(e) => return fail(self, state, format!("cannot write the script: {e}")),
         };

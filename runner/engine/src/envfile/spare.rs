@@ -204,7 +204,12 @@ pub fn take(runner_temp: &Path, dst: &Path) -> Option<File> {
     if !take_path(runner_temp, dst, false) {
         return None;
     }
-    match File::options().write(true).open(dst) {
+    use std::os::unix::fs::OpenOptionsExt;
+    match File::options()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+    {
         Ok(f) => Some(f),
         Err(_) => {
             let _ = std::fs::remove_file(dst);
@@ -217,9 +222,11 @@ pub fn take(runner_temp: &Path, dst: &Path) -> Option<File> {
 /// added, removed or replaced entries: then it is not reused), each emptied. `false` when it
 /// was not parked; the caller deletes it then.
 pub fn park_dir(runner_temp: &Path, dir: &Path, names: &[&str]) -> bool {
-    if dir_for(runner_temp).is_none() {
-        return false;
-    }
+    dir_for(runner_temp).is_some() && reusable_dir(dir, names) && park_path(runner_temp, dir, true)
+}
+
+/// Whether `dir` holds exactly the regular files `names`, each emptied now.
+fn reusable_dir(dir: &Path, names: &[&str]) -> bool {
     match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => {}
         _ => return false,
@@ -236,9 +243,7 @@ pub fn park_dir(runner_temp: &Path, dir: &Path, names: &[&str]) -> bool {
         }
         count += 1;
     }
-    count == names.len()
-        && names.iter().all(|n| empty_regular_file(&dir.join(n)))
-        && park_path(runner_temp, dir, true)
+    count == names.len() && names.iter().all(|n| empty_regular_file(&dir.join(n)))
 }
 
 /// Moves a spare directory to `dst` (a path that does not exist yet). Its files are the
@@ -248,12 +253,27 @@ pub fn take_dir(runner_temp: &Path, dst: &Path) -> bool {
 }
 
 /// What a finished step leaves behind: its file-command directory and its script. They are
-/// recycled (parked, or deleted) once the next step's process has started, so the renames
-/// and checks run while that process runs instead of between two processes; whatever is
-/// left when the job's runner is dropped is recycled then.
+/// recycled once the next step's process has started, so the checks and renames run while
+/// that process runs instead of between two processes. When another `run:` step of the job
+/// follows, they are renamed in place (same directory) to fresh names for it, emptied and
+/// blanked as a parked spare is; otherwise they are parked for any later step of the run.
+/// Whatever is left when the job's runner is dropped is parked then.
+///
+/// A renamed-ahead directory or script sits in `RUNNER_TEMP` while the step before the one
+/// it is for runs (empty, under a name no step was given), as GitHub's runner leaves earlier
+/// steps' scripts there.
 #[derive(Debug, Default)]
 pub struct Leftovers {
-    items: Mutex<Vec<Leftover>>,
+    state: Mutex<LeftState>,
+}
+
+#[derive(Debug, Default)]
+struct LeftState {
+    items: Vec<Leftover>,
+    /// The step being run is followed by a `run:` step.
+    ahead: bool,
+    ready_files: Option<super::FileCommandFiles>,
+    ready_script: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -263,34 +283,89 @@ enum Leftover {
 }
 
 impl Leftovers {
-    fn push(&self, item: Leftover) {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(item);
+    fn state(&self) -> std::sync::MutexGuard<'_, LeftState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the step about to run is followed by a `run:` step.
+    pub fn set_ahead(&self, ahead: bool) {
+        self.state().ahead = ahead;
     }
 
     /// A step's file-command files, already read.
     pub fn files(&self, files: super::FileCommandFiles) {
-        self.push(Leftover::Files(files));
+        self.state().items.push(Leftover::Files(files));
     }
 
     /// A step's script `path` in the temp directory `temp`.
     pub fn script(&self, temp: &Path, path: PathBuf) {
-        self.push(Leftover::Script {
+        self.state().items.push(Leftover::Script {
             temp: temp.to_path_buf(),
             path,
         });
     }
 
-    /// Parks or deletes everything left so far.
+    /// File-command files renamed ahead for this step, if they are still there.
+    pub fn take_files(&self) -> Option<super::FileCommandFiles> {
+        let files = self.state().ready_files.take()?;
+        if std::fs::symlink_metadata(&files.step_dir).is_ok_and(|m| m.is_dir()) {
+            Some(files)
+        } else {
+            // A step deleted it (`rm -rf $RUNNER_TEMP/*`): whatever is left goes.
+            let _ = std::fs::remove_dir_all(&files.step_dir);
+            None
+        }
+    }
+
+    /// A blank script renamed ahead for this step (a path in `temp` ending in `extension`).
+    /// The caller writes over it and cuts it to size, or makes a new one if it is gone.
+    pub fn take_script(&self, temp: &Path, extension: &str) -> Option<PathBuf> {
+        let (t, path) = self.state().ready_script.take()?;
+        if t == temp && path.to_str().is_some_and(|p| p.ends_with(extension)) {
+            Some(path)
+        } else {
+            crate::shell::Shell::discard_script(&t, &path);
+            None
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ready_dir_for_tests(&self) -> PathBuf {
+        self.state().ready_files.as_ref().unwrap().step_dir.clone()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ready_script_for_tests(&self) -> PathBuf {
+        self.state().ready_script.as_ref().unwrap().1.clone()
+    }
+
+    /// Recycles everything left so far: renamed ahead for the next step, or parked.
     pub fn recycle(&self) {
-        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()));
+        let (items, ahead) = {
+            let mut st = self.state();
+            (std::mem::take(&mut st.items), st.ahead)
+        };
         for item in items {
             match item {
-                Leftover::Files(f) => f.remove(),
+                Leftover::Files(f) => {
+                    if ahead
+                        && self.state().ready_files.is_none()
+                        && let Some(next) = f.renew()
+                    {
+                        self.state().ready_files = Some(next);
+                        continue;
+                    }
+                    f.remove();
+                }
                 Leftover::Script { temp, path } => {
-                    crate::shell::Shell::discard_script(&temp, &path)
+                    if ahead
+                        && self.state().ready_script.is_none()
+                        && let Some(next) = renew_script(&path)
+                    {
+                        self.state().ready_script = Some((temp, next));
+                        continue;
+                    }
+                    crate::shell::Shell::discard_script(&temp, &path);
                 }
             }
         }
@@ -299,6 +374,29 @@ impl Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
+        self.set_ahead(false);
         self.recycle();
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = st.ready_files.take() {
+            f.remove();
+        }
+        if let Some((temp, path)) = st.ready_script.take() {
+            crate::shell::Shell::discard_script(&temp, &path);
+        }
     }
+}
+
+/// Renews a directory of `names` for another step: emptied and renamed to `new_path` in
+/// the same directory. `false` when it cannot be reused (the caller disposes of it).
+pub fn renew_dir(dir: &Path, names: &[&str], new_path: &Path) -> bool {
+    reusable_dir(dir, names) && std::fs::rename(dir, new_path).is_ok()
+}
+
+/// Renews a used script for another step: blanked and renamed to a fresh name with the
+/// same extension in the same directory. `None` when it cannot be reused.
+fn renew_script(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let ext = name.find('.').map_or("", |i| &name[i..]);
+    let next = path.with_file_name(format!("{}{ext}", uuid::Uuid::new_v4()));
+    (blank_regular_file(path) && std::fs::rename(path, &next).is_ok()).then_some(next)
 }
