@@ -579,14 +579,16 @@ impl Graph<'_> {
                 group,
                 work,
             };
-            tokio::spawn(run_leg(
+            // Boxed first: a job's future is large (every step's state is inline), and
+            // `spawn` moves it twice more; a box moves as a pointer.
+            tokio::spawn(Box::pin(run_leg(
                 shared.clone(),
                 self.sched.clone(),
                 leg,
                 leg_sem.clone(),
                 nodes[n].cancel.clone(),
                 self.done_tx.clone(),
-            ));
+            )));
         }
         false
     }
