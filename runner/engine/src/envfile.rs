@@ -525,13 +525,21 @@ mod tests {
         assert_eq!(read_path_file(&f.path).unwrap(), Vec::<String>::new());
     }
 
-    #[test]
-    fn spares_are_recycled_empty_under_new_names() {
-        use std::os::unix::fs::MetadataExt;
+    /// A job's `_temp` in the `<root>/<job>/_temp` layout that spares are kept for.
+    fn job_temp() -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let temp = tmp.path().join("job").join("_temp");
         std::fs::create_dir_all(&temp).unwrap();
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        (tmp, temp)
+    }
+
+    fn ino(p: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+    }
+
+    #[test]
+    fn spares_are_recycled_empty_under_new_names() {
+        let (tmp, temp) = job_temp();
         let a = FileCommandFiles::create(&temp).unwrap();
         std::fs::write(&a.output, "secret=x\n").unwrap();
         let (dir_ino, out_ino) = (ino(&a.step_dir), ino(&a.output));
@@ -597,11 +605,7 @@ mod tests {
 
     #[test]
     fn leftovers_are_renamed_ahead_for_the_next_step_blank() {
-        use std::os::unix::fs::MetadataExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let temp = tmp.path().join("job").join("_temp");
-        std::fs::create_dir_all(&temp).unwrap();
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let (tmp, temp) = job_temp();
         let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
         let left = spare::Leftovers::default();
         left.set_ahead(true);

@@ -45,6 +45,21 @@ fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
+/// A run's work root under `t` and its job directories.
+fn run_root(t: &Path) -> (PathBuf, JobDirs) {
+    let work = t.join("run");
+    std::fs::create_dir_all(&work).unwrap();
+    let dirs = JobDirs::new(&work);
+    (work, dirs)
+}
+
+/// The tree of job `name` under `work`, prepared with the event payload `event`.
+fn prepared(dirs: &JobDirs, snap: &Snapshot, work: &Path, name: &str, event: &str) -> JobTree {
+    let mut tree = dirs.tree(snap, &work.join(name), "repo");
+    dirs.prepare(snap, &mut tree, event).unwrap();
+    tree
+}
+
 /// Does to a job tree what a careless or hostile job could.
 fn mess_up(tree: &JobTree, outside: &Path) {
     let ws = &tree.workspace;
@@ -84,11 +99,8 @@ fn recycled_job_tree_holds_nothing_from_the_previous_job() {
     fresh_dirs.prepare(&snap, &mut fresh, "{\"e\": 1}").unwrap();
     assert!(!fresh.recycled);
 
-    let work = t.path().join("run");
-    std::fs::create_dir_all(&work).unwrap();
-    let dirs = JobDirs::new(&work);
-    let mut first = dirs.tree(&snap, &work.join("a"), "repo");
-    dirs.prepare(&snap, &mut first, "{\"e\": 1}").unwrap();
+    let (work, dirs) = run_root(t.path());
+    let first = prepared(&dirs, &snap, &work, "a", "{\"e\": 1}");
     assert!(!first.recycled);
     assert_eq!(listing(&first.job_dir), listing(&fresh.job_dir));
     let first_inode = std::fs::metadata(first.workspace.join("a.txt"))
@@ -98,8 +110,7 @@ fn recycled_job_tree_holds_nothing_from_the_previous_job() {
     dirs.release(&snap, &first);
     assert!(!first.job_dir.exists());
 
-    let mut second = dirs.tree(&snap, &work.join("b"), "repo");
-    dirs.prepare(&snap, &mut second, "{\"e\": 1}").unwrap();
+    let second = prepared(&dirs, &snap, &work, "b", "{\"e\": 1}");
     assert!(second.recycled, "the first job's tree was not reused");
     assert_eq!(
         std::fs::metadata(second.workspace.join("a.txt"))
@@ -125,11 +136,8 @@ fn a_file_deleted_from_the_repository_is_gone_from_a_recycled_workspace() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("repo");
     let snap = repo(&root);
-    let work = t.path().join("run");
-    std::fs::create_dir_all(&work).unwrap();
-    let dirs = JobDirs::new(&work);
-    let mut first = dirs.tree(&snap, &work.join("a"), "repo");
-    dirs.prepare(&snap, &mut first, "{}").unwrap();
+    let (work, dirs) = run_root(t.path());
+    let first = prepared(&dirs, &snap, &work, "a", "{}");
     // Directories of the skeleton gone: the next job gets them back.
     std::fs::remove_dir_all(first.workspace.join("src")).unwrap();
     std::fs::remove_dir_all(first.temp.join(crate::envfile::FILE_COMMANDS_DIR)).unwrap();
@@ -137,8 +145,7 @@ fn a_file_deleted_from_the_repository_is_gone_from_a_recycled_workspace() {
 
     std::fs::remove_file(root.join("src/deep/b.txt")).unwrap();
     std::fs::write(root.join("a.txt"), "edited in the repository").unwrap();
-    let mut second = dirs.tree(&snap, &work.join("b"), "repo");
-    dirs.prepare(&snap, &mut second, "{}").unwrap();
+    let second = prepared(&dirs, &snap, &work, "b", "{}");
     assert!(second.recycled);
     assert!(!second.workspace.join("src/deep/b.txt").exists());
     assert!(second.workspace.join("src/deep").is_dir());
@@ -157,19 +164,15 @@ fn bind_mode_recycles_only_temp_and_clear_removes_the_parked_trees() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("a.txt"), "a").unwrap();
     let snap = Snapshot::scan(&root, true).unwrap();
-    let work = t.path().join("run");
-    std::fs::create_dir_all(&work).unwrap();
-    let dirs = JobDirs::new(&work);
-    let mut first = dirs.tree(&snap, &work.join("a"), "repo");
-    dirs.prepare(&snap, &mut first, "{}").unwrap();
+    let (work, dirs) = run_root(t.path());
+    let first = prepared(&dirs, &snap, &work, "a", "{}");
     assert_eq!(first.workspace, snap.root);
     std::fs::write(first.temp.join("x"), "x").unwrap();
     dirs.release(&snap, &first);
     // The repository itself is never touched.
     assert_eq!(std::fs::read_to_string(root.join("a.txt")).unwrap(), "a");
 
-    let mut second = dirs.tree(&snap, &work.join("b"), "repo");
-    dirs.prepare(&snap, &mut second, "{}").unwrap();
+    let second = prepared(&dirs, &snap, &work, "b", "{}");
     assert!(second.recycled);
     assert!(!second.temp.join("x").exists());
     assert_eq!(
@@ -196,16 +199,12 @@ fn bind_mode_recycles_only_temp_and_clear_removes_the_parked_trees() {
 fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
     let t = tempfile::tempdir().unwrap();
     let snap = repo(&t.path().join("repo"));
-    let work = t.path().join("run");
-    std::fs::create_dir_all(&work).unwrap();
-    let dirs = JobDirs::new(&work);
-    let mut first = dirs.tree(&snap, &work.join("a"), "repo");
-    dirs.prepare(&snap, &mut first, "{}").unwrap();
+    let (work, dirs) = run_root(t.path());
+    let first = prepared(&dirs, &snap, &work, "a", "{}");
     dirs.release(&snap, &first);
     // Old enough for the next refresh to trust what it sees.
     std::thread::sleep(SETTLED + std::time::Duration::from_millis(20));
-    let mut second = dirs.tree(&snap, &work.join("b"), "repo");
-    dirs.prepare(&snap, &mut second, "{}").unwrap();
+    let second = prepared(&dirs, &snap, &work, "b", "{}");
     assert!(second.recycled);
     let same = second.workspace.join("same.txt");
     assert!(
@@ -226,8 +225,7 @@ fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
     assert_eq!(std::fs::metadata(&same).unwrap().len(), before.len());
     dirs.release(&snap, &second);
 
-    let mut third = dirs.tree(&snap, &work.join("c"), "repo");
-    dirs.prepare(&snap, &mut third, "{}").unwrap();
+    let third = prepared(&dirs, &snap, &work, "c", "{}");
     assert!(third.recycled);
     assert_eq!(
         std::fs::read_to_string(third.workspace.join("same.txt")).unwrap(),
