@@ -52,6 +52,8 @@ pub struct JobTree {
     /// Per file of the snapshot (same order): how it and its copy in the workspace looked
     /// when the copy was last known to match.
     copies: Vec<Option<CopyStamp>>,
+    /// How the event file looked when it was last known to hold this run's payload.
+    event: Option<Stamp>,
 }
 
 /// A parked tree. `complete`: every directory of the skeleton was still there when it was
@@ -60,6 +62,7 @@ struct Parked {
     path: PathBuf,
     complete: bool,
     copies: Vec<Option<CopyStamp>>,
+    event: Option<Stamp>,
 }
 
 /// The metadata that changes whenever a file's content, mode or links change. `ctime`
@@ -100,18 +103,21 @@ struct CopyStamp {
 /// stamp could leave ctime as it was (git's "racy clean" case).
 const SETTLED: std::time::Duration = std::time::Duration::from_millis(50);
 
+impl Stamp {
+    /// The stamp of a file whose ctime is settled.
+    fn settled(m: &std::fs::Metadata) -> Option<Stamp> {
+        let ctime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(m.ctime().max(0) as u64, m.ctime_nsec() as u32);
+        (ctime + SETTLED <= std::time::SystemTime::now()).then(|| Stamp::of(m))
+    }
+}
+
 impl CopyStamp {
     /// The stamp of a matching pair, if both ctimes are settled.
     fn of(src: &std::fs::Metadata, dst: &std::fs::Metadata) -> Option<CopyStamp> {
-        let now = std::time::SystemTime::now();
-        let settled = |m: &std::fs::Metadata| {
-            let ctime = std::time::UNIX_EPOCH
-                + std::time::Duration::new(m.ctime().max(0) as u64, m.ctime_nsec() as u32);
-            ctime + SETTLED <= now
-        };
-        (settled(src) && settled(dst)).then(|| CopyStamp {
-            src: Stamp::of(src),
-            dst: Stamp::of(dst),
+        Some(CopyStamp {
+            src: Stamp::settled(src)?,
+            dst: Stamp::settled(dst)?,
         })
     }
 }
@@ -179,6 +185,7 @@ impl JobDirs {
             temp,
             recycled: false,
             copies: Vec::new(),
+            event: None,
         }
     }
 
@@ -192,8 +199,9 @@ impl JobDirs {
     ) -> io::Result<()> {
         let taken = self.take(&tree.job_dir);
         tree.recycled = taken.is_some();
-        if let Some((complete, copies)) = taken {
+        if let Some((complete, copies, event)) = taken {
             tree.copies = copies;
+            tree.event = event;
             let how = if complete {
                 Fill::Complete
             } else {
@@ -206,6 +214,7 @@ impl JobDirs {
             let _ = std::fs::remove_dir_all(&tree.job_dir);
             tree.recycled = false;
             tree.copies.clear();
+            tree.event = None;
         }
         std::fs::create_dir_all(&tree.job_dir)?;
         fill(snapshot, tree, event_json, Fill::New)
@@ -256,12 +265,14 @@ impl JobDirs {
         })
     }
 
-    /// Renames a parked tree to `job_dir`; `Some((complete, copies))` when there was one.
-    fn take(&self, job_dir: &Path) -> Option<(bool, Vec<Option<CopyStamp>>)> {
+    /// Renames a parked tree to `job_dir`; `Some((complete, copies, event))` when there was
+    /// one.
+    #[allow(clippy::type_complexity)]
+    fn take(&self, job_dir: &Path) -> Option<(bool, Vec<Option<CopyStamp>>, Option<Stamp>)> {
         loop {
             let candidate = self.parked().pop()?;
             if std::fs::rename(&candidate.path, job_dir).is_ok() {
-                return Some((candidate.complete, candidate.copies));
+                return Some((candidate.complete, candidate.copies, candidate.event));
             }
             let _ = std::fs::remove_dir_all(&candidate.path);
         }
@@ -287,6 +298,7 @@ impl JobDirs {
             path: dst,
             complete,
             copies: tree.copies.clone(),
+            event: tree.event,
         });
         true
     }
@@ -319,8 +331,21 @@ fn fill(snapshot: &Snapshot, tree: &mut JobTree, event_json: &str, how: Fill) ->
             std::fs::create_dir_all(d)?;
         }
     }
-    if recycled && std::fs::read(&tree.event_file).is_ok_and(|b| b == event_json.as_bytes()) {
-        return Ok(());
+    // The payload is the same for every job of the run: a recycled tree's event file is
+    // kept when it still looks as it did when it last held it, or when it holds it now.
+    let prev = tree.event.take();
+    if recycled
+        && let Ok(m) = std::fs::symlink_metadata(&tree.event_file)
+        && m.is_file()
+    {
+        if prev.is_some() && prev == Some(Stamp::of(&m)) {
+            tree.event = prev;
+            return Ok(());
+        }
+        if std::fs::read(&tree.event_file).is_ok_and(|b| b == event_json.as_bytes()) {
+            tree.event = Stamp::settled(&m);
+            return Ok(());
+        }
     }
     std::fs::write(&tree.event_file, event_json)
 }

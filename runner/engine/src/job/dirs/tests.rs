@@ -200,11 +200,11 @@ fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
     let t = tempfile::tempdir().unwrap();
     let snap = repo(&t.path().join("repo"));
     let (work, dirs) = run_root(t.path());
-    let first = prepared(&dirs, &snap, &work, "a", "{}");
+    let first = prepared(&dirs, &snap, &work, "a", "{\"e\": 1}");
     dirs.release(&snap, &first);
     // Old enough for the next refresh to trust what it sees.
     std::thread::sleep(SETTLED + std::time::Duration::from_millis(20));
-    let second = prepared(&dirs, &snap, &work, "b", "{}");
+    let second = prepared(&dirs, &snap, &work, "b", "{\"e\": 1}");
     assert!(second.recycled);
     let same = second.workspace.join("same.txt");
     assert!(
@@ -213,19 +213,28 @@ fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
         second.copies
     );
 
-    // The job rewrites a file in place with the same size and puts its mtime back.
-    let before = std::fs::metadata(&same).unwrap();
-    std::fs::write(&same, "SAME SIZE").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&same)
-        .unwrap()
-        .set_modified(before.modified().unwrap())
-        .unwrap();
-    assert_eq!(std::fs::metadata(&same).unwrap().len(), before.len());
+    assert!(
+        second.event.is_some(),
+        "the settled event file was not stamped"
+    );
+
+    // The job rewrites files in place with the same size and puts their mtime back.
+    let rewrite = |path: &Path, text: &str| {
+        let before = std::fs::metadata(path).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(before.modified().unwrap())
+            .unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().len(), before.len());
+    };
+    rewrite(&same, "SAME SIZE");
+    rewrite(&second.event_file, "{\"e\": 2}");
     dirs.release(&snap, &second);
 
-    let third = prepared(&dirs, &snap, &work, "c", "{}");
+    let third = prepared(&dirs, &snap, &work, "c", "{\"e\": 1}");
     assert!(third.recycled);
     assert_eq!(
         std::fs::read_to_string(third.workspace.join("same.txt")).unwrap(),
@@ -234,5 +243,9 @@ fn an_edit_that_keeps_size_and_mtime_is_still_undone() {
     assert_eq!(
         std::fs::read_to_string(third.workspace.join("a.txt")).unwrap(),
         "a"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&third.event_file).unwrap(),
+        "{\"e\": 1}"
     );
 }
