@@ -1,22 +1,12 @@
 //! Quick throughput check (run with `--release`): the conformance corpus in files/s and a
 //! generated 1 MB workflow. Speed targets are asserted in `bench/`, not here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-            out.push(p);
-        }
-    }
-}
+// The tests' YAML file walk (the example uses nothing else from that module).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 /// CPU time of this process in seconds (the machine may be shared; wall time lies).
 fn cpu_secs() -> f64 {
@@ -48,7 +38,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/conformance/workflows/files");
     let mut files = Vec::new();
-    collect(&root, &mut files);
+    common::yaml_files(&root, &mut files);
     let texts: Vec<(String, String)> = files
         .iter()
         .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
