@@ -292,7 +292,7 @@ impl RunEvent {
 }
 
 mod bus;
-pub use bus::{BatchedSubscription, EventBus, Subscription};
+pub use bus::{BatchedSubscription, EventBus, Received, Subscription};
 
 /// Milliseconds of a duration, saturating.
 pub fn millis(d: std::time::Duration) -> u64 {

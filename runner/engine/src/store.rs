@@ -7,19 +7,33 @@
 //! - `summary.json` / `summary.md`: the result and every job's result, duration and outputs
 //!   (used by `gantry rerun --failed`).
 //!
+//! - `workflows/`: copies of the workflow files the run used that were not as committed.
+//!
 //! Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
+//! A crash leaves a usable record: `events.jsonl` and the logs are extended by whole lines
+//! ([`writer`]), the JSON files are replaced whole ([`write_atomically`]), and readers skip a
+//! cut last line and rebuild a missing summary from the events ([`reader`]).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::events::{BatchedSubscription, RunEvent, Status};
+use crate::events::Status;
 use crate::run::{JobRecord, RunOutcome};
-use crate::workspace::sanitize;
+
+mod reader;
+mod workflows;
+mod writer;
+
+pub use reader::{RebuiltSummary, RecordError, RecordedEvents, read_events, summary_from_events};
+pub use workflows::{
+    RecordedSources, RecordedWorkflow, WorkflowText, record_workflows, recorded_workflow_text,
+};
+pub use writer::{FLUSH_INTERVAL, spawn_writer};
 
 /// `<repo>/.gantry/runs`.
 #[derive(Debug, Clone)]
@@ -100,6 +114,40 @@ impl RunStore {
         let text = std::fs::read_to_string(self.run_dir(id).join("summary.json"))?;
         serde_json::from_str(&text).map_err(io::Error::other)
     }
+
+    /// The summary of run `id`: `summary.json`, or for a run that did not finish (no
+    /// summary) one rebuilt from `events.jsonl` with its unfinished jobs as failures.
+    pub fn summary_or_rebuilt(&self, id: &str) -> Result<RebuiltSummary, RecordError> {
+        let dir = self.run_dir(id);
+        match self.load_summary(id) {
+            Ok(summary) => Ok(RebuiltSummary {
+                summary,
+                unfinished: vec![],
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let events = read_events(&dir.join("events.jsonl"))?;
+                Ok(summary_from_events(id, &events.events))
+            }
+            Err(source) => Err(RecordError::Io {
+                path: dir.join("summary.json"),
+                source,
+            }),
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` whole: written beside it, then renamed over it, so a crash
+/// leaves the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
+    let io_error = |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_error)?;
+    std::fs::rename(&tmp, path).map_err(io_error)
 }
 
 /// What `.gantry/.gitignore` says: everything Gantry keeps there is local state except the
@@ -120,61 +168,6 @@ fn ignore_state_dir(state: &Path) {
     {
         let _ = f.write_all(STATE_GITIGNORE.as_bytes());
     }
-}
-
-/// Consumes `sub` on a thread, writing `events.jsonl` and the step logs under `dir`.
-pub fn spawn_writer(
-    dir: PathBuf,
-    mut sub: BatchedSubscription,
-) -> std::thread::JoinHandle<io::Result<()>> {
-    std::thread::spawn(move || {
-        let mut events = BufWriter::with_capacity(1 << 16, File::create(dir.join("events.jsonl"))?);
-        let logs_dir = dir.join("logs");
-        let mut logs: HashMap<(String, Option<usize>), BufWriter<File>> = HashMap::new();
-        while let Some(ev) = sub.blocking_recv() {
-            match &*ev {
-                RunEvent::Log {
-                    job, step, text, ..
-                } => {
-                    let k = (job.to_string(), *step);
-                    if !logs.contains_key(&k) {
-                        let jd = logs_dir.join(sanitize(job));
-                        std::fs::create_dir_all(&jd)?;
-                        let name = match step {
-                            Some(s) => format!("{}.log", s + 1),
-                            None => "setup.log".to_string(),
-                        };
-                        logs.insert(
-                            k.clone(),
-                            BufWriter::with_capacity(1 << 16, File::create(jd.join(name))?),
-                        );
-                    }
-                    if let Some(w) = logs.get_mut(&k) {
-                        w.write_all(text.as_bytes())?;
-                    }
-                }
-                other => {
-                    serde_json::to_writer(&mut events, other)?;
-                    events.write_all(b"\n")?;
-                    if let RunEvent::JobFinished { job, .. } = other {
-                        // Close the job's logs.
-                        let job = job.to_string();
-                        let keys: Vec<_> =
-                            logs.keys().filter(|(j, _)| *j == job).cloned().collect();
-                        for k in keys {
-                            if let Some(mut w) = logs.remove(&k) {
-                                w.flush()?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for (_, mut w) in logs.drain() {
-            w.flush()?;
-        }
-        events.flush()
-    })
 }
 
 /// The critical path: the chain of `needs` whose summed durations is the longest.
@@ -253,10 +246,6 @@ pub fn write_summary(
             .collect(),
         critical_path: critical,
     };
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary).map_err(io::Error::other)?,
-    )?;
     let mut md = format!(
         "# Run {run_id}: {}\n\n| job | result | duration |\n|---|---|---|\n",
         summary.result
@@ -278,7 +267,10 @@ pub fn write_summary(
     for (job, text) in step_summaries {
         md.push_str(&format!("\n## {job}\n\n{text}\n"));
     }
-    std::fs::write(dir.join("summary.md"), md)?;
+    write_atomically(&dir.join("summary.md"), md.as_bytes()).map_err(io::Error::other)?;
+    // Last: a run with `summary.json` is a finished run to its readers.
+    let json = serde_json::to_string_pretty(&summary).map_err(io::Error::other)?;
+    write_atomically(&dir.join("summary.json"), json.as_bytes()).map_err(io::Error::other)?;
     Ok(summary)
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -141,6 +141,16 @@ impl Drop for BatchedSender {
     }
 }
 
+/// What [`BatchedSubscription::recv_until`] got.
+#[derive(Debug)]
+pub enum Received {
+    Event(Arc<RunEvent>),
+    /// The deadline passed with nothing to receive.
+    TimedOut,
+    /// The bus is closed and everything was received.
+    Closed,
+}
+
 /// A receiver of run events for a consumer thread, see [`EventBus::subscribe_batched`].
 pub struct BatchedSubscription {
     queue: Arc<Batched>,
@@ -152,8 +162,18 @@ impl BatchedSubscription {
     /// The next event, blocking the thread until there is one; `None` once the bus is
     /// closed and everything was received.
     pub fn blocking_recv(&mut self) -> Option<Arc<RunEvent>> {
+        match self.recv_until(None) {
+            Received::Event(ev) => Some(ev),
+            Received::Closed | Received::TimedOut => None,
+        }
+    }
+
+    /// The next event, blocking the thread at most until `deadline` (`None`: no limit).
+    /// Lets a consumer that buffers (the run store) write out on time while the run is
+    /// quiet, without a wake-up per event while it is busy.
+    pub fn recv_until(&mut self, deadline: Option<Instant>) -> Received {
         if let Some(ev) = self.local.pop_front() {
-            return Some(ev);
+            return Received::Event(ev);
         }
         let mut st = self.queue.state();
         let mut quiet = false;
@@ -161,19 +181,40 @@ impl BatchedSubscription {
             if !st.queue.is_empty() {
                 std::mem::swap(&mut self.local, &mut st.queue);
                 st.consumer = Consumer::Busy;
-                return self.local.pop_front();
+                return match self.local.pop_front() {
+                    Some(ev) => Received::Event(ev),
+                    None => Received::Closed,
+                };
             }
             if st.closed {
-                return None;
+                return Received::Closed;
             }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        // It looks again when done with what it does at the deadline.
+                        st.consumer = Consumer::Busy;
+                        return Received::TimedOut;
+                    }
+                },
+                None => None,
+            };
             if quiet {
                 // A whole nap without events: the run is quiet, so the next event should
                 // be seen at once.
                 st.consumer = Consumer::Sleeping;
-                st = self.queue.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+                st = match left {
+                    None => self.queue.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                    Some(left) => match self.queue.ready.wait_timeout(st, left) {
+                        Ok((st, _)) => st,
+                        Err(e) => e.into_inner().0,
+                    },
+                };
             } else {
                 st.consumer = Consumer::Napping;
-                st = match self.queue.ready.wait_timeout(st, BATCH_LATENCY) {
+                let nap = left.map_or(BATCH_LATENCY, |l| l.min(BATCH_LATENCY));
+                st = match self.queue.ready.wait_timeout(st, nap) {
                     Ok((st, _)) => st,
                     Err(e) => e.into_inner().0,
                 };
@@ -191,7 +232,6 @@ impl BatchedSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn ev(step: usize) -> RunEvent {
         RunEvent::GroupEnded {
@@ -275,5 +315,29 @@ mod tests {
         assert!(seen - sent < BATCH_LATENCY * 10, "took {:?}", seen - sent);
         drop(bus);
         consumer.join().unwrap();
+    }
+
+    #[test]
+    fn recv_until_returns_at_the_deadline_when_quiet_and_events_before_it() {
+        let bus = EventBus::new();
+        let mut sub = bus.subscribe_batched();
+        let start = Instant::now();
+        let r = sub.recv_until(Some(start + Duration::from_millis(60)));
+        assert!(matches!(r, Received::TimedOut), "{r:?}");
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(60),
+            "returned early: {waited:?}"
+        );
+        bus.emit(ev(3));
+        match sub.recv_until(Some(Instant::now() + Duration::from_secs(10))) {
+            Received::Event(e) => assert_eq!(step_of(&e), 3),
+            other => panic!("expected the event, got {other:?}"),
+        }
+        drop(bus);
+        assert!(matches!(
+            sub.recv_until(Some(Instant::now() + Duration::from_secs(10))),
+            Received::Closed
+        ));
     }
 }

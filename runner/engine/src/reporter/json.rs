@@ -53,8 +53,13 @@ pub fn spawn(mut sub: BatchedSubscription) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        // Each event is serialized whole before it is handed to the buffer, which never
+        // splits one write: if Gantry is killed, a reader of stdout has whole lines (but
+        // for one longer than the buffer), not a line cut at a 64 KiB boundary.
+        let mut lines = Vec::new();
         while let Some(ev) = sub.blocking_recv() {
-            if write_event(&mut out, &ev).is_err() {
+            lines.clear();
+            if write_event(&mut lines, &ev).is_err() || out.write_all(&lines).is_err() {
                 break;
             }
             // Flush when the stream is momentarily idle so that consumers see events live.
