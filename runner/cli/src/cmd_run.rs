@@ -1,5 +1,5 @@
-//! `gantry run [EVENT]` and `gantry rerun --failed [RUN]`: assemble a run from flags
-//! (act-compatible names where they overlap), start the reporters, run, save.
+//! `gantry run [EVENT]`: assemble a run from flags (act-compatible names where they
+//! overlap), start the reporters, run, save (`gantry rerun` is in `cmd_rerun.rs`).
 //!
 //! Exit codes: 0 success, 1 the workflow failed or was cancelled, 2 bad input.
 
@@ -13,12 +13,13 @@ use gantry_engine::actions::{ActionResolver, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::context::parse_dotenv;
 use gantry_engine::events::{EventBus, RunEvent, Status};
-use gantry_engine::run::{Platform, ReusedJob, RunConfig, WorkflowEntry};
-use gantry_engine::store::{self, RunStore};
+use gantry_engine::run::{Platform, RunConfig, WorkflowEntry};
+use gantry_engine::store::{self, RunStore, WorkflowText};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::cmd_rerun::WorkflowSource;
 use crate::terminal;
 
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
@@ -110,29 +111,9 @@ pub struct RunArgs {
     pub term_after: Option<f64>,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct RerunArgs {
-    /// Re-run only the failed (and cancelled) jobs and the jobs that depend on them.
-    #[arg(long)]
-    pub failed: bool,
-    /// Run id (default: the latest run).
-    pub run: Option<String>,
-    /// Secret: K=V, or K from the environment (secrets are never saved with a run).
-    #[arg(short = 's', long = "secret")]
-    pub secret: Vec<String>,
-    #[arg(long = "secret-file")]
-    pub secret_file: Option<PathBuf>,
-    #[arg(long = "json")]
-    pub json: bool,
-    #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
-    #[arg(short = 'C', long = "workdir")]
-    pub workdir: Option<PathBuf>,
-}
-
 /// A usage error: exit code 2.
 #[derive(Debug)]
-struct BadInput(String);
+pub(crate) struct BadInput(pub(crate) String);
 impl std::fmt::Display for BadInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -214,22 +195,27 @@ fn rel_to(root: &Path, p: &Path) -> String {
         .unwrap_or_else(|_| p.display().to_string())
 }
 
-/// What `run.json` records (no secret values).
-#[derive(Serialize, Deserialize)]
-struct SavedRun {
-    args: RunArgs,
-    secret_names: Vec<String>,
-    root: PathBuf,
-}
-
 pub(crate) struct Prepared {
     pub(crate) cfg: RunConfig,
     pub(crate) args: RunArgs,
+    /// The text of each workflow that runs, as parsed (kept in the run record).
+    pub(crate) sources: Vec<WorkflowText>,
+    /// The run this one re-runs.
+    pub(crate) rerun_of: Option<String>,
 }
 
 pub(crate) fn prepare(
     args: RunArgs,
     extra_secrets: IndexMap<String, String>,
+) -> anyhow::Result<Prepared> {
+    prepare_from(args, extra_secrets, None)
+}
+
+/// [`prepare`] with the workflow files given (a re-run's recorded ones) instead of found.
+pub(crate) fn prepare_from(
+    args: RunArgs,
+    extra_secrets: IndexMap<String, String>,
+    recorded: Option<Vec<WorkflowSource>>,
 ) -> anyhow::Result<Prepared> {
     let root = match &args.workdir {
         Some(d) => d.clone(),
@@ -306,12 +292,19 @@ pub(crate) fn prepare(
             trigger.ref_ = Some(head);
         }
     }
-    let files = collect_workflow_files(&args.workflows, &root)?;
+    let sources = match recorded {
+        Some(s) => s,
+        None => collect_workflow_files(&args.workflows, &root)?
+            .iter()
+            .map(|f| WorkflowSource::read(f, rel_to(&root, f)))
+            .collect(),
+    };
     let mut workflows = Vec::new();
+    let mut ran = Vec::new();
     let mut errors = Vec::new();
     let mut not_triggered = Vec::new();
-    for f in files {
-        let loaded = gantry_workflow::load_workflow(&f);
+    for src in sources {
+        let loaded = src.load();
         for d in &loaded.diagnostics {
             if d.severity == gantry_workflow::Severity::Error {
                 errors.push(d.to_string());
@@ -320,13 +313,14 @@ pub(crate) fn prepare(
         if let Some(w) = loaded.value {
             let m = gantry_plan::trigger::matches(&w, &trigger);
             if !m.matched {
-                not_triggered.push(format!("{}: {}", rel_to(&root, &f), m.reason));
+                not_triggered.push(format!("{}: {}", src.rel_path, m.reason));
                 continue;
             }
             workflows.push(WorkflowEntry {
-                rel_path: rel_to(&root, &f),
+                rel_path: src.rel_path.clone(),
                 workflow: w,
             });
+            ran.extend(src.into_text());
         }
     }
     if !errors.is_empty() {
@@ -372,7 +366,12 @@ pub(crate) fn prepare(
             )));
         }
     }
-    Ok(Prepared { cfg, args })
+    Ok(Prepared {
+        cfg,
+        args,
+        sources: ran,
+        rerun_of: None,
+    })
 }
 
 fn dry_run(cfg: &RunConfig) -> i32 {
@@ -409,7 +408,7 @@ fn dry_run(cfg: &RunConfig) -> i32 {
     0
 }
 
-async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32> {
+pub(crate) async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32> {
     if p.cfg.workflows.is_empty() {
         eprintln!("gantry: no workflow is triggered by '{}'", p.cfg.event_name);
         return Ok(0);
@@ -418,12 +417,7 @@ async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32
     let (id, number, dir) = store.allocate().context("creating the run directory")?;
     p.cfg.run_id = id.clone();
     p.cfg.run_number = number;
-    let saved = SavedRun {
-        args: p.args.clone(),
-        secret_names: p.cfg.secrets.keys().cloned().collect(),
-        root: p.cfg.root.clone(),
-    };
-    std::fs::write(dir.join("run.json"), serde_json::to_string_pretty(&saved)?)?;
+    crate::cmd_rerun::save_run_record(&dir, &p)?;
 
     // Needs per job id, for the critical path.
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
@@ -557,7 +551,7 @@ async fn delivery(
     )))
 }
 
-fn exit_code(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
+pub(crate) fn exit_code(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
     match r {
         Err(e) if e.downcast_ref::<BadInput>().is_some() => {
             eprintln!("gantry: {e}");
@@ -578,93 +572,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 return Ok(dry_run(&p.cfg));
             }
             execute(p, json, quiet).await
-        }
-        .await,
-    )
-}
-
-pub async fn rerun(args: RerunArgs) -> anyhow::Result<i32> {
-    exit_code(
-        async {
-            let root = match &args.workdir {
-                Some(d) => d.clone(),
-                None => std::env::current_dir()?,
-            };
-            let store = RunStore::new(&root);
-            let id = match args.run.clone().or_else(|| store.latest()) {
-                Some(id) => id,
-                None => bail!(BadInput("no saved run to re-run".into())),
-            };
-            let dir = store.run_dir(&id);
-            let saved: SavedRun = serde_json::from_str(
-                &std::fs::read_to_string(dir.join("run.json"))
-                    .map_err(|e| BadInput(format!("run {id}: {e}")))?,
-            )?;
-            let summary = store
-                .load_summary(&id)
-                .map_err(|e| BadInput(format!("run {id} has no summary: {e}")))?;
-            let mut run_args = saved.args;
-            run_args.workdir = Some(saved.root.clone());
-            run_args.json = args.json;
-            run_args.quiet = args.quiet;
-            run_args.secret = args.secret.clone();
-            if args.secret_file.is_some() {
-                run_args.secret_file = args.secret_file.clone();
-            }
-            let missing: Vec<&String> = saved
-                .secret_names
-                .iter()
-                .filter(|n| {
-                    !run_args
-                        .secret
-                        .iter()
-                        .any(|s| s.split('=').next() == Some(n.as_str()))
-                        && run_args.secret_file.is_none()
-                })
-                .collect();
-            if !missing.is_empty() {
-                eprintln!(
-                    "gantry: note: secrets are not saved with a run; pass them again (-s NAME): {}",
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let mut p = prepare(run_args, IndexMap::new())?;
-            if args.failed {
-                // Jobs whose every leg succeeded (or was skipped) are reused.
-                let mut by_job: HashMap<(String, String), Vec<&store::JobSummary>> = HashMap::new();
-                for j in &summary.jobs {
-                    by_job
-                        .entry((j.workflow.clone(), j.job_id.clone()))
-                        .or_default()
-                        .push(j);
-                }
-                let mut reuse = HashMap::new();
-                for (k, legs) in by_job {
-                    let ok = legs
-                        .iter()
-                        .all(|j| matches!(j.result, Status::Success) || j.continue_on_error);
-                    if ok {
-                        let mut outputs = IndexMap::new();
-                        for l in &legs {
-                            outputs.extend(l.outputs.clone());
-                        }
-                        reuse.insert(
-                            k,
-                            ReusedJob {
-                                result: Status::Success,
-                                outputs,
-                            },
-                        );
-                    }
-                }
-                p.cfg.reuse = reuse;
-            }
-            let _ = Arc::new(());
-            execute(p, args.json, args.quiet).await
         }
         .await,
     )

@@ -12,6 +12,7 @@ mod cmd_graph;
 mod cmd_image;
 mod cmd_list;
 mod cmd_prune;
+mod cmd_rerun;
 mod cmd_run;
 mod cmd_validate;
 mod redeploy;
@@ -39,7 +40,7 @@ enum Command {
     /// Run the workflows an event triggers (default event: push).
     Run(Box<cmd_run::RunArgs>),
     /// Re-run the failed jobs of a saved run, and what depends on them.
-    Rerun(cmd_run::RerunArgs),
+    Rerun(cmd_rerun::RerunArgs),
     /// Check workflow files (and action.yml, .gantry/config.yml) and report every problem.
     Validate {
         /// Files or directories (default: .github/workflows).
@@ -139,7 +140,7 @@ fn main() -> ExitCode {
             action: ImageCommand::Build { names, force },
         } => cmd_image::run(&names, force),
         Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
-        Command::Rerun(args) => runtime().block_on(cmd_run::rerun(args)),
+        Command::Rerun(args) => runtime().block_on(cmd_rerun::rerun(args)),
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
         Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),
         Command::Approve(args) => runtime().block_on(cmd_delivery::approve(args)),
