@@ -45,7 +45,7 @@ fn long_workflow() -> String {
     wf.push_str(&job("prep", "", 2));
     wf.push_str(&job("left", "    needs: prep\n", 5));
     wf.push_str(&job("right", "    needs: prep\n", 5));
-    wf.push_str(&job("last", "    needs: [left, right]\n", 3));
+    wf.push_str(&job("last", "    needs: [left, right]\n", 5));
     wf
 }
 
@@ -249,9 +249,10 @@ fn json_lines(out: &std::process::Output) -> Vec<Value> {
 fn kill_9_at_random_points_leaves_records_that_rerun_failed_completes() {
     let repo = git_repo_with(&[(".github/workflows/long.yml", &long_workflow())]);
     let mut rng = Rng::from_env_or_clock();
-    // The whole run takes about 15 steps × 12 × 20 ms on the critical path (~3 s);
-    // one kill point in each of three windows spreads them over its life.
-    let windows = [(150u64, 900u64), (900, 1800), (1800, 2600)];
+    // The critical path is 12 steps of at least 12 × 20 ms (over 3.2 s); one kill point in
+    // each of three windows spreads them over its life, all before its end. The first one
+    // leaves the record time to hold the first events (see LOG_LAG).
+    let windows = [(400u64, 1000u64), (1000, 1900), (1900, 2700)];
     let mut checked_lines = 0;
     for (n, (lo, hi)) in windows.into_iter().enumerate() {
         let id = (2 * n + 1).to_string();
