@@ -419,6 +419,51 @@ fn run_edit_rerun(repo: &Path, marks: &Path, id: &str, then: &str) -> (Vec<Strin
     (printed_versions(&out), from.unwrap_or_default().to_string())
 }
 
+/// A local reusable workflow edited after the run: its re-run calls the version the run
+/// called, also when that version was never committed.
+#[test]
+fn a_rerun_calls_the_local_workflows_the_run_called() {
+    let marks = tempfile::tempdir().unwrap();
+    let caller = format!(
+        "on: push\njobs:\n  gate:\n    runs-on: ubuntu-latest\n    steps:\n      \
+         - run: test -f \"{m}/ok\"\n  call:\n    needs: gate\n    \
+         uses: ./.github/workflows/callee.yml\n",
+        m = marks.path().display()
+    );
+    let callee = |version: &str| {
+        format!(
+            "on: workflow_call\njobs:\n  show:\n    runs-on: ubuntu-latest\n    steps:\n      \
+             - run: echo \"VERSION {version}\"\n"
+        )
+    };
+    let callee_path = ".github/workflows/callee.yml";
+    let repo = git_repo_with(&[
+        (".github/workflows/ci.yml", &caller),
+        (callee_path, &callee("committed")),
+    ]);
+    let edit_and_rerun = |id: &str, then: &str| {
+        let out = gantry(repo.path(), &["run", "--host", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        std::fs::write(repo.path().join(callee_path), callee(then)).unwrap();
+        std::fs::write(marks.path().join("ok"), "").unwrap();
+        let out = gantry(repo.path(), &["rerun", "--failed", "--json", id]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        std::fs::remove_file(marks.path().join("ok")).unwrap();
+        printed_versions(&out)
+    };
+    assert_eq!(edit_and_rerun("1", "edited"), vec!["committed".to_string()]);
+    // Run 3 calls the uncommitted "edited" callee.
+    assert_eq!(edit_and_rerun("3", "later"), vec!["edited".to_string()]);
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir(repo.path(), "3").join("run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record["sources"]["called"][0]["from"], "snapshot",
+        "{record}"
+    );
+}
+
 /// The names the re-run's warning lists as not given again.
 fn missing_secrets(out: &std::process::Output) -> Vec<String> {
     let err = String::from_utf8_lossy(&out.stderr);

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
+use gantry_engine::actions::reference::{UsesRef, parse_uses};
 use gantry_engine::events::Status;
-use gantry_engine::run::ReusedJob;
+use gantry_engine::run::{ReusedJob, WorkflowEntry};
 use gantry_engine::store::{self, RecordedSources, RunStore, WorkflowText};
 use gantry_workflow::{Loaded, Workflow};
 use indexmap::IndexMap;
@@ -84,10 +85,67 @@ impl WorkflowSource {
     }
 }
 
+/// The local reusable workflows (`uses: ./.github/workflows/…`) that `workflows` call,
+/// directly or through each other: their texts from `known` (a re-run's recorded ones) or
+/// read now. Paths leading out of `root` are left to the resolver to refuse.
+fn local_callees(
+    root: &Path,
+    workflows: &[WorkflowEntry],
+    known: &HashMap<PathBuf, String>,
+) -> Vec<WorkflowText> {
+    let Ok(canonical_root) = root.canonicalize() else {
+        return vec![];
+    };
+    let mut found: Vec<WorkflowText> = Vec::new();
+    let mut queue: Vec<Workflow> = workflows.iter().map(|w| w.workflow.clone()).collect();
+    // GitHub's limit on distinct called workflows bounds the walk.
+    while let Some(w) = queue.pop()
+        && found.len() < 50
+    {
+        for job in w.jobs.values() {
+            let Some(uses) = &job.uses else { continue };
+            let Ok(UsesRef::LocalWorkflow { path }) = parse_uses(&uses.value) else {
+                continue;
+            };
+            let rel = path.trim_start_matches("./").to_string();
+            if found.iter().any(|f| f.rel_path == rel) {
+                continue;
+            }
+            let file = root.join(&rel);
+            let text = match known.get(&file) {
+                Some(text) => text.clone(),
+                None => {
+                    let inside = file
+                        .canonicalize()
+                        .is_ok_and(|c| c.starts_with(&canonical_root));
+                    match std::fs::read_to_string(&file) {
+                        Ok(text) if inside => text,
+                        _ => continue,
+                    }
+                }
+            };
+            if let Some(callee) = gantry_workflow::parse_workflow(&rel, &text).value {
+                queue.push(callee);
+            }
+            found.push(WorkflowText {
+                rel_path: rel,
+                text,
+            });
+        }
+    }
+    found
+}
+
 /// Writes `run.json` for the run `p` recorded in `dir`, with the workflow files it parsed
-/// (copied beside it unless identical to the commit's).
-pub(crate) fn save_run_record(dir: &Path, p: &Prepared) -> anyhow::Result<()> {
-    let sources = store::record_workflows(&p.cfg.root, dir, &p.sources)?;
+/// and the local ones they call (copied beside it unless identical to the commit's). The
+/// run then calls those texts, not whatever the files hold when a job gets to the call.
+pub(crate) fn save_run_record(dir: &Path, p: &mut Prepared) -> anyhow::Result<()> {
+    let called = local_callees(&p.cfg.root, &p.cfg.workflows, &p.cfg.workflow_texts);
+    p.cfg.workflow_texts = called
+        .iter()
+        .map(|w| (p.cfg.root.join(&w.rel_path), w.text.clone()))
+        .collect();
+    let sources = store::record_workflows(&p.cfg.root, dir, &p.sources, &called)?;
     let record = RunRecord {
         args: p.args.clone(),
         secret_names: p.cfg.secrets.keys().cloned().collect(),
@@ -100,6 +158,21 @@ pub(crate) fn save_run_record(dir: &Path, p: &Prepared) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&record)?.as_bytes(),
     )?;
     Ok(())
+}
+
+/// The local reusable workflows run `id` called, as it called them, by path.
+fn recorded_callees(
+    record: &RunRecord,
+    dir: &Path,
+    id: &str,
+) -> anyhow::Result<HashMap<PathBuf, String>> {
+    let mut texts = HashMap::new();
+    for w in &record.sources.called {
+        let text = store::recorded_workflow_text(&record.root, dir, &record.sources, w)
+            .map_err(|e| BadInput(format!("run {id}: {e}")))?;
+        texts.insert(record.root.join(w.rel_path()), text);
+    }
+    Ok(texts)
 }
 
 /// The workflow files run `id` ran, as it ran them.
@@ -213,6 +286,7 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
 
     let mut p = prepare_from(run_args, IndexMap::new(), sources)?;
     p.rerun_of = Some(id.clone());
+    p.cfg.workflow_texts = recorded_callees(&record, &dir, &id)?;
     let missing: Vec<&str> = record
         .secret_names
         .iter()

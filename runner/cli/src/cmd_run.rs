@@ -417,7 +417,7 @@ pub(crate) async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow:
     let (id, number, dir) = store.allocate().context("creating the run directory")?;
     p.cfg.run_id = id.clone();
     p.cfg.run_number = number;
-    crate::cmd_rerun::save_run_record(&dir, &p)?;
+    crate::cmd_rerun::save_run_record(&dir, &mut p)?;
 
     // Needs per job id, for the critical path.
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();

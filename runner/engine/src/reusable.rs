@@ -73,7 +73,10 @@ async fn load_callee(shared: &RunShared, scope: &Scope, uses: &str) -> Result<Ca
         }
         _ => (scope.repo_root.clone(), path.display().to_string()),
     };
-    let loaded = gantry_workflow::load_workflow(path);
+    let loaded = match shared.cfg.workflow_texts.get(path) {
+        Some(text) => gantry_workflow::parse_workflow(&path.display().to_string(), text),
+        None => gantry_workflow::load_workflow(path),
+    };
     let errors: Vec<String> = loaded
         .diagnostics
         .iter()

@@ -121,6 +121,10 @@ pub struct RunConfig {
     pub keep_work: bool,
     /// Finds actions and reusable workflows (`--action-source`, `--offline`, `--no-builtin`).
     pub resolver: Arc<crate::actions::ActionResolver>,
+    /// Local reusable workflows by path (`root` joined with `.github/workflows/…`): the
+    /// texts to run instead of reading the files, so that a run and its re-runs call what
+    /// the run record holds.
+    pub workflow_texts: HashMap<PathBuf, String>,
 }
 
 impl RunConfig {
@@ -149,6 +153,7 @@ impl RunConfig {
             reuse: HashMap::new(),
             keep_work: false,
             resolver: Arc::new(crate::actions::ActionResolver::new(Default::default())),
+            workflow_texts: HashMap::new(),
         }
     }
 }

@@ -5,9 +5,9 @@
 //! - `events.jsonl`: every event except log lines, one JSON object a line;
 //! - `logs/<job>/<step>.log` (`setup.log` for job-level text): the masked log of each step;
 //! - `summary.json` / `summary.md`: the result and every job's result, duration and outputs
-//!   (used by `gantry rerun --failed`).
-//!
-//! - `workflows/`: copies of the workflow files the run used that were not as committed.
+//!   (used by `gantry rerun --failed`);
+//! - `workflows/`: copies of the workflow files the run used (and the local ones they call)
+//!   that were not as committed.
 //!
 //! Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
 //! A crash leaves a usable record: `events.jsonl` and the logs are extended by whole lines

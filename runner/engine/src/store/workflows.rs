@@ -45,6 +45,9 @@ pub struct RecordedSources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha: Option<String>,
     pub workflows: Vec<RecordedWorkflow>,
+    /// Local reusable workflows (`uses: ./.github/workflows/…`) the workflows call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub called: Vec<RecordedWorkflow>,
 }
 
 /// The path of `rel_path` (relative to `repo_root`) in the repository's tree, when
@@ -67,12 +70,14 @@ fn commit_file(repo: &git2::Repository, sha: &str, path: &str) -> Result<Vec<u8>
     Ok(blob.content().to_vec())
 }
 
-/// Records `workflows` (the texts the run parsed) for a run of `repo_root` whose record is
-/// `run_dir`, copying those not identical to HEAD's into `run_dir/workflows/`.
+/// Records `workflows` (the texts the run parsed) and `called` (the local reusable
+/// workflows they call) for a run of `repo_root` whose record is `run_dir`, copying those
+/// not identical to HEAD's into `run_dir/workflows/`.
 pub fn record_workflows(
     repo_root: &Path,
     run_dir: &Path,
     workflows: &[WorkflowText],
+    called: &[WorkflowText],
 ) -> Result<RecordedSources, RecordError> {
     let repo = git2::Repository::discover(repo_root).ok();
     let sha = repo
@@ -80,7 +85,7 @@ pub fn record_workflows(
         .and_then(|r| r.head().ok()?.peel_to_commit().ok())
         .map(|c| c.id().to_string());
     let mut recorded = Vec::new();
-    for (i, w) in workflows.iter().enumerate() {
+    for (i, w) in workflows.iter().chain(called).enumerate() {
         let in_commit = match (&repo, &sha) {
             (Some(repo), Some(sha)) => tree_path(repo, repo_root, &w.rel_path).filter(|tp| {
                 commit_file(repo, sha, tp).is_ok_and(|bytes| bytes == w.text.as_bytes())
@@ -107,9 +112,11 @@ pub fn record_workflows(
             }
         });
     }
+    let called = recorded.split_off(workflows.len());
     Ok(RecordedSources {
         sha,
         workflows: recorded,
+        called,
     })
 }
 
@@ -185,7 +192,7 @@ mod tests {
                 text: "edited b\n".into(),
             },
         ];
-        let rec = record_workflows(tmp.path(), &run_dir, &texts).unwrap();
+        let rec = record_workflows(tmp.path(), &run_dir, &texts, &[]).unwrap();
         assert!(rec.sha.is_some());
         assert!(matches!(rec.workflows[0], RecordedWorkflow::Commit { .. }));
         assert!(matches!(
