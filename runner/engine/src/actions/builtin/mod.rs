@@ -272,16 +272,19 @@ pub fn input_lines(inputs: &IndexMap<String, String>, key: &str) -> Vec<String> 
         .unwrap_or_default()
 }
 
+/// The step's `HOME` (else Gantry's), for `~/` in path inputs.
+pub fn home_dir(env: &ActionEnv<'_>) -> String {
+    env.env
+        .get("HOME")
+        .cloned()
+        .or_else(|| std::env::var("HOME").ok())
+        .unwrap_or_default()
+}
+
 /// `path` relative to the workspace unless absolute (`~` expands to HOME).
 pub fn ws_path(env: &ActionEnv<'_>, path: &str) -> PathBuf {
     let p = if let Some(rest) = path.strip_prefix("~/") {
-        let home = env
-            .env
-            .get("HOME")
-            .cloned()
-            .or_else(|| std::env::var("HOME").ok())
-            .unwrap_or_default();
-        Path::new(&home).join(rest)
+        Path::new(&home_dir(env)).join(rest)
     } else {
         PathBuf::from(path)
     };
