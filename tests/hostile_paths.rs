@@ -226,6 +226,14 @@ const ATTEMPTS: &[(&str, &str)] = &[
 "#,
     ),
     (
+        "version-file-link",
+        r#"      - run: ln -s "$HOST_DIR/secret.txt" .nvmrc
+      - uses: actions/setup-node@v4
+        with:
+          node-version-file: .nvmrc
+"#,
+    ),
+    (
         "checkout-dotdot",
         r#"      - uses: actions/checkout@v4
         with:
@@ -343,6 +351,11 @@ fn builtins_refuse_every_escape_from_host_and_container_jobs() {
             "outside the job's temp directory; refused",
         );
         o.expect(&job("env-file-link"), "failure", "seen=[]");
+        o.expect(
+            &job("version-file-link"),
+            "failure",
+            &format!("input 'node-version-file': '.nvmrc' is or passes through a {outside}"),
+        );
         o.expect(
             &job("checkout-dotdot"),
             "failure",

@@ -115,6 +115,14 @@ pub fn place(env: &ActionEnv<'_>, input: &str, raw: &str) -> Result<Place, Strin
     })
 }
 
+/// Reads a file a job named in `input` (a version file, a payload file), beneath the
+/// workspace like every other job path.
+pub fn read_input_file(env: &ActionEnv<'_>, input: &str, raw: &str) -> Result<String, String> {
+    let p = place(env, input, raw)?;
+    let bytes = p.root()?.read(&p.rel).map_err(|e| input_error(input, e))?;
+    String::from_utf8(bytes).map_err(|_| format!("input '{input}': '{raw}' is not UTF-8 text"))
+}
+
 /// Lexical normalization of an absolute path (`.` dropped, `..` pops).
 fn lexical(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();

@@ -2,7 +2,7 @@
 //! Each one is described by `actions/<owner>/<name>/action.yml` at the repository root
 //! (embedded here for input defaults) and implements [`BuiltinAction`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -279,20 +279,6 @@ pub fn home_dir(env: &ActionEnv<'_>) -> String {
         .cloned()
         .or_else(|| std::env::var("HOME").ok())
         .unwrap_or_default()
-}
-
-/// `path` relative to the workspace unless absolute (`~` expands to HOME).
-pub fn ws_path(env: &ActionEnv<'_>, path: &str) -> PathBuf {
-    let p = if let Some(rest) = path.strip_prefix("~/") {
-        Path::new(&home_dir(env)).join(rest)
-    } else {
-        PathBuf::from(path)
-    };
-    if p.is_absolute() {
-        p
-    } else {
-        env.workspace.join(p)
-    }
 }
 
 /// Runs a built-in's main stage the way the step runner needs it: `with` (evaluated) over
