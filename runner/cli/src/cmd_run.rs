@@ -184,6 +184,9 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> anyhow::Result<Vec<
             )));
         }
     }
+    for f in &files {
+        gantry_engine::actions::resolve::repository_file_beneath(root, f).map_err(BadInput)?;
+    }
     Ok(files)
 }
 

@@ -133,7 +133,7 @@ pub fn read_key_value_file(path: &Path) -> Result<Vec<(String, String)>, EnvFile
     if is_empty_file(path) {
         return Ok(Vec::new());
     }
-    match std::fs::read(path) {
+    match read_command_file(path) {
         Ok(bytes) => parse_key_values(&decode_text(&bytes)).map_err(EnvFileFailure::Parse),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(EnvFileFailure::Io(e)),
@@ -141,9 +141,29 @@ pub fn read_key_value_file(path: &Path) -> Result<Vec<(String, String)>, EnvFile
 }
 
 /// An existing empty file (most steps write no file command): one `stat` instead of
-/// open, read and close.
+/// open, read and close. A symlink is never "empty": it is read by [`read_command_file`].
 fn is_empty_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
+/// Reads a file-command file (`<temp>/_runner_file_commands/<uuid>/<name>`) beneath the
+/// job's temp directory: a step (in a container job, from inside the container) may have
+/// replaced the file or its directory with a symlink, and Gantry reads it on the host, so
+/// a link leading out of the temp directory is refused instead of followed.
+pub fn read_command_file(path: &Path) -> io::Result<Vec<u8>> {
+    let Some(temp) = path.ancestors().nth(3) else {
+        return std::fs::read(path);
+    };
+    let rel = path.strip_prefix(temp).unwrap_or(path);
+    let beneath = |e: gantry_beneath::BeneathError| {
+        if e.is_not_found() {
+            io::Error::from(io::ErrorKind::NotFound)
+        } else {
+            io::Error::other(e.to_string())
+        }
+    };
+    let root = gantry_beneath::Root::open(temp, "the job's temp directory").map_err(beneath)?;
+    root.read(rel).map_err(beneath)
 }
 
 /// Why a file command could not be processed.
@@ -181,7 +201,7 @@ pub fn read_path_file(path: &Path) -> io::Result<Vec<String>> {
     if is_empty_file(path) {
         return Ok(Vec::new());
     }
-    match std::fs::read(path) {
+    match read_command_file(path) {
         Ok(bytes) => Ok(parse_path_file(&decode_text(&bytes))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
@@ -223,7 +243,9 @@ pub fn read_step_summary(
     path: &Path,
     mask: impl Fn(&str) -> Cow<'_, str>,
 ) -> io::Result<StepSummary> {
-    let size = match std::fs::metadata(path) {
+    let size = match std::fs::symlink_metadata(path) {
+        // A link is read (beneath the temp dir) to learn its size.
+        Ok(m) if m.is_symlink() => read_command_file(path)?.len() as u64,
         Ok(m) => m.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StepSummary::Empty),
         Err(e) => return Err(e),
@@ -240,7 +262,7 @@ pub fn read_step_summary(
             ),
         });
     }
-    let bytes = std::fs::read(path)?;
+    let bytes = read_command_file(path)?;
     let text = decode_text(&bytes);
     let mut out = String::with_capacity(text.len() + 1);
     for line in parse_lines_keep_empty(&text) {
@@ -485,6 +507,37 @@ mod tests {
             "/x:/z:/y:/usr/bin:/bin"
         );
         assert_eq!(build_path(&[], "/bin"), "/bin");
+    }
+
+    #[test]
+    fn command_files_replaced_by_links_out_of_temp_are_refused() {
+        let (_tmp, temp) = job_temp();
+        let f = FileCommandFiles::create(&temp).unwrap();
+        let host = temp.parent().unwrap().join("host-secret");
+        std::fs::write(&host, "HOST=secret-value\n").unwrap();
+        std::fs::remove_file(&f.env).unwrap();
+        std::os::unix::fs::symlink(&host, &f.env).unwrap();
+        let e = read_key_value_file(&f.env).unwrap_err().to_string();
+        assert!(e.contains("outside the job's temp directory"), "{e}");
+        assert!(!e.contains("secret-value"));
+        std::fs::remove_file(&f.summary).unwrap();
+        std::os::unix::fs::symlink(&host, &f.summary).unwrap();
+        assert!(read_step_summary(&f.summary, |l| Cow::Borrowed(l)).is_err());
+        // The whole step directory swapped for a link to a host directory.
+        let moved = temp.join("moved");
+        std::fs::rename(&f.step_dir, &moved).unwrap();
+        std::os::unix::fs::symlink(temp.parent().unwrap(), &f.step_dir).unwrap();
+        std::fs::write(temp.parent().unwrap().join("set_output"), "k=v\n").unwrap();
+        assert!(read_key_value_file(&f.output).is_err());
+        assert!(read_path_file(&f.path).is_err());
+        // A relative link that stays inside the temp dir is still read (an absolute one is
+        // refused like RESOLVE_BENEATH does: in a container it names a container path).
+        std::fs::remove_file(&f.step_dir).unwrap();
+        std::fs::rename(&moved, &f.step_dir).unwrap();
+        std::fs::write(temp.join("inside"), "A=1\n").unwrap();
+        std::fs::remove_file(&f.state).unwrap();
+        std::os::unix::fs::symlink("../../inside", &f.state).unwrap();
+        assert_eq!(read_key_value_file(&f.state).unwrap(), vec![p("A", "1")]);
     }
 
     #[test]

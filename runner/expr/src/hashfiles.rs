@@ -74,36 +74,41 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, ExprE
     }
     let mut outer = Sha256::new();
     let mut count = 0usize;
-    let prefix = ws.clone();
+    let ws_segs = segments(&ws);
+    // Files are read beneath the workspace only: a symlink leading out of it is skipped
+    // like a file outside GITHUB_WORKSPACE (a job must not learn a host file's digest).
+    let Ok(beneath) = gantry_beneath::Root::open(&ws, "the workspace") else {
+        return Ok(String::new());
+    };
     for root in kept {
-        let root_path: PathBuf = std::iter::once("/".to_string())
-            .chain(root.iter().cloned())
-            .collect();
-        let mut stack = vec![(root_path, root)];
-        while let Some((path, segs)) = stack.pop() {
-            let meta = if follow {
-                std::fs::metadata(&path)
-            } else {
-                std::fs::symlink_metadata(&path)
+        // A search root above the workspace is searched from the workspace.
+        let start = if ws_segs.starts_with(&root) {
+            ws_segs.clone()
+        } else if root.starts_with(&ws_segs) {
+            root
+        } else {
+            continue;
+        };
+        let rel: PathBuf = start[ws_segs.len()..].iter().collect();
+        let mut stack = vec![(rel, start)];
+        while let Some((rel, segs)) = stack.pop() {
+            let Ok(kind) = beneath.kind(&rel, follow) else {
+                continue;
             };
-            let Ok(meta) = meta else { continue };
-            if meta.is_dir() {
+            if kind == gantry_beneath::Kind::Dir {
                 if !pats
                     .iter()
                     .any(|p| !p.negate && seg_match(&p.segs, &segs, true))
                 {
                     continue;
                 }
-                let Ok(rd) = std::fs::read_dir(&path) else {
+                let Ok(names) = beneath.read_dir(&rel) else {
                     continue;
                 };
-                let mut names: Vec<std::ffi::OsString> =
-                    rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
-                names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-                for n in names.into_iter().rev() {
+                for (n, _) in names.into_iter().rev() {
                     let mut s = segs.clone();
                     s.push(n.to_string_lossy().into_owned());
-                    stack.push((path.join(&n), s));
+                    stack.push((rel.join(&n), s));
                 }
                 continue;
             }
@@ -113,16 +118,20 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, ExprE
                     matched = !p.negate;
                 }
             }
-            if !matched || !path.starts_with(&prefix) || path == prefix {
+            if !matched || rel.as_os_str().is_empty() {
                 continue;
             }
-            // hashFiles follows a symlink to a file; directories are skipped.
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => {}
+            // hashFiles follows a symlink to a file (beneath the workspace); directories
+            // are skipped.
+            match beneath.kind(&rel, true) {
+                Ok(gantry_beneath::Kind::File { .. }) => {}
                 _ => continue,
             }
-            let bytes = std::fs::read(&path)
-                .map_err(|e| err(format!("hashFiles: {}: {e}", path.display())))?;
+            let bytes = match beneath.read(&rel) {
+                Ok(b) => b,
+                Err(e) if e.is_escape() => continue,
+                Err(e) => return Err(err(format!("hashFiles: {}: {e}", ws.join(&rel).display()))),
+            };
             outer.update(Sha256::digest(&bytes));
             count += 1;
         }
@@ -228,5 +237,33 @@ mod tests {
         ));
         assert!(seg_match(&s(&["a", "b"]), &s(&["a", "b", "c.rs"]), false));
         assert!(!seg_match(&s(&["a", "x"]), &s(&["a", "b"]), true));
+    }
+
+    #[test]
+    fn links_leading_out_of_the_workspace_are_not_hashed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        std::fs::create_dir_all(ws.join("dir")).unwrap();
+        std::fs::write(tmp.path().join("host.txt"), "host secret").unwrap();
+        std::fs::write(ws.join("dir/a.lock"), "a").unwrap();
+        let only_a = hash_files(&ws, &["**/*.lock".into()]).unwrap();
+        assert!(!only_a.is_empty());
+        std::os::unix::fs::symlink(tmp.path().join("host.txt"), ws.join("dir/b.lock")).unwrap();
+        std::os::unix::fs::symlink("../../host.txt", ws.join("dir/c.lock")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), ws.join("up")).unwrap();
+        for args in [
+            vec!["**/*.lock".to_string()],
+            vec![
+                "--follow-symbolic-links".to_string(),
+                "**/*.lock".to_string(),
+            ],
+        ] {
+            assert_eq!(hash_files(&ws, &args).unwrap(), only_a, "{args:?}");
+        }
+        assert_eq!(hash_files(&ws, &["up/host.txt".into()]).unwrap(), "");
+        assert_eq!(hash_files(&ws, &["../host.txt".into()]).unwrap(), "");
+        // A link that stays inside is followed, as before.
+        std::os::unix::fs::symlink("a.lock", ws.join("dir/d.lock")).unwrap();
+        assert_ne!(hash_files(&ws, &["**/*.lock".into()]).unwrap(), only_a);
     }
 }

@@ -101,6 +101,12 @@ pub fn parse_uses(uses: &str) -> Result<UsesRef, ReferenceError> {
     }
     if u.starts_with("./") || u.starts_with(".\\") || u == "." {
         let path = u.replace('\\', "/");
+        if path.split('/').any(|s| s == "..") {
+            return Err(err(
+                uses,
+                "'..' is not allowed in a local action path (it must stay inside the repository)",
+            ));
+        }
         if path.contains('@') && is_workflow_path(path.split('@').next().unwrap_or("")) {
             return Err(err(uses, "a local reusable workflow takes no @ref"));
         }

@@ -150,11 +150,13 @@ impl ActionResolver {
             UsesRef::Local { path } | UsesRef::LocalWorkflow { path } => {
                 let p = workspace.join(path.trim_start_matches("./"));
                 let workflow = matches!(parsed, UsesRef::LocalWorkflow { .. });
+                let rel = Path::new(path.trim_start_matches("./"));
                 let ok = if workflow {
-                    p.is_file()
+                    beneath_file(workspace, rel, "the repository")
                 } else {
-                    is_action_dir(&p)
-                };
+                    action_dir_beneath(workspace, rel, "the repository")
+                }
+                .map_err(|e| fail(vec![format!("local path: {e}")]))?;
                 if !ok {
                     let what = if workflow {
                         "no such workflow file"
@@ -209,14 +211,29 @@ impl ActionResolver {
                 } else {
                     root.join(&r.path)
                 };
+                let in_repo = |ok: Result<bool, String>, tried: &mut Vec<String>| match ok {
+                    Ok(ok) => Ok(ok),
+                    Err(e) => {
+                        tried.push(format!("commit {sha}: {e}"));
+                        Err(())
+                    }
+                };
+                let repo = format!("the repository of {}", r.name());
+                let rel = Path::new(&r.path);
                 let kind = if workflow {
-                    if !target.is_file() {
+                    let Ok(ok) = in_repo(beneath_file(&root, rel, &repo), &mut tried) else {
+                        return Err(fail(tried));
+                    };
+                    if !ok {
                         tried.push(format!("{sha}: no file {}", r.path));
                         return Err(fail(tried));
                     }
                     ResolvedKind::Workflow(target)
                 } else {
-                    if !is_action_dir(&target) {
+                    let Ok(ok) = in_repo(action_dir_beneath(&root, rel, &repo), &mut tried) else {
+                        return Err(fail(tried));
+                    };
+                    if !ok {
                         tried.push(format!(
                             "commit {sha}: no action.yml, action.yaml or Dockerfile in '{}'",
                             r.path
@@ -511,6 +528,47 @@ fn write_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, dest: &Path) -> Re
 }
 
 /// Whether `dir` holds an action (metadata file or a legacy Dockerfile).
+/// Refuses a file of the repository at `root` (a workflow file) that is a symlink leading
+/// outside it, before anything reads it; the error names the file, never the link's target
+/// or its content. Files outside `root` (named explicitly by the user) are not checked.
+pub fn repository_file_beneath(root: &Path, file: &Path) -> Result<(), String> {
+    let Ok(rel) = file.strip_prefix(root) else {
+        return Ok(());
+    };
+    beneath_file(root, rel, "the repository")
+        .map(drop)
+        .map_err(|e| format!("workflow file refused: {e}"))
+}
+
+/// Whether `rel` is a regular file beneath `root` (following links only while they stay
+/// inside); a link leading out is an error, so its target is never read.
+fn beneath_file(root: &Path, rel: &Path, label: &str) -> Result<bool, String> {
+    let r = gantry_beneath::Root::open(root, label).map_err(|e| e.to_string())?;
+    match r.kind(rel, true) {
+        Ok(gantry_beneath::Kind::File { .. }) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether `rel` is an action directory beneath `root`: the directory and its metadata
+/// files (`action.yml`, `action.yaml`, `Dockerfile`) must not lead outside through a link.
+fn action_dir_beneath(root: &Path, rel: &Path, label: &str) -> Result<bool, String> {
+    let r = gantry_beneath::Root::open(root, label).map_err(|e| e.to_string())?;
+    match r.kind(rel, true) {
+        Ok(gantry_beneath::Kind::Dir) => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.to_string()),
+    }
+    let mut any = false;
+    for name in ["action.yml", "action.yaml", "Dockerfile"] {
+        any |= beneath_file(root, &rel.join(name), label)?;
+    }
+    Ok(any)
+}
+
 pub fn is_action_dir(dir: &Path) -> bool {
     dir.join("action.yml").is_file()
         || dir.join("action.yaml").is_file()

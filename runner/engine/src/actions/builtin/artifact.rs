@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::files;
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, ws_path};
+use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines};
 
 /// One stored artifact (for the run summary).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,18 +75,12 @@ impl BuiltinAction for Upload {
         if lines.is_empty() {
             return Err("input 'path' is required".into());
         }
-        let lines: Vec<String> = lines
-            .into_iter()
-            .map(|l| match l.strip_prefix('!') {
-                Some(x) => format!("!{}", ws_path(env, x.trim()).display()),
-                None => ws_path(env, &l).display().to_string(),
-            })
-            .collect();
         let include_hidden = input_bool(inputs, "include-hidden-files", false);
-        let mut found = files::collect(&env.workspace, &lines)?;
+        let mut found = files::collect(env, "path", &lines)?;
         if !include_hidden {
             found.files.retain(|f| {
-                f.strip_prefix(&found.root)
+                f.host_path()
+                    .strip_prefix(&found.root)
                     .map(|r| {
                         !r.components()
                             .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
@@ -125,14 +119,18 @@ impl BuiltinAction for Upload {
         let tmp = base.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         let mut size = 0;
         for f in &found.files {
-            let rel = f.strip_prefix(&found.root).unwrap_or(f);
+            let host = f.host_path();
+            let rel = host.strip_prefix(&found.root).unwrap_or(&host);
             let rel = if rel.as_os_str().is_empty() {
-                Path::new(f.file_name().unwrap_or_default())
+                Path::new(host.file_name().unwrap_or_default())
             } else {
                 rel
             };
-            files::copy_file(f, &tmp.join(rel)).map_err(|e| format!("{}: {e}", f.display()))?;
-            size += f.metadata().map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = files::copy_out(&f.place, &tmp.join(rel)) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            size += f.len;
         }
         let dest = base.join(&name);
         if dest.exists() {
@@ -203,18 +201,18 @@ impl BuiltinAction for Download {
         env: &ActionEnv<'_>,
     ) -> Result<ActionResult, String> {
         let mut res = ActionResult::default();
-        let dest = ws_path(env, input(inputs, "path").unwrap_or(""));
+        let dest = files::place(env, "path", input(inputs, "path").unwrap_or(""))?;
         let all = list_artifacts(&env.run_dir);
         if let Some(name) = input(inputs, "name") {
             let a = all
                 .iter()
                 .find(|a| a.name == name.trim())
                 .ok_or_else(|| format!("Unable to find an artifact with the name: {name}"))?;
-            let n = files::copy_tree(&a.path, &dest).map_err(|e| e.to_string())?;
+            let n = files::copy_in("path", &a.path, &dest)?;
             res.log(format!(
                 "Downloaded artifact '{}' ({n} file(s)) to {}",
                 a.name,
-                dest.display()
+                dest.host_path().display()
             ));
         } else {
             let pattern = input(inputs, "pattern");
@@ -227,20 +225,20 @@ impl BuiltinAction for Download {
                 let d = if merge {
                     dest.clone()
                 } else {
-                    dest.join(&a.name)
+                    dest.join(Path::new(&a.name))
                 };
-                let n = files::copy_tree(&a.path, &d).map_err(|e| e.to_string())?;
+                let n = files::copy_in("path", &a.path, &d)?;
                 res.log(format!(
                     "Downloaded artifact '{}' ({n} file(s)) to {}",
                     a.name,
-                    d.display()
+                    d.host_path().display()
                 ));
             }
             if chosen.is_empty() {
                 res.log("No artifacts to download");
             }
         }
-        res.output("download-path", dest.display().to_string());
+        res.output("download-path", dest.host_path().display().to_string());
         Ok(res)
     }
 }

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::files;
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, ws_path};
+use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cache {
@@ -99,16 +99,11 @@ pub fn restore(entry: &CacheEntry, env: &ActionEnv<'_>) -> Result<usize, String>
             continue;
         }
         let dest = if has_glob(p) {
-            env.workspace.clone()
+            files::place(env, "path", "")?
         } else {
-            ws_path(env, p)
+            files::place(env, "path", p)?
         };
-        if src.is_file() {
-            files::copy_file(&src, &dest).map_err(|e| e.to_string())?;
-            n += 1;
-        } else {
-            n += files::copy_tree(&src, &dest).map_err(|e| e.to_string())?;
-        }
+        n += files::copy_in("path", &src, &dest)?;
     }
     Ok(n)
 }
@@ -132,23 +127,26 @@ pub fn save(
     let mut work = || -> Result<(), String> {
         for (i, p) in paths.iter().enumerate() {
             let out = tmp.join("files").join(i.to_string());
-            if has_glob(p) {
-                let found = files::collect(&env.workspace, std::slice::from_ref(p))?;
-                for f in found.files {
-                    let rel = f
-                        .strip_prefix(&env.workspace)
-                        .map_err(|_| format!("'{p}' leaves the workspace"))?;
-                    files::copy_file(&f, &out.join(rel)).map_err(|e| e.to_string())?;
-                    count += 1;
-                }
+            let found = files::collect(env, "path", std::slice::from_ref(p))?;
+            // A glob's files keep their workspace paths; a named file or directory is
+            // stored as itself.
+            let base = if has_glob(p) {
+                env.workspace.clone()
             } else {
-                let src = ws_path(env, p);
-                if src.is_dir() {
-                    count += files::copy_tree(&src, &out).map_err(|e| e.to_string())?;
-                } else if src.is_file() {
-                    files::copy_file(&src, &out).map_err(|e| e.to_string())?;
-                    count += 1;
-                }
+                files::place(env, "path", p)?.host_path()
+            };
+            for f in found.files {
+                let host = f.host_path();
+                let rel = host
+                    .strip_prefix(&base)
+                    .map_err(|_| format!("input 'path': '{p}' leaves the workspace"))?;
+                let dst = if rel.as_os_str().is_empty() {
+                    out.clone()
+                } else {
+                    out.join(rel)
+                };
+                files::copy_out(&f.place, &dst)?;
+                count += 1;
             }
         }
         let meta = CacheEntry {

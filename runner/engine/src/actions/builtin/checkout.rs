@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, ws_path};
+use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool};
 
 pub struct Checkout;
 
@@ -32,10 +32,18 @@ impl BuiltinAction for Checkout {
             ));
         }
         let path = input(inputs, "path").unwrap_or("");
-        let target = super::files::normalize(&ws_path(env, path));
-        if !target.starts_with(super::files::normalize(&env.workspace)) {
-            return Err(format!("path '{path}' is outside the workspace"));
+        // GitHub refuses a path outside GITHUB_WORKSPACE; a symlink on the way out counts.
+        let place = super::files::place(env, "path", path)?;
+        if place.base != env.workspace {
+            return Err(format!(
+                "input 'path': '{path}' is outside the workspace; refused"
+            ));
         }
+        place
+            .root()?
+            .create_dir_all(&place.rel)
+            .map_err(|e| super::files::input_error("path", e))?;
+        let target = place.host_path();
         let git_ref = input(inputs, "ref").map(str::to_string);
         // The workspace already holds the run's snapshot of the working tree: keep it.
         if git_ref.is_none()

@@ -13,9 +13,7 @@ use futures_util::StreamExt;
 use indexmap::IndexMap;
 
 use super::files;
-use super::{
-    ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list, ws_path,
-};
+use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list};
 
 /// Logins by (run dir, registry host).
 static LOGINS: Mutex<Vec<(PathBuf, String, DockerCredentials)>> = Mutex::new(Vec::new());
@@ -347,10 +345,11 @@ impl BuiltinAction for BuildPush {
         env: &ActionEnv<'_>,
     ) -> Result<ActionResult, String> {
         let mut res = ActionResult::default();
-        let context = ws_path(env, input(inputs, "context").unwrap_or("."));
+        let context =
+            files::place(env, "context", input(inputs, "context").unwrap_or("."))?.host_path();
         let dockerfile = match input(inputs, "file") {
             Some(f) => {
-                let p = ws_path(env, f);
+                let p = files::place(env, "file", f)?.host_path();
                 p.strip_prefix(&context)
                     .map(|r| r.display().to_string())
                     .map_err(|_| {

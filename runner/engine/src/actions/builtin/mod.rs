@@ -2,7 +2,7 @@
 //! Each one is described by `actions/<owner>/<name>/action.yml` at the repository root
 //! (embedded here for input defaults) and implements [`BuiltinAction`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -272,24 +272,13 @@ pub fn input_lines(inputs: &IndexMap<String, String>, key: &str) -> Vec<String> 
         .unwrap_or_default()
 }
 
-/// `path` relative to the workspace unless absolute (`~` expands to HOME).
-pub fn ws_path(env: &ActionEnv<'_>, path: &str) -> PathBuf {
-    let p = if let Some(rest) = path.strip_prefix("~/") {
-        let home = env
-            .env
-            .get("HOME")
-            .cloned()
-            .or_else(|| std::env::var("HOME").ok())
-            .unwrap_or_default();
-        Path::new(&home).join(rest)
-    } else {
-        PathBuf::from(path)
-    };
-    if p.is_absolute() {
-        p
-    } else {
-        env.workspace.join(p)
-    }
+/// The step's `HOME` (else Gantry's), for `~/` in path inputs.
+pub fn home_dir(env: &ActionEnv<'_>) -> String {
+    env.env
+        .get("HOME")
+        .cloned()
+        .or_else(|| std::env::var("HOME").ok())
+        .unwrap_or_default()
 }
 
 /// Runs a built-in's main stage the way the step runner needs it: `with` (evaluated) over

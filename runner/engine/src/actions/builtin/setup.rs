@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ActionEnv, ActionResult, BuiltinAction, input, ws_path};
+use super::{ActionEnv, ActionResult, BuiltinAction, input};
 use crate::backend::{ExecSpec, ExitStatus, KillPolicy, Output};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,8 +237,7 @@ impl BuiltinAction for Setup {
             && let Some(f) = input(inputs, self.version_file_input())
         {
             {
-                let text =
-                    std::fs::read_to_string(ws_path(env, f)).map_err(|e| format!("{f}: {e}"))?;
+                let text = super::files::read_input_file(env, self.version_file_input(), f)?;
                 spec = text
                     .lines()
                     .map(str::trim)

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
-use super::{ActionEnv, ActionResult, BuiltinAction, GithubFacts, input, input_list, ws_path};
+use super::{ActionEnv, ActionResult, BuiltinAction, GithubFacts, input, input_list};
 
 /// POSTs JSON to a webhook; the URL is never logged (it is a secret).
 pub async fn post_json(url: &str, body: &Value) -> Result<String, String> {
@@ -215,7 +215,7 @@ pub fn slack_github_payload(
         });
     }
     if let Some(f) = input(inputs, "payload-file-path") {
-        let text = std::fs::read_to_string(ws_path(env, f)).map_err(|e| format!("{f}: {e}"))?;
+        let text = super::files::read_input_file(env, "payload-file-path", f)?;
         return serde_json::from_str(&text).map_err(|e| format!("{f}: not JSON: {e}"));
     }
     if let Some(m) = input(inputs, "slack-message") {
