@@ -50,6 +50,13 @@ pub struct DeploymentsArgs {
 
 pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
     let store = ApprovalStore::for_repo(&args.repo);
+    // Requests of runs that died while waiting are not pending any more.
+    for gone in store.sweep_abandoned() {
+        eprintln!(
+            "gantry: run {} no longer waits for environment {} (its process is gone); marked abandoned",
+            gone.run_id, gone.environment
+        );
+    }
     let pending = store.pending();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&pending)?);

@@ -27,6 +27,7 @@ fn pending(dir: &std::path::Path) -> ApprovalStore {
             since: chrono::Utc::now(),
             state: ApprovalState::Pending,
             decisions: vec![],
+            waiter: None,
         })
         .unwrap();
     store
