@@ -3,7 +3,7 @@
 //! environment, from a job of another environment, from a job that runs while production
 //! waits for review, and from the admitted job (which must see them); an environment
 //! named in another case; a self-review in another case; a hand-forged approval file; and
-//! `gantry approve` on a run that was killed while it waited.
+//! `gantry approve` on a run that was killed while it waited; and container jobs (Docker).
 //!
 //! Jobs write what they can see to files outside the repository, so the probes read the
 //! truth and not Gantry's masked output.
@@ -379,5 +379,38 @@ fn approving_a_killed_run_is_refused_and_the_request_abandoned() {
         text(&listed).contains("no pending approvals"),
         "{}",
         text(&listed)
+    );
+}
+
+#[test]
+fn container_jobs_get_environment_secrets_only_when_admitted() {
+    if !docker_ready(&["gantry/busybox:latest"]) {
+        return;
+    }
+    let config = "environments:\n  production:\n    secrets: [DEPLOY_TOKEN]\n";
+    // Booleans and lengths are not masked, so the output tells what each job saw.
+    let probe = r#"    container: gantry/busybox:latest
+    env:
+      TOKEN: ${{ secrets.DEPLOY_TOKEN }}
+    steps:
+      - run: |
+          echo "probe ${{ github.job }} ctx=${{ secrets.DEPLOY_TOKEN != '' }} env=${#TOKEN} named=${DEPLOY_TOKEN+set}"
+"#;
+    let s = Setup::new(config, |_| {
+        format!(
+            "  boxed:\n    runs-on: ubuntu-latest\n{probe}  boxed-deploy:\n    runs-on: ubuntu-latest\n    environment: PRODUCTION\n{probe}"
+        )
+    });
+    let out = s.command().output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_no_secret("the run's output", &all);
+    assert!(all.contains("probe boxed ctx=false env=0 named="), "{all}");
+    assert!(
+        all.contains(&format!(
+            "probe boxed-deploy ctx=true env={} named=",
+            DEPLOY_TOKEN.len()
+        )),
+        "{all}"
     );
 }
