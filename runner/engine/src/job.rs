@@ -306,7 +306,7 @@ pub async fn run_job(
     });
 
     // Workflow env (G I V Sec) with --env below it, then job env.
-    let mut env_ctx = match job_env(&shared, wf, job, &mut ctx) {
+    let mut env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
         Ok(m) => m,
         Err(e) => {
             fail(e, &masker);
@@ -364,7 +364,7 @@ pub async fn run_job(
         ctx.set("secrets", secrets_value(&all));
         // The env was evaluated before the gate, without the environment's secrets and
         // vars; evaluate it again now that the job may see them (as on GitHub).
-        env_ctx = match job_env(&shared, wf, job, &mut ctx) {
+        env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
             Ok(m) => m,
             Err(e) => {
                 fail(e, &masker);
@@ -695,26 +695,6 @@ fn deployment_request(shared: &RunShared, inst: &JobInstance, env: &str) -> Depl
         actor: shared.facts.actor.clone(),
         repository: shared.facts.git.repository.clone(),
     }
-}
-
-/// The job's env: `--env` and `ACT`, then the workflow's `env`, then the job's; the `env`
-/// context of `ctx` is left set to it.
-fn job_env(
-    shared: &RunShared,
-    wf: &gantry_workflow::Workflow,
-    job: &gantry_workflow::Job,
-    ctx: &mut Ctx,
-) -> Result<IndexMap<String, String>, String> {
-    let mut env_ctx: IndexMap<String, String> = shared.cfg.env.clone();
-    env_ctx.insert("ACT".into(), "true".into());
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
-    let m = eval_string_map(&wf.env, ctx).map_err(|e| format!("workflow env: {e}"))?;
-    env_ctx.extend(m);
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
-    let m = eval_string_map(&job.env, ctx).map_err(|e| format!("job env: {e}"))?;
-    env_ctx.extend(m);
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
-    Ok(env_ctx)
 }
 
 pub fn secrets_value(secrets: &IndexMap<String, String>) -> Value {
