@@ -50,6 +50,13 @@ pub struct DeploymentsArgs {
 
 pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
     let store = ApprovalStore::for_repo(&args.repo);
+    // Requests of runs that died while waiting are not pending any more.
+    for gone in store.sweep_abandoned() {
+        eprintln!(
+            "gantry: run {} no longer waits for environment {} (its process is gone); marked abandoned",
+            gone.run_id, gone.environment
+        );
+    }
     let pending = store.pending();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&pending)?);
@@ -79,10 +86,25 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
 
 async fn decide(args: DecideArgs, approved: bool) -> anyhow::Result<i32> {
     let store = ApprovalStore::for_repo(&args.repo);
+    let rules = current_rules(&args.repo, &args.environment);
     let (run, env, name, comment) = (args.run, args.environment, args.name, args.comment);
-    let result =
-        tokio::task::spawn_blocking(move || store.decide(&run, &env, &name, approved, comment))
-            .await?;
+    let result = tokio::task::spawn_blocking(move || {
+        // Decide by the config's rules, not by whatever the request file says (the
+        // waiting gate re-checks every decision against them too).
+        if let Some(rules) = rules {
+            let _ = store.update(&run, &env, |f| {
+                let same = f.reviewers == rules.reviewers
+                    && f.required_approvals == rules.required_approvals
+                    && f.prevent_self_review == rules.prevent_self_review;
+                f.reviewers = rules.reviewers;
+                f.required_approvals = rules.required_approvals;
+                f.prevent_self_review = rules.prevent_self_review;
+                !same
+            });
+        }
+        store.decide(&run, &env, &name, approved, comment)
+    })
+    .await?;
     match result {
         Ok(req) => {
             let verb = if approved { "approved" } else { "rejected" };
@@ -105,6 +127,20 @@ async fn decide(args: DecideArgs, approved: bool) -> anyhow::Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// The environment's rules in the repository's `.gantry/config.yml` (`None` without a
+/// valid config or such an environment).
+fn current_rules(
+    repo: &std::path::Path,
+    environment: &str,
+) -> Option<gantry_delivery::config::EnvironmentConfig> {
+    let path = repo.join(gantry_delivery::CONFIG_PATH);
+    if !path.exists() {
+        return None;
+    }
+    let (config, _) = gantry_delivery::load_config_with(&path, gantry_workflow::parse_tree);
+    config?.environment(environment).cloned()
 }
 
 pub async fn approve(args: DecideArgs) -> anyhow::Result<i32> {

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod verdict;
+mod waiter;
+pub use verdict::{Verdict, reassert, verdict};
+pub use waiter::{HEARTBEAT_EVERY, HEARTBEAT_STALE, Waiter};
+
 /// The state of one approval request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,6 +23,8 @@ pub enum ApprovalState {
     Rejected,
     TimedOut,
     Cancelled,
+    /// The run that waited for it is gone (killed, crashed): nobody will act on a decision.
+    Abandoned,
 }
 
 /// One reviewer's decision.
@@ -47,11 +54,23 @@ pub struct PendingApproval {
     pub state: ApprovalState,
     #[serde(default)]
     pub decisions: Vec<Decision>,
+    /// The process that waits for the decision (absent in files of older versions).
+    #[serde(default)]
+    pub waiter: Option<Waiter>,
 }
 
 impl PendingApproval {
+    /// Distinct approvers on file (logins compare case-insensitively).
     pub fn approvals(&self) -> usize {
-        self.decisions.iter().filter(|d| d.approved).count()
+        let mut who: Vec<String> = self
+            .decisions
+            .iter()
+            .filter(|d| d.approved)
+            .map(|d| d.by.to_ascii_lowercase())
+            .collect();
+        who.sort();
+        who.dedup();
+        who.len()
     }
 
     /// The command that approves this request from another terminal.
@@ -98,6 +117,11 @@ pub enum DecideError {
     AlreadyDecided {
         name: String,
     },
+    /// The run that waited is gone; the request is now marked abandoned.
+    Abandoned {
+        run_id: String,
+        pid: u32,
+    },
     Io(String),
 }
 
@@ -124,6 +148,10 @@ impl std::fmt::Display for DecideError {
             DecideError::AlreadyDecided { name } => {
                 write!(f, "{name} has already decided on this request")
             }
+            DecideError::Abandoned { run_id, pid } => write!(
+                f,
+                "run {run_id} no longer waits for this approval (its process {pid} is gone); the request is abandoned, start the run again"
+            ),
             DecideError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -165,7 +193,12 @@ impl ApprovalStore {
                 })
                 .collect()
         };
-        format!("{}--{}", clean(run_id), clean(environment))
+        // Environment names are case-insensitive: `PRODUCTION` and `production` share a file.
+        format!(
+            "{}--{}",
+            clean(run_id),
+            clean(&environment.to_ascii_lowercase())
+        )
     }
 
     fn path(&self, run_id: &str, environment: &str) -> PathBuf {
@@ -273,23 +306,40 @@ impl ApprovalStore {
     ) -> Result<PendingApproval, DecideError> {
         self.locked(run_id, environment, || {
             let mut req = self.read(run_id, environment)?;
+            if req.state == ApprovalState::Pending
+                && let Some(w) = req.waiter.as_ref().filter(|w| !w.is_alive())
+            {
+                let pid = w.pid;
+                req.state = ApprovalState::Abandoned;
+                self.write(&req)?;
+                return Err(DecideError::Abandoned {
+                    run_id: req.run_id,
+                    pid,
+                });
+            }
             if req.state != ApprovalState::Pending {
                 return Err(DecideError::NotPending(req.state));
             }
-            if !req.reviewers.is_empty() && !req.reviewers.iter().any(|r| r == name) {
-                return Err(DecideError::NotAReviewer {
-                    name: name.into(),
-                    reviewers: req.reviewers.clone(),
-                });
-            }
-            if req.prevent_self_review && name == req.actor {
+            // Logins compare case-insensitively (GitHub's do); the decision is recorded
+            // under the reviewer's configured spelling.
+            let by = match req.reviewers.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+                Some(r) => r.clone(),
+                None if req.reviewers.is_empty() => name.to_string(),
+                None => {
+                    return Err(DecideError::NotAReviewer {
+                        name: name.into(),
+                        reviewers: req.reviewers.clone(),
+                    });
+                }
+            };
+            if req.prevent_self_review && by.eq_ignore_ascii_case(&req.actor) {
                 return Err(DecideError::SelfReview { name: name.into() });
             }
-            if req.decisions.iter().any(|d| d.by == name) {
+            if req.decisions.iter().any(|d| d.by.eq_ignore_ascii_case(&by)) {
                 return Err(DecideError::AlreadyDecided { name: name.into() });
             }
             req.decisions.push(Decision {
-                by: name.into(),
+                by,
                 approved,
                 comment: comment.filter(|c| !c.is_empty()),
                 at: Utc::now(),
@@ -311,14 +361,57 @@ impl ApprovalStore {
         environment: &str,
         state: ApprovalState,
     ) -> Result<PendingApproval, DecideError> {
-        self.locked(run_id, environment, || {
-            let mut req = self.read(run_id, environment)?;
+        self.update(run_id, environment, |req| {
             if req.state == ApprovalState::Pending {
                 req.state = state;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Changes a request under its lock (`f` returns whether it changed anything, and
+    /// only then is it written); returns the request as it now stands.
+    pub fn update(
+        &self,
+        run_id: &str,
+        environment: &str,
+        f: impl FnOnce(&mut PendingApproval) -> bool,
+    ) -> Result<PendingApproval, DecideError> {
+        self.locked(run_id, environment, || {
+            let mut req = self.read(run_id, environment)?;
+            if f(&mut req) {
                 self.write(&req)?;
             }
             Ok(req)
         })
+    }
+
+    /// Marks every pending request whose waiting run is gone as abandoned; returns them.
+    /// `gantry approvals` and each new run call this, so a dead run's request does not
+    /// stay listed as pending.
+    pub fn sweep_abandoned(&self) -> Vec<PendingApproval> {
+        let mut out = Vec::new();
+        for p in self.pending() {
+            if p.waiter.as_ref().is_none_or(|w| w.is_alive()) {
+                continue;
+            }
+            let marked = self.update(&p.run_id, &p.environment, |req| {
+                let dead = req.state == ApprovalState::Pending
+                    && req.waiter.as_ref().is_some_and(|w| !w.is_alive());
+                if dead {
+                    req.state = ApprovalState::Abandoned;
+                }
+                dead
+            });
+            if let Ok(req) = marked
+                && req.state == ApprovalState::Abandoned
+            {
+                out.push(req);
+            }
+        }
+        out
     }
 
     /// Removes a finished request's files.

@@ -17,8 +17,23 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// The environment of that name, compared case-insensitively as GitHub does
+    /// (`environment: PRODUCTION` is `production`, with all its rules).
     pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
-        self.environments.get(name)
+        self.environments.get(name).or_else(|| {
+            self.environments
+                .values()
+                .find(|e| e.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Whether `name` is a secret of some environment: such a secret is withheld from
+    /// every job until the gate admits a job of that environment (names compare
+    /// case-insensitively, as secret names do on GitHub).
+    pub fn is_environment_secret(&self, name: &str) -> bool {
+        self.environments
+            .values()
+            .any(|e| e.secrets.iter().any(|s| s.eq_ignore_ascii_case(name)))
     }
 }
 

@@ -15,9 +15,7 @@ use gantry_engine::gate::{
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::approval::{
-    ApprovalPrompt, ApprovalState, ApprovalStore, PendingApproval, PromptAnswer,
-};
+use crate::approval::{ApprovalPrompt, ApprovalStore, PendingApproval, PromptAnswer};
 pub use crate::builder::{DeliveryBuilder, slack_target};
 use crate::config::{DeliveryConfig, EnvironmentConfig, OnFailure, RollbackConfig};
 use crate::events::{DeliveryEvent, EventSink, short};
@@ -26,6 +24,8 @@ use crate::history::{DeploymentRecord, History, RollbackRecord, status};
 use crate::notify::slack::{Mask, SlackNotifier};
 use crate::notify::{self, Notification, RunInfo, Status};
 use crate::rollback::{self, Redeploy};
+
+mod wait;
 
 type Key = (String, String, String);
 
@@ -74,6 +74,16 @@ impl Delivery {
 
     pub fn config(&self) -> &DeliveryConfig {
         &self.config
+    }
+
+    /// The request with the environment's configured spelling: environment names are
+    /// case-insensitive, so `PRODUCTION` gets production's rules, approvals and history.
+    fn canonical(&self, req: &DeploymentRequest) -> DeploymentRequest {
+        let mut req = req.clone();
+        if let Some(env) = self.config.environment(&req.environment) {
+            req.environment = env.name.clone();
+        }
+        req
     }
 
     pub fn approvals(&self) -> &ApprovalStore {
@@ -177,178 +187,6 @@ impl Delivery {
         let p = self.prompt.clone()?;
         let r = req.clone();
         Some(Box::pin(async move { p.ask(&r, note.as_deref()).await }))
-    }
-
-    /// Waits for approvals; `Ok` with the decisions once approved.
-    async fn wait_for_approval(
-        &self,
-        req: &DeploymentRequest,
-        env: &EnvironmentConfig,
-        cancel: &CancellationToken,
-    ) -> Result<PendingApproval, (&'static str, String)> {
-        let pending = PendingApproval {
-            run_id: req.run_id.clone(),
-            environment: req.environment.clone(),
-            job: req.job_name.clone(),
-            workflow: req.workflow.clone(),
-            actor: req.actor.clone(),
-            git_ref: req.git_ref.clone(),
-            sha: req.sha.clone(),
-            reviewers: env.reviewers.clone(),
-            required_approvals: env.required_approvals,
-            prevent_self_review: env.prevent_self_review,
-            since: Utc::now(),
-            state: ApprovalState::Pending,
-            decisions: Vec::new(),
-        };
-        let io = |e: crate::approval::DecideError| (status::FAILED, format!("approval state: {e}"));
-        self.store.create(&pending).map_err(io)?;
-        let command = pending.approve_command();
-        self.sink.emit(DeliveryEvent::ApprovalRequested {
-            run_id: req.run_id.clone(),
-            environment: req.environment.clone(),
-            job: req.job_name.clone(),
-            reviewers: env.reviewers.clone(),
-            required_approvals: env.required_approvals,
-            command: command.clone(),
-        });
-        self.send(Notification {
-            event: "approval_requested".into(),
-            status: Status::Waiting,
-            title: format!(
-                "Deployment to {} waits for {} approval(s)",
-                req.environment, env.required_approvals
-            ),
-            run: self.run_info(req),
-            approval_command: Some(command),
-            health: None,
-            details: Some(format!("Reviewers: {}", env.reviewers.join(", "))),
-        })
-        .await;
-
-        let deadline = tokio::time::Instant::now() + env.approval_timeout;
-        let mut prompt = self.ask(&pending, None);
-        let mut seen = 0usize;
-        loop {
-            let current = self.store.get(&req.run_id, &req.environment).map_err(io)?;
-            for d in current.decisions.iter().skip(seen) {
-                self.sink.emit(DeliveryEvent::ApprovalDecided {
-                    run_id: req.run_id.clone(),
-                    environment: req.environment.clone(),
-                    by: d.by.clone(),
-                    approved: d.approved,
-                    comment: d.comment.clone(),
-                    accepted: true,
-                    message: String::new(),
-                });
-            }
-            seen = current.decisions.len();
-            match current.state {
-                ApprovalState::Approved => return Ok(current),
-                ApprovalState::Rejected => {
-                    let d = current.rejection().cloned();
-                    let (by, why) = d
-                        .map(|d| (d.by, d.comment.unwrap_or_else(|| "no reason given".into())))
-                        .unwrap_or_default();
-                    return Err((
-                        status::REJECTED,
-                        format!(
-                            "deployment to `{}` rejected by {by}: {why}",
-                            req.environment
-                        ),
-                    ));
-                }
-                ApprovalState::TimedOut | ApprovalState::Cancelled => {
-                    return Err((status::CANCELLED, format!("approval {:?}", current.state)));
-                }
-                ApprovalState::Pending => {}
-            }
-            enum Wake {
-                Cancelled,
-                TimedOut,
-                Tick,
-                Answer(Option<PromptAnswer>),
-            }
-            let wake = tokio::select! {
-                _ = cancel.cancelled() => Wake::Cancelled,
-                _ = tokio::time::sleep_until(deadline) => Wake::TimedOut,
-                _ = tokio::time::sleep(self.poll_interval) => Wake::Tick,
-                answer = async { prompt.as_mut().expect("guarded").await }, if prompt.is_some() => Wake::Answer(answer),
-            };
-            match wake {
-                Wake::Tick => {}
-                Wake::Cancelled => {
-                    let _ =
-                        self.store
-                            .close(&req.run_id, &req.environment, ApprovalState::Cancelled);
-                    return Err((
-                        status::CANCELLED,
-                        format!(
-                            "deployment to `{}` cancelled while waiting for approval",
-                            req.environment
-                        ),
-                    ));
-                }
-                Wake::TimedOut => {
-                    let now = self
-                        .store
-                        .close(&req.run_id, &req.environment, ApprovalState::TimedOut)
-                        .map_err(io)?;
-                    if now.state == ApprovalState::TimedOut {
-                        return Err((
-                            status::TIMED_OUT,
-                            format!(
-                                "deployment to `{}` was not approved within {} ({} of {} approvals)",
-                                req.environment,
-                                crate::config::format_duration(env.approval_timeout),
-                                now.approvals(),
-                                env.required_approvals
-                            ),
-                        ));
-                    }
-                }
-                Wake::Answer(answer) => {
-                    prompt = None;
-                    let Some(a) = answer else { continue };
-                    match self.store.decide(
-                        &req.run_id,
-                        &req.environment,
-                        &a.by,
-                        a.approved,
-                        a.comment.clone(),
-                    ) {
-                        Ok(now) => {
-                            if now.state == ApprovalState::Pending {
-                                prompt = self.ask(
-                                    &now,
-                                    Some(format!(
-                                        "{} of {} approvals so far",
-                                        now.approvals(),
-                                        now.required_approvals
-                                    )),
-                                );
-                            }
-                        }
-                        Err(e) => {
-                            self.sink.emit(DeliveryEvent::ApprovalDecided {
-                                run_id: req.run_id.clone(),
-                                environment: req.environment.clone(),
-                                by: a.by.clone(),
-                                approved: a.approved,
-                                comment: a.comment.clone(),
-                                accepted: false,
-                                message: e.to_string(),
-                            });
-                            if let Ok(now) = self.store.get(&req.run_id, &req.environment)
-                                && now.state == ApprovalState::Pending
-                            {
-                                prompt = self.ask(&now, Some(format!("refused: {e}")));
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 
     fn probe_context(&self, env: &EnvironmentConfig, sha: &str, url: Option<&str>) -> ProbeContext {
@@ -505,6 +343,7 @@ impl DeliveryGates for Delivery {
         req: &DeploymentRequest,
         cancel: CancellationToken,
     ) -> Result<Admission, String> {
+        let req = &self.canonical(req);
         let default_env = EnvironmentConfig::new(&req.environment);
         let env = self
             .config
@@ -525,12 +364,18 @@ impl DeliveryGates for Delivery {
         if env.needs_approval() {
             rec.status = status::WAITING.into();
             self.record(&rec).await;
+            self.store.sweep_abandoned();
             let result = self.wait_for_approval(req, env, &cancel).await;
-            let decided = self.store.get(&req.run_id, &req.environment).ok();
-            if let Some(d) = &decided {
-                rec.approvals = d.decisions.clone();
+            // History keeps the decisions that counted under the rules, nothing else.
+            let decided = self
+                .store
+                .get(&req.run_id, &req.environment)
+                .ok()
+                .map(|d| crate::approval::verdict(&d, env, &req.actor).counted);
+            if let Some(counted) = &decided {
+                rec.approvals = counted.clone();
                 if let Some(h) = &self.history
-                    && let Err(e) = h.add_approvals(&rec.id, &d.decisions).await
+                    && let Err(e) = h.add_approvals(&rec.id, counted).await
                 {
                     tracing::warn!("deployment history: {e}");
                 }
@@ -555,8 +400,12 @@ impl DeliveryGates for Delivery {
         }
         let mut admission = Admission::default();
         for name in &env.secrets {
-            match self.secrets.get(name) {
-                Some(v) => {
+            let value = self
+                .secrets
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name));
+            match value {
+                Some((_, v)) => {
                     admission.secrets.insert(name.clone(), v.clone());
                 }
                 None => tracing::warn!(
@@ -583,8 +432,12 @@ impl DeliveryGates for Delivery {
         Ok(admission)
     }
 
+    fn withholds_secret(&self, name: &str) -> bool {
+        self.config.is_environment_secret(name)
+    }
+
     async fn verify(&self, outcome: &DeploymentOutcome) -> Verification {
-        let req = &outcome.request;
+        let req = &self.canonical(&outcome.request);
         let default_env = EnvironmentConfig::new(&req.environment);
         let env = self
             .config

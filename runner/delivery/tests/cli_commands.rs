@@ -27,6 +27,7 @@ fn pending(dir: &std::path::Path) -> ApprovalStore {
             since: chrono::Utc::now(),
             state: ApprovalState::Pending,
             decisions: vec![],
+            waiter: None,
         })
         .unwrap();
     store
@@ -101,4 +102,40 @@ async fn reject_and_empty_history() {
     .await
     .unwrap();
     assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn approve_decides_by_the_config_not_by_the_request_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".gantry")).unwrap();
+    std::fs::write(
+        dir.path().join(".gantry/config.yml"),
+        "environments:\n  production:\n    reviewers: [bob]\n",
+    )
+    .unwrap();
+    // The request file (from `pending`) lists alice and bob; the config only bob.
+    let store = pending(dir.path());
+    store
+        .update("41", "production", |f| {
+            f.reviewers.push("mallory".into());
+            f.actor = "dave".into();
+            true
+        })
+        .unwrap();
+    let refused = cmd_delivery::approve(decide(dir.path(), "mallory"))
+        .await
+        .unwrap();
+    assert_eq!(refused, 1, "a reviewer only the file names was accepted");
+    let p = store.get("41", "production").unwrap();
+    assert_eq!(p.reviewers, ["bob"]);
+    assert!(p.decisions.is_empty());
+    // In another case, a configured reviewer is accepted.
+    let ok = cmd_delivery::approve(decide(dir.path(), "BOB"))
+        .await
+        .unwrap();
+    assert_eq!(ok, 0);
+    assert_eq!(
+        store.get("41", "production").unwrap().state,
+        ApprovalState::Approved
+    );
 }

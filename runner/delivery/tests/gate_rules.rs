@@ -462,6 +462,7 @@ fn concurrent_deciders_lose_nothing() {
             since: chrono::Utc::now(),
             state: ApprovalState::Pending,
             decisions: vec![],
+            waiter: None,
         })
         .unwrap();
     let handles: Vec<_> = reviewers
@@ -501,6 +502,7 @@ async fn concurrent_approve_and_reject_from_two_tasks() {
                 since: chrono::Utc::now(),
                 state: ApprovalState::Pending,
                 decisions: vec![],
+                waiter: None,
             })
             .unwrap();
         let (s1, s2) = (store.clone(), store.clone());

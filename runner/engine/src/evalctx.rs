@@ -146,6 +146,26 @@ impl EvalContext for Ctx {
     }
 }
 
+/// The job's env: `--env` and `ACT`, then the workflow's `env`, then the job's; the `env`
+/// context of `ctx` is left set to it.
+pub(crate) fn job_env(
+    shared: &crate::run::RunShared,
+    wf: &gantry_workflow::Workflow,
+    job: &gantry_workflow::Job,
+    ctx: &mut Ctx,
+) -> Result<IndexMap<String, String>, String> {
+    let mut env_ctx: IndexMap<String, String> = shared.cfg.env.clone();
+    env_ctx.insert("ACT".into(), "true".into());
+    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    let m = crate::job::eval_string_map(&wf.env, ctx).map_err(|e| format!("workflow env: {e}"))?;
+    env_ctx.extend(m);
+    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    let m = crate::job::eval_string_map(&job.env, ctx).map_err(|e| format!("job env: {e}"))?;
+    env_ctx.extend(m);
+    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    Ok(env_ctx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

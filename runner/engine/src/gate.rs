@@ -63,6 +63,14 @@ pub trait DeliveryGates: Send + Sync {
     /// Called after such a job finished: record the deployment, run health checks, roll
     /// back when configured.
     async fn verify(&self, outcome: &DeploymentOutcome) -> Verification;
+
+    /// Whether the run's secret `name` belongs to an environment. Such a secret is taken
+    /// out of the run-wide secrets before any job starts (no `secrets.*`, no process env)
+    /// and reaches a job only through [`Admission::secrets`]; it is still masked in every
+    /// job's output.
+    fn withholds_secret(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// No delivery configuration: every environment is open, nothing is verified.

@@ -199,7 +199,14 @@ pub async fn run_job(
     let wf = &*inst.scope.workflow;
     let job = &wf.jobs[&inst.job_id];
     let secrets = &inst.scope.secrets;
-    let mut masker = crate::masking::Masker::with_secrets(shared.cfg.secrets.values());
+    // Environment secrets this job may never see are masked in it all the same.
+    let mut masker = crate::masking::Masker::with_secrets(
+        shared
+            .cfg
+            .secrets
+            .values()
+            .chain(shared.withheld_secrets.values()),
+    );
     for v in secrets.values() {
         masker.add_secret(v);
     }
@@ -299,27 +306,16 @@ pub async fn run_job(
     });
 
     // Workflow env (G I V Sec) with --env below it, then job env.
-    let mut env_ctx: IndexMap<String, String> = shared.cfg.env.clone();
-    env_ctx.insert("ACT".into(), "true".into());
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
-    match eval_string_map(&wf.env, &ctx) {
-        Ok(m) => env_ctx.extend(m),
+    let mut env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
+        Ok(m) => m,
         Err(e) => {
-            fail(format!("workflow env: {e}"), &masker);
+            fail(e, &masker);
             return emit_finish(Status::Failure, IndexMap::new(), coe);
         }
-    }
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
-    match eval_string_map(&job.env, &ctx) {
-        Ok(m) => env_ctx.extend(m),
-        Err(e) => {
-            fail(format!("job env: {e}"), &masker);
-            return emit_finish(Status::Failure, IndexMap::new(), coe);
-        }
-    }
-    ctx.set("env", context::string_map_value(env_ctx.iter()));
+    };
 
     // Delivery gate.
+    let mut released = false;
     let mut extra_secrets = IndexMap::new();
     let mut environment_name = None;
     if let Some(envr) = &job.environment {
@@ -338,6 +334,7 @@ pub async fn run_job(
             let req = deployment_request(&shared, &inst, &name);
             match shared.cfg.gates.admit(&req, cancel.clone()).await {
                 Ok(adm) => {
+                    released = !adm.secrets.is_empty() || !adm.vars.is_empty();
                     for v in adm.secrets.values() {
                         masker.add_secret(v);
                     }
@@ -361,10 +358,19 @@ pub async fn run_job(
             environment_name = Some(name);
         }
     }
-    if !extra_secrets.is_empty() {
+    if released {
         let mut all = secrets.clone();
         all.extend(extra_secrets);
         ctx.set("secrets", secrets_value(&all));
+        // The env was evaluated before the gate, without the environment's secrets and
+        // vars; evaluate it again now that the job may see them (as on GitHub).
+        env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
+            Ok(m) => m,
+            Err(e) => {
+                fail(e, &masker);
+                return emit_finish(Status::Failure, IndexMap::new(), coe);
+            }
+        };
     }
 
     // Backend choice.

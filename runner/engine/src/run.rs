@@ -176,6 +176,9 @@ pub struct RunShared {
     pub inputs: Vec<Value>,
     /// Every secret value (for masking outputs that cross jobs).
     pub secret_masker: crate::masking::Masker,
+    /// Environment secrets, out of `cfg.secrets` until the gate admits a job of their
+    /// environment; kept here only so every job masks them.
+    pub withheld_secrets: IndexMap<String, String>,
     pub event_json: String,
     /// Programs found on PATH (shells, node) during the run.
     pub programs: crate::shell::ProgramCache,
@@ -270,10 +273,30 @@ pub fn resolve_inputs(
     Value::object(o)
 }
 
+/// Takes the secrets the gates withhold (environment secrets) out of the run-wide ones.
+fn withhold_environment_secrets(cfg: &mut RunConfig) -> IndexMap<String, String> {
+    let (withheld, run_wide) = std::mem::take(&mut cfg.secrets)
+        .into_iter()
+        .partition(|(name, _)| cfg.gates.withholds_secret(name));
+    cfg.secrets = run_wide;
+    withheld
+}
+
+/// Gantry's own environment for host steps, without the withheld secrets (`-s NAME`
+/// reads a secret from a variable of that name, which host steps would inherit).
+fn process_env_without(withheld: &IndexMap<String, String>) -> IndexMap<String, String> {
+    std::env::vars()
+        .filter(|(k, v)| {
+            !withheld.keys().any(|n| n.eq_ignore_ascii_case(k))
+                && !withheld.values().any(|s| !s.is_empty() && s == v)
+        })
+        .collect()
+}
+
 /// Runs the configured workflows to the end. Events go to `bus` (subscribe before calling).
 /// `cancel` cancels the run like Ctrl-C does.
 pub async fn execute(
-    cfg: RunConfig,
+    mut cfg: RunConfig,
     bus: EventBus,
     cancel: CancellationToken,
 ) -> anyhow_like::Result<RunOutcome> {
@@ -293,13 +316,15 @@ pub async fn execute(
     let snapshot = Snapshot::scan(&cfg.root, cfg.bind)
         .map_err(|e| format!("cannot read the repository at {}: {e}", cfg.root.display()))?;
     let work_root = snapshot.root.join(".gantry").join("work").join(&cfg.run_id);
-    let process_env: IndexMap<String, String> = std::env::vars().collect();
+    let withheld_secrets = withhold_environment_secrets(&mut cfg);
+    let process_env = process_env_without(&withheld_secrets);
     let inputs = cfg
         .workflows
         .iter()
         .map(|w| resolve_inputs(&w.workflow, &cfg.event_name, &cfg.event, &cfg.inputs))
         .collect();
-    let secret_masker = crate::masking::Masker::with_secrets(cfg.secrets.values());
+    let secret_masker =
+        crate::masking::Masker::with_secrets(cfg.secrets.values().chain(withheld_secrets.values()));
     let event_json = serde_json::to_string_pretty(&cfg.event).unwrap_or_else(|_| "{}".into());
     let (git_ref, sha, repository) = {
         let (r, _, _) = facts.refs();
@@ -326,6 +351,7 @@ pub async fn execute(
         cancel,
         inputs,
         secret_masker,
+        withheld_secrets,
         event_json,
         programs: Default::default(),
         cfg,

@@ -206,6 +206,19 @@ pub fn config_from_node(
                 "environments" => {
                     if let Some(envs) = cx.map(v, "environments") {
                         for (name, env) in envs {
+                            // GitHub's environment names are case-insensitive: two spellings
+                            // of one name would be two rule sets for the same environment.
+                            if let Some(first) = config.environment(&name.value) {
+                                let first = first.name.clone();
+                                cx.error(
+                                    name.span,
+                                    format!(
+                                        "environments.{}: the same environment as `{first}` (environment names are case-insensitive)",
+                                        name.value
+                                    ),
+                                );
+                                continue;
+                            }
                             if let Some(e) = environment(&mut cx, &name.value, env) {
                                 config.environments.insert(name.value.clone(), e);
                             }
