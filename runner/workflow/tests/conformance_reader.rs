@@ -10,12 +10,6 @@ use common::{called_workflows, options, split_docs};
 use serde_json::Value;
 use std::path::PathBuf;
 
-fn reader_dir() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader");
-    p.exists().then_some(p)
-}
-
 /// With `include-source: true` values are `{type, file, line, col, lit}` objects.
 fn lit(v: &Value) -> Value {
     match v {
@@ -170,8 +164,10 @@ const LINE_FLOOR: usize = 73;
 
 #[test]
 fn reader_suite() {
-    let Some(dir) = reader_dir() else {
-        eprintln!("SKIPPED: ../shared/conformance/github-official not found; reader suite not run");
+    let Some(dir) = common::shared_path(
+        "conformance/github-official/workflow-parser/testdata/reader",
+        "the workflow-parser reader suite",
+    ) else {
         return;
     };
     let verbose = std::env::var("GANTRY_CONFORMANCE_VERBOSE").is_ok();

@@ -13,12 +13,6 @@ mod common;
 
 use gantry_workflow::{Severity, check_workflow_calls, parse_workflow_with};
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-
-fn shared() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    p.exists().then_some(p)
-}
 
 /// Reader tests where the oracle and GitHub's reference disagree on error/no-error.
 fn oracle_known_wrong(root: &std::path::Path) -> HashSet<String> {
@@ -44,8 +38,7 @@ fn oracle_known_wrong(root: &std::path::Path) -> HashSet<String> {
 
 #[test]
 fn workflow_vectors() {
-    let Some(root) = shared() else {
-        eprintln!("SKIPPED: ../shared/conformance not found; workflow conformance not run");
+    let Some(root) = common::shared_path("conformance", "the workflow conformance vectors") else {
         return;
     };
     let verbose = std::env::var("GANTRY_CONFORMANCE_VERBOSE").is_ok();
