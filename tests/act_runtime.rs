@@ -133,10 +133,7 @@ fn run_cases(repo: &Path, cases: &[Case], mode_args: &[&str]) -> (usize, usize, 
 }
 
 fn setup() -> Option<(tempfile::TempDir, Vec<Case>)> {
-    let Some(shared) = shared_dir() else {
-        eprintln!("SKIPPED: ../shared/conformance is absent; act-runtime cases not run");
-        return None;
-    };
+    let shared = shared_dir("the act-runtime cases")?;
     let dir = shared.join("conformance/act-runtime");
     let cases = load_cases(&dir);
     let repo = git_repo_from(&dir.join("workspace"));

@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod http;
+pub mod shared;
 
 /// The workspace root (`tests/..`).
 pub fn workspace_root() -> PathBuf {
@@ -15,13 +16,10 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `../shared` beside the project root, when present.
-pub fn shared_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("GANTRY_SHARED_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    let d = workspace_root().join("..").join("shared");
-    d.is_dir().then(|| d.canonicalize().unwrap())
+/// `../shared` beside the project root, when present (see [`shared`] for the
+/// `GANTRY_REQUIRE_SHARED=1` rule); `what` names the tests that need it.
+pub fn shared_dir(what: &str) -> Option<PathBuf> {
+    shared::shared_path(env!("CARGO_MANIFEST_DIR"), "", what)
 }
 
 /// Path of the `gantry` binary: `$GANTRY_BIN`, or the one next to this test's target

@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cmd_rerun::WorkflowSource;
 use crate::terminal;
 
+mod flags;
+use flags::kv;
+
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunArgs {
     /// Event to run (default: push).
@@ -120,19 +123,6 @@ impl std::fmt::Display for BadInput {
     }
 }
 impl std::error::Error for BadInput {}
-
-fn kv(items: &[String], sep: char, what: &str) -> anyhow::Result<IndexMap<String, String>> {
-    let mut m = IndexMap::new();
-    for i in items {
-        match i.split_once(sep) {
-            Some((k, v)) => {
-                m.insert(k.trim().to_string(), v.to_string());
-            }
-            None => bail!(BadInput(format!("{what} '{i}': expected KEY{sep}VALUE"))),
-        }
-    }
-    Ok(m)
-}
 
 fn dotenv_file(path: &Path, root: &Path) -> anyhow::Result<IndexMap<String, String>> {
     let p = if path.is_absolute() {
@@ -245,17 +235,7 @@ pub(crate) fn prepare_from(
     if let Some(f) = &args.secret_file {
         secrets.extend(dotenv_file(f, &root)?);
     }
-    for s in &args.secret {
-        match s.split_once('=') {
-            Some((k, v)) => {
-                secrets.insert(k.to_string(), v.to_string());
-            }
-            None => {
-                let v = std::env::var(s).unwrap_or_default();
-                secrets.insert(s.clone(), v);
-            }
-        }
-    }
+    secrets.extend(flags::secrets(&args.secret, |k| std::env::var(k).ok())?);
     secrets.extend(extra_secrets);
     let mut vars = IndexMap::new();
     if let Some(f) = &args.var_file {
@@ -281,8 +261,7 @@ pub(crate) fn prepare_from(
         };
         platforms.insert(k, p);
     }
-    let matrix_filters: Vec<(String, String)> =
-        kv(&args.matrix, ':', "--matrix")?.into_iter().collect();
+    let matrix_filters = flags::matrix_filters(&args.matrix)?;
 
     // Workflows triggered by the event: event name, activity types and branch/tag filters
     // (GitHub's rules, in gantry-plan). Without a payload ref, the repository's HEAD is the
@@ -333,6 +312,8 @@ pub(crate) fn prepare_from(
         for why in &not_triggered {
             eprintln!("gantry: skipped {why}");
         }
+    } else {
+        flags::check_matrix_filters(&workflows, &matrix_filters)?;
     }
     let mut cfg = RunConfig::new(root, workflows);
     cfg.event_name = event_name;
@@ -348,7 +329,10 @@ pub(crate) fn prepare_from(
         cfg.max_jobs = n.max(1);
     }
     cfg.only_jobs = args.jobs_filter.clone();
-    cfg.matrix_filters = matrix_filters;
+    cfg.matrix_filters = matrix_filters
+        .into_iter()
+        .map(|f| (f.key, f.value))
+        .collect();
     cfg.bind = args.bind;
     cfg.keep_work = args.keep_work;
     cfg.resolver = Arc::new(ActionResolver::new(resolver_config(&args)?));

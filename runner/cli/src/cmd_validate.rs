@@ -73,7 +73,7 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, PathBuf> {
 
 /// Validates one file: its diagnostics and source text (for snippets).
 fn validate_file(path: &Path) -> (Vec<Diagnostic>, String) {
-    let read = std::fs::read_to_string(path);
+    let read = gantry_workflow::read_source(path);
     let diags = match kind_of(path) {
         Kind::Action => gantry_workflow::load_action_dir(path.parent().unwrap_or(Path::new(".")))
             .diagnostics
@@ -87,15 +87,21 @@ fn validate_file(path: &Path) -> (Vec<Diagnostic>, String) {
             gantry_delivery::validate_config_with(path, gantry_workflow::parse_tree)
         }
         // Parse the text already read (1 MB workflows: one read, one copy).
-        Kind::Workflow => {
-            match &read {
-                Ok(text) => gantry_workflow::parse_workflow(&path.display().to_string(), text),
-                Err(_) => gantry_workflow::load_workflow(path),
+        Kind::Workflow => match &read {
+            Ok(text) => {
+                gantry_workflow::parse_workflow(&path.display().to_string(), text).diagnostics
             }
-            .diagnostics
-        }
+            Err(d) => vec![(**d).clone()],
+        },
     };
-    (diags, read.unwrap_or_default())
+    // Invalid UTF-8: the text before the bad byte is unchanged by the lossy decoding,
+    // so the snippet still points at it.
+    let source = read.unwrap_or_else(|_| {
+        std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    });
+    (diags, source)
 }
 
 fn json_line(d: &Diagnostic) -> String {

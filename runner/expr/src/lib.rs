@@ -21,7 +21,7 @@ mod value;
 
 pub use hashfiles::hash_files;
 pub use json::parse_json;
-pub use parser::{ALL_CONTEXTS, Func, MAX_DEPTH, MAX_LENGTH, ParseOptions};
+pub use parser::{ALL_CONTEXTS, Func, MAX_DEPTH, MAX_LENGTH, MAX_NESTING, ParseOptions};
 pub use template::{Template, TemplatePart, if_condition};
 pub use value::{Array, Object, Value, format_number, parse_number};
 

@@ -1,5 +1,6 @@
 //! Parser: builds the expression tree from the lexer's tokens with GitHub's precedence,
-//! and enforces the length (21,000) and depth (50) limits.
+//! and enforces GitHub's length (21,000) and tree-depth (50) limits, plus a nesting guard
+//! (100) for the parentheses that GitHub's iterative parser does not count.
 
 use crate::lexer::{Kind, Lexer, Op, Token};
 use crate::value::Value;
@@ -271,8 +272,18 @@ pub(crate) fn parse_tree(src: &str, opts: &ParseOptions) -> Result<Option<Node>,
 
 /// Recursion guard for the recursive-descent parser. Parentheses make no tree node, so
 /// C# accepts deeper paren nesting than `MAX_DEPTH`; beyond this many nested groups, calls,
-/// indexes or `!` we report the depth error instead of risking the stack.
-const MAX_NESTING: usize = 100;
+/// indexes or `!` we stop with a nesting error instead of risking the stack.
+pub const MAX_NESTING: usize = 100;
+
+fn nesting_error() -> ExprError {
+    ExprError::new(
+        ErrorKind::Parsing,
+        format!(
+            "Exceeded max expression nesting {MAX_NESTING} (parentheses, calls, indexes and '!' \
+             nested deeper than Gantry parses; GitHub's tree-depth limit is {MAX_DEPTH})"
+        ),
+    )
+}
 
 struct Parser<'t> {
     toks: &'t [Token<'t>],
@@ -313,10 +324,7 @@ impl Parser<'_> {
     fn enter(&mut self) -> Result<(), ExprError> {
         self.nest += 1;
         if self.nest > MAX_NESTING {
-            return Err(ExprError::new(
-                ErrorKind::Parsing,
-                format!("Exceeded max expression depth {MAX_DEPTH}"),
-            ));
+            return Err(nesting_error());
         }
         Ok(())
     }
@@ -325,10 +333,7 @@ impl Parser<'_> {
     fn chain(&self, n: &mut usize) -> Result<(), ExprError> {
         *n += 1;
         if *n + self.nest > MAX_NESTING {
-            return Err(ExprError::new(
-                ErrorKind::Parsing,
-                format!("Exceeded max expression depth {MAX_DEPTH}"),
-            ));
+            return Err(nesting_error());
         }
         Ok(())
     }

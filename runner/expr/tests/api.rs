@@ -249,3 +249,27 @@ fn long_chains_are_errors_not_crashes() {
         assert!(parse(&src).is_err());
     }
 }
+
+#[test]
+fn depth_limits_say_which_limit_was_hit() {
+    use gantry_expr::{MAX_DEPTH, MAX_NESTING};
+    assert_eq!(MAX_DEPTH, 50, "GitHub's ExpressionConstants.MaxDepth");
+    // GitHub's tree depth: 49 nested calls around a literal is 50 levels, one more is not.
+    let calls = |n: usize| format!("{}1{}", "format('{0}', ".repeat(n), ")".repeat(n));
+    assert!(parse(&calls(MAX_DEPTH - 1)).is_ok());
+    let err = parse(&calls(MAX_DEPTH)).unwrap_err();
+    assert_eq!(
+        err.message,
+        format!("Exceeded max expression depth {MAX_DEPTH}")
+    );
+    // Parentheses make no tree node: past the nesting guard the message names that guard.
+    let parens = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+    assert!(parse(&parens(MAX_NESTING - 1)).is_ok());
+    let err = parse(&parens(MAX_NESTING + 1)).unwrap_err();
+    assert!(
+        err.message
+            .starts_with(&format!("Exceeded max expression nesting {MAX_NESTING}")),
+        "{}",
+        err.message
+    );
+}

@@ -11,6 +11,9 @@ use gantry_expr::{MapContext, Template, if_condition, parse};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
+#[path = "../../../tests/src/shared.rs"]
+mod shared;
+
 struct Rng(u64);
 
 impl Rng {
@@ -84,12 +87,9 @@ fn bounded_mutation_fuzz_of_expressions() {
     )
     .expect("context");
     let mut seeds = Vec::new();
-    let shared = manifest.join("../../../shared/conformance/expressions");
+    let shared = shared::shared_root(env!("CARGO_MANIFEST_DIR")).join("conformance/expressions");
     if !exprs_from(&shared.join("vectors.jsonl"), "expr", &mut seeds) {
-        eprintln!(
-            "SKIPPED part: {} not found; fuzzing our fixtures only",
-            shared.display()
-        );
+        shared::missing(&shared, "fuzzing from the shared vectors (fixtures only)");
     }
     let mut templates = Vec::new();
     exprs_from(

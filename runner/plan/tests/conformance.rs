@@ -8,10 +8,16 @@ use gantry_plan::{NodeKind, PlanOptions, plan};
 use gantry_workflow::parse_workflow;
 use serde_json::Value as J;
 
+#[path = "../../../tests/src/shared.rs"]
+mod shared;
+
 fn vectors() -> Option<(PathBuf, Vec<J>)> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/workflows");
-    let text = std::fs::read_to_string(dir.join("vectors.jsonl")).ok()?;
+    let dir = shared::shared_path(
+        env!("CARGO_MANIFEST_DIR"),
+        "conformance/workflows",
+        "the plan conformance vectors",
+    )?;
+    let text = std::fs::read_to_string(dir.join("vectors.jsonl")).expect("vectors.jsonl");
     Some((
         dir,
         text.lines()
@@ -23,9 +29,6 @@ fn vectors() -> Option<(PathBuf, Vec<J>)> {
 #[test]
 fn events_needs_and_plans_match_the_oracle() {
     let Some((dir, vectors)) = vectors() else {
-        eprintln!(
-            "SKIPPED: ../shared/conformance/workflows/vectors.jsonl not found; plan conformance not run"
-        );
         return;
     };
     let (mut total, mut passed, mut not_loaded) = (0, 0, 0);

@@ -115,12 +115,7 @@ pub fn check_workflow_calls(
     if jobs > opts.max_jobs {
         out.push(Diagnostic {
             file: wf.path.clone(),
-            span: Span {
-                offset: 0,
-                len: 0,
-                line: 1,
-                col: 1,
-            },
+            span: Span::FILE_START,
             severity: Severity::Error,
             message: format!(
                 "The workflow may not contain more than {} jobs",

@@ -44,12 +44,7 @@ pub fn parse_workflow_with(path: &str, text: &str, opts: &ReaderOptions) -> Load
         && text.chars().count() > max
     {
         diags.error(
-            Span {
-                offset: 0,
-                len: 0,
-                line: 1,
-                col: 1,
-            },
+            Span::FILE_START,
             format!("The maximum file size of {max} characters has been exceeded"),
         );
         return diags.finish(None);
@@ -71,13 +66,49 @@ pub fn parse_tree(path: &str, text: &str) -> Loaded<Spanned<Node>> {
     diags.finish(root.map(|r| r.to_node()))
 }
 
-/// Reads and parses a workflow file; an I/O error becomes a diagnostic.
+/// Reads and parses a workflow file; an I/O error or invalid UTF-8 becomes a diagnostic.
 pub fn load_workflow(path: &Path) -> Loaded<Workflow> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_source(path) {
         Ok(text) => parse_workflow(&name, &text),
-        Err(e) => io_error(&name, &e),
+        Err(d) => Loaded {
+            value: None,
+            diagnostics: vec![*d],
+        },
     }
+}
+
+/// Reads a YAML file as UTF-8 text. Invalid UTF-8 is reported at the line and column of
+/// the first offending byte; an I/O error at 1:1.
+pub fn read_source(path: &Path) -> Result<String, Box<Diagnostic>> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Box::new(io_diagnostic(&name, &e)))?;
+    decode_source(&name, bytes).map_err(Box::new)
+}
+
+/// `bytes` as UTF-8, or an error diagnostic at the first byte that is not.
+pub fn decode_source(name: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let bad = e.utf8_error().valid_up_to();
+        // The prefix is valid UTF-8, so columns are counted in characters as elsewhere.
+        let valid = std::str::from_utf8(&bytes[..bad]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |p| p + 1);
+        Diagnostic {
+            file: name.to_string(),
+            span: Span {
+                offset: bad,
+                len: 0,
+                line: valid.matches('\n').count() as u32 + 1,
+                col: valid[line_start..].chars().count() as u32 + 1,
+            },
+            severity: Severity::Error,
+            message: format!(
+                "invalid UTF-8 (byte 0x{:02X} at offset {bad}): YAML files must be UTF-8",
+                bytes[bad]
+            ),
+        }
+    })
 }
 
 /// Parses and validates an action's metadata file (`action.yml`).
@@ -105,26 +136,21 @@ pub fn load_action_dir(dir: &Path) -> Loaded<Action> {
         dir.join("action.yaml")
     };
     let name = path.display().to_string();
-    match std::fs::read_to_string(&path) {
+    match read_source(&path) {
         Ok(text) => parse_action(&name, &text),
-        Err(e) => io_error(&name, &e),
+        Err(d) => Loaded {
+            value: None,
+            diagnostics: vec![*d],
+        },
     }
 }
 
-fn io_error<T>(name: &str, e: &std::io::Error) -> Loaded<T> {
-    Loaded {
-        value: None,
-        diagnostics: vec![Diagnostic {
-            file: name.to_string(),
-            span: Span {
-                offset: 0,
-                len: 0,
-                line: 1,
-                col: 1,
-            },
-            severity: Severity::Error,
-            message: format!("cannot read file: {e}"),
-        }],
+fn io_diagnostic(name: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        file: name.to_string(),
+        span: Span::FILE_START,
+        severity: Severity::Error,
+        message: format!("cannot read file: {e}"),
     }
 }
 
@@ -146,15 +172,7 @@ fn load_root(text: &str, diags: &mut Diagnostics) -> Option<load::YNode> {
         }
         None => {
             if !diags.has_errors() {
-                diags.error(
-                    Span {
-                        offset: 0,
-                        len: 0,
-                        line: 1,
-                        col: 1,
-                    },
-                    "the file is empty: expected a mapping",
-                );
+                diags.error(Span::FILE_START, "the file is empty: expected a mapping");
             }
             None
         }

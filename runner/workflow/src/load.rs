@@ -206,11 +206,25 @@ fn block_header(text: &str, content: usize, content_line: u32) -> Option<(Span, 
 /// Maximum number of nodes, counting alias expansions (guards against "billion laughs").
 const MAX_NODES: usize = 2_000_000;
 
+/// The error for a tree past `limit` nodes: aliases are blamed only when the file has some.
+fn too_many_nodes(limit: usize, aliases: usize) -> String {
+    if aliases > 0 {
+        format!(
+            "too many YAML nodes: more than {limit} after expanding {aliases} alias(es) (the limit guards against alias bombs)"
+        )
+    } else {
+        format!("too many YAML nodes: the file has more than {limit} (the limit of one file)")
+    }
+}
+
 struct Builder<'a> {
     text: &'a str,
     anchors: HashMap<usize, YNode>,
     errors: Vec<LoadError>,
     nodes: usize,
+    max_nodes: usize,
+    /// Aliases expanded so far.
+    aliases: usize,
     /// Stack of open collections: (node, pending key for maps, anchor id).
     stack: Vec<Frame>,
     root: Option<YNode>,
@@ -277,9 +291,15 @@ impl<'a> Builder<'a> {
         )
     }
 
-    fn count(&mut self, n: usize) -> bool {
+    /// Counts `n` more nodes; past the limit records the error and says stop.
+    fn count(&mut self, n: usize, span: Span) -> bool {
         self.nodes += n;
-        self.nodes <= MAX_NODES
+        if self.nodes <= self.max_nodes {
+            return true;
+        }
+        let message = too_many_nodes(self.max_nodes, self.aliases);
+        self.error(span, message);
+        false
     }
 
     fn error(&mut self, span: Span, message: impl Into<String>) {
@@ -307,12 +327,18 @@ fn node_count(n: &YNode) -> usize {
 /// error gives one error at the parser's position; other problems (merge keys, tags) are
 /// collected and returned with the tree.
 pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
+    parse_yaml_limited(text, MAX_NODES)
+}
+
+fn parse_yaml_limited(text: &str, max_nodes: usize) -> (Option<YNode>, Vec<LoadError>) {
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         text,
         anchors: HashMap::new(),
         errors: Vec::new(),
         nodes: 0,
+        max_nodes,
+        aliases: 0,
         stack: Vec::new(),
         root: None,
     };
@@ -342,13 +368,16 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
             Event::DocumentStart(..) => {
                 docs += 1;
                 if docs > 1 {
-                    // Only the first document is a workflow; stop reading.
+                    // GitHub's reader expects the stream to end after one document.
+                    b.error(
+                        span,
+                        "a second YAML document starts here: a workflow file holds exactly one document",
+                    );
                     break;
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                if !b.count(1) {
-                    b.error(span, "too many YAML nodes (alias expansion)");
+                if !b.count(1, span) {
                     return (None, b.errors);
                 }
                 let plain = style == ScalarStyle::Plain;
@@ -408,8 +437,7 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
                 b.push_value(node);
             }
             Event::SequenceStart(_, anchor, tag) | Event::MappingStart(_, anchor, tag) => {
-                if !b.count(1) {
-                    b.error(span, "too many YAML nodes (alias expansion)");
+                if !b.count(1, span) {
                     return (None, b.errors);
                 }
                 if let Some(tag) = tag {
@@ -458,8 +486,8 @@ pub(crate) fn parse_yaml(text: &str) -> (Option<YNode>, Vec<LoadError>) {
             }
             Event::Alias(id) => match b.anchors.get(&id).cloned() {
                 Some(mut n) => {
-                    if !b.count(node_count(&n)) {
-                        b.error(span, "too many YAML nodes (alias expansion)");
+                    b.aliases += 1;
+                    if !b.count(node_count(&n), span) {
                         return (None, b.errors);
                     }
                     if n.is_scalar() {
@@ -532,5 +560,28 @@ mod tests {
         let (_, errs) = parse_yaml("a: &x {b: 1}\nc:\n  <<: *x\n");
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].span.line, 3);
+    }
+
+    #[test]
+    fn second_document_is_an_error_where_it_starts() {
+        let (_, errs) = parse_yaml("on: push\njobs: {}\n---\non: pull_request\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].span.line, errs[0].span.col), (3, 1), "{errs:?}");
+        assert!(errs[0].message.contains("second YAML document"), "{errs:?}");
+        // A single document with an explicit start marker is fine.
+        let (root, errs) = parse_yaml("---\non: push\n...\n");
+        assert!(root.is_some() && errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn node_limit_blames_aliases_only_when_there_are_some() {
+        let (root, errs) = parse_yaml_limited("a: [1, 2, 3, 4, 5, 6]\n", 5);
+        assert!(root.is_none());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("more than 5"), "{errs:?}");
+        assert!(!errs[0].message.contains("alias"), "{errs:?}");
+        let (_, errs) = parse_yaml_limited("a: &x [1, 2]\nb: *x\n", 6);
+        assert!(errs[0].message.contains("1 alias"), "{errs:?}");
+        assert!(errs[0].message.contains("more than 6"), "{errs:?}");
     }
 }

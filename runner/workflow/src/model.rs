@@ -16,6 +16,16 @@ pub struct Span {
     pub col: u32,
 }
 
+impl Span {
+    /// The start of a file (1:1), for problems with the file as a whole.
+    pub const FILE_START: Span = Span {
+        offset: 0,
+        len: 0,
+        line: 1,
+        col: 1,
+    };
+}
+
 /// A value together with where it was written.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Spanned<T> {

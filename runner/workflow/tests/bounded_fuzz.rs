@@ -125,15 +125,12 @@ fn check<T>(text: &str, loaded: &Loaded<T>) -> Vec<String> {
 #[test]
 fn bounded_mutation_fuzz_of_the_loader() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../../../shared/conformance/workflows/files");
     let mut files = Vec::new();
-    if shared.is_dir() {
+    if let Some(shared) = common::shared_path(
+        "conformance/workflows/files",
+        "fuzzing from the shared corpus (fixtures only)",
+    ) {
         common::yaml_files(&shared, &mut files);
-    } else {
-        eprintln!(
-            "SKIPPED part: {} not found; fuzzing our fixtures only",
-            shared.display()
-        );
     }
     common::yaml_files(&manifest.join("tests/testdata"), &mut files);
     files.sort();

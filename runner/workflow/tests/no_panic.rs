@@ -75,15 +75,17 @@ fn mutated_inputs_do_not_panic() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     common::yaml_files(&manifest.join("tests/testdata"), &mut files);
-    common::yaml_files(
-        &manifest.join("../../../shared/conformance/workflows/files"),
-        &mut files,
-    );
-    common::yaml_files(
-        &manifest
-            .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader"),
-        &mut files,
-    );
+    for (sub, what) in [
+        ("conformance/workflows/files", "mutating the shared corpus"),
+        (
+            "conformance/github-official/workflow-parser/testdata/reader",
+            "mutating the reader suite",
+        ),
+    ] {
+        if let Some(dir) = common::shared_path(sub, what) {
+            common::yaml_files(&dir, &mut files);
+        }
+    }
     files.sort();
     let per_file = if files.len() > 100 { 12 } else { 400 };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

@@ -65,20 +65,45 @@ impl Notification {
     }
 }
 
-/// Replaces every secret value with `***` (longest first, so overlapping values mask whole).
+/// The delivery's masking function: the engine's masker ([`gantry_engine::masking`]), so
+/// events, health values, rollback output and Slack payloads hide a secret in every form
+/// the job log does (as given, base64, JSON/URI/XML escapes, each line of a multi-line
+/// value), whatever its length.
 pub fn masker(secrets: impl IntoIterator<Item = String>) -> slack::Mask {
-    let mut values: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
-    values.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    values.dedup();
-    Arc::new(move |s: &str| {
-        let mut out = s.to_string();
-        for v in &values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "***");
-            }
+    let values: Vec<String> = secrets.into_iter().collect();
+    let m = gantry_engine::masking::Masker::with_secrets(values.iter());
+    Arc::new(move |s: &str| m.mask(s).into_owned())
+}
+
+impl Notification {
+    /// A copy with every text field masked: done before the payload is built, because the
+    /// payload truncates long texts and a cut through a secret would leave its prefix
+    /// unmatched.
+    pub fn masked(&self, mask: &(dyn Fn(&str) -> String + Send + Sync)) -> Notification {
+        let mo = |s: &Option<String>| s.as_deref().map(mask);
+        let r = &self.run;
+        Notification {
+            event: self.event.clone(),
+            status: self.status,
+            title: mask(&self.title),
+            run: RunInfo {
+                repository: mask(&r.repository),
+                git_ref: mask(&r.git_ref),
+                sha: mask(&r.sha),
+                commit_message: mo(&r.commit_message),
+                actor: mask(&r.actor),
+                workflow: mask(&r.workflow),
+                run_id: mask(&r.run_id),
+                run_url: mo(&r.run_url),
+                job: mo(&r.job),
+                environment: mo(&r.environment),
+                duration: r.duration,
+            },
+            approval_command: mo(&self.approval_command),
+            health: mo(&self.health),
+            details: mo(&self.details),
         }
-        out
-    })
+    }
 }
 
 /// Resolves `${{ secrets.NAME }}` (and `${{ env.NAME }}` from the process environment) in

@@ -100,7 +100,7 @@ impl SlackNotifier {
         if !self.wants(&n.event) {
             return Ok(());
         }
-        let mut payload = build_payload(n, &self.mention_on_failure);
+        let mut payload = build_payload(&n.masked(&*self.mask), &self.mention_on_failure);
         mask_json(&mut payload, &*self.mask);
         match &self.target {
             SlackTarget::Webhook { url } => self.post(url, None, &payload).await.map(|_| ()),

@@ -6,16 +6,17 @@ use gantry_expr::{EvalContext, MapContext, Value, parse};
 use serde_json::Value as J;
 use std::path::PathBuf;
 
-/// `<repo>/../shared/conformance`, or `None` (after printing a loud SKIPPED line).
+#[path = "../../../../tests/src/shared.rs"]
+pub mod shared;
+
+/// `<repo>/../shared/conformance`, or `None` after a loud SKIPPED line (a failure under
+/// `GANTRY_REQUIRE_SHARED=1`).
 pub fn conformance_dir() -> Option<PathBuf> {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        eprintln!("SKIPPED: ../shared/conformance not found ({})", d.display());
-        println!("SKIPPED: ../shared/conformance not found");
-        None
-    }
+    shared::shared_path(
+        env!("CARGO_MANIFEST_DIR"),
+        "conformance",
+        "the expression conformance suites",
+    )
 }
 
 pub fn read_jsonl(path: &std::path::Path) -> Vec<J> {

@@ -7,9 +7,23 @@ use gantry_workflow::{CallOptions, PermissionsPolicy, ReaderOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+#[path = "../../../../tests/src/shared.rs"]
+pub mod shared;
+
+/// Where GitHub's reader suite is (whether or not `../shared` exists).
 pub fn reader_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/github-official/workflow-parser/testdata/reader")
+    shared_root().join("conformance/github-official/workflow-parser/testdata/reader")
+}
+
+/// `../shared` beside the workspace (see `shared::shared_root`).
+pub fn shared_root() -> PathBuf {
+    shared::shared_root(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/<sub>`, or `None` after a loud SKIPPED line (a failure under
+/// `GANTRY_REQUIRE_SHARED=1`).
+pub fn shared_path(sub: &str, what: &str) -> Option<PathBuf> {
+    shared::shared_path(env!("CARGO_MANIFEST_DIR"), sub, what)
 }
 
 pub fn split_docs(text: &str) -> Vec<String> {

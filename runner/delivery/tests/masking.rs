@@ -1,0 +1,140 @@
+//! The delivery side masks with the engine's masker: a secret that reaches a rollback
+//! script's output, a health-check body or a Slack payload is hidden as given, in base64,
+//! JSON-escaped, and line by line when the value spans lines. Real `sh` processes, a real
+//! HTTP server on 127.0.0.1 for the probe, a recording fake Slack.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{Reply, Server};
+use gantry_delivery::config::{HttpProbe, ProbeConfig, ProbeKind};
+use gantry_delivery::health::{ProbeContext, measure};
+use gantry_delivery::notify::slack::{SlackNotifier, SlackTarget};
+use gantry_delivery::notify::{Notification, RunInfo, Status, masker};
+use gantry_delivery::rollback::run_script;
+use indexmap::IndexMap;
+
+/// A multi-line secret (a key file) with characters JSON escapes.
+const SECRET: &str = "Pa55-w0rd/\"q\"\\z\nsecond-line-of-key";
+/// A short one-line secret (the old masker skipped values under 3 characters too).
+const TOKEN: &str = "tk-7Qz9";
+
+fn forms() -> (String, String) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    let json = serde_json::to_string(SECRET).unwrap();
+    (b64, json[1..json.len() - 1].to_string())
+}
+
+/// Fails when any piece of a secret, or one of its encoded forms, is in `text`.
+fn assert_hidden(text: &str, what: &str) {
+    let (b64, json) = forms();
+    for piece in [
+        "Pa55-w0rd",
+        "second-line-of-key",
+        b64.as_str(),
+        &b64[..12],
+        json.as_str(),
+        TOKEN,
+        &TOKEN[..4],
+    ] {
+        assert!(!text.contains(piece), "{what} shows {piece:?}:\n{text}");
+    }
+    assert!(text.contains("***"), "{what} masked nothing:\n{text}");
+}
+
+fn mask() -> gantry_delivery::notify::slack::Mask {
+    masker([SECRET.to_string(), TOKEN.to_string()])
+}
+
+#[tokio::test]
+async fn rollback_output_is_masked_in_every_form() {
+    let (b64, json) = forms();
+    let mut env = IndexMap::new();
+    env.insert("B64".to_string(), b64);
+    env.insert("JSON".to_string(), json);
+    env.insert("RAW".to_string(), SECRET.to_string());
+    env.insert("TOKEN".to_string(), TOKEN.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    // printf, not echo: dash's echo would turn the JSON form's `\n` into a line break.
+    let script = r#"printf 'b64=%s\njson=%s\nraw=%s\n' "$B64" "$JSON" "$RAW"; printf 'token=%s\n' "$TOKEN" >&2"#;
+    let (code, result) = run_script(script, dir.path(), &env, mask(), |l| lines.push(l)).await;
+    assert_eq!(code, Some(0), "{result:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_hidden(&lines.join("\n"), "rollback output");
+}
+
+#[tokio::test]
+async fn health_check_body_is_masked_in_every_form() {
+    let (b64, json) = forms();
+    let body = format!("{{\"t\":\"{json}\",\"b\":\"{b64}\",\"k\":\"{TOKEN}\"}}\n{SECRET}");
+    assert!(body.len() < 200, "the probe keeps 200 characters of a body");
+    let srv = Server::start(vec![Reply::new(200, &body)]).await;
+    let mut p = HttpProbe::get(&srv.url("/health"));
+    p.timeout = Duration::from_secs(5);
+    let probe = ProbeConfig {
+        name: "body".into(),
+        kind: ProbeKind::Http(p),
+        failure_limit: 0,
+        error_limit: 0,
+    };
+    let ctx = ProbeContext {
+        mask: mask(),
+        ..Default::default()
+    };
+    let client = reqwest::Client::new();
+    let m = measure(&probe, 0, Some(&client), &ctx).await;
+    let value = m.value.clone().expect("the body is recorded as the value");
+    assert!(value.contains("\"t\":"), "{value}");
+    assert_hidden(&value, "health value");
+}
+
+#[tokio::test]
+async fn slack_payload_is_masked_in_every_form_even_where_it_is_cut() {
+    let (b64, json) = forms();
+    let srv = Server::slack(vec![]).await;
+    let notifier = SlackNotifier::new(
+        SlackTarget::Webhook {
+            url: srv.url("/services/T0/B0/hook"),
+        },
+        mask(),
+    );
+    // The details are cut after 2,899 characters: the token starts 5 before the cut.
+    let head = format!("b64 {b64}\njson {json}\nraw {SECRET}\n");
+    let details = format!("{head}{}{TOKEN} tail", "x".repeat(2_894 - head.len()));
+    assert_eq!(details.find(TOKEN), Some(2_894));
+    let n = Notification {
+        event: "run_failed".into(),
+        status: Status::Failure,
+        title: format!("deploy failed: {TOKEN}"),
+        run: RunInfo {
+            repository: "acme/shop".into(),
+            commit_message: Some(format!("rotate {SECRET}")),
+            actor: "dave".into(),
+            run_id: "7".into(),
+            ..Default::default()
+        },
+        approval_command: None,
+        health: Some(format!("body {{\"t\":\"{json}\"}}")),
+        details: Some(details),
+    };
+    notifier.notify(&n).await.unwrap();
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 1);
+    let mut strings = Vec::new();
+    collect_strings(&reqs[0].json(), &mut strings);
+    assert!(!strings.is_empty(), "{}", reqs[0].body);
+    assert_hidden(&strings.join("\n"), "Slack payload");
+    assert_hidden(&reqs[0].body, "Slack request body");
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
