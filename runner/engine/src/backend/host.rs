@@ -299,7 +299,14 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// Waits until the main process is reaped and no member of the group is left, or `limit`.
 async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    let mut polls = 0u32;
     loop {
+        polls += 1;
+        // Members that left the group's leader behind re-parent to gantry and, once dead,
+        // stay zombies (still "in the group") until reaped: reap them now and then.
+        if *reaped && polls.is_multiple_of(10) {
+            tree::reap_orphans();
+        }
         if !*reaped {
             tokio::select! {
                 r = child.wait() => { *reaped = true; let _ = r; }
@@ -430,7 +437,8 @@ impl JobEnv for HostJobEnv {
             let _ = detach_tx.send(());
             tokio::spawn(async move { finish_relay(&mut relay).await });
         }
-        if group_alive(pgid) {
+        // Only dead orphans (zombies of the subreaper) may be what keeps the group alive.
+        if group_alive(pgid) && (tree::reap_orphans() == 0 || group_alive(pgid)) {
             let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
             v.push(pgid);
         }

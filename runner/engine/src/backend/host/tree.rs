@@ -33,8 +33,29 @@ pub fn become_subreaper() -> bool {
     })
 }
 
-/// pid → parent pid of every process visible in /proc.
-fn process_table() -> HashMap<i32, i32> {
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug, Clone, Copy)]
+struct ProcInfo {
+    ppid: i32,
+    pgrp: i32,
+    /// Exited, not reaped yet.
+    zombie: bool,
+}
+
+fn proc_info(pid: i32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold ')'): state, ppid, pgrp, ...
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?;
+    Some(ProcInfo {
+        zombie: state == "Z" || state == "X",
+        ppid: f.next()?.parse().ok()?,
+        pgrp: f.next()?.parse().ok()?,
+    })
+}
+
+/// Every process visible in /proc.
+fn process_info_table() -> HashMap<i32, ProcInfo> {
     let mut out = HashMap::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
@@ -43,18 +64,46 @@ fn process_table() -> HashMap<i32, i32> {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name (which may hold ')'): state, ppid, ...
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            out.insert(pid, ppid);
+        if let Some(info) = proc_info(pid) {
+            out.insert(pid, info);
         }
     }
     out
+}
+
+/// pid → parent pid of every process visible in /proc.
+fn process_table() -> HashMap<i32, i32> {
+    process_info_table()
+        .into_iter()
+        .map(|(pid, i)| (pid, i.ppid))
+        .collect()
+}
+
+/// Reaps the zombies among gantry's children that are step processes' orphans (they
+/// re-parented to gantry, the subreaper): not in gantry's own process group (children of
+/// `std::process::Command` are, and their owners reap them), and not a process the host
+/// backend spawned (its [`super::spawn::Child`] reaps it). Returns how many.
+pub fn reap_orphans() -> usize {
+    if !become_subreaper() {
+        return 0;
+    }
+    let me = std::process::id() as i32;
+    // SAFETY: getpgrp has no arguments and cannot fail.
+    let my_group = unsafe { libc::getpgrp() };
+    let table = process_info_table();
+    // Held while reaping: a spawn in progress cannot slip in between the check and the wait.
+    let spawned = super::spawn::spawned_children();
+    let mut reaped = 0;
+    for (&pid, info) in &table {
+        if info.zombie && info.ppid == me && info.pgrp != my_group && !spawned.contains(pid) {
+            let mut status = 0;
+            // SAFETY: waitpid on a zombie child of ours that nobody else waits for.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                reaped += 1;
+            }
+        }
+    }
+    reaped
 }
 
 /// The descendants of `root` in `table` (not `root` itself).
@@ -118,7 +167,6 @@ fn job_processes(cookie: Option<&str>, groups: &[i32]) -> HashSet<i32> {
 /// fork while it is being killed) or two seconds passed, and reaps those that re-parented
 /// to gantry. Returns how many processes were killed.
 pub fn kill_job_tree(cookie: Option<&str>, groups: &[i32]) -> usize {
-    let me = std::process::id() as i32;
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut killed: HashSet<i32> = HashSet::new();
     loop {
@@ -136,19 +184,9 @@ pub fn kill_job_tree(cookie: Option<&str>, groups: &[i32]) -> usize {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if killed.is_empty() {
-        return 0;
-    }
     // Orphans re-parented to gantry (the subreaper) are its children now: reap them so
-    // they do not stay zombies. Direct step processes were reaped by their exec already.
-    let table = process_table();
-    for &pid in &killed {
-        if table.get(&pid) == Some(&me) {
-            let mut status = 0;
-            // SAFETY: waitpid on a child of ours that was just killed, writing to a local.
-            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        }
-    }
+    // they do not stay zombies. Direct step processes are reaped by their exec.
+    reap_orphans();
     killed.len()
 }
 
@@ -157,15 +195,7 @@ pub fn kill_all_step_processes() -> usize {
     kill_job_tree(None, &[])
 }
 
+/// Exited (a zombie) or gone.
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace()
-                .next()
-                .map(|st| st == "Z" || st == "X")
-        })
-        // Gone entirely counts as dead too.
-        .unwrap_or(true)
+    proc_info(pid).is_none_or(|i| i.zombie)
 }
