@@ -635,3 +635,44 @@ fn prune_removes_only_what_provably_dead_owners_left() {
         text(&out)
     );
 }
+
+#[test]
+fn a_third_signal_stops_at_once_and_still_kills_the_step_tree() {
+    let marks = tempfile::tempdir().unwrap();
+    let repo = repo_with_workflow(
+        r#"
+on: push
+jobs:
+  hang:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          trap '' INT TERM
+          setsid sh -c 'echo $$ > "$MARK_DIR/setsid.pid"; exec sleep 300' &
+          echo $$ > "$MARK_DIR/step.pid"
+          sleep 300
+"#,
+    );
+    let mut child = start_gantry(repo.path(), marks.path(), &[]);
+    wait_until("the step", Duration::from_secs(60), || {
+        read_pid(marks.path(), "setsid.pid").is_some()
+            && read_pid(marks.path(), "step.pid").is_some()
+    });
+    let pid = child.id() as i32;
+    for _ in 0..3 {
+        // SAFETY: signals the gantry child we started.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let code = wait_exit(&mut child, Duration::from_secs(30), marks.path());
+    let context = output_of(marks.path());
+    assert_eq!(code, 130, "{context}");
+    assert!(context.contains("stopping now"), "{context}");
+    for f in ["setsid.pid", "step.pid"] {
+        let p = read_pid(marks.path(), f).unwrap();
+        assert!(
+            !process_alive(p),
+            "{f} {p} survived the forced stop\n{context}"
+        );
+    }
+}
