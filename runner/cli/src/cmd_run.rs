@@ -439,30 +439,14 @@ pub(crate) async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow:
         out
     });
 
-    // Ctrl-C: first cancels the run (GitHub semantics), a second one exits hard.
+    // SIGINT, SIGTERM, SIGHUP: cancel the run, then escalate (see signals.rs).
     let cancel = CancellationToken::new();
-    let c2 = cancel.clone();
-    let sig = tokio::spawn(async move {
-        let mut count = 0;
-        loop {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
-            }
-            count += 1;
-            if count == 1 {
-                eprintln!("gantry: cancelling the run (Ctrl-C again to stop at once)");
-                c2.cancel();
-            } else {
-                eprintln!("gantry: stopping now");
-                std::process::exit(130);
-            }
-        }
-    });
+    let signals = crate::signals::StopOnSignals::install(cancel.clone())?;
     let run_report = delivery(&mut p, &bus, json).await?;
     let started = Instant::now();
     let root = p.cfg.root.clone();
     let outcome = gantry_engine::run::execute(p.cfg, bus.clone(), cancel).await;
-    sig.abort();
+    drop(signals);
     bus.close();
     drop(bus);
     if let Some(h) = run_report {

@@ -16,6 +16,7 @@ mod cmd_rerun;
 mod cmd_run;
 mod cmd_validate;
 mod redeploy;
+mod signals;
 mod terminal;
 
 /// mimalloc instead of glibc's malloc: a quiet host step makes ~800 small allocations
@@ -88,9 +89,11 @@ enum Command {
     Reject(cmd_delivery::DecideArgs),
     /// Show the deployment history (optionally of one environment).
     Deployments(cmd_delivery::DeploymentsArgs),
-    /// Remove containers and networks Gantry left behind.
+    /// Remove what crashed or killed runs left: containers, networks and volumes whose
+    /// gantry process is provably gone, and such runs' work directories here.
     Prune {
-        /// Also remove resources of runs that may still be active.
+        /// Remove every Gantry-labelled container, network and volume, also those of runs
+        /// in progress and of other machines sharing the Docker daemon.
         #[arg(long)]
         all: bool,
     },

@@ -98,7 +98,31 @@ pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
         .map(|i| Arc::new(Scope::top(&shared.cfg, i, shared.inputs[i].clone())))
         .collect();
     let cancel = shared.cancel.clone();
-    run_graph(shared, sched, scopes, true, cancel).await.records
+    let records = run_graph(shared.clone(), sched, scopes, true, cancel)
+        .await
+        .records;
+    remove_run_leftovers(&shared).await;
+    records
+}
+
+/// The end of a run: every job removed what it created by id, but an abandoned start (a
+/// job cancelled while its services were starting) cleans up in the background and a
+/// create in flight may land after it. Remove whatever still carries this run's key
+/// before the run counts as finished; after a cancellation look twice, since the daemon
+/// may still be completing such a create.
+async fn remove_run_leftovers(shared: &RunShared) {
+    let Some(Ok(docker)) = shared.docker.get() else {
+        return;
+    };
+    let passes = if shared.cancel.is_cancelled() { 2 } else { 1 };
+    for pass in 0..passes {
+        if pass > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if let Err(e) = docker.cleanup_run().await {
+            tracing::warn!("removing the run's docker resources: {e}");
+        }
+    }
 }
 
 /// Runs the jobs of `scopes` as one dependency graph. `select` applies `-j` (top level

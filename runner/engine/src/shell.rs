@@ -127,7 +127,7 @@ impl Shell {
         ready: Option<PathBuf>,
     ) -> std::io::Result<PathBuf> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let text = self.fix_up_script(contents);
         let reused = ready
             .and_then(|p| {
@@ -147,7 +147,12 @@ impl Shell {
         if let Some((path, mut f)) = reused {
             // The spare holds zero bytes: write over them and cut the rest (cutting within
             // the file's last block frees nothing).
-            let old_len = f.metadata()?.len();
+            let meta = f.metadata()?;
+            let old_len = meta.len();
+            // Scripts may hold secrets: owner-only, whatever the spare was before.
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
             f.write_all(text.as_bytes())?;
             if old_len > text.len() as u64 {
                 f.set_len(text.len() as u64)?;
@@ -155,10 +160,20 @@ impl Shell {
             return Ok(path);
         }
         let path = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
-        match std::fs::write(&path, &text) {
+        // Created owner-only (0600): a script may hold secrets.
+        let create = |p: &Path| {
+            std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(p)?
+                .write_all(text.as_bytes())
+        };
+        match create(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
-                std::fs::write(&path, text)?;
+                create(&path)?;
             }
             r => r?,
         }

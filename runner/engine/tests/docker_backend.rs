@@ -689,3 +689,34 @@ async fn same_run_id_and_job_key_twice_do_not_collide() {
     env2.stop().await.unwrap();
     assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
 }
+
+#[tokio::test]
+async fn an_abandoned_start_leaves_another_runs_same_numbered_job_alone() {
+    // Two repositories' "run 1, job build" on one daemon: two backends, two run keys. The
+    // second one's start is abandoned while its service warms up; its cleanup must not
+    // touch the first one's job.
+    let Some(first) = backend().await else { return };
+    let Some(second) = backend().await else {
+        return;
+    };
+    assert_ne!(first.run_key(), second.run_key());
+    let (spec, _d1) = job_spec(busybox(), vec![("svc", sleeper())]);
+    let never_healthy = ContainerSpec {
+        image: BUSYBOX_IMAGE.into(),
+        command: Some(vec!["sleep".into(), "300".into()]),
+        options: Some("--health-cmd 'exit 1' --health-interval 1s --health-retries 1000".into()),
+        ..Default::default()
+    };
+    let (mut spec2, _d2) = job_spec(busybox(), vec![("svc", never_healthy)]);
+    spec2.run_id = spec.run_id.clone();
+    let env1 = first.start(&spec, logger()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(2500), second.start(&spec2, logger())).await;
+    assert!(r.is_err(), "the second start should still be waiting");
+    // The abandoned start's background cleanup, then the end-of-run sweep by run key.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    second.cleanup_run().await.unwrap();
+    assert_eq!(leftovers(&first, &spec.run_id).await, (2, 1));
+    assert_eq!(run(env1.as_ref(), "echo alive").await.stdout, "alive\n");
+    env1.stop().await.unwrap();
+    assert_eq!(leftovers(&first, &spec.run_id).await, (0, 0));
+}

@@ -6,9 +6,15 @@
 //!   [`BackendError::MissingImage`] naming `gantry image build`, unless the reference names a
 //!   registry or carries credentials, in which case one pull is attempted.
 //! * Everything created (network, containers, named volumes) carries the labels
-//!   `dev.gantry.managed=true`, `gantry.run=<run_id>`, `gantry.job=<job_key>`, is recorded in a
-//!   per-job registry as soon as it exists, and is removed by [`JobEnv::stop`], by a failed
-//!   `start`, by dropping the environment without stopping it, or by [`prune`].
+//!   `dev.gantry.managed=true`, `gantry.run=<run_id>`, `gantry.job=<job_key>`, the backend's
+//!   random `gantry.run-key` (unique across machines and repositories, unlike the run
+//!   number) and its creator ([`super::owner::ProcessOwner`]: `gantry.host`, `gantry.pidns`,
+//!   `gantry.pid`, `gantry.pid-start`). It is recorded in a per-job registry as soon as it
+//!   exists and removed by id by [`JobEnv::stop`], by a failed `start`, or by dropping the
+//!   environment without stopping it; an abandoned `start` also removes what carries its run
+//!   key and job key (a create that was in flight). [`DockerBackend::cleanup_run`] removes
+//!   whatever still carries the run key at the end of a run, and [`prune_stale`] only what
+//!   provably dead processes left.
 //!
 //! Container path layout (job container; see [`ContainerPaths`]):
 //!
@@ -40,7 +46,9 @@ use futures_util::future;
 use tokio::sync::mpsc;
 
 pub(crate) use cleanup::{Created, Registry, remove_created};
-pub use cleanup::{PruneReport, connect, prune, prune_stale, prune_with};
+pub use cleanup::{
+    PruneReport, connect, owner_state, prune, prune_stale, prune_with, remove_all_of_this_process,
+};
 use create::Prepared;
 pub use create::registry_of;
 pub use env::DockerJobEnv;
@@ -55,8 +63,14 @@ pub const LABEL_RUN: &str = "gantry.run";
 pub const LABEL_JOB: &str = "gantry.job";
 /// `job` or `service:<id>`.
 pub const LABEL_ROLE: &str = "gantry.role";
-/// PID of the gantry process that created the resource (for [`prune_stale`]).
+/// Random key of the run (one per backend) that created the resource.
+pub const LABEL_RUN_KEY: &str = "gantry.run-key";
+/// The creating process (for [`prune_stale`]): host id, PID namespace inode, pid and the
+/// process's start time (clock ticks since boot).
+pub const LABEL_HOST: &str = "gantry.host";
+pub const LABEL_PIDNS: &str = "gantry.pidns";
 pub const LABEL_PID: &str = "gantry.pid";
+pub const LABEL_PID_START: &str = "gantry.pid-start";
 
 pub const BUSYBOX_IMAGE: &str = "gantry/busybox:latest";
 pub const DEBIAN_IMAGE: &str = "gantry/debian:bookworm";
@@ -199,6 +213,8 @@ fn docker_err(what: &str, e: DockerError) -> BackendError {
 pub struct DockerBackend {
     docker: Docker,
     host: Option<Arc<dyn Backend>>,
+    /// `gantry.run-key` of everything this backend creates.
+    run_key: String,
 }
 
 impl DockerBackend {
@@ -209,7 +225,25 @@ impl DockerBackend {
 
     /// Use an already negotiated client.
     pub fn from_client(docker: Docker) -> Self {
-        DockerBackend { docker, host: None }
+        let run_key = uuid::Uuid::new_v4().simple().to_string();
+        cleanup::register_run_key(&run_key);
+        DockerBackend {
+            docker,
+            host: None,
+            run_key,
+        }
+    }
+
+    /// The random key labelling everything this backend creates (`gantry.run-key`).
+    pub fn run_key(&self) -> &str {
+        &self.run_key
+    }
+
+    /// Remove everything still labelled with this backend's run key: what a job's cleanup
+    /// could not finish (an abandoned start whose cleanup runs in the background, a create
+    /// that completed after its caller gave up). Called at the end of a run.
+    pub async fn cleanup_run(&self) -> BackendResult<PruneReport> {
+        cleanup::remove_labelled(&self.docker, &[(LABEL_RUN_KEY, &self.run_key)]).await
     }
 
     /// Backend used to run the steps of a job that has services but no `container:` (the
@@ -243,7 +277,7 @@ impl DockerBackend {
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
-            labels: Some(Self::labels(spec, "network", &[])),
+            labels: Some(self.labels(spec, "network", &[])),
             ..Default::default()
         };
         let r = self
@@ -268,7 +302,7 @@ impl DockerBackend {
             }
             let req = VolumeCreateRequest {
                 name: Some(v.clone()),
-                labels: Some(Self::labels(spec, "volume", &[])),
+                labels: Some(self.labels(spec, "volume", &[])),
                 ..Default::default()
             };
             self.docker
@@ -304,12 +338,12 @@ impl DockerBackend {
             sanitize_name(&spec.job_key)
         );
         let job = match &spec.container {
-            Some(c) => Some(Self::prepare(spec, &network_name, c, None, &paths)?),
+            Some(c) => Some(self.prepare(spec, &network_name, c, None, &paths)?),
             None => None,
         };
         let prepared_services = services
             .iter()
-            .map(|(id, s)| Self::prepare(spec, &network_name, s, Some(id), &paths))
+            .map(|(id, s)| self.prepare(spec, &network_name, s, Some(id), &paths))
             .collect::<BackendResult<Vec<_>>>()?;
         if job.is_none() && prepared_services.is_empty() {
             return Ok((None, None, Vec::new(), paths));
@@ -416,7 +450,7 @@ impl Backend for DockerBackend {
         let created: Registry = Arc::default();
         // Dropping this future midway (job cancelled while a service warms up) must not
         // leak what was created so far.
-        let guard = cleanup::StartGuard::new(created.clone(), &spec.run_id, &spec.job_key);
+        let guard = cleanup::StartGuard::new(created.clone(), &self.run_key, &spec.job_key);
         let result = self.start_inner(spec, &log, &created).await;
         let (job_container, network, services, paths) = match result {
             Ok(r) => r,

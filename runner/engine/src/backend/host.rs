@@ -3,8 +3,10 @@
 //! Each `exec` spawns the program directly (no wrapper shell) in a new process group, with
 //! exactly `spec.env` as its environment, and pumps stdout/stderr in 64 KiB chunks. On
 //! cancellation the whole group gets SIGINT, SIGTERM and SIGKILL per [`KillPolicy`], until no
-//! process of the group is left. Background processes that outlive a step (`server &`) keep
-//! running for later steps, as on GitHub, and are killed by [`JobEnv::stop`].
+//! process of the group is left (a second interrupt, [`crate::backend::hurry`], cuts the
+//! delays short). Background processes that outlive a step (`server &`) keep running for
+//! later steps, as on GitHub, and are killed by [`JobEnv::stop`] together with everything
+//! else the job started, `setsid` and double-forked children included (see [`tree`]).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use super::{
 };
 
 mod spawn;
+pub mod tree;
 use spawn::{Child, Spawned};
 
 /// Size of one read from a child's pipe.
@@ -74,8 +77,10 @@ impl Backend for HostBackend {
                 })?;
             }
         }
+        tree::become_subreaper();
         let s = |p: &Path| p.to_string_lossy().into_owned();
         Ok(Box::new(HostJobEnv {
+            cookie: uuid::Uuid::new_v4().simple().to_string(),
             paths: JobPaths {
                 workspace: s(&spec.workspace),
                 temp: s(&spec.temp),
@@ -91,6 +96,8 @@ impl Backend for HostBackend {
 #[derive(Debug)]
 pub struct HostJobEnv {
     paths: JobPaths,
+    /// Value of [`tree::COOKIE_VAR`] in every process of this job.
+    cookie: String,
     /// Process groups whose members outlived their step.
     lingering: Mutex<Vec<i32>>,
 }
@@ -292,7 +299,14 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// Waits until the main process is reaped and no member of the group is left, or `limit`.
 async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    let mut polls = 0u32;
     loop {
+        polls += 1;
+        // Members that left the group's leader behind re-parent to gantry and, once dead,
+        // stay zombies (still "in the group") until reaped: reap them now and then.
+        if *reaped && polls.is_multiple_of(10) {
+            tree::reap_orphans();
+        }
         if !*reaped {
             tokio::select! {
                 r = child.wait() => { *reaped = true; let _ = r; }
@@ -304,7 +318,7 @@ async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Dura
         if *reaped && !group_alive(pgid) {
             return true;
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || crate::backend::hurry().is_cancelled() {
             return false;
         }
     }
@@ -331,6 +345,9 @@ impl JobEnv for HostJobEnv {
         cancel: CancellationToken,
         kill: KillPolicy,
     ) -> BackendResult<ExitStatus> {
+        let mut spec = spec;
+        spec.env
+            .insert(tree::COOKIE_VAR.to_string(), self.cookie.clone());
         let Some(program) = spec.argv.first() else {
             return Err(msg("nothing to run: empty command"));
         };
@@ -420,7 +437,8 @@ impl JobEnv for HostJobEnv {
             let _ = detach_tx.send(());
             tokio::spawn(async move { finish_relay(&mut relay).await });
         }
-        if group_alive(pgid) {
+        // Only dead orphans (zombies of the subreaper) may be what keeps the group alive.
+        if group_alive(pgid) && (tree::reap_orphans() == 0 || group_alive(pgid)) {
             let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
             v.push(pgid);
         }
@@ -432,11 +450,15 @@ impl JobEnv for HostJobEnv {
             let mut v = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut *v)
         };
-        for pgid in groups {
+        for &pgid in &groups {
             if group_alive(pgid) {
                 signal_group(pgid, libc::SIGKILL);
             }
         }
+        // Whatever left the groups (`setsid`, double forks) goes too.
+        let cookie = self.cookie.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || tree::kill_job_tree(Some(&cookie), &groups)).await;
         Ok(())
     }
 }

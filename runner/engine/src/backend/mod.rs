@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod docker;
 pub mod host;
+pub mod owner;
 
 /// Everything a backend needs to prepare a job environment.
 #[derive(Debug, Clone)]
@@ -138,6 +139,25 @@ impl Default for KillPolicy {
             term_after: Duration::from_millis(7500),
             kill_after: Duration::from_millis(2500),
         }
+    }
+}
+
+/// Process-wide "stop now" (a second interrupt): every cancellation in progress and every
+/// later one skips the remaining escalation delays and goes straight to SIGKILL.
+pub fn hurry() -> &'static CancellationToken {
+    static HURRY: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+    HURRY.get_or_init(CancellationToken::new)
+}
+
+/// Waits `delay` of a kill escalation, or less when [`hurry`] fires. Returns whether the
+/// full delay passed.
+pub(crate) async fn escalation_delay(delay: Duration) -> bool {
+    if hurry().is_cancelled() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = hurry().cancelled() => false,
     }
 }
 

@@ -28,6 +28,8 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::workspace::Snapshot;
 
+pub mod sweep;
+
 /// Name prefix of parked job trees beside the job directories.
 pub const SPARE_PREFIX: &str = ".spare-job-";
 /// `_temp/_github_workflow` holds the event payload (`GITHUB_EVENT_PATH`).
@@ -139,6 +141,8 @@ struct Layout {
 /// The parked job trees of one run.
 pub struct JobDirs {
     work_root: PathBuf,
+    /// The mode of a new directory (the work root itself is narrowed to 0700).
+    new_dir_mode: Option<u32>,
     parked: Mutex<Vec<Parked>>,
     seq: AtomicU64,
     reference: OnceLock<Option<Reference>>,
@@ -147,9 +151,23 @@ pub struct JobDirs {
 }
 
 impl JobDirs {
+    /// The run's trees under `work_root`. Also claims `work_root` for this process (0700,
+    /// with an owner record) and sweeps the work roots that dead runs left beside it (see
+    /// [`sweep`]); a failure there is not fatal (the jobs create what they need).
     pub fn new(work_root: &Path) -> Self {
+        let new_dir_mode = match sweep::claim(work_root) {
+            Ok(c) => Some(c.new_dir_mode),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot prepare the work directory {}: {e}",
+                    work_root.display()
+                );
+                None
+            }
+        };
         JobDirs {
             work_root: work_root.to_path_buf(),
+            new_dir_mode,
             parked: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             reference: OnceLock::new(),
@@ -228,10 +246,12 @@ impl JobDirs {
     }
 
     /// Deletes the parked trees (the end of a run that keeps its work root).
+    /// The work root stays and is no longer swept as a dead run's.
     pub fn clear(&self) {
         for p in std::mem::take(&mut *self.parked()) {
             let _ = std::fs::remove_dir_all(&p.path);
         }
+        sweep::keep(&self.work_root);
     }
 
     fn layout(&self, snapshot: &Snapshot) -> &Layout {
@@ -255,12 +275,13 @@ impl JobDirs {
 
     fn reference(&self) -> Option<Reference> {
         *self.reference.get_or_init(|| {
-            // The work root is a directory this process created, like every job directory.
+            // The work root is a directory this process created, like every job directory
+            // (its mode before it was narrowed to 0700 is the mode of a new directory).
             let m = std::fs::metadata(&self.work_root).ok()?;
             Some(Reference {
                 uid: m.uid(),
                 gid: m.gid(),
-                dir_mode: m.mode() & 0o7777,
+                dir_mode: self.new_dir_mode.unwrap_or(m.mode() & 0o7777),
             })
         })
     }

@@ -1,7 +1,6 @@
 //! Cleanup: the per-job registry of created resources, their removal, and `prune`.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
@@ -12,7 +11,11 @@ use bollard::query_parameters::{
 };
 use futures_util::future;
 
-use super::{LABEL_JOB, LABEL_MANAGED, LABEL_PID, LABEL_RUN, docker_err, is_status};
+use super::{
+    LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_PIDNS, LABEL_RUN,
+    LABEL_RUN_KEY, docker_err, is_status,
+};
+use crate::backend::owner::{OwnerState, ProcessOwner};
 use crate::backend::{BackendError, BackendResult};
 
 /// Everything one job environment created, in creation order, for cleanup.
@@ -88,26 +91,33 @@ pub async fn connect() -> BackendResult<Docker> {
 }
 
 /// Remove everything labelled `dev.gantry.managed=true` (only one run's when `run_id` is
-/// given): containers, networks and volumes.
+/// given): containers, networks and volumes, whoever created them.
 pub async fn prune(run_id: Option<&str>) -> BackendResult<PruneReport> {
     let docker = connect().await?;
     prune_with(&docker, run_id, None).await
 }
 
-/// Remove gantry-managed resources whose creating gantry process is gone (label
-/// `gantry.pid` names no live process here): leftovers of crashed or killed runs, while
-/// runs in progress keep theirs.
+/// Remove gantry-managed resources whose creating gantry process is provably gone (same
+/// host id and PID namespace as this process, and no process with the labelled pid and
+/// start time): leftovers of crashed or killed runs. Runs in progress, other machines'
+/// runs on a shared daemon and resources without complete owner labels are kept.
 pub async fn prune_stale() -> BackendResult<PruneReport> {
     let docker = connect().await?;
-    prune_matching(&docker, None, None, true).await
+    prune_matching(&docker, &[], |labels| {
+        owner_state(labels) != OwnerState::Gone
+    })
+    .await
 }
 
-/// Whether the gantry process that created a resource with these labels is still alive.
-pub(crate) fn owner_alive(labels: Option<&HashMap<String, String>>) -> bool {
-    let pid = labels
-        .and_then(|l| l.get(LABEL_PID))
-        .and_then(|p| p.parse::<u32>().ok());
-    pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
+/// What is known about the gantry process that created a resource with these labels.
+pub fn owner_state(labels: Option<&HashMap<String, String>>) -> OwnerState {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    ProcessOwner::judge(
+        get(LABEL_HOST),
+        get(LABEL_PIDNS).and_then(|v| v.parse().ok()),
+        get(LABEL_PID).and_then(|v| v.parse().ok()),
+        get(LABEL_PID_START).and_then(|v| v.parse().ok()),
+    )
 }
 
 /// [`prune`] with a given client, optionally narrowed to one job of the run.
@@ -116,23 +126,59 @@ pub async fn prune_with(
     run_id: Option<&str>,
     job_key: Option<&str>,
 ) -> BackendResult<PruneReport> {
-    prune_matching(docker, run_id, job_key, false).await
-}
-
-async fn prune_matching(
-    docker: &Docker,
-    run_id: Option<&str>,
-    job_key: Option<&str>,
-    stale_only: bool,
-) -> BackendResult<PruneReport> {
-    let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+    let mut labels = Vec::new();
     if let Some(r) = run_id {
-        labels.push(format!("{LABEL_RUN}={r}"));
+        labels.push((LABEL_RUN, r));
     }
     if let Some(j) = job_key {
-        labels.push(format!("{LABEL_JOB}={j}"));
+        labels.push((LABEL_JOB, j));
     }
-    let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), labels)]);
+    prune_matching(docker, &labels, |_| false).await
+}
+
+/// Remove every gantry-managed resource carrying all of `labels` (`key`, `value`).
+pub(crate) async fn remove_labelled(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+) -> BackendResult<PruneReport> {
+    prune_matching(docker, labels, |_| false).await
+}
+
+/// Run keys of the Docker backends of this process (see [`remove_all_of_this_process`]).
+static RUN_KEYS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub(crate) fn register_run_key(key: &str) {
+    let mut keys = RUN_KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    keys.push(key.to_string());
+}
+
+/// Remove everything any Docker backend of this process created and that is still there
+/// (by its run keys). For a process about to exit after a forced stop.
+pub async fn remove_all_of_this_process() -> BackendResult<PruneReport> {
+    let keys = RUN_KEYS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut total = PruneReport::default();
+    if keys.is_empty() {
+        return Ok(total);
+    }
+    let docker = connect().await?;
+    for k in keys {
+        let r = remove_labelled(&docker, &[(LABEL_RUN_KEY, &k)]).await?;
+        total.containers += r.containers;
+        total.networks += r.networks;
+        total.volumes += r.volumes;
+    }
+    Ok(total)
+}
+
+/// Lists gantry-managed resources with all of `labels` and removes those `keep` says no to.
+async fn prune_matching(
+    docker: &Docker,
+    labels: &[(&str, &str)],
+    keep: impl Fn(Option<&HashMap<String, String>>) -> bool,
+) -> BackendResult<PruneReport> {
+    let mut filter = vec![format!("{LABEL_MANAGED}=true")];
+    filter.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let filters: HashMap<String, Vec<String>> = HashMap::from([("label".to_string(), filter)]);
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -160,7 +206,6 @@ async fn prune_matching(
         .map_err(|e| docker_err("list volumes", e))?
         .volumes
         .unwrap_or_default();
-    let keep = |labels: Option<&HashMap<String, String>>| stale_only && owner_alive(labels);
     let created = Created {
         containers: containers
             .into_iter()
@@ -188,9 +233,9 @@ async fn prune_matching(
 }
 
 /// Remove resources on a helper thread with its own runtime and client, so it works from
-/// `Drop` even while the caller's runtime shuts down. With `scope` (run id, job key), also
-/// remove anything else labelled for that job (a create that was in flight when the
-/// caller gave up).
+/// `Drop` even while the caller's runtime shuts down. With `scope` (run key, job key), also
+/// remove anything else labelled for that job of this run (a create that was in flight
+/// when the caller gave up) — never another run's: the run key is unique to this backend.
 pub(crate) fn cleanup_in_background(created: Created, scope: Option<(String, String)>) {
     if created.is_empty() && scope.is_none() {
         return;
@@ -207,8 +252,9 @@ pub(crate) fn cleanup_in_background(created: Created, scope: Option<(String, Str
             rt.block_on(async move {
                 let Ok(docker) = connect().await else { return };
                 let _ = remove_created(&docker, created).await;
-                if let Some((run, job)) = scope {
-                    let _ = prune_with(&docker, Some(&run), Some(&job)).await;
+                if let Some((run_key, job)) = scope {
+                    let labels = [(LABEL_RUN_KEY, run_key.as_str()), (LABEL_JOB, job.as_str())];
+                    let _ = remove_labelled(&docker, &labels).await;
                 }
             });
         });
@@ -222,10 +268,10 @@ pub(crate) struct StartGuard {
 }
 
 impl StartGuard {
-    pub fn new(created: Registry, run_id: &str, job_key: &str) -> Self {
+    pub fn new(created: Registry, run_key: &str, job_key: &str) -> Self {
         StartGuard {
             created,
-            scope: Some((run_id.to_string(), job_key.to_string())),
+            scope: Some((run_key.to_string(), job_key.to_string())),
         }
     }
 

@@ -11,13 +11,14 @@ use bollard::query_parameters::{
 };
 use futures_util::TryStreamExt;
 
-use super::cleanup::owner_alive;
+use super::cleanup::owner_state;
 use super::options::{self, ParsedOptions, VolumeSpec};
 use super::{
-    BUILD_HINT, CONTAINER_HOME, ContainerPaths, DOCKER_SOCK, DockerBackend, LABEL_JOB,
-    LABEL_MANAGED, LABEL_PID, LABEL_ROLE, LABEL_RUN, Registry, container_workspace, docker_err,
-    is_status, sanitize_name, short_id,
+    BUILD_HINT, CONTAINER_HOME, ContainerPaths, DOCKER_SOCK, DockerBackend, LABEL_HOST, LABEL_JOB,
+    LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_PIDNS, LABEL_ROLE, LABEL_RUN, LABEL_RUN_KEY,
+    Registry, container_workspace, docker_err, is_status, sanitize_name, short_id,
 };
+use crate::backend::owner::{OwnerState, ProcessOwner};
 use crate::backend::{BackendError, BackendResult, ContainerSpec, JobEnvSpec};
 
 /// Everything parsed up front so that bad input fails before anything is created.
@@ -59,6 +60,7 @@ impl Prepared {
 
 impl DockerBackend {
     pub(super) fn labels(
+        &self,
         spec: &JobEnvSpec,
         role: &str,
         extra: &[(String, String)],
@@ -68,12 +70,18 @@ impl DockerBackend {
         l.insert(LABEL_RUN.into(), spec.run_id.clone());
         l.insert(LABEL_JOB.into(), spec.job_key.clone());
         l.insert(LABEL_ROLE.into(), role.into());
-        l.insert(LABEL_PID.into(), std::process::id().to_string());
+        l.insert(LABEL_RUN_KEY.into(), self.run_key.clone());
+        let me = ProcessOwner::current();
+        l.insert(LABEL_HOST.into(), me.host_id.clone());
+        l.insert(LABEL_PIDNS.into(), me.pid_ns.to_string());
+        l.insert(LABEL_PID.into(), me.pid.to_string());
+        l.insert(LABEL_PID_START.into(), me.start_time.to_string());
         l
     }
 
     /// Build the create body for a service (`service = Some(id)`) or the job container.
     pub(super) fn prepare(
+        &self,
         spec: &JobEnvSpec,
         network: &str,
         c: &ContainerSpec,
@@ -195,7 +203,7 @@ impl DockerBackend {
             user: opts.user.clone(),
             hostname: opts.hostname.clone(),
             healthcheck: opts.health.clone(),
-            labels: Some(Self::labels(spec, &role, &opts.labels)),
+            labels: Some(self.labels(spec, &role, &opts.labels)),
             exposed_ports: has_ports.then(|| port_map.keys().cloned().collect()),
             volumes: (!anon.is_empty()).then_some(anon),
             host_config: Some(host_config),
@@ -243,8 +251,9 @@ impl DockerBackend {
                         .await?;
                 }
                 Err(e) if is_status(&e, 409) && attempts < 3 => {
-                    // The name is taken: by a leftover of a crashed gantry (removed), or by
-                    // a live run with the same run id and job key (take another name).
+                    // The name is taken: by a leftover of a provably dead gantry (removed),
+                    // or by anything else — a live run, another host's run on a shared
+                    // daemon, a container we cannot judge — (take another name).
                     attempts += 1;
                     let labels = self
                         .docker
@@ -255,7 +264,7 @@ impl DockerBackend {
                     let ours = labels
                         .as_ref()
                         .is_some_and(|l| l.get(LABEL_MANAGED).map(String::as_str) == Some("true"));
-                    if ours && attempts == 1 && !owner_alive(labels.as_ref()) {
+                    if ours && attempts == 1 && owner_state(labels.as_ref()) == OwnerState::Gone {
                         let rm = RemoveContainerOptionsBuilder::default()
                             .force(true)
                             .v(true)

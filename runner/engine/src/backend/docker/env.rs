@@ -9,7 +9,7 @@
 //! not visible (a remote daemon, Docker Desktop), a helper exec runs `kill -s SIG -1` inside
 //! the container, which signals every process there except PID 1 (`tail -f /dev/null`).
 //! Escalation follows [`KillPolicy`]: SIGINT, SIGTERM after `term_after`, SIGKILL after
-//! `kill_after` more.
+//! `kill_after` more; [`crate::backend::hurry`] (a second interrupt) skips the delays.
 
 use std::path::Path;
 use std::time::Duration;
@@ -124,6 +124,7 @@ impl DockerJobEnv {
         let mut cancelled = false;
         let mut killer: Option<tokio::task::JoinHandle<()>> = None;
         let mut after_kill_deadline: Option<tokio::time::Instant> = None;
+        let mut hurried = false;
         loop {
             let next = tokio::select! {
                 biased;
@@ -142,6 +143,12 @@ impl DockerJobEnv {
                     continue;
                 }
                 _ = sleep_until_opt(after_kill_deadline) => break,
+                // A second interrupt: SIGKILL goes out now, so stop waiting soon after.
+                _ = crate::backend::hurry().cancelled(), if cancelled && !hurried => {
+                    hurried = true;
+                    after_kill_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                    continue;
+                }
             };
             match next {
                 Some(Ok(LogOutput::StdOut { message }))
@@ -225,7 +232,8 @@ async fn escalate(docker: &Docker, exec_id: &str, container: &str, kill: KillPol
     ];
     for (sig, name, wait) in steps {
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            // A second interrupt ends the wait at once.
+            crate::backend::escalation_delay(wait).await;
         }
         match pid {
             Some(pid) => {

@@ -246,6 +246,8 @@ pub(super) fn spawn(
         workdir,
     })?;
     let mut pid: libc::pid_t = 0;
+    // Held across the spawn so that the orphan reaper never sees this child unregistered.
+    let mut spawned = spawned_children();
     // SAFETY: every pointer is valid for the call: the C strings and arrays above outlive
     // it, and the arrays are null-terminated.
     check(unsafe {
@@ -258,6 +260,8 @@ pub(super) fn spawn(
             envp.as_ptr(),
         )
     })?;
+    spawned.insert(pid);
+    drop(spawned);
     setup.give_back();
     // The child holds its own copies now; closing ours lets EOF arrive when it is done.
     drop((out_w, err_w));
@@ -358,12 +362,38 @@ impl Drop for Child {
     }
 }
 
+/// Pids of the processes [`spawn`] started and nobody has reaped yet. The orphan reaper
+/// ([`super::tree::reap_orphans`]) leaves these to their [`Child`].
+static SPAWNED: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+pub(super) struct SpawnedChildren(std::sync::MutexGuard<'static, Vec<libc::pid_t>>);
+
+impl SpawnedChildren {
+    pub fn contains(&self, pid: libc::pid_t) -> bool {
+        self.0.contains(&pid)
+    }
+
+    fn insert(&mut self, pid: libc::pid_t) {
+        self.0.push(pid);
+    }
+}
+
+/// The registry of unreaped spawned children, locked (spawns wait while it is held).
+pub(super) fn spawned_children() -> SpawnedChildren {
+    SpawnedChildren(SPAWNED.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn forget_spawned(pid: libc::pid_t) {
+    spawned_children().0.retain(|&p| p != pid);
+}
+
 fn try_reap(pid: libc::pid_t) -> io::Result<Option<std::process::ExitStatus>> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child, writing to a local.
         let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
         if r == pid {
+            forget_spawned(pid);
             return Ok(Some(std::process::ExitStatus::from_raw(status)));
         }
         if r == 0 {
@@ -382,6 +412,7 @@ fn wait_blocking(pid: libc::pid_t) -> io::Result<std::process::ExitStatus> {
         // SAFETY: waitpid on our own child, writing to a local.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
+            forget_spawned(pid);
             return Ok(std::process::ExitStatus::from_raw(status));
         }
         let e = io::Error::last_os_error();
