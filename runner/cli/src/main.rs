@@ -13,6 +13,7 @@ mod cmd_image;
 mod cmd_list;
 mod cmd_prune;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_validate;
 mod redeploy;
 mod terminal;
@@ -87,6 +88,8 @@ enum Command {
     Reject(cmd_delivery::DecideArgs),
     /// Show the deployment history (optionally of one environment).
     Deployments(cmd_delivery::DeploymentsArgs),
+    /// Serve forge webhooks and GitHub's Actions REST API (docs/server.md).
+    Serve(cmd_serve::ServeArgs),
     /// Remove containers and networks Gantry left behind.
     Prune {
         /// Also remove resources of runs that may still be active.
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
         } => cmd_image::run(&names, force),
         Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
         Command::Rerun(args) => runtime().block_on(cmd_run::rerun(args)),
+        Command::Serve(args) => runtime().block_on(cmd_serve::run(args)),
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
         Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),
         Command::Approve(args) => runtime().block_on(cmd_delivery::approve(args)),
