@@ -14,6 +14,7 @@ mod cmd_list;
 mod cmd_prune;
 mod cmd_rerun;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_validate;
 mod redeploy;
 mod signals;
@@ -89,6 +90,8 @@ enum Command {
     Reject(cmd_delivery::DecideArgs),
     /// Show the deployment history (optionally of one environment).
     Deployments(cmd_delivery::DeploymentsArgs),
+    /// Serve forge webhooks and GitHub's Actions REST API (docs/server.md).
+    Serve(cmd_serve::ServeArgs),
     /// Remove what crashed or killed runs left: containers, networks and volumes whose
     /// gantry process is provably gone, and such runs' work directories here.
     Prune {
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         } => cmd_image::run(&names, force),
         Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
         Command::Rerun(args) => runtime().block_on(cmd_rerun::rerun(args)),
+        Command::Serve(args) => runtime().block_on(cmd_serve::run(args)),
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
         Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),
         Command::Approve(args) => runtime().block_on(cmd_delivery::approve(args)),

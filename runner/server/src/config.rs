@@ -1,0 +1,410 @@
+//! `gantry-server.yml`: the server's configuration. Read through the workflow crate's
+//! positioned YAML tree so that every problem (unknown keys, a missing environment variable,
+//! a bad role or duration) is reported as `file:line:col` with a snippet before the server
+//! starts. Secret values come from `${NAME}` references and are never printed; API tokens are
+//! kept only as their SHA-256.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gantry_workflow::{Diagnostic, Node, Severity, Span, Spanned};
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+
+use crate::config_read::Reader;
+
+/// A value read from the environment that must not be printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What a user may do. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A user of the server API; the token is kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub login: String,
+    pub token_sha256: [u8; 32],
+    pub role: Role,
+}
+
+/// The forge a repository's webhooks come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forge {
+    Github,
+    Gitea,
+    Forgejo,
+    Gitlab,
+}
+
+impl Forge {
+    pub fn parse(s: &str) -> Option<Forge> {
+        match s {
+            "github" => Some(Forge::Github),
+            "gitea" => Some(Forge::Gitea),
+            "forgejo" => Some(Forge::Forgejo),
+            "gitlab" => Some(Forge::Gitlab),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitea => "gitea",
+            Forge::Forgejo => "forgejo",
+            Forge::Gitlab => "gitlab",
+        }
+    }
+    /// Where this forge's runners look for workflows, in order (Gitea and Forgejo read
+    /// `.github/workflows` only when their own directory is absent).
+    pub fn workflow_dirs(self) -> &'static [&'static str] {
+        match self {
+            Forge::Github | Forge::Gitlab => &[".github/workflows"],
+            Forge::Gitea => &[".gitea/workflows", ".github/workflows"],
+            Forge::Forgejo => &[".forgejo/workflows", ".github/workflows"],
+        }
+    }
+}
+
+/// An environment's protection rules. They come from the server config only: a commit
+/// cannot change who approves its own deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub reviewers: Vec<String>,
+    pub required_approvals: u32,
+    pub prevent_self_review: bool,
+    pub wait_timer: Duration,
+    /// Branch name patterns allowed to deploy; empty with `tags` empty means any ref.
+    pub branches: Vec<String>,
+    pub tags: Vec<String>,
+    pub secrets: IndexMap<String, Secret>,
+    pub vars: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    /// `owner/name`.
+    pub name: String,
+    pub url: String,
+    pub forge: Forge,
+    pub webhook_secret: Secret,
+    pub secrets: IndexMap<String, Secret>,
+    pub vars: IndexMap<String, String>,
+    pub environments: IndexMap<String, Environment>,
+}
+
+impl Repository {
+    pub fn owner(&self) -> &str {
+        self.name.split('/').next().unwrap_or_default()
+    }
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// Where jobs with a `runs-on` label run (act's `-P label=image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelTarget {
+    Host,
+    Docker(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub url: String,
+    pub data: PathBuf,
+    /// `None`: SQLite in `data`.
+    pub database: Option<String>,
+    pub users: Vec<User>,
+    pub repositories: Vec<Repository>,
+    pub labels: IndexMap<String, LabelTarget>,
+    pub executor_capacity: usize,
+}
+
+impl ServerConfig {
+    /// The embedded default: no users, no repositories, SQLite in `./gantry-data`.
+    pub fn embedded_default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            url: "http://127.0.0.1:8080".into(),
+            data: PathBuf::from("gantry-data"),
+            database: None,
+            users: Vec::new(),
+            repositories: Vec::new(),
+            labels: IndexMap::new(),
+            executor_capacity: 2,
+        }
+    }
+
+    /// The database URL: the configured one, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data.join("gantry.db").display()
+            ),
+        }
+    }
+
+    pub fn repository(&self, name: &str) -> Option<&Repository> {
+        self.repositories
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The user whose token this is (compared as hashes, in constant time).
+    pub fn user_by_token(&self, token: &str) -> Option<&User> {
+        use subtle::ConstantTimeEq;
+        let h = token_sha256(token);
+        self.users
+            .iter()
+            .find(|u| bool::from(u.token_sha256.ct_eq(&h)))
+    }
+}
+
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The config could not be used; `rendered` holds every problem with its snippet.
+#[derive(Debug, thiserror::Error)]
+#[error("{rendered}{count} problem(s) in {file}")]
+pub struct ConfigError {
+    pub file: String,
+    pub count: usize,
+    pub rendered: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads `path`; `env` resolves `${NAME}` references.
+pub fn load(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let d = Diagnostic {
+            file: name.clone(),
+            span: Span {
+                offset: 0,
+                len: 0,
+                line: 1,
+                col: 1,
+            },
+            severity: Severity::Error,
+            message: format!("cannot read the server config: {e}"),
+        };
+        ConfigError {
+            file: name.clone(),
+            count: 1,
+            rendered: format!("{d}\n"),
+            diagnostics: vec![d],
+        }
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&name, &text, base, env)
+}
+
+/// Parses the config text. Relative `data` paths are resolved against `base`.
+pub fn parse(
+    file: &str,
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let loaded = gantry_workflow::parse_tree(file, text);
+    let mut r = Reader::new(file, env);
+    r.diags.extend(loaded.diagnostics.iter().cloned());
+    let mut cfg = ServerConfig::embedded_default();
+    if let Some(root) = &loaded.value {
+        read_root(&mut r, root, base, &mut cfg);
+    }
+    let mut errors: Vec<Diagnostic> = r
+        .diags
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    errors.sort_by_key(|d| d.span.offset);
+    if errors.is_empty() {
+        return Ok(cfg);
+    }
+    Err(ConfigError {
+        file: file.to_string(),
+        count: errors.len(),
+        rendered: gantry_workflow::render(&errors, text),
+        diagnostics: errors,
+    })
+}
+
+fn read_root(r: &mut Reader, root: &Spanned<Node>, base: &Path, cfg: &mut ServerConfig) {
+    const KEYS: &[&str] = &[
+        "listen",
+        "url",
+        "data",
+        "database",
+        "users",
+        "repositories",
+        "labels",
+        "executor",
+    ];
+    let Some(map) = r.map(root, "the server config", KEYS) else {
+        return;
+    };
+    let mut listen_set = false;
+    for (k, v) in map {
+        match k.value.as_str() {
+            "listen" => {
+                if let Some(s) = r.string(v, "listen")
+                    && let Some(a) = r.check(v, s.parse::<SocketAddr>().ok(), || {
+                        format!("listen: '{s}' is not an address such as 127.0.0.1:8080")
+                    })
+                {
+                    cfg.listen = a;
+                    listen_set = true;
+                }
+            }
+            "url" => {
+                if let Some(s) = r.string(v, "url") {
+                    if s.starts_with("http://") || s.starts_with("https://") {
+                        cfg.url = s.trim_end_matches('/').to_string();
+                    } else {
+                        r.error(
+                            v.span,
+                            format!("url: '{s}' must start with http:// or https://"),
+                        );
+                    }
+                }
+            }
+            "data" => {
+                if let Some(s) = r.string(v, "data") {
+                    cfg.data = base.join(s);
+                }
+            }
+            "database" => {
+                if let Some(s) = r.string(v, "database") {
+                    if s.starts_with("postgres://")
+                        || s.starts_with("postgresql://")
+                        || s.starts_with("sqlite:")
+                    {
+                        cfg.database = Some(s);
+                    } else {
+                        r.error(
+                            v.span,
+                            "database: expected a postgres:// or sqlite: URL".to_string(),
+                        );
+                    }
+                }
+            }
+            "users" => cfg.users = crate::config_read::users(r, v),
+            "repositories" => cfg.repositories = crate::config_read::repositories(r, v),
+            "labels" => cfg.labels = crate::config_read::labels(r, v),
+            "executor" => {
+                if let Some(m) = r.map(v, "executor", &["capacity"]) {
+                    for (_, cv) in m {
+                        if let Some(n) = r.positive_int(cv, "executor.capacity") {
+                            cfg.executor_capacity = n as usize;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !listen_set {
+        cfg.url = format!("http://{}", cfg.listen);
+    }
+    crate::config_read::check_reviewers(r, root);
+}
+
+/// Parses a duration such as `0s`, `90s`, `30m`, `1h30m`, `2d`; a bare number is minutes
+/// (GitHub's wait timer is given in minutes).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(mins) = s.parse::<u64>() {
+        return Some(Duration::from_secs(mins * 60));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    num.is_empty().then_some(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("10s5"), None);
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "***");
+    }
+}

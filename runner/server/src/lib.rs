@@ -1,0 +1,19 @@
+//! `gantry serve`: the server config, the SQL run store, forge webhooks and GitHub's Actions
+//! REST API. Webhooks become queued runs (jobs from the plan crate); the API reads and acts
+//! on them with GitHub's paths and JSON shapes.
+
+pub mod api;
+pub mod api_json;
+pub mod config;
+mod config_read;
+pub mod hooks;
+pub mod mirror;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod store_runs;
+pub mod trigger;
+
+pub use config::{ConfigError, ServerConfig};
+pub use server::{ServeError, ServeOptions, load_config, serve};
+pub use store::{Store, StoreError};

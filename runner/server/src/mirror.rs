@@ -1,0 +1,198 @@
+//! Bare mirrors of the configured repositories under `data/mirrors`, fetched with git2.
+//! Workflows are read from a commit's tree in the mirror, never from a checkout, so nothing
+//! of the pushed commit is written to disk or run while deciding what to run.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, RemoteCallbacks, Repository};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("commit {0} is not in the repository after fetching")]
+    MissingCommit(String),
+}
+
+/// One workflow file read from a commit.
+#[derive(Debug, Clone)]
+pub struct WorkflowFile {
+    /// Repository-relative path (`.github/workflows/ci.yml`).
+    pub path: String,
+    pub text: String,
+}
+
+/// Facts about a commit read from the mirror.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub sha: String,
+    pub tree_id: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub committer_name: String,
+    pub committer_email: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+}
+
+/// The mirror directory of `owner/name`.
+pub fn mirror_dir(data: &Path, repo: &str) -> PathBuf {
+    let safe: String = repo
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '+'
+            }
+        })
+        .collect();
+    data.join("mirrors").join(format!("{safe}.git"))
+}
+
+/// Fetches branches, tags and `extra_refs` (a pull request's head) from `url` into the
+/// bare mirror at `dir`, creating it the first time. Blocking: call from a blocking task.
+pub fn fetch(dir: &Path, url: &str, extra_refs: &[String]) -> Result<Repository, MirrorError> {
+    let repo = match Repository::open_bare(dir) {
+        Ok(r) => r,
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+            Repository::init_bare(dir)?
+        }
+    };
+    let mut refspecs = vec![
+        "+refs/heads/*:refs/heads/*".to_string(),
+        "+refs/tags/*:refs/tags/*".to_string(),
+    ];
+    for r in extra_refs {
+        refspecs.push(format!("+{r}:{r}"));
+    }
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|_url, user, allowed| {
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            git2::Cred::ssh_key_from_agent(user.unwrap_or("git"))
+        } else {
+            git2::Cred::default()
+        }
+    });
+    let mut opts = FetchOptions::new();
+    opts.remote_callbacks(callbacks);
+    opts.prune(git2::FetchPrune::On);
+    {
+        let mut remote = repo.remote_anonymous(url)?;
+        let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+        remote.fetch(&specs, Some(&mut opts), None)?;
+        if let Ok(head) = remote.default_branch()
+            && let Ok(h) = head.as_str()
+        {
+            repo.set_head(h)?;
+        }
+    }
+    Ok(repo)
+}
+
+/// The branch HEAD of the mirror names (the remote's default branch).
+pub fn default_branch(repo: &Repository) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target().ok()??;
+    target.strip_prefix("refs/heads/").map(str::to_string)
+}
+
+/// The commit a ref or sha names.
+pub fn resolve(repo: &Repository, spec: &str) -> Result<String, MirrorError> {
+    let candidates = [
+        spec.to_string(),
+        format!("refs/heads/{spec}"),
+        format!("refs/tags/{spec}"),
+    ];
+    for c in &candidates {
+        if let Ok(obj) = repo.revparse_single(c)
+            && let Ok(commit) = obj.peel_to_commit()
+        {
+            return Ok(commit.id().to_string());
+        }
+    }
+    Err(MirrorError::MissingCommit(spec.to_string()))
+}
+
+pub fn commit_info(repo: &Repository, sha: &str) -> Result<CommitInfo, MirrorError> {
+    let oid = git2::Oid::from_str(sha).map_err(|_| MirrorError::MissingCommit(sha.into()))?;
+    let c = repo
+        .find_commit(oid)
+        .map_err(|_| MirrorError::MissingCommit(sha.into()))?;
+    Ok(CommitInfo {
+        sha: sha.to_string(),
+        tree_id: c.tree_id().to_string(),
+        message: c.message().unwrap_or_default().to_string(),
+        author_name: c.author().name().unwrap_or_default().to_string(),
+        author_email: c.author().email().unwrap_or_default().to_string(),
+        committer_name: c.committer().name().unwrap_or_default().to_string(),
+        committer_email: c.committer().email().unwrap_or_default().to_string(),
+        time: c.time().seconds(),
+    })
+}
+
+/// The workflow files of the first of `dirs` that exists in the commit's tree.
+pub fn workflows_at(
+    repo: &Repository,
+    sha: &str,
+    dirs: &[&str],
+) -> Result<Vec<WorkflowFile>, MirrorError> {
+    let oid = git2::Oid::from_str(sha).map_err(|_| MirrorError::MissingCommit(sha.into()))?;
+    let tree = repo
+        .find_commit(oid)
+        .map_err(|_| MirrorError::MissingCommit(sha.into()))?
+        .tree()?;
+    for dir in dirs {
+        let Ok(entry) = tree.get_path(Path::new(dir)) else {
+            continue;
+        };
+        let Ok(sub) = repo.find_tree(entry.id()) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for e in sub.iter() {
+            let Ok(name) = e.name() else { continue };
+            if !(name.ends_with(".yml") || name.ends_with(".yaml")) {
+                continue;
+            }
+            if let Ok(blob) = repo.find_blob(e.id()) {
+                out.push(WorkflowFile {
+                    path: format!("{dir}/{name}"),
+                    text: String::from_utf8_lossy(blob.content()).into_owned(),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    Ok(Vec::new())
+}
+
+/// Paths changed between two commits (a push's range), when both are in the mirror.
+pub fn changed_paths(repo: &Repository, before: &str, after: &str) -> Option<Vec<String>> {
+    let old = repo
+        .find_commit(git2::Oid::from_str(before).ok()?)
+        .ok()?
+        .tree()
+        .ok()?;
+    let new = repo
+        .find_commit(git2::Oid::from_str(after).ok()?)
+        .ok()?
+        .tree()
+        .ok()?;
+    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).ok()?;
+    let mut out = Vec::new();
+    for d in diff.deltas() {
+        for f in [d.old_file().path(), d.new_file().path()]
+            .into_iter()
+            .flatten()
+        {
+            let p = f.to_string_lossy().into_owned();
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Some(out)
+}

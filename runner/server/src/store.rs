@@ -1,0 +1,486 @@
+//! The run store in SQL (sqlx's `Any` driver): SQLite embedded in the data directory by
+//! default, PostgreSQL at scale, one set of migrations for both. Runs and their jobs live in
+//! `store_runs`; this module opens the database and keeps deliveries, logs, approvals,
+//! deployments and artifacts.
+
+use std::borrow::Cow;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Row};
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "run store",
+    include_str!("../migrations/0001_run_store.sql"),
+)];
+
+/// The store: a connection pool to SQLite or PostgreSQL.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+}
+
+/// The current time as GitHub writes it: `2026-01-02T03:04:05Z`.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One webhook delivery, as recorded (refused ones too).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub forge: String,
+    pub delivery_id: Option<String>,
+    pub event: Option<String>,
+    pub repo: Option<String>,
+    /// `accepted`, `duplicate`, `ignored`, `unsigned`, `forged`, `unknown_repository`,
+    /// `oversized`, `bad_payload`, then after processing `queued`, `skipped`, `no_match`,
+    /// `failed`.
+    pub result: String,
+    pub status_code: i64,
+    pub reason: String,
+    pub run_ids: Vec<i64>,
+    pub received_at: String,
+}
+
+/// An approval or rejection of a pending deployment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalRecord {
+    pub id: i64,
+    pub run_id: i64,
+    pub job_id: i64,
+    pub environment: String,
+    pub reviewer: String,
+    pub state: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeploymentRecord {
+    pub id: i64,
+    pub repo: String,
+    pub environment: String,
+    pub run_id: i64,
+    pub job_id: i64,
+    pub sha: String,
+    pub git_ref: String,
+    pub creator: String,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ArtifactRecord {
+    pub id: i64,
+    pub run_id: i64,
+    pub name: String,
+    pub size_in_bytes: i64,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies the migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(file).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            // SQLite takes one writer at a time; more connections only wait on its lock.
+            .max_connections(if sqlite { 1 } else { 8 })
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let migrator = Migrator {
+            migrations: Cow::Owned(
+                MIGRATIONS
+                    .iter()
+                    .map(|(v, d, sql)| {
+                        Migration::new(
+                            *v,
+                            Cow::Borrowed(*d),
+                            MigrationType::Simple,
+                            Cow::Borrowed(*sql),
+                            false,
+                        )
+                    })
+                    .collect(),
+            ),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        migrator.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The next id of a kind (`runs`, `jobs`, …): a counter row, since the two databases
+    /// spell auto-increment differently.
+    pub(crate) async fn next_id<'c, E>(&self, exec: E, kind: &str) -> Result<i64>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let row = sqlx::query(
+            "INSERT INTO counters (name, next_value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET next_value = counters.next_value + 1 \
+             RETURNING next_value",
+        )
+        .bind(kind)
+        .fetch_one(exec)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    // ---- deliveries -------------------------------------------------------------
+
+    /// Records a delivery and returns its row id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_delivery(
+        &self,
+        forge: &str,
+        delivery_id: Option<&str>,
+        event: Option<&str>,
+        repo: Option<&str>,
+        result: &str,
+        status_code: u16,
+        reason: &str,
+    ) -> Result<i64> {
+        let id = self.next_id(&self.pool, "deliveries").await?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, status_code, \
+             reason, run_ids, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9)",
+        )
+        .bind(id)
+        .bind(forge)
+        .bind(delivery_id)
+        .bind(event)
+        .bind(repo)
+        .bind(result)
+        .bind(status_code as i64)
+        .bind(reason)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Claims a verified delivery id; false when it was claimed before (a redelivery).
+    pub async fn claim_delivery_id(&self, forge: &str, delivery_id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO delivery_ids (forge, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(forge)
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The outcome of processing a delivery after it was answered.
+    pub async fn finish_delivery(
+        &self,
+        id: i64,
+        result: &str,
+        reason: &str,
+        run_ids: &[i64],
+    ) -> Result<()> {
+        sqlx::query("UPDATE deliveries SET result = $1, reason = $2, run_ids = $3 WHERE id = $4")
+            .bind(result)
+            .bind(reason)
+            .bind(serde_json::to_string(run_ids).unwrap_or_else(|_| "[]".into()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deliveries, newest first.
+    pub async fn deliveries(&self, limit: i64) -> Result<Vec<DeliveryRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, forge, delivery_id, event, repo, result, status_code, reason, run_ids, \
+             received_at FROM deliveries ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    /// Delivery counts by result (for `/metrics`).
+    pub async fn delivery_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT result, COUNT(*) FROM deliveries GROUP BY result ORDER BY result")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    // ---- logs ---------------------------------------------------------------------
+
+    /// Appends log text to a job, masked with the engine's masker (its encodings and
+    /// multi-line rules) before it is written: what the store holds is served as is.
+    pub async fn append_log(
+        &self,
+        job_id: i64,
+        text: &str,
+        masker: &gantry_engine::mask::Masker,
+    ) -> Result<()> {
+        let text = masker.mask_text(text);
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let seq: i64 = row.try_get(0)?;
+        sqlx::query("INSERT INTO log_chunks (job_id, seq, body) VALUES ($1, $2, $3)")
+            .bind(job_id)
+            .bind(seq + 1)
+            .bind(text.as_ref())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The job's log so far (readable while the job runs).
+    pub async fn job_log(&self, job_id: i64) -> Result<String> {
+        let rows = sqlx::query("SELECT body FROM log_chunks WHERE job_id = $1 ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = String::new();
+        for r in rows {
+            out.push_str(&r.try_get::<String, _>(0)?);
+        }
+        Ok(out)
+    }
+
+    // ---- approvals, deployments, artifacts ------------------------------------------
+
+    pub async fn record_approval(
+        &self,
+        run_id: i64,
+        job_id: i64,
+        environment: &str,
+        reviewer: &str,
+        state: &str,
+        comment: &str,
+    ) -> Result<i64> {
+        let id = self.next_id(&self.pool, "approvals").await?;
+        sqlx::query(
+            "INSERT INTO approvals (id, run_id, job_id, environment, reviewer, state, comment, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(run_id)
+        .bind(job_id)
+        .bind(environment)
+        .bind(reviewer)
+        .bind(state)
+        .bind(comment)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn approvals(&self, run_id: i64) -> Result<Vec<ApprovalRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, job_id, environment, reviewer, state, comment, created_at \
+             FROM approvals WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApprovalRecord {
+                    id: r.try_get(0)?,
+                    run_id: r.try_get(1)?,
+                    job_id: r.try_get(2)?,
+                    environment: r.try_get(3)?,
+                    reviewer: r.try_get(4)?,
+                    state: r.try_get(5)?,
+                    comment: r.try_get(6)?,
+                    created_at: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a deployment (state `waiting`, `in_progress`, `success`, `failure`, …).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_deployment(
+        &self,
+        repo: &str,
+        environment: &str,
+        run_id: i64,
+        job_id: i64,
+        sha: &str,
+        git_ref: &str,
+        creator: &str,
+        state: &str,
+    ) -> Result<i64> {
+        let id = self.next_id(&self.pool, "deployments").await?;
+        let t = now();
+        sqlx::query(
+            "INSERT INTO deployments (id, repo, environment, run_id, job_id, sha, git_ref, \
+             creator, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(id)
+        .bind(repo)
+        .bind(environment)
+        .bind(run_id)
+        .bind(job_id)
+        .bind(sha)
+        .bind(git_ref)
+        .bind(creator)
+        .bind(state)
+        .bind(t)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn set_deployment_state(&self, id: i64, state: &str) -> Result<()> {
+        sqlx::query("UPDATE deployments SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A repository's deployments, newest first.
+    pub async fn deployments(&self, repo: &str) -> Result<Vec<DeploymentRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, repo, environment, run_id, job_id, sha, git_ref, creator, state, \
+             created_at, updated_at FROM deployments WHERE repo = $1 ORDER BY id DESC",
+        )
+        .bind(repo)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeploymentRecord {
+                    id: r.try_get(0)?,
+                    repo: r.try_get(1)?,
+                    environment: r.try_get(2)?,
+                    run_id: r.try_get(3)?,
+                    job_id: r.try_get(4)?,
+                    sha: r.try_get(5)?,
+                    git_ref: r.try_get(6)?,
+                    creator: r.try_get(7)?,
+                    state: r.try_get(8)?,
+                    created_at: r.try_get(9)?,
+                    updated_at: r.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn record_artifact(
+        &self,
+        run_id: i64,
+        name: &str,
+        size_in_bytes: i64,
+        expires_at: &str,
+    ) -> Result<i64> {
+        let id = self.next_id(&self.pool, "artifacts").await?;
+        sqlx::query(
+            "INSERT INTO artifacts (id, run_id, name, size_in_bytes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(run_id)
+        .bind(name)
+        .bind(size_in_bytes)
+        .bind(now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn artifacts(&self, run_id: i64) -> Result<Vec<ArtifactRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, name, size_in_bytes, created_at, expires_at FROM artifacts \
+             WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ArtifactRecord {
+                    id: r.try_get(0)?,
+                    run_id: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    size_in_bytes: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                    expires_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn delivery_from_row(r: &AnyRow) -> Result<DeliveryRecord> {
+    let run_ids: String = r.try_get(8)?;
+    Ok(DeliveryRecord {
+        id: r.try_get(0)?,
+        forge: r.try_get(1)?,
+        delivery_id: r.try_get(2)?,
+        event: r.try_get(3)?,
+        repo: r.try_get(4)?,
+        result: r.try_get(5)?,
+        status_code: r.try_get(6)?,
+        reason: r.try_get(7)?,
+        run_ids: serde_json::from_str(&run_ids).unwrap_or_default(),
+        received_at: r.try_get(9)?,
+    })
+}
+
+/// The URL without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
