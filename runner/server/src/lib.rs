@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_json;
 pub mod config;
 mod config_read;
+pub mod gate;
 pub mod hooks;
 pub mod mirror;
 pub mod server;
