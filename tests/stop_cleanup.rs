@@ -659,10 +659,12 @@ jobs:
             && read_pid(marks.path(), "step.pid").is_some()
     });
     let pid = child.id() as i32;
-    for _ in 0..3 {
+    // Three different signals back to back: they all count, and unlike three SIGINTs they
+    // cannot coalesce into one pending signal. Spaced out, the second signal's SIGKILL
+    // would let the run finish (exit 1) before the third arrived.
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: signals the gantry child we started.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        std::thread::sleep(Duration::from_millis(150));
+        unsafe { libc::kill(pid, sig) };
     }
     let code = wait_exit(&mut child, Duration::from_secs(30), marks.path());
     let context = output_of(marks.path());
