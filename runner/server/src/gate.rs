@@ -194,16 +194,17 @@ impl ServerGate {
             .start_deployment(req, env_name, job_id, "waiting")
             .await
             .map_err(store_failed)?;
-        let review = store
-            .request_review(self.run.id, job_id, env_name)
-            .await
-            .map_err(store_failed)?;
+        // `waiting` first, so whoever sees the pending review also sees the run waiting.
         store
             .set_job_status(job_id, "waiting", None)
             .await
             .map_err(store_failed)?;
         store
             .set_run_status(self.run.id, "waiting", None)
+            .await
+            .map_err(store_failed)?;
+        let review = store
+            .request_review(self.run.id, job_id, env_name)
             .await
             .map_err(store_failed)?;
         self.announce();
