@@ -242,6 +242,19 @@ impl Rig {
         )
     }
 
+    /// `GET …/runs/{id}/approvals`, as a read-only user.
+    async fn approvals(&self, run_id: i64) -> J {
+        let path = format!("/repos/acme/shop/actions/runs/{run_id}/approvals");
+        self.get(READER_TOKEN, &path).await.unwrap()
+    }
+
+    /// A decision the server must refuse: its status and message.
+    async fn refused(&self, token: &str, run_id: i64, body: J) -> (u16, String) {
+        self.decide(token, run_id, body)
+            .await
+            .expect_err("the decision was accepted")
+    }
+
     async fn run_status(&self, run_id: i64) -> String {
         let v = self
             .get(
@@ -341,78 +354,48 @@ async fn review_production(r: &Rig) {
 
     // Refusals, and nothing recorded by them.
     let (st, msg) = r
-        .decide(DAVE_TOKEN, run.id, approve(&env_id, "mine"))
-        .await
-        .unwrap_err();
+        .refused(DAVE_TOKEN, run.id, approve(&env_id, "mine"))
+        .await;
     assert_eq!(st, 422, "{msg}");
     assert!(msg.contains("dave triggered the run"), "{msg}");
     let (st, msg) = r
-        .decide(READER_TOKEN, run.id, approve(&env_id, "ro"))
-        .await
-        .unwrap_err();
+        .refused(READER_TOKEN, run.id, approve(&env_id, "ro"))
+        .await;
     assert_eq!(st, 403, "{msg}");
     let (st, msg) = r
-        .decide(ERIN_TOKEN, run.id, approve(&env_id, "not mine"))
-        .await
-        .unwrap_err();
+        .refused(ERIN_TOKEN, run.id, approve(&env_id, "not mine"))
+        .await;
     assert_eq!(st, 422, "{msg}");
     assert!(msg.contains("erin is not a reviewer"), "{msg}");
     let (st, _) = r
-        .decide(WRITER_TOKEN, run.id, approve(&json!(12345), "wrong env"))
-        .await
-        .unwrap_err();
+        .refused(WRITER_TOKEN, run.id, approve(&json!(12345), "wrong env"))
+        .await;
     assert_eq!(st, 422);
     let (st, msg) = r
-        .decide(
+        .refused(
             WRITER_TOKEN,
             run.id,
             json!({ "environment_ids": [env_id], "state": "maybe", "comment": "" }),
         )
-        .await
-        .unwrap_err();
+        .await;
     assert_eq!(st, 422);
     assert!(msg.contains("state"), "{msg}");
     let (st, _) = r
-        .decide(
+        .refused(
             WRITER_TOKEN,
             run.id,
             json!({ "state": "approved", "comment": "" }),
         )
-        .await
-        .unwrap_err();
+        .await;
     assert_eq!(st, 422);
-    // A repository the server does not have is 404 for everyone.
-    let (st, _) = r
-        .get(
-            WRITER_TOKEN,
-            &format!(
-                "/repos/acme/nope/actions/runs/{}/pending_deployments",
-                run.id
-            ),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(st, 404);
-    // The run belongs to acme/shop, not acme/other.
-    let (st, _) = r
-        .get(
-            WRITER_TOKEN,
-            &format!(
-                "/repos/acme/other/actions/runs/{}/pending_deployments",
-                run.id
-            ),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(st, 404);
+    // A repository the server does not have, or that the run is not of, is 404.
+    for repo in ["acme/nope", "acme/other"] {
+        let path = format!("/repos/{repo}/actions/runs/{}/pending_deployments", run.id);
+        let (st, _) = r.get(WRITER_TOKEN, &path).await.unwrap_err();
+        assert_eq!(st, 404, "{repo}");
+    }
     still_held(&task).await;
-    let approvals = r
-        .get(
-            READER_TOKEN,
-            &format!("/repos/acme/shop/actions/runs/{}/approvals", run.id),
-        )
-        .await
-        .unwrap();
+    let approvals = r.approvals(run.id).await;
     assert_eq!(approvals, json!([]));
 
     // bob approves: the job is admitted with the environment's secrets and vars.
@@ -432,13 +415,7 @@ async fn review_production(r: &Rig) {
     assert!(r.pending(ADMIN_TOKEN, run.id).await.is_empty());
 
     // Who approved, when, with what comment.
-    let approvals = r
-        .get(
-            READER_TOKEN,
-            &format!("/repos/acme/shop/actions/runs/{}/approvals", run.id),
-        )
-        .await
-        .unwrap();
+    let approvals = r.approvals(run.id).await;
     let a = &approvals[0];
     assert_eq!(approvals.as_array().unwrap().len(), 1, "{approvals}");
     assert_eq!(a["user"]["login"], "bob");
@@ -544,9 +521,8 @@ async fn one_reviewer_twice_counts_once() {
     let p = r.pending(WRITER_TOKEN, run.id).await;
     assert_eq!(p[0]["current_user_can_approve"], false);
     let (st, msg) = r
-        .decide(WRITER_TOKEN, run.id, approve(&env_id, "two"))
-        .await
-        .unwrap_err();
+        .refused(WRITER_TOKEN, run.id, approve(&env_id, "two"))
+        .await;
     assert_eq!(st, 422);
     assert!(msg.contains("bob has already decided"), "{msg}");
     still_held(&task).await;
@@ -600,13 +576,7 @@ async fn a_rejection_fails_the_job_with_the_comment() {
         .await
         .unwrap();
     assert_eq!(list[0]["state"], "failure");
-    let approvals = r
-        .get(
-            READER_TOKEN,
-            &format!("/repos/acme/shop/actions/runs/{}/approvals", run.id),
-        )
-        .await
-        .unwrap();
+    let approvals = r.approvals(run.id).await;
     assert_eq!(approvals[0]["state"], "rejected");
 }
 
