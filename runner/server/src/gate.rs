@@ -301,11 +301,10 @@ impl DeliveryGates for ServerGate {
             "cancelled" => "inactive",
             _ => "failure",
         };
-        let description = outcome.url.as_deref().unwrap_or_default();
         if let Err(e) = self
             .app
             .store
-            .add_deployment_status(id, state, &self.run.actor, description)
+            .add_deployment_status(id, state, &self.run.actor, "")
             .await
         {
             tracing::error!("deployment {id}: store: {e}");

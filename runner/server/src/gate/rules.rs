@@ -116,3 +116,119 @@ pub fn rejection_message(v: &Verdict) -> Option<String> {
         None => format!("deployment rejected by {}", d.by),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn env(reviewers: &[&str], branches: &[&str]) -> Environment {
+        Environment {
+            reviewers: reviewers.iter().map(|s| s.to_string()).collect(),
+            required_approvals: 1,
+            prevent_self_review: true,
+            wait_timer: Duration::ZERO,
+            branches: branches.iter().map(|s| s.to_string()).collect(),
+            tags: Vec::new(),
+            secrets: Default::default(),
+            vars: Default::default(),
+        }
+    }
+
+    fn run(actor: &str) -> RunRecord {
+        RunRecord {
+            id: 7,
+            repo: "acme/shop".into(),
+            workflow_id: 1,
+            workflow_path: ".github/workflows/ci.yml".into(),
+            run_number: 1,
+            name: "CI".into(),
+            display_title: "x".into(),
+            event: "push".into(),
+            head_branch: "main".into(),
+            head_sha: "a".repeat(40),
+            git_ref: "refs/heads/main".into(),
+            actor: actor.into(),
+            status: "waiting".into(),
+            conclusion: None,
+            run_attempt: 1,
+            head_commit: serde_json::json!({}),
+            created_at: String::new(),
+            updated_at: String::new(),
+            run_started_at: String::new(),
+        }
+    }
+
+    fn review() -> ReviewRecord {
+        ReviewRecord {
+            id: 1,
+            run_id: 7,
+            job_id: 3,
+            environment: "production".into(),
+            state: "waiting".into(),
+            requested_at: "2026-01-01T00:00:00Z".into(),
+            decided_at: None,
+        }
+    }
+
+    fn decided(by: &str, state: &str) -> ApprovalRecord {
+        ApprovalRecord {
+            id: 1,
+            run_id: 7,
+            job_id: 3,
+            environment: "production".into(),
+            reviewer: by.into(),
+            state: state.into(),
+            comment: "because".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn empty_branch_lists_mean_any_ref() {
+        let open = policy("production", &env(&["bob"], &[]));
+        assert!(open.check_ref("refs/heads/anything/at/all").is_ok());
+        let main_only = policy("production", &env(&["bob"], &["main"]));
+        assert!(main_only.check_ref("refs/heads/main").is_ok());
+        assert!(main_only.check_ref("refs/tags/v1").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        let p = policy("production", &env(&["bob", "dave"], &[]));
+        let (run, review) = (run("dave"), review());
+        assert_eq!(refusal(&p, &run, &review, &[], "bob"), None);
+        assert!(
+            refusal(&p, &run, &review, &[], "dave")
+                .unwrap()
+                .contains("triggered the run")
+        );
+        assert!(
+            refusal(&p, &run, &review, &[], "erin")
+                .unwrap()
+                .contains("not a reviewer")
+        );
+        let once = [decided("bob", "approved")];
+        assert!(
+            refusal(&p, &run, &review, &once, "BOB")
+                .unwrap()
+                .contains("already decided")
+        );
+    }
+
+    #[test]
+    fn a_counted_rejection_carries_its_comment() {
+        let p = policy("production", &env(&["bob"], &[]));
+        let (run, review) = (run("alice"), review());
+        let v = judge(&p, &run, &review, &[decided("bob", "rejected")]);
+        assert_eq!(v.state, ApprovalState::Rejected);
+        assert_eq!(
+            rejection_message(&v).unwrap(),
+            "deployment rejected by bob: because"
+        );
+        // A rejection by someone who is not a reviewer does not count.
+        let v = judge(&p, &run, &review, &[decided("mallory", "rejected")]);
+        assert_eq!(rejection_message(&v), None);
+        assert_eq!(v.state, ApprovalState::Pending);
+    }
+}
