@@ -26,19 +26,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: &str) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: &str) -> ApiError {
         ApiError {
             status,
             body: api_json::error(message, None),
         }
     }
-    fn unprocessable(message: &str, errors: Option<J>) -> ApiError {
+    pub(crate) fn unprocessable(message: &str, errors: Option<J>) -> ApiError {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: api_json::error(message, errors),
         }
     }
-    fn not_found() -> ApiError {
+    pub(crate) fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "Not Found")
     }
 }
@@ -59,7 +59,7 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 /// The user a request's `Authorization: Bearer …` / `token …` header names.
 pub fn authenticate<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a User, ApiError> {
@@ -84,7 +84,7 @@ pub fn authenticate<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a User, A
 
 /// The user and repository of a `/repos/{owner}/{repo}/…` request that needs `role`.
 /// An unknown repository is 404 whatever the role, so a token cannot probe for names.
-fn authorize<'a>(
+pub(crate) fn authorize<'a>(
     app: &'a App,
     headers: &HeaderMap,
     owner: &str,
@@ -106,7 +106,7 @@ fn authorize<'a>(
 }
 
 /// `per_page` (1–100, default 30) and `page` (from 1).
-fn paging(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
+pub(crate) fn paging(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
     let num = |k: &str, default: i64| -> Result<i64, ApiError> {
         match q.get(k) {
             None => Ok(default),
@@ -122,7 +122,13 @@ fn paging(q: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
 }
 
 /// GitHub's `Link` header for page `page` of `total` items.
-fn link_header(url: &str, q: &HashMap<String, String>, page: i64, per: i64, total: i64) -> String {
+pub(crate) fn link_header(
+    url: &str,
+    q: &HashMap<String, String>,
+    page: i64,
+    per: i64,
+    total: i64,
+) -> String {
     let last = ((total + per - 1) / per).max(1);
     let mut rest: Vec<(&String, &String)> = q
         .iter()
@@ -156,7 +162,7 @@ fn link_base(app: &App, headers: &HeaderMap) -> String {
     }
 }
 
-fn paged(body: J, link: String) -> Response {
+pub(crate) fn paged(body: J, link: String) -> Response {
     let mut resp = Json(body).into_response();
     if !link.is_empty()
         && let Ok(v) = HeaderValue::from_str(&link)
@@ -250,7 +256,7 @@ pub async fn get_run(
     Ok(Json(api_json::run(&app.cfg.url, &run)).into_response())
 }
 
-async fn find_run(
+pub(crate) async fn find_run(
     app: &App,
     repo: &str,
     id: &str,
@@ -424,7 +430,7 @@ async fn rerun_with(
 }
 
 /// The body as a JSON object, or GitHub's 400 for text that is not JSON.
-fn json_object(body: &Bytes) -> Result<serde_json::Map<String, J>, ApiError> {
+pub(crate) fn json_object(body: &Bytes) -> Result<serde_json::Map<String, J>, ApiError> {
     match serde_json::from_slice::<J>(body) {
         Ok(J::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::unprocessable(
@@ -438,7 +444,7 @@ fn json_object(body: &Bytes) -> Result<serde_json::Map<String, J>, ApiError> {
     }
 }
 
-fn missing_field(resource: &str, field: &str) -> ApiError {
+pub(crate) fn missing_field(resource: &str, field: &str) -> ApiError {
     ApiError::unprocessable(
         &format!("Invalid request.\n\n\"{field}\" wasn't supplied."),
         Some(json!([{ "resource": resource, "field": field, "code": "missing_field" }])),

@@ -3,6 +3,7 @@
 //! on them with GitHub's paths and JSON shapes.
 
 pub mod api;
+pub mod api_deploy;
 pub mod api_json;
 pub mod config;
 mod config_read;
@@ -12,6 +13,7 @@ pub mod mirror;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod store_reviews;
 pub mod store_runs;
 pub mod trigger;
 

@@ -113,6 +113,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(api::repository_dispatch),
         )
         .route("/api/v3/gantry/deliveries", get(api::deliveries))
+        .merge(crate::api_deploy::routes())
         .merge(hooks)
         .with_state(app)
 }

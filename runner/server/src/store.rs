@@ -24,11 +24,14 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "run store",
-    include_str!("../migrations/0001_run_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "run store",
+        include_str!("../migrations/0001_run_store.sql"),
+    ),
+    (3, "reviews", include_str!("../migrations/0003_reviews.sql")),
+];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
 #[derive(Clone)]
