@@ -5,11 +5,13 @@
 //! - `events.jsonl`: every event except log lines, one JSON object a line;
 //! - `logs/<job>/<step>.log` (`setup.log` for job-level text): the masked log of each step;
 //! - `summary.json` / `summary.md`: the result and every job's result, duration and outputs
-//!   (used by `gantry rerun --failed`);
+//!   (used by `gantry rerun --failed`), the critical path and the step summaries, built from
+//!   the events ([`SummaryBuilder`]) by the writer once `run_finished` was seen;
 //! - `workflows/`: copies of the workflow files the run used (and the local ones they call)
 //!   that were not as committed.
 //!
-//! Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
+//! This module is the layout; `gantry-session`'s `LocalRunStore` is the run store that
+//! writes it (as an event subscriber). Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
 //! A crash leaves a usable record: `events.jsonl` and the logs are extended by whole lines
 //! ([`writer`]), the JSON files are replaced whole ([`write_atomically`]), and readers skip a
 //! cut last line and rebuild a missing summary from the events ([`reader`]).

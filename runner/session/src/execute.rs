@@ -116,7 +116,19 @@ impl PreparedRun {
             }
             b.finished_summary()
         });
-        let delivery_report = self.wire_delivery(&bus).await?;
+        let delivery_report = match self.wire_delivery(&bus).await {
+            Ok(h) => h,
+            Err(e) => {
+                // No run: let the recorder and the subscribers end (the record stays
+                // without a summary, as a run that did not finish).
+                bus.close();
+                drop(bus);
+                for p in pending {
+                    p.wait().await;
+                }
+                return Err(e);
+            }
+        };
         let outcome = gantry_engine::run::execute(self.cfg, bus.clone(), cancel).await;
         bus.close();
         drop(bus);
