@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "hunter2-session-secret";
 
-const WORKFLOW: &str = r#"
+const WORKFLOW: &str = r###"
 on: push
 jobs:
   build:
@@ -35,7 +35,7 @@ jobs:
     environment: production
     steps:
       - run: echo deployed
-"#;
+"###;
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -87,7 +87,10 @@ struct MemoryStore {
 
 impl RunStore for MemoryStore {
     fn begin(&self, start: &RunStart<'_>) -> Result<RunSlot, StoreError> {
-        self.started.lock().unwrap().push(start.secret_names.clone());
+        self.started
+            .lock()
+            .unwrap()
+            .push(start.secret_names.clone());
         let events = self.events.clone();
         let recorder = move |bus: &EventBus| {
             let mut sub = bus.subscribe();
@@ -133,8 +136,8 @@ async fn a_caller_with_its_own_store_and_gates_gets_the_run_recorded_from_events
     let repo = repo();
     let gates = Arc::new(Refuse::default());
     let store = MemoryStore::default();
-    let prepared = Session::prepare(request(repo.path(), GateSource::Given(gates.clone())))
-        .expect("prepares");
+    let prepared =
+        Session::prepare(request(repo.path(), GateSource::Given(gates.clone()))).expect("prepares");
     assert_eq!(prepared.workflows().len(), 1);
     let result = prepared
         .execute(&store, vec![], CancellationToken::new())
@@ -155,13 +158,19 @@ async fn a_caller_with_its_own_store_and_gates_gets_the_run_recorded_from_events
         vec![("build", Status::Success), ("deploy", Status::Failure)]
     );
     // The store got the names of the secrets, never their values, and every event.
-    assert_eq!(*store.started.lock().unwrap(), vec![vec!["TOKEN".to_string()]]);
+    assert_eq!(
+        *store.started.lock().unwrap(),
+        vec![vec!["TOKEN".to_string()]]
+    );
     let events = store.events.lock().unwrap();
     assert!(matches!(events.last(), Some(RunEvent::RunFinished { .. })));
     let all = serde_json::to_string(&*events).unwrap();
     assert!(all.contains("building with ***"), "{all}");
     assert!(!all.contains(SECRET));
-    assert!(all.contains("## built"), "the step summary is an event: {all}");
+    assert!(
+        all.contains("## built"),
+        "the step summary is an event: {all}"
+    );
     // Nothing was written into the workspace's own run records.
     assert!(!repo.path().join(".gantry/runs").exists());
 }
@@ -184,8 +193,7 @@ async fn the_local_store_derives_every_file_from_the_events_and_the_request() {
     assert_eq!(result.location, dir);
 
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["result"], "success");
     assert_eq!(summary["jobs"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -205,13 +213,26 @@ async fn the_local_store_derives_every_file_from_the_events_and_the_request() {
 #[test]
 fn bad_requests_are_refused_before_a_run_exists() {
     let repo = repo();
-    let mut r = request(repo.path(), GateSource::RepoConfig { print_events: false });
+    let mut r = request(
+        repo.path(),
+        GateSource::RepoConfig {
+            print_events: false,
+        },
+    );
     r.options.only_jobs = vec!["nope".into()];
     let err = Session::prepare(r).err().expect("refused");
-    assert!(matches!(err, SessionError::UnknownJob(ref j) if j == "nope"), "{err}");
+    assert!(
+        matches!(err, SessionError::UnknownJob(ref j) if j == "nope"),
+        "{err}"
+    );
     assert!(err.is_bad_input());
 
-    let mut r = request(repo.path(), GateSource::RepoConfig { print_events: false });
+    let mut r = request(
+        repo.path(),
+        GateSource::RepoConfig {
+            print_events: false,
+        },
+    );
     r.event_name = "pull_request".into();
     let p = Session::prepare(r).unwrap();
     assert!(p.is_empty());
@@ -223,7 +244,12 @@ fn bad_requests_are_refused_before_a_run_exists() {
         "on: push\njobs:\n  x: [\n",
     )
     .unwrap();
-    let r = request(repo.path(), GateSource::RepoConfig { print_events: false });
+    let r = request(
+        repo.path(),
+        GateSource::RepoConfig {
+            print_events: false,
+        },
+    );
     let err = Session::prepare(r).err().expect("refused");
     assert!(matches!(err, SessionError::Workflows(_)), "{err}");
     assert!(err.to_string().contains("bad.yml"), "{err}");
