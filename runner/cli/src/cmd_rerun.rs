@@ -7,15 +7,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use gantry_engine::actions::reference::{UsesRef, parse_uses};
 use gantry_engine::events::Status;
-use gantry_engine::run::{ReusedJob, WorkflowEntry};
-use gantry_engine::store::{self, RecordedSources, RunStore, WorkflowText};
-use gantry_workflow::{Loaded, Workflow};
+use gantry_engine::run::ReusedJob;
+use gantry_engine::store::{self, LocalRuns};
+use gantry_session::{RunRecord, WorkflowSource};
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 
-use crate::cmd_run::{BadInput, Prepared, RunArgs, execute, exit_code, prepare_from};
+use crate::cmd_run::{BadInput, RunArgs, execute, exit_code, prepare, request_from_args};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RerunArgs {
@@ -36,128 +34,6 @@ pub struct RerunArgs {
     pub quiet: bool,
     #[arg(short = 'C', long = "workdir")]
     pub workdir: Option<PathBuf>,
-}
-
-/// What `run.json` records (no secret values).
-#[derive(Serialize, Deserialize)]
-struct RunRecord {
-    args: RunArgs,
-    secret_names: Vec<String>,
-    root: PathBuf,
-    /// The commit and the workflow files the run used (absent in records of older versions).
-    #[serde(default)]
-    sources: RecordedSources,
-    /// The run this one re-ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rerun_of: Option<String>,
-}
-
-/// A workflow file to load: the name diagnostics give it, the path the run knows it by,
-/// and its text (`None`: unreadable, loaded from `display` to say why).
-pub(crate) struct WorkflowSource {
-    display: String,
-    pub(crate) rel_path: String,
-    text: Option<String>,
-}
-
-impl WorkflowSource {
-    pub(crate) fn read(path: &Path, rel_path: String) -> Self {
-        WorkflowSource {
-            display: path.display().to_string(),
-            rel_path,
-            text: std::fs::read_to_string(path).ok(),
-        }
-    }
-
-    pub(crate) fn load(&self) -> Loaded<Workflow> {
-        match &self.text {
-            Some(text) => gantry_workflow::parse_workflow(&self.display, text),
-            None => gantry_workflow::load_workflow(Path::new(&self.display)),
-        }
-    }
-
-    /// The text as parsed, for the run record.
-    pub(crate) fn into_text(self) -> Option<WorkflowText> {
-        Some(WorkflowText {
-            rel_path: self.rel_path,
-            text: self.text?,
-        })
-    }
-}
-
-/// The local reusable workflows (`uses: ./.github/workflows/…`) that `workflows` call,
-/// directly or through each other: their texts from `known` (a re-run's recorded ones) or
-/// read now. Paths leading out of `root` are left to the resolver to refuse.
-fn local_callees(
-    root: &Path,
-    workflows: &[WorkflowEntry],
-    known: &HashMap<PathBuf, String>,
-) -> Vec<WorkflowText> {
-    let Ok(canonical_root) = root.canonicalize() else {
-        return vec![];
-    };
-    let mut found: Vec<WorkflowText> = Vec::new();
-    let mut queue: Vec<Workflow> = workflows.iter().map(|w| w.workflow.clone()).collect();
-    // GitHub's limit on distinct called workflows bounds the walk.
-    while let Some(w) = queue.pop()
-        && found.len() < 50
-    {
-        for job in w.jobs.values() {
-            let Some(uses) = &job.uses else { continue };
-            let Ok(UsesRef::LocalWorkflow { path }) = parse_uses(&uses.value) else {
-                continue;
-            };
-            let rel = path.trim_start_matches("./").to_string();
-            if found.iter().any(|f| f.rel_path == rel) {
-                continue;
-            }
-            let file = root.join(&rel);
-            let text = match known.get(&file) {
-                Some(text) => text.clone(),
-                None => {
-                    let inside = file
-                        .canonicalize()
-                        .is_ok_and(|c| c.starts_with(&canonical_root));
-                    match std::fs::read_to_string(&file) {
-                        Ok(text) if inside => text,
-                        _ => continue,
-                    }
-                }
-            };
-            if let Some(callee) = gantry_workflow::parse_workflow(&rel, &text).value {
-                queue.push(callee);
-            }
-            found.push(WorkflowText {
-                rel_path: rel,
-                text,
-            });
-        }
-    }
-    found
-}
-
-/// Writes `run.json` for the run `p` recorded in `dir`, with the workflow files it parsed
-/// and the local ones they call (copied beside it unless identical to the commit's). The
-/// run then calls those texts, not whatever the files hold when a job gets to the call.
-pub(crate) fn save_run_record(dir: &Path, p: &mut Prepared) -> anyhow::Result<()> {
-    let called = local_callees(&p.cfg.root, &p.cfg.workflows, &p.cfg.workflow_texts);
-    p.cfg.workflow_texts = called
-        .iter()
-        .map(|w| (p.cfg.root.join(&w.rel_path), w.text.clone()))
-        .collect();
-    let sources = store::record_workflows(&p.cfg.root, dir, &p.sources, &called)?;
-    let record = RunRecord {
-        args: p.args.clone(),
-        secret_names: p.cfg.secrets.keys().cloned().collect(),
-        root: p.cfg.root.clone(),
-        sources,
-        rerun_of: p.rerun_of.clone(),
-    };
-    store::write_atomically(
-        &dir.join("run.json"),
-        serde_json::to_string_pretty(&record)?.as_bytes(),
-    )?;
-    Ok(())
 }
 
 /// The local reusable workflows run `id` called, as it called them, by path.
@@ -243,7 +119,7 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
         Some(d) => d.clone(),
         None => std::env::current_dir()?,
     };
-    let store = RunStore::new(&root);
+    let store = LocalRuns::new(&root);
     let Some(id) = args.run.clone().or_else(|| store.latest()) else {
         bail!(BadInput("no saved run to re-run".into()));
     };
@@ -275,22 +151,26 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
     } else {
         Some(recorded_sources(&record, &dir, &id)?)
     };
-    let mut run_args = record.args.clone();
+    let mut run_args: RunArgs = serde_json::from_value(record.args.clone())
+        .map_err(|e| BadInput(format!("{}: args: {e}", dir.join("run.json").display())))?;
+    let original_secret_file = run_args.secret_file.clone();
     run_args.workdir = Some(record.root.clone());
     run_args.json = args.json;
     run_args.quiet = args.quiet;
     // Only the secrets given now: none is kept from the recorded run, not even its file.
     run_args.secret = args.secret.clone();
     run_args.secret_file = args.secret_file.clone();
-    let original_secret_file = record.args.secret_file.clone();
 
-    let mut p = prepare_from(run_args, IndexMap::new(), sources)?;
-    p.rerun_of = Some(id.clone());
-    p.cfg.workflow_texts = recorded_callees(&record, &dir, &id)?;
+    let mut request = request_from_args(&run_args, IndexMap::new(), sources)?;
+    request.rerun_of = Some(id.clone());
+    request.workflow_texts = recorded_callees(&record, &dir, &id)?;
+    if args.failed {
+        request.reuse = reusable_jobs(&rebuilt.summary);
+    }
     let missing: Vec<&str> = record
         .secret_names
         .iter()
-        .filter(|n| !p.cfg.secrets.contains_key(n.as_str()))
+        .filter(|n| !request.secrets.contains_key(n.as_str()))
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
@@ -314,8 +194,6 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    if args.failed {
-        p.cfg.reuse = reusable_jobs(&rebuilt.summary);
-    }
+    let p = prepare(request, &run_args)?;
     execute(p, args.json, args.quiet).await
 }

@@ -1,25 +1,25 @@
-//! `gantry run [EVENT]`: assemble a run from flags (act-compatible names where they
-//! overlap), start the reporters, run, save (`gantry rerun` is in `cmd_rerun.rs`).
+//! `gantry run [EVENT]`: a run request from flags (act-compatible names where they
+//! overlap), given to the run session (`gantry-session`) with the terminal or JSON
+//! reporter and the local run store; `gantry rerun` is in `cmd_rerun.rs`.
 //!
 //! Exit codes: 0 success, 1 the workflow failed or was cancelled, 2 bad input.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{Context, bail};
-use gantry_engine::actions::{ActionResolver, ResolverConfig};
+use anyhow::bail;
+use gantry_engine::actions::ResolverConfig;
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::context::parse_dotenv;
-use gantry_engine::events::{EventBus, RunEvent, Status};
-use gantry_engine::run::{Platform, RunConfig, WorkflowEntry};
-use gantry_engine::store::{self, RunStore, WorkflowText};
+use gantry_engine::events::EventBus;
+use gantry_engine::run::{Platform, RunConfig};
+use gantry_session::{
+    GateSource, LocalRunStore, Pending, PreparedRun, RunOptions, RunRequest, RunSubscriber,
+    Session, SessionError, WorkflowFiles, WorkflowSource, rel_to,
+};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd_rerun::WorkflowSource;
 use crate::terminal;
 
 mod flags;
@@ -136,80 +136,13 @@ fn dotenv_file(path: &Path, root: &Path) -> anyhow::Result<IndexMap<String, Stri
     parse_dotenv(&text).map_err(|e| BadInput(format!("{}: {e}", path.display())).into())
 }
 
-fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let defaults = [root.join(".github/workflows")];
-    let list: Vec<PathBuf> = if paths.is_empty() {
-        defaults.to_vec()
-    } else {
-        paths
-            .iter()
-            .map(|p| {
-                if p.is_absolute() || p.exists() {
-                    p.clone()
-                } else {
-                    root.join(p)
-                }
-            })
-            .collect()
-    };
-    let mut files = Vec::new();
-    for p in list {
-        if p.is_dir() {
-            let mut here: Vec<PathBuf> = std::fs::read_dir(&p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-                })
-                .collect();
-            here.sort();
-            files.extend(here);
-        } else if p.is_file() {
-            files.push(p);
-        } else {
-            bail!(BadInput(format!(
-                "no workflow file or directory at {}",
-                p.display()
-            )));
-        }
-    }
-    for f in &files {
-        gantry_engine::actions::resolve::repository_file_beneath(root, f).map_err(BadInput)?;
-    }
-    Ok(files)
-}
-
-fn rel_to(root: &Path, p: &Path) -> String {
-    let rp = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let rr = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    rp.strip_prefix(&rr)
-        .map(|r| r.display().to_string())
-        .unwrap_or_else(|_| p.display().to_string())
-}
-
-pub(crate) struct Prepared {
-    pub(crate) cfg: RunConfig,
-    pub(crate) args: RunArgs,
-    /// The text of each workflow that runs, as parsed (kept in the run record).
-    pub(crate) sources: Vec<WorkflowText>,
-    /// The run this one re-runs.
-    pub(crate) rerun_of: Option<String>,
-}
-
-pub(crate) fn prepare(
-    args: RunArgs,
-    extra_secrets: IndexMap<String, String>,
-) -> anyhow::Result<Prepared> {
-    prepare_from(args, extra_secrets, None)
-}
-
-/// [`prepare`] with the workflow files given (a re-run's recorded ones) instead of found.
-pub(crate) fn prepare_from(
-    args: RunArgs,
+/// A run request from `gantry run`'s flags, with `extra_secrets` over the flags' and the
+/// workflow files given (a re-run's recorded ones) instead of found.
+pub(crate) fn request_from_args(
+    args: &RunArgs,
     extra_secrets: IndexMap<String, String>,
     recorded: Option<Vec<WorkflowSource>>,
-) -> anyhow::Result<Prepared> {
+) -> anyhow::Result<RunRequest> {
     let root = match &args.workdir {
         Some(d) => d.clone(),
         None => std::env::current_dir()?,
@@ -218,147 +151,103 @@ pub(crate) fn prepare_from(
         .canonicalize()
         .map_err(|e| BadInput(format!("{}: {e}", root.display())))?;
     let event_name = args.event.clone().unwrap_or_else(|| "push".into());
-    let event: serde_json::Value = match &args.event_file {
-        Some(f) => {
-            let p = if f.is_absolute() || f.exists() {
-                f.clone()
-            } else {
-                root.join(f)
-            };
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| BadInput(format!("{}: {e}", f.display())))?;
-            serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", f.display())))?
-        }
-        None => serde_json::json!({}),
-    };
-    let mut secrets = IndexMap::new();
+    let mut request = RunRequest::new(root.clone(), event_name);
+    if let Some(f) = &args.event_file {
+        let p = if f.is_absolute() || f.exists() {
+            f.clone()
+        } else {
+            root.join(f)
+        };
+        let text =
+            std::fs::read_to_string(&p).map_err(|e| BadInput(format!("{}: {e}", f.display())))?;
+        request.event =
+            serde_json::from_str(&text).map_err(|e| BadInput(format!("{}: {e}", f.display())))?;
+    }
     if let Some(f) = &args.secret_file {
-        secrets.extend(dotenv_file(f, &root)?);
+        request.secrets.extend(dotenv_file(f, &root)?);
     }
-    secrets.extend(flags::secrets(&args.secret, |k| std::env::var(k).ok())?);
-    secrets.extend(extra_secrets);
-    let mut vars = IndexMap::new();
+    request
+        .secrets
+        .extend(flags::secrets(&args.secret, |k| std::env::var(k).ok())?);
+    request.secrets.extend(extra_secrets);
     if let Some(f) = &args.var_file {
-        vars.extend(dotenv_file(f, &root)?);
+        request.vars.extend(dotenv_file(f, &root)?);
     }
-    vars.extend(kv(&args.var, '=', "--var")?);
-    let mut env = IndexMap::new();
+    request.vars.extend(kv(&args.var, '=', "--var")?);
     if let Some(f) = &args.env_file {
-        env.extend(dotenv_file(f, &root)?);
+        request.env.extend(dotenv_file(f, &root)?);
     }
-    env.extend(kv(&args.env, '=', "--env")?);
-    let mut inputs = IndexMap::new();
+    request.env.extend(kv(&args.env, '=', "--env")?);
     if let Some(f) = &args.input_file {
-        inputs.extend(dotenv_file(f, &root)?);
+        request.inputs.extend(dotenv_file(f, &root)?);
     }
-    inputs.extend(kv(&args.input, '=', "--input")?);
-    let mut platforms = IndexMap::new();
+    request.inputs.extend(kv(&args.input, '=', "--input")?);
+    request.actor = args.actor.clone();
+    request.workflows = match recorded {
+        Some(s) => WorkflowFiles::Given(s),
+        None => WorkflowFiles::Find(args.workflows.clone()),
+    };
+    request.options = run_options(args)?;
+    request.gates = GateSource::RepoConfig {
+        print_events: !args.json,
+    };
+    request.invocation = serde_json::to_value(args)?;
+    Ok(request)
+}
+
+/// The execution options from the flags: every flag that sets a field of the engine's
+/// `RunConfig` (through the session's `RunOptions`) is read here.
+fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
+    let mut o = RunOptions::default();
     for (k, v) in kv(&args.platform, '=', "-P")? {
         let p = if v.eq_ignore_ascii_case("host") || v == "-self-hosted" {
             Platform::Host
         } else {
             Platform::Image(v)
         };
-        platforms.insert(k, p);
+        o.platforms.insert(k, p);
     }
-    let matrix_filters = flags::matrix_filters(&args.matrix)?;
-
-    // Workflows triggered by the event: event name, activity types and branch/tag filters
-    // (GitHub's rules, in gantry-plan). Without a payload ref, the repository's HEAD is the
-    // pushed ref. Path filters are not evaluated locally (no "before" commit is known).
-    let mut trigger = gantry_plan::trigger::Event::from_payload(&event_name, event.clone());
-    if trigger.ref_.is_none() && event_name != "pull_request" && event_name != "pull_request_target"
-    {
-        let head = gantry_engine::context::GitInfo::discover(&root).git_ref;
-        if !head.is_empty() {
-            trigger.ref_ = Some(head);
-        }
-    }
-    let sources = match recorded {
-        Some(s) => s,
-        None => collect_workflow_files(&args.workflows, &root)?
-            .iter()
-            .map(|f| WorkflowSource::read(f, rel_to(&root, f)))
-            .collect(),
-    };
-    let mut workflows = Vec::new();
-    let mut ran = Vec::new();
-    let mut errors = Vec::new();
-    let mut not_triggered = Vec::new();
-    for src in sources {
-        let loaded = src.load();
-        for d in &loaded.diagnostics {
-            if d.severity == gantry_workflow::Severity::Error {
-                errors.push(d.to_string());
-            }
-        }
-        if let Some(w) = loaded.value {
-            let m = gantry_plan::trigger::matches(&w, &trigger);
-            if !m.matched {
-                not_triggered.push(format!("{}: {}", src.rel_path, m.reason));
-                continue;
-            }
-            workflows.push(WorkflowEntry {
-                rel_path: src.rel_path.clone(),
-                workflow: w,
-            });
-            ran.extend(src.into_text());
-        }
-    }
-    if !errors.is_empty() {
-        bail!(BadInput(errors.join("\n")));
-    }
-    if workflows.is_empty() {
-        for why in &not_triggered {
-            eprintln!("gantry: skipped {why}");
-        }
-    } else {
-        flags::check_matrix_filters(&workflows, &matrix_filters)?;
-    }
-    let mut cfg = RunConfig::new(root, workflows);
-    cfg.event_name = event_name;
-    cfg.event = event;
-    cfg.actor = args.actor.clone();
-    cfg.secrets = secrets;
-    cfg.vars = vars;
-    cfg.env = env;
-    cfg.inputs = inputs;
-    cfg.platforms = platforms;
-    cfg.all_host = args.host;
-    if let Some(n) = args.max_jobs {
-        cfg.max_jobs = n.max(1);
-    }
-    cfg.only_jobs = args.jobs_filter.clone();
-    cfg.matrix_filters = matrix_filters
+    o.all_host = args.host;
+    o.max_jobs = args.max_jobs;
+    o.only_jobs = args.jobs_filter.clone();
+    o.matrix_filters = flags::matrix_filters(&args.matrix)?
         .into_iter()
         .map(|f| (f.key, f.value))
         .collect();
-    cfg.bind = args.bind;
-    cfg.keep_work = args.keep_work;
-    cfg.resolver = Arc::new(ActionResolver::new(resolver_config(&args)?));
+    o.bind = args.bind;
+    o.keep_work = args.keep_work;
+    o.resolver = resolver_config(args)?;
     if let Some(t) = args.term_after {
-        cfg.kill = KillPolicy {
+        o.kill = Some(KillPolicy {
             term_after: std::time::Duration::from_secs_f64(t.max(0.0)),
             kill_after: std::time::Duration::from_secs_f64((t / 3.0).max(0.1)),
-        };
+        });
     }
-    for id in &cfg.only_jobs {
-        if !cfg
-            .workflows
-            .iter()
-            .any(|w| w.workflow.jobs.contains_key(id))
-        {
-            bail!(BadInput(format!(
-                "no job '{id}' in the workflows for this event"
-            )));
+    Ok(o)
+}
+
+/// Prepares the run of `request` (usage errors exit 2), says which workflows the event
+/// does not trigger when it triggers none, and checks `--matrix` against the workflows.
+pub(crate) fn prepare(request: RunRequest, args: &RunArgs) -> anyhow::Result<PreparedRun> {
+    let prepared = Session::prepare(request).map_err(session_error)?;
+    if prepared.is_empty() {
+        for why in prepared.not_triggered() {
+            eprintln!("gantry: skipped {why}");
         }
+    } else {
+        let filters = flags::matrix_filters(&args.matrix)?;
+        flags::check_matrix_filters(prepared.workflows(), &filters)?;
     }
-    Ok(Prepared {
-        cfg,
-        args,
-        sources: ran,
-        rerun_of: None,
-    })
+    Ok(prepared)
+}
+
+/// A session error as the CLI reports it: bad input is a usage error (exit 2).
+pub(crate) fn session_error(e: SessionError) -> anyhow::Error {
+    if e.is_bad_input() {
+        BadInput(e.to_string()).into()
+    } else {
+        e.into()
+    }
 }
 
 fn dry_run(cfg: &RunConfig) -> i32 {
@@ -395,131 +284,42 @@ fn dry_run(cfg: &RunConfig) -> i32 {
     0
 }
 
-pub(crate) async fn execute(mut p: Prepared, json: bool, quiet: bool) -> anyhow::Result<i32> {
-    if p.cfg.workflows.is_empty() {
-        eprintln!("gantry: no workflow is triggered by '{}'", p.cfg.event_name);
+/// Runs `p` with the local run store, printing as the flags say; the exit code of the run.
+pub(crate) async fn execute(p: PreparedRun, json: bool, quiet: bool) -> anyhow::Result<i32> {
+    if p.is_empty() {
+        eprintln!(
+            "gantry: no workflow is triggered by '{}'",
+            p.config().event_name
+        );
         return Ok(0);
     }
-    let store = RunStore::new(&p.cfg.root);
-    let (id, number, dir) = store.allocate().context("creating the run directory")?;
-    p.cfg.run_id = id.clone();
-    p.cfg.run_number = number;
-    crate::cmd_rerun::save_run_record(&dir, &mut p)?;
-
-    // Needs per job id, for the critical path.
-    let mut needs: HashMap<String, Vec<String>> = HashMap::new();
-    for w in &p.cfg.workflows {
-        for (id, j) in &w.workflow.jobs {
-            needs.insert(
-                id.clone(),
-                j.needs.iter().map(|n| n.value.clone()).collect(),
-            );
-        }
-    }
-
-    let bus = EventBus::new();
-    let writer = store::spawn_writer(dir.clone(), bus.subscribe_batched());
-    let reporter = if json {
-        gantry_engine::reporter::json::spawn(bus.subscribe_batched())
+    let root = p.config().root.clone();
+    let store = LocalRunStore::new(&root);
+    let reporter: Box<dyn RunSubscriber> = if json {
+        Box::new(|bus: &EventBus| {
+            Pending::Thread(gantry_engine::reporter::json::spawn(
+                bus.subscribe_batched(),
+            ))
+        })
     } else {
-        terminal::spawn(
-            bus.subscribe_batched(),
-            terminal::Options { quiet, color: true },
-        )
+        Box::new(move |bus: &EventBus| {
+            Pending::Thread(terminal::spawn(
+                bus.subscribe_batched(),
+                terminal::Options { quiet, color: true },
+            ))
+        })
     };
-    // Step summaries for summary.md.
-    let mut sums_sub = bus.subscribe();
-    let sums = tokio::spawn(async move {
-        let mut out: Vec<(String, String)> = Vec::new();
-        while let Some(ev) = sums_sub.recv().await {
-            if let RunEvent::StepSummary { job, markdown, .. } = &*ev {
-                out.push((job.to_string(), markdown.clone()));
-            }
-        }
-        out
-    });
-
     // SIGINT, SIGTERM, SIGHUP: cancel the run, then escalate (see signals.rs).
     let cancel = CancellationToken::new();
     let signals = crate::signals::StopOnSignals::install(cancel.clone())?;
-    let run_report = delivery(&mut p, &bus, json).await?;
-    let started = Instant::now();
-    let root = p.cfg.root.clone();
-    let outcome = gantry_engine::run::execute(p.cfg, bus.clone(), cancel).await;
+    let result = p.execute(&store, vec![reporter], cancel).await;
     drop(signals);
-    bus.close();
-    drop(bus);
-    if let Some(h) = run_report {
-        let _ = h.await;
-    }
-    let step_sums = sums.await.unwrap_or_default();
-    let _ = writer.join();
-    let _ = reporter.join();
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => bail!(BadInput(e)),
-    };
-    let critical = store::critical_path(&outcome.jobs, &needs);
-    let summary = store::write_summary(
-        &dir,
-        &id,
-        &outcome,
-        gantry_engine::events::millis(started.elapsed()),
-        critical,
-        &step_sums,
-    )?;
+    let result = result.map_err(session_error)?;
     if !json {
-        terminal::print_summary(&summary, true);
-        println!("saved in {}", rel_to(&root, &dir));
+        terminal::print_summary(&result.summary, true);
+        println!("saved in {}", rel_to(&root, &result.location));
     }
-    Ok(match outcome.result {
-        Status::Success | Status::Skipped => 0,
-        _ => 1,
-    })
-}
-
-/// Delivery rules from `.gantry/config.yml` (environment gates, health checks, rollback,
-/// Slack): sets the run's gates, sends delivery events into the run's event stream, wires
-/// `strategy: previous` ([`crate::redeploy::RunRedeploy`]) and starts the run-level Slack
-/// reporter (its task ends with the event stream). Without the file every environment is
-/// open and nothing is returned.
-async fn delivery(
-    p: &mut Prepared,
-    bus: &EventBus,
-    json: bool,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let builder = match gantry_delivery::from_repo(&p.cfg.root, gantry_workflow::parse_tree).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Ok(None),
-        Err(diags) => {
-            let text = diags.iter().map(|d| d.to_string()).collect::<Vec<_>>();
-            bail!(BadInput(text.join("\n")));
-        }
-    };
-    let redeploy = crate::redeploy::RunRedeploy::new(&p.cfg, &p.args, bus.subscribe());
-    let delivery = Arc::new(
-        builder
-            .secrets(p.cfg.secrets.clone())
-            .print_events(!json)
-            .run_events(bus.clone())
-            .redeploy(redeploy)
-            .build(),
-    );
-    p.cfg.gates = delivery.clone();
-    let actor = p
-        .cfg
-        .actor
-        .clone()
-        .unwrap_or_else(|| gantry_engine::context::GitInfo::discover(&p.cfg.root).actor);
-    let ctx = gantry_delivery::RunReportContext {
-        actor,
-        run_url: None,
-    };
-    Ok(Some(gantry_delivery::spawn_run_reporter(
-        delivery,
-        bus.subscribe(),
-        ctx,
-    )))
+    Ok(if result.succeeded() { 0 } else { 1 })
 }
 
 pub(crate) fn exit_code(r: anyhow::Result<i32>) -> anyhow::Result<i32> {
@@ -538,9 +338,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             let json = args.json;
             let quiet = args.quiet;
             let dry = args.dry_run;
-            let p = prepare(args, IndexMap::new())?;
+            let request = request_from_args(&args, IndexMap::new(), None)?;
+            let p = prepare(request, &args)?;
             if dry {
-                return Ok(dry_run(&p.cfg));
+                return Ok(dry_run(p.config()));
             }
             execute(p, json, quiet).await
         }

@@ -16,7 +16,6 @@ mod cmd_rerun;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_validate;
-mod redeploy;
 mod signals;
 mod terminal;
 

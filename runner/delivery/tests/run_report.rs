@@ -42,6 +42,7 @@ fn run_events(bus: &EventBus, result: Status) {
             duration_ms: 10,
             outputs: IndexMap::new(),
             reused: false,
+            continue_on_error: false,
         });
     }
     bus.emit(RunEvent::RunFinished {

@@ -149,6 +149,10 @@ pub enum RunEvent {
         /// Reused from an earlier run (`gantry rerun --failed`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         reused: bool,
+        /// `continue-on-error` let this job fail without failing the run (kept in
+        /// `summary.json`, which is built from the events).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        continue_on_error: bool,
     },
     StepStarted {
         job: Text,

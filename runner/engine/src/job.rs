@@ -253,6 +253,7 @@ pub async fn run_job(
             duration_ms: millis(duration),
             outputs: outputs.clone(),
             reused: false,
+            continue_on_error: coe,
         });
         JobOutcome {
             result,

@@ -359,6 +359,7 @@ pub(crate) fn finish_record(
         duration_ms: 0,
         outputs: outputs.clone(),
         reused,
+        continue_on_error: false,
     });
     JobRecord {
         key: key.to_string(),
@@ -734,6 +735,7 @@ async fn run_leg(
                     duration_ms: 0,
                     outputs: IndexMap::new(),
                     reused: false,
+                    continue_on_error: false,
                 });
                 cancelled_outcome()
             } else {
@@ -762,6 +764,7 @@ async fn run_leg(
                             duration_ms: 0,
                             outputs: IndexMap::new(),
                             reused: false,
+                            continue_on_error: false,
                         });
                         JobOutcome {
                             result: Status::Failure,

@@ -5,16 +5,17 @@
 //! - `events.jsonl`: every event except log lines, one JSON object a line;
 //! - `logs/<job>/<step>.log` (`setup.log` for job-level text): the masked log of each step;
 //! - `summary.json` / `summary.md`: the result and every job's result, duration and outputs
-//!   (used by `gantry rerun --failed`);
+//!   (used by `gantry rerun --failed`), the critical path and the step summaries, built from
+//!   the events ([`SummaryBuilder`]) by the writer once `run_finished` was seen;
 //! - `workflows/`: copies of the workflow files the run used (and the local ones they call)
 //!   that were not as committed.
 //!
-//! Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
+//! This module is the layout; `gantry-session`'s `LocalRunStore` is the run store that
+//! writes it (as an event subscriber). Run ids are increasing numbers (`1`, `2`, …); the directory is created atomically.
 //! A crash leaves a usable record: `events.jsonl` and the logs are extended by whole lines
 //! ([`writer`]), the JSON files are replaced whole ([`write_atomically`]), and readers skip a
 //! cut last line and rebuild a missing summary from the events ([`reader`]).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -23,21 +24,23 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::events::Status;
-use crate::run::{JobRecord, RunOutcome};
 
 mod reader;
+mod summary;
 mod workflows;
 mod writer;
 
 pub use reader::{RebuiltSummary, RecordError, RecordedEvents, read_events, summary_from_events};
+pub use summary::{SummaryBuilder, critical_path, write_summary};
 pub use workflows::{
     RecordedSources, RecordedWorkflow, WorkflowText, record_workflows, recorded_workflow_text,
 };
 pub use writer::{FLUSH_INTERVAL, spawn_writer};
 
-/// `<repo>/.gantry/runs`.
+/// `<repo>/.gantry/runs`: the local run records (the session's local `RunStore` writes
+/// them, `gantry rerun` reads them).
 #[derive(Debug, Clone)]
-pub struct RunStore {
+pub struct LocalRuns {
     pub dir: PathBuf,
 }
 
@@ -65,9 +68,9 @@ pub struct RunSummary {
     pub critical_path: Vec<String>,
 }
 
-impl RunStore {
+impl LocalRuns {
     pub fn new(repo_root: &Path) -> Self {
-        RunStore {
+        LocalRuns {
             dir: repo_root.join(".gantry").join("runs"),
         }
     }
@@ -170,110 +173,6 @@ fn ignore_state_dir(state: &Path) {
     }
 }
 
-/// The critical path: the chain of `needs` whose summed durations is the longest.
-pub fn critical_path(jobs: &[JobRecord], needs: &HashMap<String, Vec<String>>) -> Vec<String> {
-    // Per job id: the longest leg duration and the key of that leg.
-    let mut by_id: IndexMap<String, (u64, String)> = IndexMap::new();
-    for j in jobs {
-        let e = by_id.entry(j.job_id.clone()).or_insert((0, j.key.clone()));
-        if j.duration_ms >= e.0 {
-            *e = (j.duration_ms, j.key.clone());
-        }
-    }
-    let mut memo: HashMap<String, (u64, Vec<String>)> = HashMap::new();
-    fn longest(
-        id: &str,
-        by_id: &IndexMap<String, (u64, String)>,
-        needs: &HashMap<String, Vec<String>>,
-        memo: &mut HashMap<String, (u64, Vec<String>)>,
-        depth: usize,
-    ) -> (u64, Vec<String>) {
-        if let Some(v) = memo.get(id) {
-            return v.clone();
-        }
-        let (d, key) = by_id.get(id).cloned().unwrap_or((0, id.to_string()));
-        let mut best = (0, vec![]);
-        if depth < 10_000 {
-            for n in needs.get(id).into_iter().flatten() {
-                let c = longest(n, by_id, needs, memo, depth + 1);
-                if c.0 > best.0 || best.1.is_empty() {
-                    best = c;
-                }
-            }
-        }
-        let mut path = best.1;
-        path.push(key);
-        let r = (best.0 + d, path);
-        memo.insert(id.to_string(), r.clone());
-        r
-    }
-    let mut best: (u64, Vec<String>) = (0, vec![]);
-    for id in by_id.keys() {
-        let c = longest(id, &by_id, needs, &mut memo, 0);
-        if c.0 > best.0 || best.1.is_empty() {
-            best = c;
-        }
-    }
-    best.1
-}
-
-/// Writes `summary.json` and `summary.md`.
-pub fn write_summary(
-    dir: &Path,
-    run_id: &str,
-    outcome: &RunOutcome,
-    duration_ms: u64,
-    critical: Vec<String>,
-    step_summaries: &[(String, String)],
-) -> io::Result<RunSummary> {
-    let summary = RunSummary {
-        run_id: run_id.to_string(),
-        result: outcome.result,
-        duration_ms,
-        jobs: outcome
-            .jobs
-            .iter()
-            .map(|j| JobSummary {
-                key: j.key.clone(),
-                job_id: j.job_id.clone(),
-                workflow: j.workflow.clone(),
-                name: j.name.clone(),
-                result: j.result,
-                continue_on_error: j.continue_on_error,
-                outputs: j.outputs.clone(),
-                duration_ms: j.duration_ms,
-            })
-            .collect(),
-        critical_path: critical,
-    };
-    let mut md = format!(
-        "# Run {run_id}: {}\n\n| job | result | duration |\n|---|---|---|\n",
-        summary.result
-    );
-    for j in &summary.jobs {
-        md.push_str(&format!(
-            "| {} | {} | {:.1}s |\n",
-            j.name.replace('|', "\\|"),
-            j.result,
-            j.duration_ms as f64 / 1000.0
-        ));
-    }
-    if !summary.critical_path.is_empty() {
-        md.push_str(&format!(
-            "\nCritical path: {}\n",
-            summary.critical_path.join(" → ")
-        ));
-    }
-    for (job, text) in step_summaries {
-        md.push_str(&format!("\n## {job}\n\n{text}\n"));
-    }
-    write_atomically(&dir.join("summary.md"), md.as_bytes()).map_err(io::Error::other)?;
-    // Last: a run with `summary.json` is a finished run to its readers.
-    let json = serde_json::to_string_pretty(&summary).map_err(io::Error::other)?;
-    write_atomically(&dir.join("summary.json"), json.as_bytes()).map_err(io::Error::other)?;
-    Ok(summary)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +183,7 @@ mod tests {
     fn run_state_is_ignored_by_git_but_config_is_not() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = git2::Repository::init(tmp.path()).unwrap();
-        let store = RunStore::new(tmp.path());
+        let store = LocalRuns::new(tmp.path());
         let (_, _, dir) = store.allocate().unwrap();
         std::fs::write(dir.join("events.jsonl"), "{}\n").unwrap();
         std::fs::write(tmp.path().join(".gantry/config.yml"), "environments: {}\n").unwrap();

@@ -5,10 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use indexmap::IndexMap;
-
-use super::{JobSummary, RunSummary};
-use crate::events::{RunEvent, Status};
+use super::RunSummary;
+use crate::events::RunEvent;
 
 /// A run record that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -97,82 +95,18 @@ pub struct RebuiltSummary {
 }
 
 pub fn summary_from_events(run_id: &str, events: &[RunEvent]) -> RebuiltSummary {
-    let mut jobs: IndexMap<String, (JobSummary, bool)> = IndexMap::new();
-    let mut result = None;
-    let mut duration = 0;
+    let mut builder = super::SummaryBuilder::default();
     for ev in events {
-        match ev {
-            RunEvent::JobQueued {
-                job,
-                job_id,
-                name,
-                workflow,
-                ..
-            } => {
-                jobs.entry(job.to_string()).or_insert_with(|| {
-                    let summary = JobSummary {
-                        key: job.to_string(),
-                        job_id: job_id.clone(),
-                        workflow: workflow.clone(),
-                        name: name.clone(),
-                        result: Status::Failure,
-                        // Not in the events: a crashed job is re-run either way.
-                        continue_on_error: false,
-                        outputs: IndexMap::new(),
-                        duration_ms: 0,
-                    };
-                    (summary, false)
-                });
-            }
-            RunEvent::JobFinished {
-                job,
-                result,
-                duration_ms,
-                outputs,
-                ..
-            } => {
-                if let Some((j, finished)) = jobs.get_mut(job.as_str()) {
-                    j.result = *result;
-                    j.duration_ms = *duration_ms;
-                    j.outputs = outputs.clone();
-                    *finished = true;
-                }
-            }
-            RunEvent::RunFinished {
-                result: r,
-                duration_ms,
-                ..
-            } => {
-                result = Some(*r);
-                duration = *duration_ms;
-            }
-            _ => {}
-        }
+        builder.observe(ev);
     }
-    let unfinished: Vec<String> = jobs
-        .iter()
-        .filter(|(_, (_, finished))| !finished)
-        .map(|(k, _)| k.clone())
-        .collect();
-    let result = match result {
-        Some(r) if unfinished.is_empty() => r,
-        _ => Status::Failure,
-    };
-    RebuiltSummary {
-        summary: RunSummary {
-            run_id: run_id.to_string(),
-            result,
-            duration_ms: duration,
-            jobs: jobs.into_values().map(|(j, _)| j).collect(),
-            critical_path: vec![],
-        },
-        unfinished,
-    }
+    builder.rebuilt(run_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Status;
+    use indexmap::IndexMap;
 
     fn line(ev: &RunEvent) -> String {
         serde_json::to_string(ev).unwrap() + "\n"
@@ -196,6 +130,7 @@ mod tests {
             duration_ms: 5,
             outputs: IndexMap::from([("v".to_string(), "1".to_string())]),
             reused: false,
+            continue_on_error: false,
         }
     }
 

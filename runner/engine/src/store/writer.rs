@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::{SummaryBuilder, write_summary};
 use crate::events::{BatchedSubscription, Received, RunEvent};
 use crate::workspace::sanitize;
 
@@ -131,7 +132,9 @@ impl RecordFiles {
 }
 
 /// Consumes `sub` on a thread, writing `events.jsonl` (every event but log lines) and the
-/// step logs under `dir`.
+/// step logs under `dir`, and once the stream closes after `run_finished`, `summary.json`
+/// and `summary.md` built from the same events ([`SummaryBuilder`]). A run that did not
+/// finish gets no summary (its readers rebuild one from the events).
 pub fn spawn_writer(
     dir: PathBuf,
     mut sub: BatchedSubscription,
@@ -143,6 +146,7 @@ pub fn spawn_writer(
             logs: HashMap::new(),
             dirty_since: None,
         };
+        let mut summary = SummaryBuilder::default();
         loop {
             match sub.recv_until(files.deadline()) {
                 Received::Event(ev) => {
@@ -150,14 +154,23 @@ pub fn spawn_writer(
                         RunEvent::Log {
                             job, step, text, ..
                         } => files.log(job, *step, text)?,
-                        other => files.event(other)?,
+                        other => {
+                            summary.observe(other);
+                            files.event(other)?
+                        }
                     }
                     if files.deadline().is_some_and(|d| Instant::now() >= d) {
                         files.flush_all()?;
                     }
                 }
                 Received::TimedOut => files.flush_all()?,
-                Received::Closed => return files.flush_all(),
+                Received::Closed => {
+                    files.flush_all()?;
+                    if let Some(s) = summary.finished_summary() {
+                        write_summary(&dir, &s, summary.step_summaries())?;
+                    }
+                    return Ok(());
+                }
             }
         }
     })

@@ -1,6 +1,6 @@
-//! `rollback: { strategy: previous }` for `gantry run`: the delivery gate asks the runner
-//! to run a deploy job again at the last good deployment's commit. This runs it like
-//! `gantry run -j JOB` in a detached git worktree at that commit, with the jobs it needs
+//! `rollback: { strategy: previous }`: the delivery gate asks the session to run a deploy
+//! job again at the last good deployment's commit. This runs it like `gantry run -j JOB`
+//! (the run's own request, narrowed) in a detached git worktree at that commit, with the jobs it needs
 //! reused from the recorded outputs (as `gantry rerun` reuses jobs), the recorded inputs,
 //! vars and env, and the environment's admission of the current deployment (no second
 //! approval; health is checked by the gate afterwards).
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gantry_delivery::history::DeploymentRecord;
 use gantry_delivery::rollback::Redeploy;
-use gantry_engine::events::{EventBus, RunEvent, Status, Subscription};
+use gantry_engine::events::{RunEvent, Status, Subscription};
 use gantry_engine::gate::{
     Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
 };
@@ -21,21 +21,15 @@ use indexmap::IndexMap;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd_run::{RunArgs, prepare};
+use crate::prepare::Session;
+use crate::request::{GateSource, RunRequest, WorkflowFiles};
 
 type Outputs = IndexMap<String, String>;
 
-/// The redeploy hook of one `gantry run`.
-pub struct RunRedeploy {
-    /// The repository (canonical).
-    root: PathBuf,
-    args: RunArgs,
-    secrets: IndexMap<String, String>,
-    event_name: String,
-    event: Value,
-    inputs: IndexMap<String, String>,
-    vars: IndexMap<String, String>,
-    env: IndexMap<String, String>,
+/// The redeploy hook of one run.
+pub(crate) struct RunRedeploy {
+    /// The run's request (its root canonical): options and secrets of the redeploy.
+    request: RunRequest,
     /// (workflow path, job id) → the job ids it needs, directly.
     needs: HashMap<(String, String), Vec<String>>,
     /// (workflow path, job id) → outputs of its successful legs, from the run's events.
@@ -45,7 +39,11 @@ pub struct RunRedeploy {
 impl RunRedeploy {
     /// From the configuration of the run about to start; `sub` is a subscription to its
     /// events (the job outputs to record come from there).
-    pub fn new(cfg: &RunConfig, args: &RunArgs, sub: Subscription) -> Arc<RunRedeploy> {
+    pub(crate) fn new(
+        request: &RunRequest,
+        cfg: &RunConfig,
+        sub: Subscription,
+    ) -> Arc<RunRedeploy> {
         let mut needs = HashMap::new();
         for w in &cfg.workflows {
             for (id, j) in &w.workflow.jobs {
@@ -58,14 +56,7 @@ impl RunRedeploy {
         let outputs = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(collect_outputs(sub, outputs.clone()));
         Arc::new(RunRedeploy {
-            root: cfg.root.clone(),
-            args: args.clone(),
-            secrets: cfg.secrets.clone(),
-            event_name: cfg.event_name.clone(),
-            event: cfg.event.clone(),
-            inputs: cfg.inputs.clone(),
-            vars: cfg.vars.clone(),
-            env: cfg.env.clone(),
+            request: request.clone(),
             needs,
             outputs,
         })
@@ -228,11 +219,11 @@ impl Redeploy for RunRedeploy {
         json!({
             "workflow": req.workflow,
             "job_id": req.job_id,
-            "event_name": self.event_name,
-            "event": self.event,
-            "inputs": self.inputs,
-            "vars": self.vars,
-            "env": self.env,
+            "event_name": self.request.event_name,
+            "event": self.request.event,
+            "inputs": self.request.inputs,
+            "vars": self.request.vars,
+            "env": self.request.env,
             "needs": needs,
         })
     }
@@ -253,7 +244,7 @@ impl Redeploy for RunRedeploy {
                 previous.run_id
             ));
         };
-        let wt = Worktree::add(&self.root, &previous.sha)?;
+        let wt = Worktree::add(&self.request.root, &previous.sha)?;
         output(format!(
             "redeploying job `{job_id}` of {workflow} at {} (run {})",
             &previous.sha[..previous.sha.len().min(7)],
@@ -265,40 +256,23 @@ impl Redeploy for RunRedeploy {
             event = json!({});
         }
         event["ref"] = json!(previous.git_ref);
-        let event_file = wt.dir.join(".gantry-redeploy-event.json");
-        std::fs::write(&event_file, event.to_string())
-            .map_err(|e| format!("{}: {e}", event_file.display()))?;
 
-        let mut args = self.args.clone();
-        args.workdir = Some(wt.dir.clone());
-        args.workflows = vec![wt.dir.join(workflow)];
-        args.jobs_filter = vec![job_id.to_string()];
-        args.event = rec["event_name"].as_str().map(str::to_string);
-        args.event_file = Some(event_file);
-        args.input.clear();
-        args.input_file = None;
-        args.var.clear();
-        args.var_file = None;
-        args.env.clear();
-        args.env_file = None;
-        args.secret.clear();
-        args.secret_file = None;
-        args.dry_run = false;
-        let mut p = prepare(args, self.secrets.clone()).map_err(|e| format!("{e:#}"))?;
-        if p.cfg.workflows.is_empty() {
-            return Err(format!(
-                "{workflow} at {} is not triggered by its recorded event",
-                &previous.sha[..7.min(previous.sha.len())]
-            ));
-        }
-        p.cfg.inputs = map_of(&rec["inputs"]);
-        p.cfg.vars = map_of(&rec["vars"]);
-        p.cfg.env = map_of(&rec["env"]);
-        p.cfg.run_id = req.run_id.clone();
-        p.cfg.gates = Arc::new(Readmit(admission.clone()));
+        let mut request = self.request.clone();
+        request.root = wt.dir.clone();
+        request.workflows = WorkflowFiles::Find(vec![wt.dir.join(workflow)]);
+        request.options.only_jobs = vec![job_id.to_string()];
+        request.event_name = rec["event_name"].as_str().unwrap_or("push").to_string();
+        request.event = event;
+        request.inputs = map_of(&rec["inputs"]);
+        request.vars = map_of(&rec["vars"]);
+        request.env = map_of(&rec["env"]);
+        request.gates = GateSource::Given(Arc::new(Readmit(admission.clone())));
+        request.rerun_of = None;
+        request.workflow_texts = HashMap::new();
+        request.reuse = HashMap::new();
         if let Some(needs) = rec["needs"].as_object() {
             for (id, outputs) in needs {
-                p.cfg.reuse.insert(
+                request.reuse.insert(
                     (workflow.to_string(), id.clone()),
                     ReusedJob {
                         result: Status::Success,
@@ -307,25 +281,18 @@ impl Redeploy for RunRedeploy {
                 );
             }
         }
-        let bus = EventBus::new();
-        let mut sub = bus.subscribe();
-        let run = async {
-            let o = gantry_engine::run::execute(p.cfg, bus.clone(), CancellationToken::new()).await;
-            bus.close();
-            o
-        };
-        let show = async {
-            while let Some(ev) = sub.recv().await {
-                if let RunEvent::Log { text, .. } = &*ev {
-                    for line in text.split_terminator('\n') {
-                        output(line.to_string());
-                    }
-                }
-            }
-        };
-        let (outcome, _) = tokio::join!(run, show);
-        let outcome = outcome?;
-        match outcome.result {
+        let prepared = Session::prepare(request).map_err(|e| e.to_string())?;
+        if prepared.is_empty() {
+            return Err(format!(
+                "{workflow} at {} is not triggered by its recorded event",
+                &previous.sha[..7.min(previous.sha.len())]
+            ));
+        }
+        let result = prepared
+            .execute_within(&req.run_id, output)
+            .await
+            .map_err(|e| e.to_string())?;
+        match result {
             Status::Success => Ok(()),
             other => Err(format!(
                 "the redeploy of job `{job_id}` at {} ended with {other}",
