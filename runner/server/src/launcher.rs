@@ -148,7 +148,8 @@ async fn start_queued(
         if !app.store.claim_run(id).await? {
             continue;
         }
-        app.exec_metrics.run_picked_up(seconds_since(&run.run_started_at));
+        app.exec_metrics
+            .run_picked_up(seconds_since(&run.run_started_at));
         app.announce(LiveEvent::Run {
             repo: repo.clone(),
             run_id: id,

@@ -232,7 +232,10 @@ impl Recorder {
             labels: Vec::new(),
             environment: None,
         };
-        self.app.store.add_job(self.run_id, self.attempt, &job).await
+        self.app
+            .store
+            .add_job(self.run_id, self.attempt, &job)
+            .await
     }
 
     async fn apply(&mut self, ev: &RunEvent) -> Result<()> {

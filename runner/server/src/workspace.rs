@@ -88,7 +88,12 @@ pub fn checkout(
         }
         None => repo.set_head_detached(oid).map_err(git)?,
     }
-    for r in repo.references_glob("refs/gantry/*").map_err(git)?.flatten().collect::<Vec<_>>() {
+    for r in repo
+        .references_glob("refs/gantry/*")
+        .map_err(git)?
+        .flatten()
+        .collect::<Vec<_>>()
+    {
         let mut r = r;
         let _ = r.delete();
     }
