@@ -195,13 +195,29 @@ pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeErr
         app.cfg.users.len(),
         if execute { "" } else { ", no executor" }
     );
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    if let Some(l) = launcher {
-        eprintln!("gantry serve: stopping the runs in progress");
-        l.shutdown().await;
-    }
+    // On the signal the listener stops and the runs are cancelled at the same time, so
+    // that a long-lived connection still open cannot keep the runs going.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let stopped = stop.clone();
+    let http = async move {
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    };
+    let runs = async move {
+        stop.cancelled().await;
+        if let Some(l) = launcher {
+            eprintln!("gantry serve: stopping the runs in progress");
+            l.shutdown().await;
+        }
+    };
+    let (served, ()) = tokio::join!(http, runs);
+    served?;
     eprintln!("gantry serve: stopped");
     Ok(())
 }
