@@ -91,3 +91,26 @@ impl ExecMetrics {
 fn lock(m: &Mutex<Histogram>) -> std::sync::MutexGuard<'_, Histogram> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_prometheus_text() {
+        let m = ExecMetrics::default();
+        m.job_finished(3.0);
+        m.job_finished(120.0);
+        m.run_picked_up(0.07);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("gantry_job_duration_seconds_bucket{le=\"1\"} 0\n"));
+        assert!(out.contains("gantry_job_duration_seconds_bucket{le=\"5\"} 1\n"));
+        assert!(out.contains("gantry_job_duration_seconds_bucket{le=\"300\"} 2\n"));
+        assert!(out.contains("gantry_job_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(out.contains("gantry_job_duration_seconds_sum 123\n"));
+        assert!(out.contains("gantry_pickup_latency_seconds_bucket{le=\"0.05\"} 0\n"));
+        assert!(out.contains("gantry_pickup_latency_seconds_bucket{le=\"0.1\"} 1\n"));
+        assert!(out.contains("# TYPE gantry_pickup_latency_seconds histogram\n"));
+    }
+}
