@@ -343,7 +343,14 @@ impl Recorder {
                 self.job_changed(j.id);
             }
             RunEvent::RunFinished { result, .. } => {
+                // A run cancelled through the API stays cancelled, whatever its stopped
+                // steps reported (as on GitHub).
+                let cancelled = store
+                    .get_run(&self.repo, self.run_id)
+                    .await?
+                    .is_some_and(|r| r.conclusion.as_deref() == Some("cancelled"));
                 let conclusion = match result {
+                    _ if cancelled => "cancelled",
                     Status::Skipped => "skipped",
                     other => other.as_str(),
                 };
