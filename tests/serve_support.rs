@@ -91,7 +91,14 @@ pub fn env_vars() -> Vec<(&'static str, &'static str)> {
 }
 
 impl Server {
+    /// A server that queues runs and executes none (`--no-executor`): the tests of
+    /// webhooks and the API look at runs as they were queued.
     pub fn start(config: &str) -> Server {
+        Server::start_with(config, &["--no-executor"])
+    }
+
+    /// A server with `extra` arguments after `serve --config FILE`.
+    pub fn start_with(config: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("gantry-server.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -99,6 +106,7 @@ impl Server {
         cmd.arg("serve")
             .arg("--config")
             .arg(&cfg)
+            .args(extra)
             .current_dir(dir.path())
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::null())
@@ -151,6 +159,27 @@ impl Server {
             .personal_token(token.to_string())
             .build()
             .unwrap()
+    }
+
+    /// `kill -9`: the server dies without recording anything.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit (up to 60 s); the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn output(&self) -> String {

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Check the config and exit.
     #[arg(long)]
     check: bool,
+    /// Accept webhooks and serve the API, but start no runs (they stay queued until a
+    /// server with an executor starts them).
+    #[arg(long)]
+    no_executor: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
@@ -46,6 +50,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    gantry_server::serve(cfg).await?;
+    gantry_server::serve_with(cfg, !args.no_executor).await?;
     Ok(0)
 }

@@ -388,6 +388,13 @@ pub async fn cancel_run(
             "Cannot cancel a workflow run that is completed.",
         ));
     }
+    // A run executing here is stopped as Ctrl-C stops `gantry run` (its processes and
+    // containers); the engine's events then record its jobs cancelled.
+    app.cancel_running(run.id);
+    app.announce(crate::state::LiveEvent::Run {
+        repo: r.name.clone(),
+        run_id: run.id,
+    });
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }
 

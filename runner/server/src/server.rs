@@ -125,7 +125,8 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// Prometheus text: queue depth, runs by status, webhook deliveries by result.
+/// Prometheus text: queue depth, runs and jobs by status, job durations, pickup latency,
+/// webhook deliveries by result.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (Ok(runs), Ok(deliveries)) = (
         app.store.run_counts().await,
@@ -146,6 +147,19 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     for (status, n) in &runs {
         out.push_str(&format!("gantry_runs{{status=\"{status}\"}} {n}\n"));
     }
+    match app.store.job_counts().await {
+        Ok(jobs) => {
+            out.push_str("# HELP gantry_jobs Jobs by status.\n");
+            out.push_str("# TYPE gantry_jobs gauge\n");
+            for (status, n) in &jobs {
+                out.push_str(&format!("gantry_jobs{{status=\"{status}\"}} {n}\n"));
+            }
+        }
+        Err(_) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response();
+        }
+    }
+    app.exec_metrics.render(&mut out);
     out.push_str("# HELP gantry_webhook_deliveries_total Webhook deliveries by result.\n");
     out.push_str("# TYPE gantry_webhook_deliveries_total counter\n");
     for (result, n) in &deliveries {
@@ -156,9 +170,17 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// Runs the server, its run launcher included, until SIGTERM or Ctrl-C.
+pub async fn serve(cfg: ServerConfig) -> Result<(), ServeError> {
+    serve_with(cfg, true).await
+}
+
 /// Runs the server until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` to stderr
 /// once the socket is bound (with `--listen 127.0.0.1:0` that line gives the port).
-pub async fn serve(cfg: ServerConfig) -> Result<(), ServeError> {
+/// `execute`: start the run launcher (without it runs stay queued: `--no-executor`).
+/// Shutdown stops accepting connections, lets requests in flight finish, then cancels
+/// the runs executing here and waits until they are recorded.
+pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeError> {
     std::fs::create_dir_all(&cfg.data)?;
     let store = Store::open(&cfg.database_url()).await?;
     let addr = cfg.listen;
@@ -167,14 +189,36 @@ pub async fn serve(cfg: ServerConfig) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let app = App::new(cfg, store);
+    let launcher = execute.then(|| crate::launcher::Launcher::start(app.clone()));
     eprintln!(
-        "gantry serve: listening on http://{local} ({} repositories, {} users)",
+        "gantry serve: listening on http://{local} ({} repositories, {} users{})",
         app.cfg.repositories.len(),
-        app.cfg.users.len()
+        app.cfg.users.len(),
+        if execute { "" } else { ", no executor" }
     );
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // On the signal the listener stops and the runs are cancelled at the same time, so
+    // that a long-lived connection still open cannot keep the runs going.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    let stopped = stop.clone();
+    let http = async move {
+        axum::serve(listener, router(app))
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+    };
+    let runs = async move {
+        stop.cancelled().await;
+        if let Some(l) = launcher {
+            eprintln!("gantry serve: stopping the runs in progress");
+            l.shutdown().await;
+        }
+    };
+    let (served, ()) = tokio::join!(http, runs);
+    served?;
     eprintln!("gantry serve: stopped");
     Ok(())
 }

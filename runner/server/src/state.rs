@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify, broadcast};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::store::Store;
@@ -19,7 +20,11 @@ pub enum LiveEvent {
     /// A job or one of its steps changed status.
     Job { run_id: i64, job_id: i64 },
     /// A chunk of a job's log, stored under `seq` (the SSE event id, for `Last-Event-ID`).
-    Log { job_id: i64, seq: i64, text: Arc<str> },
+    Log {
+        job_id: i64,
+        seq: i64,
+        text: Arc<str>,
+    },
     /// A deployment review was requested, decided or abandoned.
     Approval { run_id: i64 },
 }
@@ -33,6 +38,10 @@ pub struct App {
     pub runs_queued: Notify,
     /// Live changes; receivers that fall behind get `Lagged` and reload from the store.
     pub live: broadcast::Sender<LiveEvent>,
+    /// Runs executing now, by run id: the token that stops one (API cancel, shutdown).
+    pub running: std::sync::Mutex<HashMap<i64, CancellationToken>>,
+    /// Figures of the executor for `/metrics` (job durations, pickup latency).
+    pub exec_metrics: crate::exec_metrics::ExecMetrics,
 }
 
 impl App {
@@ -43,12 +52,27 @@ impl App {
             mirror_locks: Mutex::new(HashMap::new()),
             runs_queued: Notify::new(),
             live: broadcast::channel(4096).0,
+            running: std::sync::Mutex::new(HashMap::new()),
+            exec_metrics: Default::default(),
         })
     }
 
     /// Tell open pages about a change (no receivers is fine).
     pub fn announce(&self, event: LiveEvent) {
         let _ = self.live.send(event);
+    }
+
+    /// Stops a run that executes here, as Ctrl-C stops `gantry run`. False when it does
+    /// not execute on this server (queued, finished).
+    pub fn cancel_running(&self, run_id: i64) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get(&run_id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     pub async fn mirror_lock(&self, repo: &str) -> Arc<Mutex<()>> {

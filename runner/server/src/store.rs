@@ -257,7 +257,7 @@ impl Store {
         job_id: i64,
         text: &str,
         masker: &gantry_engine::mask::Masker,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let text = masker.mask_text(text);
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE job_id = $1")
@@ -272,7 +272,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(seq + 1)
     }
 
     /// The job's log so far (readable while the job runs).

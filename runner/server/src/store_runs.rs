@@ -230,7 +230,7 @@ impl Store {
         Ok(id)
     }
 
-    async fn insert_job(
+    pub(crate) async fn insert_job(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: i64,

@@ -1,0 +1,460 @@
+//! `gantry serve` executes the runs it queues: the real binary on 127.0.0.1, a real bare
+//! repository, signed GitHub push webhooks; jobs on the host backend (and one in Docker),
+//! read back through the API with octocrab. Cancel from the API stops the step's process;
+//! `kill -9` of the server mid-run and a restart lose nothing; SIGTERM cancels and records.
+
+#[path = "serve_support.rs"]
+mod serve_support;
+
+use std::path::Path;
+
+use octocrab::models::workflows::{Conclusion, Job, Run};
+use serve_support::*;
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+fn push_body(before: &str, after: &str, msg: &str) -> Vec<u8> {
+    serde_json::to_vec(&github_push(
+        "acme/shop",
+        "refs/heads/main",
+        before,
+        after,
+        msg,
+    ))
+    .unwrap()
+}
+
+async fn push(s: &Server, before: &str, after: &str, msg: &str) {
+    let (st, body) = deliver(
+        &s.base,
+        "github",
+        "push",
+        &guid(),
+        &push_body(before, after, msg),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(st, 202, "{body}");
+}
+
+/// The run of `sha`, once it exists.
+async fn run_of(s: &Server, sha: &str) -> Run {
+    let octo = s.octocrab(READER_TOKEN);
+    wait_for(&format!("a run of {sha}"), || async {
+        let runs = octo
+            .workflows("acme", "shop")
+            .list_all_runs()
+            .send()
+            .await
+            .ok()?;
+        runs.items.into_iter().find(|r| r.head_sha == sha)
+    })
+    .await
+}
+
+/// Polls the run until `pred` holds (up to `secs`).
+async fn run_until(s: &Server, id: u64, secs: u64, what: &str, pred: impl Fn(&Run) -> bool) -> Run {
+    let octo = s.octocrab(READER_TOKEN);
+    let start = std::time::Instant::now();
+    loop {
+        let run = octo
+            .workflows("acme", "shop")
+            .get(id.into())
+            .await
+            .expect("get run");
+        if pred(&run) {
+            return run;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}; run is {} / {:?}\n{}",
+            run.status,
+            run.conclusion,
+            s.output()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn completed(s: &Server, id: u64) -> Run {
+    run_until(s, id, 120, "the run to complete", |r| {
+        r.status == "completed"
+    })
+    .await
+}
+
+async fn jobs(s: &Server, id: u64) -> Vec<Job> {
+    s.octocrab(READER_TOKEN)
+        .workflows("acme", "shop")
+        .list_jobs(id.into())
+        .send()
+        .await
+        .expect("list jobs")
+        .items
+}
+
+async fn job_log(s: &Server, job: &Job) -> String {
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v3/repos/acme/shop/actions/jobs/{}/logs",
+            s.base, job.id
+        ))
+        .bearer_auth(READER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+/// Every byte the server wrote under `dir` (database, WAL, workspaces), for secret checks.
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(all_bytes(&p));
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.extend(b);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+const HOST_WORKFLOW: &str = r#"name: CI
+on: push
+jobs:
+  build:
+    runs-on: self-hosted
+    steps:
+      - run: echo "hello from $GITHUB_REPOSITORY at $(git rev-parse HEAD) on $GITHUB_REF"
+      - run: echo "secret ${{ secrets.APP_SECRET }} region ${{ vars.REGION }} actor ${{ github.actor }}"
+  test:
+    needs: build
+    runs-on: self-hosted
+    strategy:
+      matrix:
+        n: [1, 2]
+    steps:
+      - run: echo "leg ${{ matrix.n }}"
+"#;
+
+/// A push runs the workflow on the host: jobs, legs, steps and conclusion through the API,
+/// logs with the repository secret masked, nothing of the secret anywhere on disk.
+async fn push_runs_on_the_host(database: Option<&str>) {
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[(".github/workflows/ci.yml", HOST_WORKFLOW)],
+        "first",
+    );
+    let s = Server::start_with(&config_yaml(&bare.url(), database), &[]);
+    push(&s, ZERO, &sha, "first").await;
+    let run = run_of(&s, &sha).await;
+    let run = completed(&s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", s.output());
+
+    let jobs = jobs(&s, run.id.0).await;
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(jobs.len(), 3, "{names:?}");
+    assert!(names.contains(&"build"), "{names:?}");
+    for j in &jobs {
+        assert_eq!(j.conclusion, Some(Conclusion::Success), "{}", j.name);
+        assert!(j.completed_at.is_some(), "{}", j.name);
+        assert!(!j.steps.is_empty(), "{} has steps", j.name);
+        assert!(
+            j.steps
+                .iter()
+                .all(|st| st.conclusion == Some(Conclusion::Success)),
+            "{}: {:?}",
+            j.name,
+            j.steps
+        );
+    }
+    let build = jobs.iter().find(|j| j.name == "build").unwrap();
+    let log = job_log(&s, build).await;
+    assert!(
+        log.contains(&format!("hello from acme/shop at {sha} on refs/heads/main")),
+        "the workspace is the pushed commit:\n{log}"
+    );
+    assert!(log.contains("region eu-west-1 actor dev"), "{log}");
+    assert!(log.contains("secret *** region"), "{log}");
+    assert!(!log.contains(APP_SECRET), "{log}");
+    let legs: Vec<String> = {
+        let mut v = Vec::new();
+        for j in jobs.iter().filter(|j| j.name != "build") {
+            v.push(job_log(&s, j).await);
+        }
+        v
+    };
+    assert!(legs.iter().any(|l| l.contains("leg 1")), "{legs:?}");
+    assert!(legs.iter().any(|l| l.contains("leg 2")), "{legs:?}");
+
+    // Metrics: jobs by status, durations, pickup latency.
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gantry_jobs{status=\"completed\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gantry_job_duration_seconds_count 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gantry_pickup_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gantry_queue_depth 0"), "{metrics}");
+
+    // The workspace is gone; the secret is nowhere on disk nor in the server's output.
+    // (The run is recorded completed just before its workspace is removed.)
+    let work = s.dir.path().join("data/work").join(run.id.0.to_string());
+    wait_for("the run's workspace to be removed", || async {
+        (!work.exists()).then_some(())
+    })
+    .await;
+    assert!(!contains(&all_bytes(s.dir.path()), APP_SECRET));
+    assert!(!s.output().contains(APP_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_runs_on_the_host_with_sqlite() {
+    push_runs_on_the_host(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_runs_on_the_host_with_postgres() {
+    let Some(pg) = postgres() else {
+        eprintln!("SKIPPED: Docker or gantry/postgres:15 missing (GANTRY_REQUIRE_DOCKER=1 fails)");
+        return;
+    };
+    push_runs_on_the_host(Some(&pg.url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_job_through_labels() {
+    if !gantry_tests::docker_ready(&["gantry/debian:bookworm"]) {
+        eprintln!("SKIPPED: Docker or gantry/debian:bookworm missing");
+        return;
+    }
+    let wf = r#"name: CI
+on: push
+jobs:
+  in-docker:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "debian $(cat /etc/debian_version) in $(cat VERSION)"
+"#;
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[
+            (".github/workflows/ci.yml", wf),
+            ("VERSION", "v-from-commit\n"),
+        ],
+        "docker",
+    );
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    push(&s, ZERO, &sha, "docker").await;
+    let run = run_of(&s, &sha).await;
+    let run = completed(&s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", s.output());
+    let jobs = jobs(&s, run.id.0).await;
+    let log = job_log(&s, &jobs[0]).await;
+    assert!(
+        log.contains("debian 12."),
+        "ran in gantry/debian:bookworm:\n{log}"
+    );
+    assert!(log.contains("in v-from-commit"), "{log}");
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // A zombie has exited; only its entry is left.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+async fn read_pid(path: &Path) -> i32 {
+    wait_for("the step's pid file", || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .await
+}
+
+fn slow_workflow(pid_file: &Path) -> String {
+    format!(
+        r#"name: CI
+on: push
+jobs:
+  slow:
+    runs-on: self-hosted
+    steps:
+      - run: echo "before the wait"
+      - run: |
+          if [ "$(cat mode)" = slow ]; then
+            sleep 300 &
+            echo $! > {pid}
+            wait
+          fi
+          echo "mode $(cat mode) done"
+"#,
+        pid = pid_file.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_from_the_api_stops_the_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("sleep.pid");
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[
+            (".github/workflows/ci.yml", &slow_workflow(&pid_file)),
+            ("mode", "slow"),
+        ],
+        "slow",
+    );
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    push(&s, ZERO, &sha, "slow").await;
+    let run = run_of(&s, &sha).await;
+    let pid = read_pid(&pid_file).await;
+    assert!(pid_alive(pid));
+    run_until(&s, run.id.0, 30, "in_progress", |r| {
+        r.status == "in_progress"
+    })
+    .await;
+
+    s.octocrab(WRITER_TOKEN)
+        .actions()
+        .cancel_workflow_run("acme", "shop", run.id)
+        .await
+        .expect("cancel");
+    let run = completed(&s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
+    wait_for("the step's process to end", || async {
+        (!pid_alive(pid)).then_some(())
+    })
+    .await;
+    let jobs = jobs(&s, run.id.0).await;
+    assert_eq!(
+        jobs[0].conclusion,
+        Some(Conclusion::Cancelled),
+        "{:?}",
+        jobs[0]
+    );
+    let log = job_log(&s, &jobs[0]).await;
+    assert!(log.contains("before the wait"), "{log}");
+    assert!(
+        !log.contains("mode slow done"),
+        "the step was stopped:\n{log}"
+    );
+}
+
+/// `kill -9` mid-step, restart on the same data: the started job is failed with the
+/// reason (and what it logged is kept), the queued run starts and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_kill_fails_the_started_job_and_starts_the_queued_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("sleep.pid");
+    let data = tmp.path().join("data");
+    let data_arg = data.display().to_string();
+    let bare = BareRepo::new();
+    let wf = slow_workflow(&pid_file);
+    let slow = bare.commit(
+        "main",
+        &[(".github/workflows/ci.yml", &wf), ("mode", "slow")],
+        "slow",
+    );
+    let config = config_yaml(&bare.url(), None).replace("capacity: 2", "capacity: 1");
+    let mut s = Server::start_with(&config, &["--data", &data_arg]);
+    push(&s, ZERO, &slow, "slow").await;
+    let run1 = run_of(&s, &slow).await;
+    let pid = read_pid(&pid_file).await;
+    // A second push queues behind the first (capacity 1).
+    let fast = bare.commit("main", &[("mode", "fast")], "fast");
+    push(&s, &slow, &fast, "fast").await;
+    let run2 = run_of(&s, &fast).await;
+    assert_eq!(run2.status, "queued");
+    s.kill_hard();
+    // The orphaned step would sleep on; it is not what this test is about.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+
+    let s = Server::start_with(&config, &["--data", &data_arg]);
+    let run1 = completed(&s, run1.id.0).await;
+    assert_eq!(run1.conclusion.as_deref(), Some("failure"));
+    let jobs1 = jobs(&s, run1.id.0).await;
+    assert_eq!(jobs1[0].conclusion, Some(Conclusion::Failure));
+    let log = job_log(&s, &jobs1[0]).await;
+    assert!(
+        log.contains("before the wait"),
+        "what was recorded is kept:\n{log}"
+    );
+    assert!(
+        log.contains("the server stopped while this job ran"),
+        "{log}"
+    );
+    let run2 = completed(&s, run2.id.0).await;
+    assert_eq!(
+        run2.conclusion.as_deref(),
+        Some("success"),
+        "{}",
+        s.output()
+    );
+    let jobs2 = jobs(&s, run2.id.0).await;
+    assert!(job_log(&s, &jobs2[0]).await.contains("mode fast done"));
+    // The interrupted run was not run again by itself.
+    let log = job_log(&s, &jobs1[0]).await;
+    assert_eq!(log.matches("before the wait").count(), 1, "{log}");
+}
+
+/// SIGTERM cancels the running job, records it and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_and_records_the_running_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("sleep.pid");
+    let data = tmp.path().join("data");
+    let data_arg = data.display().to_string();
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[
+            (".github/workflows/ci.yml", &slow_workflow(&pid_file)),
+            ("mode", "slow"),
+        ],
+        "slow",
+    );
+    let config = config_yaml(&bare.url(), None);
+    let mut s = Server::start_with(&config, &["--data", &data_arg]);
+    push(&s, ZERO, &sha, "slow").await;
+    let run = run_of(&s, &sha).await;
+    let pid = read_pid(&pid_file).await;
+    assert_eq!(s.terminate(), Some(0), "{}", s.output());
+    assert!(!pid_alive(pid), "the step's process was stopped");
+
+    let s = Server::start_with(&config, &["--data", &data_arg, "--no-executor"]);
+    let run = completed(&s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("cancelled"));
+    let jobs = jobs(&s, run.id.0).await;
+    assert_eq!(jobs[0].conclusion, Some(Conclusion::Cancelled));
+}
