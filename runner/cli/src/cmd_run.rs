@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use gantry_engine::actions::{ActionResolver, ResolverConfig};
+use gantry_engine::actions::{ActionResolver, GitCredentials, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::context::parse_dotenv;
 use gantry_engine::events::{EventBus, RunEvent, Status};
@@ -335,7 +335,7 @@ pub(crate) fn prepare_from(
         .collect();
     cfg.bind = args.bind;
     cfg.keep_work = args.keep_work;
-    cfg.resolver = Arc::new(ActionResolver::new(resolver_config(&args)?));
+    cfg.resolver = Arc::new(ActionResolver::new(resolver_config(&args, &cfg.secrets)?));
     if let Some(t) = args.term_after {
         cfg.kill = KillPolicy {
             term_after: std::time::Duration::from_secs_f64(t.max(0.0)),
@@ -549,8 +549,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// `--action-source`, `--offline`, `--no-builtin`, `--action-cache` as a resolver configuration.
-fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
+fn resolver_config(
+    args: &RunArgs,
+    secrets: &IndexMap<String, String>,
+) -> anyhow::Result<ResolverConfig> {
     let mut rc = ResolverConfig::default();
+    rc.credentials = GitCredentials::from_sources(|k| std::env::var(k).ok(), secrets);
     if !args.action_source.is_empty() {
         for s in &args.action_source {
             if !s.contains("{owner}") || !s.contains("{repo}") {
