@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Platform mapping: LABEL=IMAGE or LABEL=host (repeatable).
     #[arg(short = 'P', long = "platform")]
     pub platform: Vec<String>,
+    /// Use a local image for an image workflows name: NAME=LOCAL (repeatable), e.g.
+    /// postgres:15=gantry/postgres:15 (job containers, services, docker:// actions).
+    #[arg(long = "image", value_name = "NAME=LOCAL")]
+    pub image: Vec<String>,
     /// Run every job on the host, whatever its runs-on.
     #[arg(long = "host")]
     pub host: bool,
@@ -315,7 +319,9 @@ pub(crate) fn prepare_from(
     } else {
         flags::check_matrix_filters(&workflows, &matrix_filters)?;
     }
+    let images = flags::images(&args.image, &root)?;
     let mut cfg = RunConfig::new(root, workflows);
+    cfg.images = images;
     cfg.event_name = event_name;
     cfg.event = event;
     cfg.actor = args.actor.clone();

@@ -405,10 +405,14 @@ pub async fn run_job(
             ..Default::default()
         });
     }
+    if let Some(c) = &mut container {
+        c.image = shared.cfg.local_image(&c.image);
+    }
     let mut services = IndexMap::new();
     for (id, s) in &job.services {
         match eval_container(s, &ctx) {
-            Ok(spec) if !spec.image.is_empty() => {
+            Ok(mut spec) if !spec.image.is_empty() => {
+                spec.image = shared.cfg.local_image(&spec.image);
                 services.insert(id.clone(), spec);
             }
             Ok(_) => {}

@@ -31,6 +31,7 @@
 
 mod cleanup;
 mod create;
+pub use create::missing_image_hint;
 mod env;
 pub mod options;
 mod service;
