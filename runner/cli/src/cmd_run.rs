@@ -559,8 +559,10 @@ fn resolver_config(
     args: &RunArgs,
     secrets: &IndexMap<String, String>,
 ) -> anyhow::Result<ResolverConfig> {
-    let mut rc = ResolverConfig::default();
-    rc.credentials = GitCredentials::from_sources(|k| std::env::var(k).ok(), secrets);
+    let mut rc = ResolverConfig {
+        credentials: GitCredentials::from_sources(|k| std::env::var(k).ok(), secrets),
+        ..Default::default()
+    };
     if !args.action_source.is_empty() {
         for s in &args.action_source {
             if !s.contains("{owner}") || !s.contains("{repo}") {
