@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use gantry_engine::actions::ResolverConfig;
+use gantry_engine::actions::{GitCredentials, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::context::parse_dotenv;
 use gantry_engine::events::EventBus;
@@ -66,6 +66,10 @@ pub struct RunArgs {
     /// Platform mapping: LABEL=IMAGE or LABEL=host (repeatable).
     #[arg(short = 'P', long = "platform")]
     pub platform: Vec<String>,
+    /// Use a local image for an image workflows name: NAME=LOCAL (repeatable), e.g.
+    /// postgres:15=gantry/postgres:15 (job containers, services, docker:// actions).
+    #[arg(long = "image", value_name = "NAME=LOCAL")]
+    pub image: Vec<String>,
     /// Run every job on the host, whatever its runs-on.
     #[arg(long = "host")]
     pub host: bool,
@@ -187,7 +191,7 @@ pub(crate) fn request_from_args(
         Some(s) => WorkflowFiles::Given(s),
         None => WorkflowFiles::Find(args.workflows.clone()),
     };
-    request.options = run_options(args)?;
+    request.options = run_options(args, &root, &request.secrets)?;
     request.gates = GateSource::RepoConfig {
         print_events: !args.json,
     };
@@ -197,7 +201,11 @@ pub(crate) fn request_from_args(
 
 /// The execution options from the flags: every flag that sets a field of the engine's
 /// `RunConfig` (through the session's `RunOptions`) is read here.
-fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
+fn run_options(
+    args: &RunArgs,
+    root: &Path,
+    secrets: &IndexMap<String, String>,
+) -> anyhow::Result<RunOptions> {
     let mut o = RunOptions::default();
     for (k, v) in kv(&args.platform, '=', "-P")? {
         let p = if v.eq_ignore_ascii_case("host") || v == "-self-hosted" {
@@ -216,7 +224,8 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         .collect();
     o.bind = args.bind;
     o.keep_work = args.keep_work;
-    o.resolver = resolver_config(args)?;
+    o.resolver = resolver_config(args, secrets)?;
+    o.images = flags::images(&args.image, root)?;
     if let Some(t) = args.term_after {
         o.kill = Some(KillPolicy {
             term_after: std::time::Duration::from_secs_f64(t.max(0.0)),
@@ -350,8 +359,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// `--action-source`, `--offline`, `--no-builtin`, `--action-cache` as a resolver configuration.
-fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
-    let mut rc = ResolverConfig::default();
+fn resolver_config(
+    args: &RunArgs,
+    secrets: &IndexMap<String, String>,
+) -> anyhow::Result<ResolverConfig> {
+    let mut rc = ResolverConfig {
+        credentials: GitCredentials::from_sources(|k| std::env::var(k).ok(), secrets),
+        ..Default::default()
+    };
     if !args.action_source.is_empty() {
         for s in &args.action_source {
             if !s.contains("{owner}") || !s.contains("{repo}") {

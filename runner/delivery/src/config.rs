@@ -14,6 +14,8 @@ use indexmap::IndexMap;
 pub struct DeliveryConfig {
     pub environments: IndexMap<String, EnvironmentConfig>,
     pub notifications: Notifications,
+    /// `images:`: the local image for an image name workflows use (`--image` overrides).
+    pub images: IndexMap<String, String>,
 }
 
 impl DeliveryConfig {

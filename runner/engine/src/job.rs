@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_expr::{Object, Value};
-use gantry_workflow::{Container, Job, OrExpr, Spanned, StringMap};
+use gantry_workflow::{Container, OrExpr, Spanned, StringMap};
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use crate::step::{JobState, StepRunner};
 use crate::workspace::sanitize;
 
 pub mod dirs;
+pub mod platform;
 
 /// A job instance ready to run.
 #[derive(Clone)]
@@ -375,8 +376,12 @@ pub async fn run_job(
     }
 
     // Backend choice.
-    let platform = match choose_platform(&shared, job, &ctx) {
-        Ok(p) => p,
+    let platform = match platform::choose_platform(&shared, job, &ctx) {
+        Ok(platform::PlatformChoice::Run(p)) => p,
+        Ok(platform::PlatformChoice::Unavailable(why)) => {
+            runner_log(&shared, &key, None, format!("Skipped: {why}"));
+            return emit_finish(Status::Skipped, IndexMap::new(), coe);
+        }
         Err(e) => {
             fail(e, &masker);
             return emit_finish(Status::Failure, IndexMap::new(), coe);
@@ -401,10 +406,14 @@ pub async fn run_job(
             ..Default::default()
         });
     }
+    if let Some(c) = &mut container {
+        c.image = shared.cfg.local_image(&c.image);
+    }
     let mut services = IndexMap::new();
     for (id, s) in &job.services {
         match eval_container(s, &ctx) {
-            Ok(spec) if !spec.image.is_empty() => {
+            Ok(mut spec) if !spec.image.is_empty() => {
+                spec.image = shared.cfg.local_image(&spec.image);
                 services.insert(id.clone(), spec);
             }
             Ok(_) => {}
@@ -734,49 +743,6 @@ pub fn job_value(status: Status, env: &dyn JobEnv, container: bool) -> Value {
     }
     o.insert("services", Value::object(svcs));
     Value::object(o)
-}
-
-/// Maps `runs-on` labels to a platform: `-P` mappings first, `--host`, then the default
-/// label images of the docker backend; unknown labels run on the host.
-fn choose_platform(shared: &RunShared, job: &Job, ctx: &Ctx) -> Result<Platform, String> {
-    let mut labels = Vec::new();
-    if let Some(ro) = &job.runs_on {
-        for l in &ro.labels {
-            match ctx
-                .eval_template(&l.value)
-                .map_err(|e| at(l, &e.to_string()))?
-            {
-                Value::Array(a) => {
-                    for x in &a.items {
-                        labels.push(x.as_string().into_owned());
-                    }
-                }
-                v => labels.push(v.as_string().into_owned()),
-            }
-        }
-    }
-    if shared.cfg.all_host {
-        return Ok(Platform::Host);
-    }
-    for l in &labels {
-        if let Some((_, p)) = shared
-            .cfg
-            .platforms
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(l))
-        {
-            return Ok(p.clone());
-        }
-    }
-    for l in &labels {
-        if let Some(img) = crate::backend::docker::default_image_for_label(l) {
-            // `self-hosted` alone stays on the host; a distro label picks the image.
-            if !l.eq_ignore_ascii_case("self-hosted") {
-                return Ok(Platform::Image(img.to_string()));
-            }
-        }
-    }
-    Ok(Platform::Host)
 }
 
 /// Path helper used by the step runner: a job-view path joined with a working directory.

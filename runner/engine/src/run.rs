@@ -102,6 +102,9 @@ pub struct RunConfig {
     pub platforms: IndexMap<String, Platform>,
     /// `--host`: every label on the host.
     pub all_host: bool,
+    /// `--image NAME=LOCAL` and `.gantry/config.yml` `images:`: the local image to use for
+    /// an image a workflow names (job container, service, `-P` image, `docker://` action).
+    pub images: IndexMap<String, String>,
     /// `--jobs N`.
     pub max_jobs: usize,
     /// `-j JOB` (with its needs).
@@ -128,6 +131,14 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The local image for `image` (its `--image`/`images:` mapping, else itself).
+    pub fn local_image(&self, image: &str) -> String {
+        self.images
+            .get(image.trim())
+            .cloned()
+            .unwrap_or_else(|| image.to_string())
+    }
+
     /// A configuration with defaults for everything but the repository and workflows.
     pub fn new(root: PathBuf, workflows: Vec<WorkflowEntry>) -> Self {
         RunConfig {
@@ -142,6 +153,7 @@ impl RunConfig {
             inputs: IndexMap::new(),
             platforms: IndexMap::new(),
             all_host: false,
+            images: IndexMap::new(),
             max_jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             only_jobs: vec![],
             matrix_filters: vec![],

@@ -120,6 +120,7 @@ fn js_action_pre_main_post() {
         cache_root: tmp.path().join("cache"),
         offline: false,
         no_builtin: HashSet::new(),
+        credentials: Default::default(),
     });
     let resolved = r.resolve("acme/js-action@v3", &ws).unwrap();
     let ResolvedKind::Dir(dir) = resolved.kind else {

@@ -89,6 +89,7 @@ fn cfg(f: &Fixture, offline: bool) -> ResolverConfig {
         cache_root: f.cache.clone(),
         offline,
         no_builtin: HashSet::new(),
+        credentials: Default::default(),
     }
 }
 

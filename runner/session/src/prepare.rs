@@ -141,6 +141,7 @@ fn run_config(request: &RunRequest, workflows: Vec<WorkflowEntry>) -> RunConfig 
     cfg.env = request.env.clone();
     cfg.inputs = request.inputs.clone();
     cfg.platforms = o.platforms.clone();
+    cfg.images = o.images.clone();
     cfg.all_host = o.all_host;
     if let Some(n) = o.max_jobs {
         cfg.max_jobs = n.max(1);

@@ -89,6 +89,8 @@ pub struct RunOptions {
     pub keep_work: bool,
     /// Where actions and reusable workflows come from.
     pub resolver: ResolverConfig,
+    /// Image name → local image (`--image NAME=LOCAL`, `images:` of `.gantry/config.yml`).
+    pub images: IndexMap<String, String>,
     /// Signal escalation when cancelling a step (default GitHub's).
     pub kill: Option<KillPolicy>,
 }

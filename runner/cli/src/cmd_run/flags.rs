@@ -160,6 +160,42 @@ fn quoted<'a>(items: impl Iterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
+/// The image map: `images:` of `<root>/.gantry/config.yml` (when the file exists), then
+/// `--image NAME=LOCAL` items over it. A bad `images:` entry is an error at its
+/// `file:line:col`; the rest of the file is checked where the delivery gates load it.
+pub(super) fn images(
+    items: &[String],
+    root: &std::path::Path,
+) -> anyhow::Result<IndexMap<String, String>> {
+    let mut m = IndexMap::new();
+    let file = root.join(".gantry/config.yml");
+    if file.is_file() {
+        let (config, diags) = gantry_delivery::load_config_with(&file, gantry_workflow::parse_tree);
+        let bad: Vec<String> = diags
+            .iter()
+            .filter(|d| {
+                d.severity == gantry_workflow::Severity::Error && d.message.starts_with("images")
+            })
+            .map(|d| format!("{}:{}:{}: {}", d.file, d.span.line, d.span.col, d.message))
+            .collect();
+        if !bad.is_empty() {
+            bail!(BadInput(bad.join("\n")));
+        }
+        if let Some(c) = config {
+            m.extend(c.images);
+        }
+    }
+    for (name, local) in kv(items, '=', "--image")? {
+        if local.trim().is_empty() {
+            bail!(BadInput(format!(
+                "--image '{name}=': the local image after '=' is empty"
+            )));
+        }
+        m.insert(name, local.trim().to_string());
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,6 +225,11 @@ pub fn config_from_node(
                         }
                     }
                 }
+                "images" => {
+                    if let Some(m) = cx.map(v, "images") {
+                        config.images = images(&mut cx, m);
+                    }
+                }
                 "notifications" => {
                     if let Some(n) = cx.map(v, "notifications") {
                         cx.known_keys(n, "notifications", &["slack"]);
@@ -241,6 +246,25 @@ pub fn config_from_node(
     }
     let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);
     (ok.then_some(config), cx.diags)
+}
+
+/// `images:`: workflow image name → local image (`postgres:15: gantry/postgres:15`).
+fn images(cx: &mut Cx, m: &Entries) -> IndexMap<String, String> {
+    let mut out = IndexMap::new();
+    for (name, local) in m {
+        let what = format!("images.{}", name.value);
+        if let Some(l) = cx.strict_string(local, &what) {
+            if l.trim().is_empty() || l.contains(char::is_whitespace) {
+                cx.error(
+                    local.span,
+                    format!("{what}: expected a local image name such as gantry/postgres:15"),
+                );
+                continue;
+            }
+            out.insert(name.value.trim().to_string(), l);
+        }
+    }
+    out
 }
 
 const ENV_KEYS: &[&str] = &[

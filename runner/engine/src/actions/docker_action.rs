@@ -265,7 +265,10 @@ pub async fn ensure_image(
             let mut s = docker.create_image(Some(opts), None, None);
             while let Some(item) = s.next().await {
                 item.map_err(|e| {
-                    format!("image '{img}' is not available locally and cannot be pulled: {e}")
+                    format!(
+                        "image '{img}' is not available locally and cannot be pulled ({e}); {}",
+                        crate::backend::docker::missing_image_hint(img, "")
+                    )
                 })?;
             }
             Ok((img.clone(), vec![format!("Pulled {img}")]))

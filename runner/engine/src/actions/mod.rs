@@ -17,6 +17,7 @@ pub mod node;
 pub mod post;
 pub mod reference;
 pub mod resolve;
+pub mod transport;
 pub mod workflow_call;
 
 pub use builtin::{ActionEnv, ActionResult, BuiltinAction, GithubFacts};
@@ -28,6 +29,7 @@ pub use resolve::{
     ActionResolver, Origin, ResolveError, ResolvedAction, ResolvedKind, ResolverConfig,
     default_cache_root,
 };
+pub use transport::GitCredentials;
 
 use std::path::Path;
 

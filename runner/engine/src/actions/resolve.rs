@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use super::builtin;
 use super::reference::{RemoteRef, UsesRef, is_full_sha, is_hex_sha, parse_uses};
+use super::transport::{self, Attempt, GitCredentials};
 
 /// The default source: GitHub.
 pub const DEFAULT_SOURCE: &str = "https://github.com/{owner}/{repo}";
@@ -32,6 +33,8 @@ pub struct ResolverConfig {
     pub offline: bool,
     /// Built-ins turned off (`--no-builtin NAME`; lower-case `owner/repo[/path]`, or `all`).
     pub no_builtin: HashSet<String>,
+    /// Tokens for HTTPS sources (`GANTRY_GIT_TOKEN`, `GITHUB_TOKEN`).
+    pub credentials: GitCredentials,
 }
 
 impl Default for ResolverConfig {
@@ -41,6 +44,7 @@ impl Default for ResolverConfig {
             cache_root: default_cache_root(),
             offline: false,
             no_builtin: HashSet::new(),
+            credentials: GitCredentials::default(),
         }
     }
 }
@@ -356,9 +360,9 @@ impl ActionResolver {
                     self.refreshed.lock().unwrap().insert(key.clone());
                     let _ = self.record(&key, &dir, &r.git_ref, &sha);
                     let root = dir.join(&sha);
-                    return Ok((sha, root, Origin::Fetched(url)));
+                    return Ok((sha, root, Origin::Fetched(transport::redact_url(&url))));
                 }
-                Err(e) => tried.push(format!("{url}: {e}")),
+                Err(e) => tried.push(e),
             }
         }
         // A source failed but the cache knows the ref: use it (stale is better than nothing).
@@ -370,36 +374,24 @@ impl ActionResolver {
         Err(())
     }
 
+    /// Fetches `url` into the mirror under `dir` and materializes `git_ref`; errors name the
+    /// URL (without credentials).
     fn fetch(&self, dir: &Path, url: &str, git_ref: &str) -> Result<String, String> {
+        let shown = transport::redact_url(url);
+        let local = |e: String| format!("{shown}: {e}");
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let _lock = lock_repo(dir)?;
+            .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
+        let _lock = lock_repo(dir).map_err(local)?;
         let mirror = dir.join("mirror.git");
         let repo = match git2::Repository::open_bare(&mirror) {
             Ok(r) => r,
-            Err(_) => git2::Repository::init_bare(&mirror).map_err(|e| e.message().to_string())?,
-        };
-        {
-            let mut remote = repo
-                .remote_anonymous(url)
-                .map_err(|e| e.message().to_string())?;
-            let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-            let mut opts = git2::FetchOptions::new();
-            opts.download_tags(git2::AutotagOption::All);
-            remote
-                .fetch(&specs, Some(&mut opts), None)
-                .map_err(|e| e.message().to_string())?;
-            if is_full_sha(git_ref)
-                && repo
-                    .find_commit(git2::Oid::from_str(git_ref).unwrap())
-                    .is_err()
-            {
-                // A commit not reachable from any branch or tag: ask for it directly.
-                let _ = remote.fetch(&[git_ref], None, None);
+            Err(_) => {
+                git2::Repository::init_bare(&mirror).map_err(|e| local(e.message().to_string()))?
             }
-        }
-        let sha = find_commit(&repo, git_ref)?;
-        self.materialize(&repo, dir, &sha)?;
+        };
+        fetch_into(&repo, url, &self.cfg.credentials, git_ref)?;
+        let sha = find_commit(&repo, git_ref).map_err(local)?;
+        self.materialize(&repo, dir, &sha).map_err(local)?;
         Ok(sha)
     }
 
@@ -453,6 +445,34 @@ impl ActionResolver {
         self.index.lock().unwrap().insert(key.to_string(), idx);
         Ok(())
     }
+}
+
+/// Fetches every branch and tag of `url` into `repo` (and `git_ref` itself when it is a
+/// commit no branch or tag reaches), over any transport git2 knows (file, HTTPS).
+pub(crate) fn fetch_into(
+    repo: &git2::Repository,
+    url: &str,
+    creds: &GitCredentials,
+    git_ref: &str,
+) -> Result<(), String> {
+    let attempt = Attempt::default();
+    let fail = |e: git2::Error| transport::describe_error(url, &e, &attempt);
+    let mut remote = repo.remote_anonymous(url).map_err(fail)?;
+    let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+    let mut opts = transport::fetch_options(url, creds, &attempt);
+    opts.download_tags(git2::AutotagOption::All);
+    remote.fetch(&specs, Some(&mut opts), None).map_err(fail)?;
+    if is_full_sha(git_ref)
+        && repo
+            .find_commit(git2::Oid::from_str(git_ref).unwrap())
+            .is_err()
+    {
+        // A commit not reachable from any branch or tag: ask for it directly.
+        let attempt = Attempt::default();
+        let mut opts = transport::fetch_options(url, creds, &attempt);
+        let _ = remote.fetch(&[git_ref], Some(&mut opts), None);
+    }
+    Ok(())
 }
 
 /// An exclusive lock on `<dir>/.lock`, released on drop.

@@ -31,6 +31,7 @@
 
 mod cleanup;
 mod create;
+pub use create::missing_image_hint;
 mod env;
 pub mod options;
 mod service;
@@ -89,18 +90,12 @@ const DOCKER_SOCK: &str = "/var/run/docker.sock";
 
 /// The image a `runs-on` label maps to when a job runs in Docker without `container:`.
 pub fn default_image_for_label(label: &str) -> Option<&'static str> {
-    const DEBIAN_LABELS: [&str; 6] = [
-        "ubuntu-latest",
-        "ubuntu-24.04",
-        "ubuntu-22.04",
-        "ubuntu-20.04",
-        "self-hosted",
-        "linux",
-    ];
-    let label = label.trim();
-    if DEBIAN_LABELS.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+    let label = label.trim().to_ascii_lowercase();
+    // Every `ubuntu-*` (`ubuntu-latest`, `ubuntu-slim`, `ubuntu-26.04`, …): Debian is
+    // the closest image Gantry builds. `self-hosted` has no image: it needs `-P`.
+    if label.starts_with("ubuntu-") || label == "ubuntu" || label == "linux" {
         Some(DEBIAN_IMAGE)
-    } else if label.eq_ignore_ascii_case("busybox") {
+    } else if label == "busybox" {
         Some(BUSYBOX_IMAGE)
     } else {
         None
@@ -518,7 +513,8 @@ mod tests {
     fn labels_map_to_images() {
         assert_eq!(default_image_for_label("ubuntu-latest"), Some(DEBIAN_IMAGE));
         assert_eq!(default_image_for_label("Ubuntu-22.04"), Some(DEBIAN_IMAGE));
-        assert_eq!(default_image_for_label("self-hosted"), Some(DEBIAN_IMAGE));
+        assert_eq!(default_image_for_label("ubuntu-slim"), Some(DEBIAN_IMAGE));
+        assert_eq!(default_image_for_label("self-hosted"), None);
         assert_eq!(default_image_for_label("busybox"), Some(BUSYBOX_IMAGE));
         assert_eq!(default_image_for_label("windows-latest"), None);
     }

@@ -78,7 +78,10 @@ impl StepRunner<'_> {
                 .map_err(|e| format!("runs.env.{k}: {e}"))?;
             runs_env.insert(k.clone(), val);
         }
-        let source = docker_action::image_source(image);
+        let mut source = docker_action::image_source(image);
+        if let docker_action::ImageSource::Image(img) = &mut source {
+            *img = self.shared.cfg.local_image(img);
+        }
         let docker = self.docker_client().await?;
         let (tag, logs) = docker_action::ensure_image(&docker, &source, &call.dir_host)
             .await
@@ -151,7 +154,7 @@ impl StepRunner<'_> {
             .collect();
         let prepared = async {
             let docker = self.docker_client().await?;
-            let source = docker_action::ImageSource::Image(image.to_string());
+            let source = docker_action::ImageSource::Image(self.shared.cfg.local_image(image));
             let (tag, logs) = docker_action::ensure_image(&docker, &source, Path::new("."))
                 .await
                 .map_err(|e| format!("image '{image}': {e}"))?;

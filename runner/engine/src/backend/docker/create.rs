@@ -287,7 +287,7 @@ impl DockerBackend {
     ) -> BackendResult<()> {
         let missing = |extra: String| BackendError::MissingImage {
             image: image.to_string(),
-            hint: format!("{BUILD_HINT}{extra}"),
+            hint: missing_image_hint(image, &extra),
         };
         if credentials.is_none() && registry_of(image).is_none() {
             return Err(missing(String::new()));
@@ -305,6 +305,19 @@ impl DockerBackend {
         result
             .map(|_| ())
             .map_err(|e| missing(format!("; pulling it failed: {e}")))
+    }
+}
+
+/// What to do about a missing image: Gantry's own images are built; any other name (as
+/// workflows write `postgres:15`) can be pointed at a local image.
+pub fn missing_image_hint(image: &str, extra: &str) -> String {
+    if image.starts_with("gantry/") {
+        format!("{BUILD_HINT}{extra}")
+    } else {
+        format!(
+            "map it to a local image with --image {image}=LOCAL (e.g. --image postgres:15=gantry/postgres:15) \
+             or `images:` in .gantry/config.yml, or {BUILD_HINT}{extra}"
+        )
     }
 }
 

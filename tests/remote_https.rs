@@ -1,0 +1,285 @@
+//! Remote actions and reusable workflows over HTTPS: `gantry run` fetches them with git2
+//! (TLS through OpenSSL) from a real git server on loopback (`git http-backend` behind a
+//! TLS listener whose certificate a test CA signs; see https_git_server.rs). The CA is
+//! trusted through `SSL_CERT_FILE`, or through git's `http.sslCAInfo`; a wrong CA, a missing
+//! repository and a private repository without a token fail with errors that say so and
+//! name the reference and the URL; the token is sent but never printed.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use gantry_tests::*;
+
+#[path = "https_git_server.rs"]
+mod https_git_server;
+use https_git_server::GitServer;
+
+const COMPOSITE: &str = r#"name: greet
+inputs:
+  who:
+    default: world
+outputs:
+  greeting:
+    value: ${{ steps.say.outputs.greeting }}
+runs:
+  using: composite
+  steps:
+    - id: say
+      shell: bash
+      run: |
+        echo "REMOTE-HELLO-${{ inputs.who }}"
+        echo "greeting=hello ${{ inputs.who }}" >> "$GITHUB_OUTPUT"
+"#;
+
+const CALLED: &str = r#"on:
+  workflow_call:
+    inputs:
+      word:
+        type: string
+        required: true
+jobs:
+  inner:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "CALLED-WORKFLOW-${{ inputs.word }}"
+"#;
+
+const PRIVATE: &str = r#"name: private
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      run: echo PRIVATE-ACTION-RAN
+"#;
+
+/// The server with `acme/greet` (composite action, tag v1), `acme/flows` (reusable
+/// workflow, tag v1) and `private/tool` (composite action, needs the token).
+fn server() -> GitServer {
+    let s = GitServer::start();
+    for (owner, repo, files) in [
+        ("acme", "greet", vec![("action.yml", COMPOSITE)]),
+        (
+            "acme",
+            "flows",
+            vec![(".github/workflows/called.yml", CALLED)],
+        ),
+        ("private", "tool", vec![("action.yml", PRIVATE)]),
+    ] {
+        let src = git_repo_with(&files);
+        tag_head(src.path(), "v1");
+        s.publish(src.path(), owner, repo);
+    }
+    s
+}
+
+fn tag_head(dir: &Path, name: &str) {
+    let repo = git2::Repository::open(dir).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap();
+    repo.tag_lightweight(name, head.as_object(), false).unwrap();
+}
+
+/// `gantry run --host --json` in a fresh repository holding `workflow`, with an empty HOME
+/// (no user git configuration or credential helper) and a fresh action cache.
+fn run(
+    s: &GitServer,
+    workflow: &str,
+    env: &[(&str, &str)],
+    home_gitconfig: Option<&str>,
+) -> Output {
+    let repo = git_repo_with(&[(".github/workflows/ci.yml", workflow)]);
+    let home = tempfile::tempdir().unwrap();
+    if let Some(cfg) = home_gitconfig {
+        std::fs::write(home.path().join(".gitconfig"), cfg).unwrap();
+    }
+    let cache = home.path().join("action-cache");
+    let tpl = s.template();
+    let mut cmd = Command::new(gantry_bin());
+    cmd.args([
+        "run",
+        "--host",
+        "--json",
+        "--action-source",
+        &tpl,
+        "--action-cache",
+    ])
+    .arg(&cache)
+    .current_dir(repo.path())
+    .stdin(Stdio::null())
+    .env("HOME", home.path())
+    .env("XDG_CONFIG_HOME", home.path().join(".config"))
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env_remove("GANTRY_LOG")
+    .env_remove("GANTRY_GIT_TOKEN")
+    .env_remove("GITHUB_TOKEN")
+    .env_remove("SSL_CERT_FILE")
+    .env_remove("SSL_CERT_DIR")
+    .env_remove("HTTPS_PROXY")
+    .env_remove("https_proxy");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running gantry")
+}
+
+fn ca(s: &GitServer) -> String {
+    s.ca_file.display().to_string()
+}
+
+const USES_BOTH: &str = r#"on: push
+jobs:
+  act:
+    runs-on: ubuntu-latest
+    outputs:
+      greeting: ${{ steps.g.outputs.greeting }}
+    steps:
+      - id: g
+        uses: acme/greet@v1
+        with:
+          who: tls
+  call:
+    uses: acme/flows/.github/workflows/called.yml@v1
+    with:
+      word: over-https
+"#;
+
+#[test]
+fn remote_composite_action_and_reusable_workflow_over_https() {
+    let s = server();
+    let out = run(&s, USES_BOTH, &[("SSL_CERT_FILE", &ca(&s))], None);
+    let t = text(&out);
+    assert!(out.status.success(), "run failed:\n{t}");
+    assert!(
+        t.contains("REMOTE-HELLO-tls"),
+        "composite action did not run:\n{t}"
+    );
+    assert!(
+        t.contains("CALLED-WORKFLOW-over-https"),
+        "reusable workflow did not run:\n{t}"
+    );
+    let reqs = s.requests.lock().unwrap().clone();
+    for repo in ["/acme/greet.git/", "/acme/flows.git/"] {
+        assert!(
+            reqs.iter()
+                .any(|(p, _)| p.starts_with(repo) && p.ends_with("git-upload-pack")),
+            "no fetch of {repo} reached the server: {reqs:?}"
+        );
+    }
+}
+
+#[test]
+fn git_config_ssl_ca_info_is_honoured() {
+    let s = server();
+    let cfg = format!("[http]\n\tsslCAInfo = {}\n", ca(&s));
+    let wf = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/greet@v1\n";
+    let out = run(&s, wf, &[], Some(&cfg));
+    let t = text(&out);
+    assert!(out.status.success(), "run failed:\n{t}");
+    assert!(t.contains("REMOTE-HELLO-world"), "{t}");
+}
+
+#[test]
+fn wrong_ca_is_refused_with_a_certificate_error() {
+    let s = server();
+    let wf = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/greet@v1\n";
+    let wrong = s.wrong_ca_file.display().to_string();
+    let out = run(&s, wf, &[("SSL_CERT_FILE", &wrong)], None);
+    let t = text(&out);
+    assert!(
+        !out.status.success(),
+        "run passed with an untrusted certificate:\n{t}"
+    );
+    assert!(
+        t.contains("acme/greet@v1"),
+        "error does not name the reference:\n{t}"
+    );
+    assert!(
+        t.contains("TLS certificate not trusted"),
+        "not a certificate error:\n{t}"
+    );
+    assert!(
+        t.contains("SSL_CERT_FILE"),
+        "no hint about SSL_CERT_FILE:\n{t}"
+    );
+    assert!(
+        t.contains(&format!("https://127.0.0.1:{}/acme/greet.git", s.port)),
+        "error does not name the URL:\n{t}"
+    );
+    assert!(!t.contains("REMOTE-HELLO"), "{t}");
+}
+
+#[test]
+fn missing_repository_is_a_not_found_error() {
+    let s = server();
+    let wf = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/nothing-here@v1\n";
+    let out = run(&s, wf, &[("SSL_CERT_FILE", &ca(&s))], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("acme/nothing-here@v1"), "{t}");
+    assert!(
+        t.contains("repository not found"),
+        "not a not-found error:\n{t}"
+    );
+    assert!(
+        t.contains("/acme/nothing-here.git"),
+        "error does not name the URL:\n{t}"
+    );
+}
+
+const USES_PRIVATE: &str = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: private/tool@v1\n";
+
+#[test]
+fn private_repository_without_token_is_an_auth_error() {
+    let s = server();
+    let out = run(&s, USES_PRIVATE, &[("SSL_CERT_FILE", &ca(&s))], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("private/tool@v1"), "{t}");
+    assert!(
+        t.contains("authentication required"),
+        "not an auth error:\n{t}"
+    );
+    assert!(t.contains("no credentials were offered"), "{t}");
+    assert!(
+        t.contains("GANTRY_GIT_TOKEN"),
+        "no hint about the token:\n{t}"
+    );
+    assert!(!t.contains("PRIVATE-ACTION-RAN"), "{t}");
+}
+
+#[test]
+fn private_repository_with_token_is_fetched_and_the_token_never_printed() {
+    let s = server();
+    let out = run(
+        &s,
+        USES_PRIVATE,
+        &[("SSL_CERT_FILE", &ca(&s)), ("GANTRY_GIT_TOKEN", &s.token)],
+        None,
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "run failed:\n{}",
+        t.replace(&s.token, "<TOKEN>")
+    );
+    assert!(t.contains("PRIVATE-ACTION-RAN"), "{t}");
+    assert!(!t.contains(&s.token), "the token appears in the output");
+    let reqs = s.requests.lock().unwrap().clone();
+    assert!(
+        reqs.iter()
+            .any(|(p, auth)| p.starts_with("/private/tool.git/") && *auth),
+        "the token was never sent: {reqs:?}"
+    );
+
+    // A wrong token: refused once (not retried forever), said so, and not printed either.
+    let bad = format!("{}-wrong", s.token);
+    let out = run(
+        &s,
+        USES_PRIVATE,
+        &[("SSL_CERT_FILE", &ca(&s)), ("GANTRY_GIT_TOKEN", &bad)],
+        None,
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("a token was offered and refused"), "{t}");
+    assert!(!t.contains(&bad), "the wrong token appears in the output");
+}
