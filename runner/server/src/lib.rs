@@ -14,6 +14,7 @@ pub mod state;
 pub mod store;
 pub mod store_runs;
 pub mod trigger;
+pub mod ui;
 
 pub use config::{ConfigError, ServerConfig};
 pub use server::{ServeError, ServeOptions, load_config, serve};

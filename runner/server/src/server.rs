@@ -114,6 +114,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v3/gantry/deliveries", get(api::deliveries))
         .merge(hooks)
+        .merge(crate::ui::routes())
         .with_state(app)
 }
 

@@ -19,7 +19,11 @@ pub enum LiveEvent {
     /// A job or one of its steps changed status.
     Job { run_id: i64, job_id: i64 },
     /// A chunk of a job's log, stored under `seq` (the SSE event id, for `Last-Event-ID`).
-    Log { job_id: i64, seq: i64, text: Arc<str> },
+    Log {
+        job_id: i64,
+        seq: i64,
+        text: Arc<str>,
+    },
     /// A deployment review was requested, decided or abandoned.
     Approval { run_id: i64 },
 }

@@ -24,11 +24,18 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "run store",
-    include_str!("../migrations/0001_run_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "run store",
+        include_str!("../migrations/0001_run_store.sql"),
+    ),
+    (
+        4,
+        "web sessions",
+        include_str!("../migrations/0004_web_sessions.sql"),
+    ),
+];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
 #[derive(Clone)]
