@@ -22,7 +22,7 @@ pub fn banner(pending: &[Pending], run: &RunRecord, v: &Viewer, action: &str) ->
         div #banner data-swap="" {
             @for p in pending {
                 section.banner role="status" aria-label={"Waiting for review: " (p.environment)} {
-                    h2 { "⏸ Waiting for review: " strong { (p.environment) } }
+                    h2 { "‖ Waiting for review: " strong { (p.environment) } }
                     p {
                         "Reviewers: " (p.reviewers.join(", ")) ". "
                         (p.still_needed) " of " (p.required) " approvals still needed"

@@ -40,7 +40,7 @@ fn glyph(status: &str) -> &'static str {
         "cancelled" => "⊘",
         "skipped" => "⤼",
         "in_progress" => "◐",
-        "waiting" => "⏸",
+        "waiting" => "‖",
         _ => "○",
     }
 }

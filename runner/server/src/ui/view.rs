@@ -138,7 +138,7 @@ pub fn status_icon(status: &str) -> Markup {
         "cancelled" => "⊘",
         "skipped" | "neutral" => "⤼",
         "in_progress" => "◐",
-        "waiting" | "action_required" => "⏸",
+        "waiting" | "action_required" => "‖",
         _ => "○",
     };
     html! { span class={"st st-" (status)} title=(status) role="img" aria-label=(status) { (glyph) } }
