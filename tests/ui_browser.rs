@@ -793,3 +793,105 @@ async fn sessions_cookies_and_roles_without_a_browser() {
     assert_eq!(css.status(), 200);
     assert!(css.text().await.unwrap().contains("prefers-color-scheme"));
 }
+
+/// By hand, not a timed test: `cargo test -p gantry-tests --test ui_browser -- --ignored
+/// --nocapture bench`. A run of 1,000 jobs and a job log of 100 MB: bytes of each page and
+/// Chromium's first contentful paint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_big_run_and_big_log() {
+    use gantry_server::store_runs::{NewJob, NewRun};
+    let Some((_driver, c)) = browser().await else {
+        return;
+    };
+    let bare = BareRepo::new();
+    bare.commit("main", &[(".github/workflows/ci.yml", WORKFLOW)], "Add CI");
+    let s = Server::start(&config(&bare.url()));
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        s.dir.path().join("data/gantry.db").display()
+    );
+    let store = Store::open(&db).await.unwrap();
+    let jobs = (0..1000)
+        .map(|i| NewJob {
+            key: format!("j{}", i / 10),
+            name: format!("j{} ({})", i / 10, i % 10),
+            needs: if i >= 10 {
+                vec![format!("j{}", i / 10 - 1)]
+            } else {
+                vec![]
+            },
+            labels: vec!["ubuntu-latest".into()],
+            environment: None,
+        })
+        .collect();
+    let run = store
+        .create_run(&NewRun {
+            repo: "acme/shop".into(),
+            workflow_path: ".github/workflows/ci.yml".into(),
+            workflow_name: "CI".into(),
+            display_title: "Big".into(),
+            event: "push".into(),
+            head_branch: "main".into(),
+            head_sha: "a".repeat(40),
+            git_ref: "refs/heads/main".into(),
+            actor: "dev".into(),
+            head_commit: serde_json::json!({}),
+            payload: serde_json::json!({}),
+            delivery_id: None,
+            jobs,
+        })
+        .await
+        .unwrap();
+    let job = store.run_jobs(run, 1).await.unwrap()[0].id;
+    let line = "\x1b[32mok\x1b[0m a log line of some eighty characters, padded out to look like output....\n";
+    let chunk: String = line.repeat(64 * 1024 / line.len());
+    let masker = gantry_engine::mask::Masker::new();
+    for _ in 0..(100 * 1024 * 1024 / chunk.len()) {
+        store.append_log(job, &chunk, &masker).await.unwrap();
+    }
+    sign_in(&c, &s.base, ADMIN_TOKEN).await;
+    let http = reqwest::Client::new();
+    for (what, path) in [
+        (
+            "run page, 1,000 jobs",
+            format!("/acme/shop/actions/runs/{run}"),
+        ),
+        (
+            "job page, 100 MB log",
+            format!("/acme/shop/actions/runs/{run}/job/{job}"),
+        ),
+    ] {
+        let t = Instant::now();
+        let body = http
+            .get(format!("{}{path}", s.base))
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let served = t.elapsed();
+        c.goto(&format!("{}{path}", s.base)).await.unwrap();
+        let fcp = c
+            .execute(
+                "const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : -1;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let sent = c
+            .execute(
+                "return performance.getEntriesByType('navigation')[0].transferSize + \
+                 performance.getEntriesByType('resource').reduce((a, r) => a + r.transferSize, 0);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        println!(
+            "bench {what}: HTML {} bytes, served in {served:?}; Chromium first contentful paint {fcp} ms, {sent} bytes transferred",
+            body.len()
+        );
+    }
+}
