@@ -91,45 +91,36 @@ pub async fn shot(c: &Client, name: &str) {
     std::fs::write(shot_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// Waits (up to 10 s) for an element matching `css`.
+pub async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Clicks the element matching `css`, then waits for one matching `then`.
+pub async fn click_then(c: &Client, css: &str, then: &str, what: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(c, then, what).await;
+}
+
 pub async fn sign_in(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
     // Not signed in: the sign-in page, which returns to where we were going.
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#token"))
-        .await
-        .expect("the sign-in page");
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    c.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("header .who"))
-        .await
-        .expect("signed in");
+    let field = wait_for(c, "#token", "the sign-in page").await;
+    field.send_keys(token).await.unwrap();
+    click_then(c, "form button[type=submit]", "header .who", "signed in").await;
 }
 
 pub async fn sign_out(c: &Client) {
-    c.find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#token"))
-        .await
-        .expect("signed out");
+    click_then(c, "form[action='/logout'] button", "#token", "signed out").await;
 }
 
 /// Waits until `script` (a JS expression) is truthy in the page.
