@@ -19,6 +19,7 @@ pub mod store_exec;
 pub mod store_reviews;
 pub mod store_runs;
 pub mod trigger;
+pub mod ui;
 pub mod workspace;
 
 pub use config::{ConfigError, ServerConfig};

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_run_store.sql"),
     ),
     (3, "reviews", include_str!("../migrations/0003_reviews.sql")),
+    (
+        4,
+        "web sessions",
+        include_str!("../migrations/0004_web_sessions.sql"),
+    ),
 ];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
