@@ -215,6 +215,11 @@ async fn the_web_ui_in_chromium() {
         .set_job_status(deploy[0], "waiting", None)
         .await
         .unwrap();
+    // What the server's gate records when the deploy job reaches it.
+    store
+        .request_review(run.id, deploy[0], "production")
+        .await
+        .unwrap();
     c.goto(&format!("{base}/acme/shop/actions/runs/{}", run.id))
         .await
         .unwrap();

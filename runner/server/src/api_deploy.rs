@@ -25,7 +25,7 @@ use crate::api_json::{self, name_id};
 use crate::config::{Environment, Repository, Role};
 use crate::gate::rules;
 use crate::state::{App, LiveEvent};
-use crate::store::{ApprovalRecord, DeploymentRecord};
+use crate::store::{ApprovalRecord, DeploymentRecord, StoreError};
 use crate::store_reviews::{DeploymentStatusRecord, ReviewRecord};
 use crate::store_runs::RunRecord;
 
@@ -168,12 +168,13 @@ fn approval_json(base: &str, repo: &str, a: &ApprovalRecord) -> J {
 // ---- pending deployments ---------------------------------------------------------------
 
 /// The run's waiting reviews with their environment's rules, one per environment (a
-/// matrix of jobs at one environment is one pending deployment, as on GitHub).
-async fn waiting<'a>(
+/// matrix of jobs at one environment is one pending deployment, as on GitHub). The web
+/// UI's approval banner reads the same list.
+pub(crate) async fn waiting<'a>(
     app: &App,
     repo: &'a Repository,
     run: &RunRecord,
-) -> Result<Vec<(&'a str, &'a Environment, Vec<ReviewRecord>)>, ApiError> {
+) -> Result<Vec<(&'a str, &'a Environment, Vec<ReviewRecord>)>, StoreError> {
     let mut out: Vec<(&str, &Environment, Vec<ReviewRecord>)> = Vec::new();
     for review in app.store.reviews(run.id, true).await? {
         let Some((name, env)) = rules::environment(repo, &review.environment) else {
@@ -187,15 +188,16 @@ async fn waiting<'a>(
     Ok(out)
 }
 
-/// Why `login` may not decide on these reviews; `None` when they may.
-async fn may_not_review(
+/// Why `login` may not decide on these reviews; `None` when they may (the role is checked
+/// by the caller).
+pub(crate) async fn may_not_review(
     app: &App,
     run: &RunRecord,
     name: &str,
     env: &Environment,
     reviews: &[ReviewRecord],
     login: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, StoreError> {
     let p = rules::policy(name, env);
     for review in reviews {
         let recorded = app.store.review_decisions(review).await?;
@@ -317,16 +319,11 @@ async fn review_deployments(
             ));
         }
     }
-    let mut jobs = Vec::new();
-    for (name, _, reviews) in &chosen {
-        for review in reviews {
-            app.store
-                .record_approval(run.id, review.job_id, name, &user.login, &state, &comment)
-                .await?;
-            jobs.push(review.job_id);
-        }
-    }
-    app.announce(LiveEvent::Approval { run_id: run.id });
+    let chosen: Vec<(&str, &[ReviewRecord])> = chosen
+        .iter()
+        .map(|(name, _, reviews)| (*name, reviews.as_slice()))
+        .collect();
+    let jobs = record_decision(&app, &run, &chosen, &user.login, &state, &comment).await?;
     let deployments: Vec<J> = app
         .store
         .deployments(&r.name)
@@ -336,6 +333,30 @@ async fn review_deployments(
         .map(|d| deployment_json(&app.cfg.url, d))
         .collect();
     Ok(Json(J::Array(deployments)).into_response())
+}
+
+/// Records `login`'s decision (`approved` or `rejected`) on the reviews of each chosen
+/// environment and wakes the gate and open pages; returns the jobs decided on. The caller
+/// has checked the role and [`may_not_review`] for every environment.
+pub(crate) async fn record_decision(
+    app: &App,
+    run: &RunRecord,
+    chosen: &[(&str, &[ReviewRecord])],
+    login: &str,
+    state: &str,
+    comment: &str,
+) -> Result<Vec<i64>, StoreError> {
+    let mut jobs = Vec::new();
+    for (name, reviews) in chosen {
+        for review in *reviews {
+            app.store
+                .record_approval(run.id, review.job_id, name, login, state, comment)
+                .await?;
+            jobs.push(review.job_id);
+        }
+    }
+    app.announce(LiveEvent::Approval { run_id: run.id });
+    Ok(jobs)
 }
 
 /// `GET /repos/{o}/{r}/actions/runs/{id}/approvals`: every decision, oldest first.

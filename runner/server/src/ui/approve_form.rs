@@ -15,9 +15,8 @@ use super::run::find_run;
 use super::view::{self, UiError};
 use crate::config::Role;
 use crate::state::App;
-use crate::store_runs::RunRecord;
 
-pub fn banner(pending: &[Pending], run: &RunRecord, v: &Viewer, action: &str) -> Markup {
+pub fn banner(pending: &[Pending], v: &Viewer, action: &str) -> Markup {
     html! {
         div #banner data-swap="" {
             @for p in pending {
@@ -31,8 +30,8 @@ pub fn banner(pending: &[Pending], run: &RunRecord, v: &Viewer, action: &str) ->
                         @if !p.wait_timer.is_zero() { "Wait timer: " (p.wait_timer.as_secs()) " s. " }
                         "Waiting since " (view::time(&p.waiting_since)) "."
                     }
-                    @match approve::may_decide(p, run, &v.user) {
-                        Ok(()) => {
+                    @match &p.viewer_refusal {
+                        None => {
                             form.review method="post" action=(action) {
                                 (view::csrf_input(v))
                                 input type="hidden" name="environment" value=(p.environment);
@@ -44,7 +43,7 @@ pub fn banner(pending: &[Pending], run: &RunRecord, v: &Viewer, action: &str) ->
                                 }
                             }
                         }
-                        Err(why) => { p.muted { (why) } }
+                        Some(why) => { p.muted { (why) } }
                     }
                 }
             }

@@ -153,7 +153,7 @@ pub async fn page(
     }
     let first_line = lines_before(&app, job.id, lo).await? + 1;
     let (rendered, _) = log_render::lines(first_line, &text);
-    let pending: Vec<_> = approve::pending(&app, r, &run)
+    let pending: Vec<_> = approve::pending(&app, r, &run, &v.user)
         .await?
         .into_iter()
         .filter(|p| p.job_ids.contains(&job.id))
@@ -165,7 +165,7 @@ pub async fn page(
         nav.crumbs { a href="/" { "Repositories" } " / " a href={"/" (r.name) "/actions"} { (r.name) }
             " / " a href=(base) { (run.name) " #" (run.run_number) } " / " (job.name) }
         div #live data-live={"/" (r.name) "/actions/live?run=" (run.id)} {
-            (approve_form::banner(&pending, &run, &v, &format!("{base}/review")))
+            (approve_form::banner(&pending, &v, &format!("{base}/review")))
             div #jobhead data-swap="" {
                 h1 { (view::status_icon(st)) " " (job.name) }
                 p.muted { span.status data-status=(st) { (st) } " · "

@@ -35,7 +35,7 @@ pub async fn page(
     let run = find_run(&app, &r.name, &run_id).await?;
     let jobs = app.store.run_jobs(run.id, run.run_attempt).await?;
     let artifacts = app.store.artifacts(run.id).await?;
-    let pending = approve::pending(&app, r, &run).await?;
+    let pending = approve::pending(&app, r, &run, &v.user).await?;
     let base = format!("/{}/actions/runs/{}", r.name, run.id);
     let href = |id: i64| format!("{base}/job/{id}");
     let st = view::shown_status(&run.status, run.conclusion.as_deref());
@@ -65,7 +65,7 @@ pub async fn page(
                     }
                 }
             }
-            (approve_form::banner(&pending, &run, &v, &format!("{base}/review")))
+            (approve_form::banner(&pending, &v, &format!("{base}/review")))
             section #graph data-swap="" {
                 h2 { "Jobs" }
                 div.graph-wrap { (graph::svg(&jobs, &href)) }
