@@ -165,6 +165,11 @@ jobs:
     steps:
       - run: |
           if [ -n "$T" ]; then echo "build: token is set"; else echo "build: token is unset"; fi
+          if [ -n "${DEPLOY_TOKEN:-}" ]; then
+            echo "build: DEPLOY_TOKEN is in the process environment"
+          else
+            echo "build: no DEPLOY_TOKEN in the process environment"
+          fi
         env:
           T: ${{ secrets.DEPLOY_TOKEN }}
   deploy:
@@ -190,6 +195,11 @@ jobs:
     steps:
       - run: |
           if [ -n "$T" ]; then echo "build: token is set"; else echo "build: token is unset"; fi
+          if [ -n "${DEPLOY_TOKEN:-}" ]; then
+            echo "build: DEPLOY_TOKEN is in the process environment"
+          else
+            echo "build: no DEPLOY_TOKEN in the process environment"
+          fi
         env:
           T: ${{ secrets.DEPLOY_TOKEN }}
       - run: echo "build echoes [${{ secrets.DEPLOY_TOKEN }}]"
@@ -240,9 +250,14 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
     assert_eq!(job_named(&s, run, "deploy").await.status, Status::Waiting);
     let build = job_named(&s, run, "build").await;
     assert_eq!(build.conclusion, Some(Conclusion::Success));
+    let log = job_log(&s, &build).await;
     assert!(
-        job_log(&s, &build).await.contains("build: token is unset"),
-        "a job before the gate has no environment secret"
+        log.contains("build: token is unset"),
+        "a job before the gate has no environment secret:\n{log}"
+    );
+    assert!(
+        log.contains("build: no DEPLOY_TOKEN in the process environment"),
+        "{log}"
     );
 
     // alice pushed: she may not approve her own deployment (nor is she a reviewer).
@@ -345,6 +360,10 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
     let log = job_log(&s, &build).await;
     assert!(log.contains("build: token is unset"), "{log}");
     assert!(log.contains("build echoes []"), "{log}");
+    assert!(
+        log.contains("build: no DEPLOY_TOKEN in the process environment"),
+        "{log}"
+    );
     decide(
         &s,
         WRITER_TOKEN,
