@@ -378,7 +378,7 @@ async fn the_web_ui_in_chromium() {
         "{banner}"
     );
     assert!(
-        banner.contains("does not let the person who triggered the run"),
+        banner.contains("dev triggered the run and may not review it"),
         "{banner}"
     );
     let st = post_from_page(

@@ -235,6 +235,15 @@ pub async fn execute_run(
         .iter()
         .map(|(k, v)| (k.clone(), v.expose().to_string()))
         .collect();
+    // Environment secrets too: the gate withholds them (`withholds_secret`), so the engine
+    // takes them out of the run-wide secrets and out of the server's own environment that
+    // host steps inherit (the server reads them from its environment). Jobs get them only
+    // through the gate's admission.
+    for env in repo.environments.values() {
+        for (k, v) in &env.secrets {
+            cfg.secrets.insert(k.clone(), v.expose().to_string());
+        }
+    }
     cfg.vars = repo.vars.clone();
     cfg.platforms = app
         .cfg

@@ -64,6 +64,22 @@ impl Store {
         Ok(id)
     }
 
+    /// Marks a job started, unless the deployment gate already holds it `waiting`: the
+    /// engine reports the start before it asks the gate, but the recorder may write that
+    /// report after the gate's `waiting`; the gate itself sets `in_progress` on approval.
+    pub async fn start_job(&self, job_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'in_progress', \
+             started_at = CASE WHEN started_at IS NULL THEN $1 ELSE started_at END \
+             WHERE id = $2 AND status <> 'waiting'",
+        )
+        .bind(now())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_runner_name(&self, job_id: i64, runner: &str) -> Result<()> {
         sqlx::query("UPDATE jobs SET runner_name = $1 WHERE id = $2")
             .bind(runner)
@@ -265,7 +281,7 @@ impl Recorder {
                 };
                 j.started = Some(std::time::Instant::now());
                 let id = j.id;
-                store.set_job_status(id, "in_progress", None).await?;
+                store.start_job(id).await?;
                 let runner = if backend.is_empty() {
                     "gantry"
                 } else {
