@@ -33,7 +33,12 @@ fn config(repo_url: &str) -> String {
 /// process; every test sets the same value before its first server starts.
 fn start(repo_url: &str) -> Server {
     static SET: std::sync::Once = std::sync::Once::new();
-    SET.call_once(|| unsafe { std::env::set_var("DEPLOY_TOKEN", DEPLOY_TOKEN) });
+    SET.call_once(|| unsafe {
+        std::env::set_var("DEPLOY_TOKEN", DEPLOY_TOKEN);
+        // A variable of the server's own that no config entry names: host steps must not
+        // inherit it either (tokens, database URLs live in such variables).
+        std::env::set_var("GANTRY_SERVER_PRIVATE", "server-private-51b7");
+    });
     Server::start_with(&config(repo_url), &[])
 }
 
@@ -165,6 +170,7 @@ jobs:
     steps:
       - run: |
           if [ -n "$T" ]; then echo "build: token is set"; else echo "build: token is unset"; fi
+          echo "build: server-only ${GANTRY_SERVER_PRIVATE:-unset}"
           if [ -n "${DEPLOY_TOKEN:-}" ]; then
             echo "build: DEPLOY_TOKEN is in the process environment"
           else
@@ -254,6 +260,10 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
     assert!(
         log.contains("build: token is unset"),
         "a job before the gate has no environment secret:\n{log}"
+    );
+    assert!(
+        log.contains("build: server-only unset"),
+        "host steps inherit only the basics of the server's environment:\n{log}"
     );
     assert!(
         log.contains("build: no DEPLOY_TOKEN in the process environment"),

@@ -128,6 +128,10 @@ pub struct RunConfig {
     /// texts to run instead of reading the files, so that a run and its re-runs call what
     /// the run record holds.
     pub workflow_texts: HashMap<PathBuf, String>,
+    /// The environment host steps start from. `None`: this process's own (what a user at
+    /// the keyboard expects of `gantry run`). A server passes a clean one, so its tokens,
+    /// webhook secrets and database URL never reach a job.
+    pub host_env: Option<IndexMap<String, String>>,
 }
 
 impl RunConfig {
@@ -166,6 +170,7 @@ impl RunConfig {
             keep_work: false,
             resolver: Arc::new(crate::actions::ActionResolver::new(Default::default())),
             workflow_texts: HashMap::new(),
+            host_env: None,
         }
     }
 }
@@ -296,8 +301,11 @@ fn withhold_environment_secrets(cfg: &mut RunConfig) -> IndexMap<String, String>
 
 /// Gantry's own environment for host steps, without the withheld secrets (`-s NAME`
 /// reads a secret from a variable of that name, which host steps would inherit).
-fn process_env_without(withheld: &IndexMap<String, String>) -> IndexMap<String, String> {
-    std::env::vars()
+fn process_env_without(
+    env: impl IntoIterator<Item = (String, String)>,
+    withheld: &IndexMap<String, String>,
+) -> IndexMap<String, String> {
+    env.into_iter()
         .filter(|(k, v)| {
             !withheld.keys().any(|n| n.eq_ignore_ascii_case(k))
                 && !withheld.values().any(|s| !s.is_empty() && s == v)
@@ -329,7 +337,10 @@ pub async fn execute(
         .map_err(|e| format!("cannot read the repository at {}: {e}", cfg.root.display()))?;
     let work_root = snapshot.root.join(".gantry").join("work").join(&cfg.run_id);
     let withheld_secrets = withhold_environment_secrets(&mut cfg);
-    let process_env = process_env_without(&withheld_secrets);
+    let process_env = match cfg.host_env.take() {
+        Some(clean) => process_env_without(clean, &withheld_secrets),
+        None => process_env_without(std::env::vars(), &withheld_secrets),
+    };
     let inputs = cfg
         .workflows
         .iter()

@@ -7,6 +7,8 @@
 //! `gantry run`, and waits until that is recorded.
 
 use std::sync::Arc;
+
+use indexmap::IndexMap;
 use std::time::Duration;
 
 use gantry_engine::events::EventBus;
@@ -261,6 +263,7 @@ pub async fn execute_run(
     cfg.run_id = run.id.to_string();
     cfg.run_number = u64::try_from(run.run_number).unwrap_or(0);
     cfg.gates = crate::gate::for_run(app.clone(), run);
+    cfg.host_env = Some(host_step_env(std::env::vars()));
 
     // Every secret value the run may print, environment secrets included.
     let masker = Arc::new(Masker::new());
@@ -345,4 +348,35 @@ async fn fail_run(app: &App, run: &RunRecord, why: &str) -> Result<(), crate::st
         run_id: run.id,
     });
     Ok(())
+}
+
+/// What host steps inherit from the server's environment: the basics a shell and common
+/// tools need, nothing else. The server's own variables (API tokens, webhook secrets, the
+/// database URL, whatever `${NAME}` the config reads) never reach a job.
+pub fn host_step_env(
+    server_env: impl Iterator<Item = (String, String)>,
+) -> IndexMap<String, String> {
+    const PASSED: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "DOCKER_HOST",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ];
+    server_env
+        .filter(|(k, _)| PASSED.contains(&k.as_str()) || k.starts_with("LC_"))
+        .collect()
 }

@@ -69,12 +69,18 @@ pub async fn pending(
             }
         }
         let required = env.required_approvals.max(1);
+        let still_needed = required.saturating_sub(approved_by.len() as u32);
+        // Approved enough: the gate admits the job as soon as it wakes (or when the wait
+        // timer ends, which the banner still shows).
+        if still_needed == 0 && env.wait_timer.is_zero() {
+            continue;
+        }
         out.push(Pending {
             environment: name.to_string(),
             job_ids: reviews.iter().map(|r| r.job_id).collect(),
             reviewers: env.reviewers.clone(),
             required,
-            still_needed: required.saturating_sub(approved_by.len() as u32),
+            still_needed,
             approved_by,
             wait_timer: env.wait_timer,
             waiting_since: reviews
