@@ -378,6 +378,21 @@ pub async fn deliver(
     body: &[u8],
     secret: Option<&str>,
 ) -> (u16, String) {
+    try_deliver(base, forge, event, delivery, body, secret)
+        .await
+        .expect("webhook request")
+}
+
+/// [`deliver`] that returns the client's error: a server that refuses a body by its
+/// length answers before reading it, and the client may then fail writing the rest.
+pub async fn try_deliver(
+    base: &str,
+    forge: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    secret: Option<&str>,
+) -> Result<(u16, String), reqwest::Error> {
     let client = reqwest::Client::new();
     let mut req = client
         .post(format!("{base}/hooks/{forge}"))
@@ -430,9 +445,9 @@ pub async fn deliver(
         }
         other => panic!("unknown forge {other}"),
     }
-    let resp = req.send().await.expect("webhook request");
+    let resp = req.send().await?;
     let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
+    Ok((status, resp.text().await.unwrap_or_default()))
 }
 
 /// Polls `f` until it returns `Some`, for up to 30 s.
