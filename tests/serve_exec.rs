@@ -37,21 +37,6 @@ async fn push(s: &Server, before: &str, after: &str, msg: &str) {
     assert_eq!(st, 202, "{body}");
 }
 
-/// The run of `sha`, once it exists.
-async fn run_of(s: &Server, sha: &str) -> Run {
-    let octo = s.octocrab(READER_TOKEN);
-    wait_for(&format!("a run of {sha}"), || async {
-        let runs = octo
-            .workflows("acme", "shop")
-            .list_all_runs()
-            .send()
-            .await
-            .ok()?;
-        runs.items.into_iter().find(|r| r.head_sha == sha)
-    })
-    .await
-}
-
 /// Polls the run until `pred` holds (up to `secs`).
 async fn run_until(s: &Server, id: u64, secs: u64, what: &str, pred: impl Fn(&Run) -> bool) -> Run {
     let octo = s.octocrab(READER_TOKEN);

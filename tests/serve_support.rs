@@ -571,3 +571,18 @@ pub fn postgres() -> Option<Postgres> {
     pg.url = format!("postgres://ci:ci-pass@127.0.0.1:{port}/gantry");
     Some(pg)
 }
+
+/// The run of `sha` in acme/shop through the API (octocrab, read-only user), once it exists.
+pub async fn run_of(s: &Server, sha: &str) -> octocrab::models::workflows::Run {
+    let octo = s.octocrab(READER_TOKEN);
+    wait_for(&format!("a run of {sha}"), || async {
+        let runs = octo
+            .workflows("acme", "shop")
+            .list_all_runs()
+            .send()
+            .await
+            .ok()?;
+        runs.items.into_iter().find(|r| r.head_sha == sha)
+    })
+    .await
+}
