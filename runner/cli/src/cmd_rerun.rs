@@ -184,7 +184,7 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
         );
     }
     if let Some(sha) = &record.sources.sha {
-        let head = gantry_engine::context::GitInfo::discover(&record.root).sha;
+        let head = gantry_engine::github_contexts::GitInfo::discover(&record.root).sha;
         if &head != sha {
             eprintln!(
                 "gantry: note: run {id} was made at commit {}, HEAD is now {}: the workflow \

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use gantry_engine::actions::{GitCredentials, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
-use gantry_engine::context::parse_dotenv;
 use gantry_engine::events::EventBus;
+use gantry_engine::github_contexts::parse_dotenv;
 use gantry_engine::run::{Platform, RunConfig};
 use gantry_session::{
     GateSource, LocalRunStore, Pending, PreparedRun, RunOptions, RunRequest, RunSubscriber,

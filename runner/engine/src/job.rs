@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, ContainerSpec, Credentials, JobEnv, JobEnvSpec};
-use crate::context::{self, JobFacts, StrategyFacts};
-use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{RunEvent, Status, Stream, Text, millis};
+use crate::expr_scope::{Ctx, StatusMode};
 use crate::gate::{DeploymentOutcome, DeploymentRequest, Verification};
-use crate::masking::Masker;
+use crate::github_contexts::{self as context, JobFacts, StrategyFacts};
 use crate::run::{Platform, RunShared, Scope};
+use crate::shared_masker::Masker;
 use crate::step::{JobState, StepRunner};
 use crate::workspace::sanitize;
 
@@ -201,7 +201,7 @@ pub async fn run_job(
     let job = &wf.jobs[&inst.job_id];
     let secrets = &inst.scope.secrets;
     // Environment secrets this job may never see are masked in it all the same.
-    let mut masker = crate::masking::Masker::with_secrets(
+    let mut masker = crate::shared_masker::Masker::with_secrets(
         shared
             .cfg
             .secrets
@@ -308,7 +308,7 @@ pub async fn run_job(
     });
 
     // Workflow env (G I V Sec) with --env below it, then job env.
-    let mut env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
+    let mut env_ctx = match crate::expr_scope::job_env(&shared, wf, job, &mut ctx) {
         Ok(m) => m,
         Err(e) => {
             fail(e, &masker);
@@ -366,7 +366,7 @@ pub async fn run_job(
         ctx.set("secrets", secrets_value(&all));
         // The env was evaluated before the gate, without the environment's secrets and
         // vars; evaluate it again now that the job may see them (as on GitHub).
-        env_ctx = match crate::evalctx::job_env(&shared, wf, job, &mut ctx) {
+        env_ctx = match crate::expr_scope::job_env(&shared, wf, job, &mut ctx) {
             Ok(m) => m,
             Err(e) => {
                 fail(e, &masker);

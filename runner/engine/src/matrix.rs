@@ -6,7 +6,7 @@
 use gantry_workflow::Node;
 use serde_json::{Map, Value as J};
 
-use crate::evalctx::Ctx;
+use crate::expr_scope::Ctx;
 
 /// Evaluates a matrix as written (keys and scalar values may hold `${{ }}`) to JSON.
 pub fn eval_node(node: &Node, ctx: &Ctx) -> Result<J, String> {

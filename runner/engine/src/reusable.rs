@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::workflow_call::{self, MAX_DEPTH, MAX_WORKFLOWS};
 use crate::actions::{ResolvedKind, UsesRef};
-use crate::evalctx::Ctx;
 use crate::events::{Status, Text};
+use crate::expr_scope::Ctx;
 use crate::job::{JobOutcome, at, secrets_value};
 use crate::run::{JobRecord, RunShared, Scope};
 use crate::scheduler::{Sched, aggregate, finish_record, run_graph};
@@ -267,7 +267,7 @@ pub(crate) async fn run_call(
     }
     octx.set("inputs", inputs);
     octx.set("jobs", Value::object(jobs));
-    let masker = crate::masking::Masker::with_secrets(
+    let masker = crate::shared_masker::Masker::with_secrets(
         shared
             .cfg
             .secrets

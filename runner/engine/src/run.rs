@@ -12,9 +12,9 @@ use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, KillPolicy};
-use crate::context::{GitInfo, RunFacts};
 use crate::events::{EventBus, RunEvent, Status, millis};
 use crate::gate::{DeliveryGates, NoGates};
+use crate::github_contexts::{GitInfo, RunFacts};
 use crate::workspace::Snapshot;
 
 /// Where jobs with a given `runs-on` label run.
@@ -192,7 +192,7 @@ pub struct RunShared {
     /// `inputs` context per workflow index.
     pub inputs: Vec<Value>,
     /// Every secret value (for masking outputs that cross jobs).
-    pub secret_masker: crate::masking::Masker,
+    pub secret_masker: crate::shared_masker::Masker,
     /// Environment secrets, out of `cfg.secrets` until the gate admits a job of their
     /// environment; kept here only so every job masks them.
     pub withheld_secrets: IndexMap<String, String>,
@@ -346,8 +346,9 @@ pub async fn execute(
         .iter()
         .map(|w| resolve_inputs(&w.workflow, &cfg.event_name, &cfg.event, &cfg.inputs))
         .collect();
-    let secret_masker =
-        crate::masking::Masker::with_secrets(cfg.secrets.values().chain(withheld_secrets.values()));
+    let secret_masker = crate::shared_masker::Masker::with_secrets(
+        cfg.secrets.values().chain(withheld_secrets.values()),
+    );
     let event_json = serde_json::to_string_pretty(&cfg.event).unwrap_or_else(|_| "{}".into());
     let (git_ref, sha, repository) = {
         let (r, _, _) = facts.refs();

@@ -16,9 +16,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::Groups;
-use crate::context::{self, StrategyFacts};
-use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{RunEvent, Status, Text};
+use crate::expr_scope::{Ctx, StatusMode};
+use crate::github_contexts::{self as context, StrategyFacts};
 use crate::job::{
     JobInstance, JobOutcome, eval_bool, eval_number, run_job, runner_log, secrets_value,
 };

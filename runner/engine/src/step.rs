@@ -21,13 +21,13 @@ mod uses;
 
 use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
 use crate::commands::{Command, CommandProcessor, LineAction};
-use crate::context;
 use crate::envfile::{self, FileCommandFiles};
-use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{EventBus, RunEvent, Status, Stream, Text, millis};
+use crate::expr_scope::{Ctx, StatusMode};
+use crate::github_contexts as context;
 use crate::job::{at, eval_bool, eval_number, eval_string_map, job_value, join_view, runner_log};
-use crate::masking::Masker;
 use crate::run::RunShared;
+use crate::shared_masker::Masker;
 use crate::shell::{self, Shell};
 
 /// PATH inside containers when the job prepends entries (the image's own PATH is not known

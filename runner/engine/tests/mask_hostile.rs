@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use gantry_engine::mask::{MaskedLines, Masker, MaskingWriter, SegmentKind};
+use gantry_engine::masker::{MaskedLines, Masker, MaskingWriter, SegmentKind};
 
 fn b64(s: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -21,7 +21,7 @@ fn through_lines(m: &Arc<Masker>, chunks: &[&[u8]], max_line: usize) -> (String,
     let mut ml = MaskedLines::with_max_line(m.clone(), max_line);
     let mut out = Vec::new();
     let mut kinds = Vec::new();
-    let mut f = |s: gantry_engine::mask::Segment<'_>| {
+    let mut f = |s: gantry_engine::masker::Segment<'_>| {
         out.extend_from_slice(s.masked);
         if s.kind != SegmentKind::Partial {
             out.push(b'\n');

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gantry_engine::mask::{MaskedLines, Masker, MaskingWriter};
+use gantry_engine::masker::{MaskedLines, Masker, MaskingWriter};
 
 /// 100-byte lines of printable pseudo-random text; every 1000th line holds a secret.
 fn synthetic(total: usize, secrets: &[String]) -> Vec<u8> {

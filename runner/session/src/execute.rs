@@ -184,11 +184,9 @@ impl PreparedRun {
                 .build(),
         );
         self.cfg.gates = delivery.clone() as Arc<dyn DeliveryGates>;
-        let actor = self
-            .cfg
-            .actor
-            .clone()
-            .unwrap_or_else(|| gantry_engine::context::GitInfo::discover(&self.cfg.root).actor);
+        let actor = self.cfg.actor.clone().unwrap_or_else(|| {
+            gantry_engine::github_contexts::GitInfo::discover(&self.cfg.root).actor
+        });
         let ctx = gantry_delivery::RunReportContext {
             actor,
             run_url: None,

@@ -70,7 +70,7 @@ impl Session {
             gantry_plan::trigger::Event::from_payload(&request.event_name, request.event.clone());
         let name = request.event_name.as_str();
         if trigger.ref_.is_none() && name != "pull_request" && name != "pull_request_target" {
-            let head = gantry_engine::context::GitInfo::discover(&root).git_ref;
+            let head = gantry_engine::github_contexts::GitInfo::discover(&root).git_ref;
             if !head.is_empty() {
                 trigger.ref_ = Some(head);
             }

@@ -65,13 +65,13 @@ impl Notification {
     }
 }
 
-/// The delivery's masking function: the engine's masker ([`gantry_engine::masking`]), so
+/// The delivery's masking function: the engine's masker ([`gantry_engine::shared_masker`]), so
 /// events, health values, rollback output and Slack payloads hide a secret in every form
 /// the job log does (as given, base64, JSON/URI/XML escapes, each line of a multi-line
 /// value), whatever its length.
 pub fn masker(secrets: impl IntoIterator<Item = String>) -> slack::Mask {
     let values: Vec<String> = secrets.into_iter().collect();
-    let m = gantry_engine::masking::Masker::with_secrets(values.iter());
+    let m = gantry_engine::shared_masker::Masker::with_secrets(values.iter());
     Arc::new(move |s: &str| m.mask(s).into_owned())
 }
 

@@ -8,7 +8,7 @@ use gantry_expr::Value;
 use gantry_workflow::Job;
 
 use super::at;
-use crate::evalctx::Ctx;
+use crate::expr_scope::Ctx;
 use crate::run::{Platform, RunShared};
 
 /// The outcome of the platform choice.

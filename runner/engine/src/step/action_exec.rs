@@ -15,8 +15,8 @@ use super::{JobState, OutputEffects, OutputPipe, StepRunner};
 use crate::backend::{ExitStatus, Output};
 use crate::commands::CommandProcessor;
 use crate::envfile::{self, FileCommandFiles, StepSummary};
-use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{RunEvent, Status, Stream};
+use crate::expr_scope::{Ctx, StatusMode};
 use crate::job::job_value;
 
 /// How a stage process is supervised.

@@ -9,8 +9,8 @@ use indexmap::IndexMap;
 use super::{JobState, StepRunner};
 use crate::actions::builtin::{self, ActionEnv, ActionResult, GithubFacts};
 use crate::envfile;
-use crate::evalctx::Ctx;
 use crate::events::{RunEvent, Status};
+use crate::expr_scope::Ctx;
 
 impl StepRunner<'_> {
     /// What a built-in sees of the job, with `step_env` as the step's own env.

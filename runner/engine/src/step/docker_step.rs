@@ -16,8 +16,8 @@ use super::{JobState, StepRunner};
 use crate::actions::docker_action::{self, DockerActionPaths};
 use crate::actions::{ActionInstance, PostEntry, PostKind};
 use crate::envfile::FileCommandFiles;
-use crate::evalctx::Ctx;
 use crate::events::Status;
+use crate::expr_scope::Ctx;
 use crate::job::eval_number;
 
 /// A Docker action ready to run: its image exists.
@@ -65,7 +65,7 @@ impl StepRunner<'_> {
         let mut c = ctx.clone();
         c.set(
             "inputs",
-            crate::context::string_map_value(call.inputs.iter()),
+            crate::github_contexts::string_map_value(call.inputs.iter()),
         );
         let eval = |s: &str| c.eval_string(s).map_err(|e| e.to_string());
         let runs_args: Vec<String> = args.iter().map(|a| a.value.clone()).collect();

@@ -16,8 +16,8 @@ use crate::actions::ActionInstance;
 use crate::actions::node;
 use crate::backend::{ExecSpec, ExitStatus, Output};
 use crate::envfile::{self, FileCommandFiles};
-use crate::evalctx::Ctx;
 use crate::events::Status;
+use crate::expr_scope::Ctx;
 
 impl StepRunner<'_> {
     /// The node command (program and leading arguments) in the job's view.

@@ -16,9 +16,9 @@ use super::docker_step::PreparedDocker;
 use super::uses::cond_or_always;
 use super::{JobState, StepRunner, allow_unsecure};
 use crate::actions::{PostEntry, PostKind, ResolvedKind, UsesRef};
-use crate::context;
-use crate::evalctx::{Ctx, StatusMode};
 use crate::events::{RunEvent, Status};
+use crate::expr_scope::{Ctx, StatusMode};
+use crate::github_contexts as context;
 use crate::job::{eval_string_map, job_value};
 
 /// Evaluates `pre-if`/`post-if` as written.

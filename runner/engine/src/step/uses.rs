@@ -13,9 +13,9 @@ use super::{JobState, StepRunner};
 use crate::actions::{
     ActionInstance, PostEntry, PostKind, ResolveError, ResolvedAction, ResolvedKind, UsesRef,
 };
-use crate::context;
-use crate::evalctx::Ctx;
 use crate::events::Status;
+use crate::expr_scope::Ctx;
+use crate::github_contexts as context;
 use crate::job::{eval_number, eval_string_map};
 
 /// What `run_uses` returns: the step's outcome and outputs.

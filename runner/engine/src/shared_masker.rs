@@ -1,4 +1,4 @@
-//! The engine's handle on masking ([`crate::mask`]): a per-job set of registered values
+//! The engine's handle on masking ([`crate::masker`]): a per-job set of registered values
 //! (the run's secrets, environment secrets released by a gate, `::add-mask::` values)
 //! applied to complete lines. The step runner splits output into lines before masking, so
 //! values split across write boundaries are caught; multi-line secrets are registered line
@@ -7,12 +7,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::mask::{self, MaskSet};
+use crate::masker::{self, MaskSet};
 
 /// Cheap to clone; clones share the registered values (one job's masker).
 #[derive(Clone, Default)]
 pub struct Masker {
-    inner: Arc<mask::Masker>,
+    inner: Arc<masker::Masker>,
     snap: Arc<MaskSet>,
 }
 
@@ -29,7 +29,7 @@ impl Masker {
 
     /// A masker holding these secrets (values trimmed, each line too).
     pub fn with_secrets<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
-        let inner = mask::Masker::new();
+        let inner = masker::Masker::new();
         inner.add_secrets(values.into_iter().map(|s| s.as_str()));
         let snap = inner.snapshot();
         Masker {

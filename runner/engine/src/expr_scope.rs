@@ -156,13 +156,22 @@ pub(crate) fn job_env(
 ) -> Result<IndexMap<String, String>, String> {
     let mut env_ctx: IndexMap<String, String> = shared.cfg.env.clone();
     env_ctx.insert("ACT".into(), "true".into());
-    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    ctx.set(
+        "env",
+        crate::github_contexts::string_map_value(env_ctx.iter()),
+    );
     let m = crate::job::eval_string_map(&wf.env, ctx).map_err(|e| format!("workflow env: {e}"))?;
     env_ctx.extend(m);
-    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    ctx.set(
+        "env",
+        crate::github_contexts::string_map_value(env_ctx.iter()),
+    );
     let m = crate::job::eval_string_map(&job.env, ctx).map_err(|e| format!("job env: {e}"))?;
     env_ctx.extend(m);
-    ctx.set("env", crate::context::string_map_value(env_ctx.iter()));
+    ctx.set(
+        "env",
+        crate::github_contexts::string_map_value(env_ctx.iter()),
+    );
     Ok(env_ctx)
 }
 
