@@ -230,7 +230,7 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                     );
                     print(&mp, &mut out, &l);
                 }
-                RunEvent::ApprovalRequested { job, environment } => {
+                RunEvent::GateEntered { job, environment } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     print(
                         &mp,

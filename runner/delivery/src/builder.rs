@@ -6,12 +6,13 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::approval::ApprovalPrompt;
-use crate::events::{DeliveryEvent, EventSink};
+use crate::events::EventSink;
 use crate::gate::Delivery;
 use crate::history::History;
 use crate::notify;
 use crate::notify::slack::{SlackNotifier, SlackTarget};
 use crate::rollback::Redeploy;
+use gantry_engine::events::RunEvent;
 
 /// Builds a [`Delivery`].
 pub struct DeliveryBuilder {
@@ -20,27 +21,12 @@ pub struct DeliveryBuilder {
 }
 
 impl DeliveryBuilder {
-    /// Where events go (the engine forwards them into the run's event stream).
-    pub fn events(mut self, tx: tokio::sync::mpsc::UnboundedSender<DeliveryEvent>) -> Self {
-        let print = self.d.sink.print;
-        let bus = self.d.sink.bus.take();
-        self.d.sink = EventSink::new(Some(tx));
-        self.d.sink.print = print;
-        self.d.sink.bus = bus;
-        self
-    }
-
-    /// Emit approvals, health measurements, deployment outcomes and rollbacks into the
-    /// run's event stream (`events.jsonl`, `--json`) as run events, masked with the
-    /// secrets given to [`DeliveryBuilder::secrets`].
+    /// Emit the gate's events (approvals, gate progress, health checks, deployment outcomes,
+    /// rollbacks, notification warnings) into the run's event stream (`events.jsonl`,
+    /// `--json`, the terminal), masked with the secrets given to
+    /// [`DeliveryBuilder::secrets`]. Without a stream they are only traced.
     pub fn run_events(mut self, bus: gantry_engine::events::EventBus) -> Self {
         self.bus = Some(bus);
-        self
-    }
-
-    /// Print events as lines on stderr (a CLI without a reporter for them).
-    pub fn print_events(mut self, yes: bool) -> Self {
-        self.d.sink.print = yes;
         self
     }
 
@@ -93,7 +79,7 @@ impl DeliveryBuilder {
     /// values like `${{ secrets.SLACK_WEBHOOK_URL }}` are resolved from the secrets.
     pub fn build(mut self) -> Delivery {
         if let Some(bus) = self.bus.take() {
-            self.d.sink.bus = Some((bus, self.d.mask.clone()));
+            self.d.sink = EventSink::new(bus, self.d.mask.clone());
         }
         if self.d.notifier.is_none()
             && let Some(s) = &self.d.config.notifications.slack
@@ -106,7 +92,7 @@ impl DeliveryBuilder {
                             .with_mentions(s.mention_on_failure.clone()),
                     )
                 }
-                Err(e) => self.d.sink.emit(DeliveryEvent::NotificationWarning {
+                Err(e) => self.d.sink.emit(RunEvent::NotificationWarning {
                     message: format!("Slack notifications disabled: {e}"),
                 }),
             }
@@ -119,7 +105,7 @@ impl DeliveryBuilder {
 pub fn slack_target(
     s: &crate::config::SlackConfig,
     secrets: &IndexMap<String, String>,
-) -> Result<SlackTarget, String> {
+) -> Result<SlackTarget, notify::RefError> {
     if let Some(url) = &s.webhook_url {
         return Ok(SlackTarget::Webhook {
             url: notify::resolve_refs(url, secrets)?,
@@ -134,6 +120,6 @@ pub fn slack_target(
                 .clone()
                 .unwrap_or_else(|| "https://slack.com/api".into()),
         }),
-        _ => Err("needs webhook_url or bot_token + channel".into()),
+        _ => Err(notify::RefError::Incomplete),
     }
 }

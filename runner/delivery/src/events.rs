@@ -1,165 +1,57 @@
-//! Events the delivery gate emits while it works. The engine may forward them into the
-//! run's event stream (reporters show them live); the Slack notifier consumes the same
-//! names (`approval_requested`, `deployment_succeeded`, ...).
+//! How the delivery gate reports what it does: as engine [`RunEvent`]s on the run's one
+//! event stream (`approval_pending`, `gate_refused`, `health_measurement`,
+//! `deployment_succeeded`, `rollback_output`, ...), masked with the engine's masker before
+//! they leave the gate. There is no delivery-side event type or channel: the terminal, the
+//! JSON reporter, the run store and [`spawn_printer`] (stderr lines for a CLI) subscribe to
+//! the same stream as for every other event.
 
-use serde::Serialize;
+use gantry_engine::events::{EventBus, RunEvent, Subscription};
 
-use crate::health::{HealthReport, Measurement};
+use crate::health::Measurement;
+use crate::notify::slack::{Mask, mask_json};
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum DeliveryEvent {
-    /// Waiting for reviewers; `command` approves from another terminal.
-    ApprovalRequested {
-        run_id: String,
-        environment: String,
-        job: String,
-        reviewers: Vec<String>,
-        required_approvals: u32,
-        command: String,
-    },
-    /// One reviewer decided (or a decision was refused: `accepted: false`).
-    ApprovalDecided {
-        run_id: String,
-        environment: String,
-        by: String,
-        approved: bool,
-        comment: Option<String>,
-        accepted: bool,
-        message: String,
-    },
-    /// The gate refused the job (branch policy, rejection, timeout).
-    GateRefused {
-        run_id: String,
-        environment: String,
-        reason: String,
-    },
-    WaitTimerStarted {
-        run_id: String,
-        environment: String,
-        seconds: u64,
-    },
-    /// The job may start.
-    Admitted { run_id: String, environment: String },
-    HealthCheckStarted {
-        run_id: String,
-        environment: String,
-        after_rollback: bool,
-    },
-    /// One probe measurement (shown live).
-    HealthMeasurement {
-        run_id: String,
-        environment: String,
-        measurement: Measurement,
-    },
-    HealthCheckFinished {
-        run_id: String,
-        environment: String,
-        after_rollback: bool,
-        report: HealthReport,
-    },
-    DeploymentSucceeded {
-        run_id: String,
-        environment: String,
-        sha: String,
-        url: Option<String>,
-    },
-    DeploymentFailed {
-        run_id: String,
-        environment: String,
-        sha: String,
-        message: String,
-    },
-    RollbackStarted {
-        run_id: String,
-        environment: String,
-        to_sha: Option<String>,
-    },
-    /// A line of output of the rollback script.
-    RollbackOutput {
-        run_id: String,
-        environment: String,
-        line: String,
-    },
-    RolledBack {
-        run_id: String,
-        environment: String,
-        failed_sha: String,
-        to_sha: Option<String>,
-        healthy: Option<bool>,
-        message: String,
-    },
-    /// A notification could not be delivered (never fails the run).
-    NotificationWarning { message: String },
-}
-
-impl DeliveryEvent {
-    /// The snake_case name (as used by `notifications.slack.events`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            DeliveryEvent::ApprovalRequested { .. } => "approval_requested",
-            DeliveryEvent::ApprovalDecided { .. } => "approval_decided",
-            DeliveryEvent::GateRefused { .. } => "gate_refused",
-            DeliveryEvent::WaitTimerStarted { .. } => "wait_timer_started",
-            DeliveryEvent::Admitted { .. } => "admitted",
-            DeliveryEvent::HealthCheckStarted { .. } => "health_check_started",
-            DeliveryEvent::HealthMeasurement { .. } => "health_measurement",
-            DeliveryEvent::HealthCheckFinished { .. } => "health_check_finished",
-            DeliveryEvent::DeploymentSucceeded { .. } => "deployment_succeeded",
-            DeliveryEvent::DeploymentFailed { .. } => "deployment_failed",
-            DeliveryEvent::RollbackStarted { .. } => "rollback_started",
-            DeliveryEvent::RollbackOutput { .. } => "rollback_output",
-            DeliveryEvent::RolledBack { .. } => "rolled_back",
-            DeliveryEvent::NotificationWarning { .. } => "notification_warning",
-        }
-    }
-}
-
-/// Where events go: an optional unbounded channel, the run's event bus (as
-/// [`to_run_event`] converts them, masked, in emission order) and a log line.
+/// Where the gate's events go: the run's event bus, each event masked first.
 #[derive(Clone, Default)]
 pub struct EventSink {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>,
-    pub(crate) bus: Option<(gantry_engine::events::EventBus, crate::notify::slack::Mask)>,
-    /// Print human-readable lines to stderr (for a CLI without a reporter).
-    pub print: bool,
+    pub(crate) bus: Option<(EventBus, Mask)>,
 }
 
 impl EventSink {
-    pub fn new(tx: Option<tokio::sync::mpsc::UnboundedSender<DeliveryEvent>>) -> Self {
+    pub fn new(bus: EventBus, mask: Mask) -> Self {
         EventSink {
-            tx,
-            bus: None,
-            print: false,
+            bus: Some((bus, mask)),
         }
     }
 
-    pub fn emit(&self, ev: DeliveryEvent) {
-        // A notification that could not be sent is always said (stderr), also with `--json`.
-        if self.print || matches!(ev, DeliveryEvent::NotificationWarning { .. }) {
-            let line = describe(&ev);
-            match &self.bus {
-                Some((_, mask)) => eprintln!("{}", mask(&line)),
-                None => eprintln!("{line}"),
-            }
-        }
-        tracing::debug!(event = ev.name(), "delivery event");
-        if let Some((bus, mask)) = &self.bus
-            && let Some(r) = to_run_event(&ev, &**mask)
-        {
-            bus.emit(r);
-        }
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(ev);
-        }
+    /// Emits `ev` with every string in it masked (through its JSON form, so no field is
+    /// forgotten when a variant grows one). Without a bus the event is only traced.
+    pub fn emit(&self, ev: RunEvent) {
+        let Some((bus, mask)) = &self.bus else {
+            tracing::debug!(event = ev.type_name(), "delivery event (no event stream)");
+            return;
+        };
+        bus.emit(masked(ev, &**mask));
     }
 }
 
-/// A one-line human description of an event.
-pub fn describe(ev: &DeliveryEvent) -> String {
-    use DeliveryEvent::*;
-    match ev {
-        ApprovalRequested {
+/// `ev` with every string masked.
+pub fn masked(ev: RunEvent, mask: &(dyn Fn(&str) -> String + Send + Sync)) -> RunEvent {
+    let Ok(mut v) = serde_json::to_value(&ev) else {
+        return ev;
+    };
+    mask_json(&mut v, mask);
+    // Masking changes only string values; should it break the event's shape (a secret
+    // equal to a variant's name), say so rather than emit the fields unmasked.
+    serde_json::from_value(v).unwrap_or(RunEvent::NotificationWarning {
+        message: "a delivery event could not be masked and was dropped".into(),
+    })
+}
+
+/// A one-line human description of a delivery event; `None` for other events.
+pub fn describe(ev: &RunEvent) -> Option<String> {
+    use RunEvent::*;
+    Some(match ev {
+        ApprovalPending {
             environment,
             required_approvals,
             reviewers,
@@ -190,18 +82,15 @@ pub fn describe(ev: &DeliveryEvent) -> String {
         GateRefused {
             environment,
             reason,
-            ..
         } => format!("✘ {environment}: {reason}"),
         WaitTimerStarted {
             environment,
             seconds,
-            ..
         } => format!("⏳ {environment}: wait timer {seconds}s"),
-        Admitted { environment, .. } => format!("▶ {environment}: deployment admitted"),
+        GateAdmitted { environment } => format!("▶ {environment}: deployment admitted"),
         HealthCheckStarted {
             environment,
             after_rollback,
-            ..
         } => format!(
             "♥ {environment}: health check{}",
             if *after_rollback {
@@ -210,15 +99,15 @@ pub fn describe(ev: &DeliveryEvent) -> String {
                 ""
             }
         ),
-        HealthMeasurement { measurement: m, .. } => format!("  {}", m.line()),
+        HealthMeasurement { .. } => format!("  {}", Measurement::from_event(ev)?.line()),
         HealthCheckFinished {
             environment,
-            report,
+            passed,
+            summary,
             ..
         } => format!(
-            "♥ {environment}: health {} — {}",
-            if report.passed { "passed" } else { "failed" },
-            report.summary()
+            "♥ {environment}: health {} — {summary}",
+            if *passed { "passed" } else { "failed" },
         ),
         DeploymentSucceeded {
             environment, sha, ..
@@ -231,7 +120,6 @@ pub fn describe(ev: &DeliveryEvent) -> String {
         RollbackStarted {
             environment,
             to_sha,
-            ..
         } => format!(
             "↩ {environment}: rolling back to {}",
             to_sha
@@ -242,171 +130,60 @@ pub fn describe(ev: &DeliveryEvent) -> String {
         RollbackOutput { line, .. } => format!("  | {line}"),
         RolledBack { message, .. } => format!("↩ {message}"),
         NotificationWarning { message } => format!("warning: {message}"),
-    }
+        _ => return None,
+    })
+}
+
+/// Prints delivery events as lines on stderr (a CLI whose terminal reporter does not show
+/// them): every one with `all`, otherwise only `notification_warning` (a notification
+/// that could not be sent is always said, also with `--json`). The events are masked
+/// already. The task ends with the stream.
+pub fn spawn_printer(mut sub: Subscription, all: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = sub.recv().await {
+            if !all && !matches!(&*ev, RunEvent::NotificationWarning { .. }) {
+                continue;
+            }
+            if let Some(line) = describe(&ev) {
+                eprintln!("{line}");
+            }
+        }
+    })
 }
 
 pub fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
-/// The run-event form of a delivery event, for the run's event stream (`events.jsonl`,
-/// `--json`): approvals, health measurements, deployment outcomes and rollbacks. Every
-/// string passes through `mask`. Other delivery events (gate progress, rollback output)
-/// stay on the delivery channel.
-pub fn to_run_event(
-    ev: &DeliveryEvent,
-    mask: &(dyn Fn(&str) -> String + Send + Sync),
-) -> Option<gantry_engine::events::RunEvent> {
-    use gantry_engine::events::RunEvent as R;
-    let m = |s: &str| mask(s);
-    let mo = |s: &Option<String>| s.as_deref().map(mask);
-    Some(match ev {
-        DeliveryEvent::ApprovalRequested {
-            environment,
-            job,
-            reviewers,
-            required_approvals,
-            command,
-            ..
-        } => R::ApprovalPending {
-            environment: m(environment),
-            job: m(job),
-            reviewers: reviewers.iter().map(|r| m(r)).collect(),
-            required_approvals: *required_approvals,
-            command: m(command),
-        },
-        DeliveryEvent::ApprovalDecided {
-            environment,
-            by,
-            approved,
-            comment,
-            accepted,
-            message,
-            ..
-        } => R::ApprovalDecided {
-            environment: m(environment),
-            by: m(by),
-            approved: *approved,
-            accepted: *accepted,
-            comment: mo(comment),
-            message: m(message),
-        },
-        DeliveryEvent::HealthMeasurement {
-            environment,
-            measurement: x,
-            ..
-        } => R::HealthMeasurement {
-            environment: m(environment),
-            probe: m(&x.probe),
-            index: x.index,
-            phase: match x.phase {
-                crate::health::Phase::Successful => "successful",
-                crate::health::Phase::Failed => "failed",
-                crate::health::Phase::Error => "error",
-            }
-            .into(),
-            status: x.status,
-            value: mo(&x.value),
-            latency_ms: x.latency_ms,
-            message: mo(&x.message),
-            time: x.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        },
-        DeliveryEvent::DeploymentSucceeded {
-            environment,
-            sha,
-            url,
-            ..
-        } => R::DeploymentSucceeded {
-            environment: m(environment),
-            sha: sha.clone(),
-            url: mo(url),
-        },
-        DeliveryEvent::DeploymentFailed {
-            environment,
-            sha,
-            message,
-            ..
-        } => R::DeploymentFailed {
-            environment: m(environment),
-            sha: sha.clone(),
-            message: m(message),
-        },
-        DeliveryEvent::RolledBack {
-            environment,
-            failed_sha,
-            to_sha,
-            healthy,
-            message,
-            ..
-        } => R::RolledBack {
-            environment: m(environment),
-            failed_sha: failed_sha.clone(),
-            to_sha: to_sha.clone(),
-            healthy: *healthy,
-            message: m(message),
-        },
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::Phase;
-    use gantry_engine::events::{EventBus, RunEvent};
 
-    fn measurement(value: &str) -> Measurement {
-        Measurement {
+    fn measurement(value: &str) -> RunEvent {
+        RunEvent::HealthMeasurement {
+            environment: "staging".into(),
             probe: "api".into(),
             index: 2,
-            at: chrono::Utc::now(),
-            phase: Phase::Failed,
+            phase: "failed".into(),
             status: Some(500),
             value: Some(value.into()),
             latency_ms: 7,
             message: Some(format!("got {value}")),
+            time: chrono::Utc::now().to_rfc3339(),
         }
     }
 
-    #[test]
-    fn run_events_are_masked_and_only_the_public_ones() {
-        let mask = crate::notify::masker(vec!["s3cret-token".to_string()]);
-        let ev = DeliveryEvent::HealthMeasurement {
-            run_id: "1".into(),
-            environment: "staging".into(),
-            measurement: measurement("token=s3cret-token"),
-        };
-        let r = to_run_event(&ev, &*mask).unwrap();
-        let j = serde_json::to_value(&r).unwrap();
-        assert_eq!(j["type"], "health_measurement");
-        assert_eq!(j["phase"], "failed");
-        assert_eq!(j["status"], 500);
-        assert_eq!(j["index"], 2);
-        assert_eq!(j["value"], "token=***");
-        assert_eq!(j["message"], "got token=***");
-        // Gate progress and rollback output stay on the delivery channel.
-        let quiet = DeliveryEvent::RollbackOutput {
-            run_id: "1".into(),
-            environment: "staging".into(),
-            line: "x".into(),
-        };
-        assert!(to_run_event(&quiet, &*mask).is_none());
-    }
-
     #[tokio::test]
-    async fn the_sink_emits_into_the_bus_in_order() {
+    async fn the_sink_masks_every_field_and_keeps_the_order() {
         let bus = EventBus::new();
         let mut sub = bus.subscribe();
-        let mut sink = EventSink::new(None);
-        sink.bus = Some((bus.clone(), crate::notify::masker(Vec::new())));
-        sink.emit(DeliveryEvent::DeploymentFailed {
-            run_id: "1".into(),
-            environment: "prod".into(),
-            sha: "abc".into(),
-            message: "boom".into(),
+        let sink = EventSink::new(bus.clone(), crate::notify::masker(["s3cret-token".into()]));
+        sink.emit(measurement("token=s3cret-token"));
+        sink.emit(RunEvent::RollbackOutput {
+            environment: "staging".into(),
+            line: "echo s3cret-token".into(),
         });
-        sink.emit(DeliveryEvent::RolledBack {
-            run_id: "1".into(),
+        sink.emit(RunEvent::RolledBack {
             environment: "prod".into(),
             failed_sha: "abc".into(),
             to_sha: Some("def".into()),
@@ -416,12 +193,26 @@ mod tests {
         bus.close();
         let mut seen = Vec::new();
         while let Some(e) = sub.recv().await {
-            seen.push(match &*e {
-                RunEvent::DeploymentFailed { message, .. } => message.clone(),
-                RunEvent::RolledBack { to_sha, .. } => to_sha.clone().unwrap(),
-                other => panic!("unexpected {other:?}"),
-            });
+            seen.push(serde_json::to_value(&*e).unwrap());
         }
-        assert_eq!(seen, ["boom", "def"]);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0]["type"], "health_measurement");
+        assert_eq!(seen[0]["phase"], "failed");
+        assert_eq!(seen[0]["status"], 500);
+        assert_eq!(seen[0]["value"], "token=***");
+        assert_eq!(seen[0]["message"], "got token=***");
+        assert_eq!(seen[1]["line"], "echo ***");
+        assert_eq!(seen[2]["to_sha"], "def");
+    }
+
+    #[test]
+    fn only_delivery_events_are_described() {
+        assert!(describe(&measurement("x")).unwrap().contains("api"));
+        let log = RunEvent::RunFinished {
+            run_id: "1".into(),
+            result: gantry_engine::events::Status::Success,
+            duration_ms: 1,
+        };
+        assert!(describe(&log).is_none());
     }
 }

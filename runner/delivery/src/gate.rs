@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use crate::approval::{ApprovalPrompt, ApprovalStore, PendingApproval, PromptAnswer};
 pub use crate::builder::{DeliveryBuilder, slack_target};
 use crate::config::{DeliveryConfig, EnvironmentConfig, OnFailure, RollbackConfig};
-use crate::events::{DeliveryEvent, EventSink, short};
+use crate::events::{EventSink, short};
 use crate::health::{self, HealthReport, ProbeContext};
 use crate::history::{DeploymentRecord, History, RollbackRecord, status};
 use crate::notify::slack::{Mask, SlackNotifier};
 use crate::notify::{self, Notification, RunInfo, Status};
 use crate::rollback::{self, Redeploy};
+use gantry_engine::events::RunEvent;
 
 mod wait;
 
@@ -111,8 +112,9 @@ impl Delivery {
             && let Err(e) = notifier.notify(&n).await
         {
             tracing::warn!("{e}");
-            self.sink
-                .emit(DeliveryEvent::NotificationWarning { message: e });
+            self.sink.emit(RunEvent::NotificationWarning {
+                message: e.to_string(),
+            });
         }
     }
 
@@ -165,8 +167,7 @@ impl Delivery {
         rec.status = st.into();
         rec.message = Some(reason.clone());
         self.record(&rec).await;
-        self.sink.emit(DeliveryEvent::GateRefused {
-            run_id: req.run_id.clone(),
+        self.sink.emit(RunEvent::GateRefused {
             environment: req.environment.clone(),
             reason: reason.clone(),
         });
@@ -213,25 +214,18 @@ impl Delivery {
         after_rollback: bool,
     ) -> Option<HealthReport> {
         let hc = env.health_check.as_ref()?;
-        self.sink.emit(DeliveryEvent::HealthCheckStarted {
-            run_id: req.run_id.clone(),
+        self.sink.emit(RunEvent::HealthCheckStarted {
             environment: req.environment.clone(),
             after_rollback,
         });
         let ctx = self.probe_context(env, sha, url);
-        let report = health::analyze(hc, &ctx, |m| {
-            self.sink.emit(DeliveryEvent::HealthMeasurement {
-                run_id: req.run_id.clone(),
-                environment: req.environment.clone(),
-                measurement: m.clone(),
-            })
-        })
-        .await;
-        self.sink.emit(DeliveryEvent::HealthCheckFinished {
-            run_id: req.run_id.clone(),
+        let report =
+            health::analyze(hc, &ctx, |m| self.sink.emit(m.to_event(&req.environment))).await;
+        self.sink.emit(RunEvent::HealthCheckFinished {
             environment: req.environment.clone(),
             after_rollback,
-            report: report.clone(),
+            passed: report.passed,
+            summary: report.summary(),
         });
         Some(report)
     }
@@ -248,8 +242,7 @@ impl Delivery {
             Some(h) => h.last_successful(&env.name, &rec.id).await.ok().flatten(),
             None => None,
         };
-        self.sink.emit(DeliveryEvent::RollbackStarted {
-            run_id: req.run_id.clone(),
+        self.sink.emit(RunEvent::RollbackStarted {
             environment: req.environment.clone(),
             to_sha: previous.as_ref().map(|p| p.sha.clone()),
         });
@@ -276,8 +269,7 @@ impl Delivery {
                 ));
                 let (code, res) =
                     rollback::run_script(script, &self.root, &vars, self.mask.clone(), |line| {
-                        self.sink.emit(DeliveryEvent::RollbackOutput {
-                            run_id: req.run_id.clone(),
+                        self.sink.emit(RunEvent::RollbackOutput {
                             environment: req.environment.clone(),
                             line,
                         })
@@ -293,10 +285,9 @@ impl Delivery {
                     (Some(_), None) => Err("`strategy: previous` needs the engine's redeploy hook, which this runner does not provide".into()),
                     (Some(p), Some(r)) => {
                         let sink = self.sink.clone();
-                        let (run_id, environment) = (req.run_id.clone(), req.environment.clone());
+                        let environment = req.environment.clone();
                         let output = move |line: String| {
-                            sink.emit(DeliveryEvent::RollbackOutput {
-                                run_id: run_id.clone(),
+                            sink.emit(RunEvent::RollbackOutput {
                                 environment: environment.clone(),
                                 line,
                             })
@@ -386,8 +377,7 @@ impl DeliveryGates for Delivery {
             }
         }
         if let Some(wait) = env.wait_timer.filter(|w| !w.is_zero()) {
-            self.sink.emit(DeliveryEvent::WaitTimerStarted {
-                run_id: req.run_id.clone(),
+            self.sink.emit(RunEvent::WaitTimerStarted {
                 environment: req.environment.clone(),
                 seconds: wait.as_secs(),
             });
@@ -417,8 +407,7 @@ impl DeliveryGates for Delivery {
         admission.vars = env.vars.clone();
         rec.status = status::DEPLOYING.into();
         self.record(&rec).await;
-        self.sink.emit(DeliveryEvent::Admitted {
-            run_id: req.run_id.clone(),
+        self.sink.emit(RunEvent::GateAdmitted {
             environment: req.environment.clone(),
         });
         self.active.lock().unwrap().insert(
@@ -478,8 +467,7 @@ impl DeliveryGates for Delivery {
             rec.status = status::FAILED.into();
             rec.message = Some(format!("deploy job {}", outcome.job_result));
             self.record(&rec).await;
-            self.sink.emit(DeliveryEvent::DeploymentFailed {
-                run_id: req.run_id.clone(),
+            self.sink.emit(RunEvent::DeploymentFailed {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
                 message: format!("deploy job {}", outcome.job_result),
@@ -514,8 +502,7 @@ impl DeliveryGates for Delivery {
         let Some(report) = failed_report else {
             rec.status = status::SUCCEEDED.into();
             self.record(&rec).await;
-            self.sink.emit(DeliveryEvent::DeploymentSucceeded {
-                run_id: req.run_id.clone(),
+            self.sink.emit(RunEvent::DeploymentSucceeded {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
                 url: rec.url.clone(),
@@ -549,8 +536,7 @@ impl DeliveryGates for Delivery {
             rec.status = status::FAILED.into();
             rec.message = Some(message.clone());
             self.record(&rec).await;
-            self.sink.emit(DeliveryEvent::DeploymentFailed {
-                run_id: req.run_id.clone(),
+            self.sink.emit(RunEvent::DeploymentFailed {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
                 message: message.clone(),
@@ -584,8 +570,7 @@ impl DeliveryGates for Delivery {
         }
         .into();
         rec.message = Some(message.clone());
-        let event = DeliveryEvent::RolledBack {
-            run_id: req.run_id.clone(),
+        let event = RunEvent::RolledBack {
             environment: req.environment.clone(),
             failed_sha: req.sha.clone(),
             to_sha: rb.to_sha.clone(),

@@ -41,6 +41,54 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// The run event for this measurement (unmasked: the gate's sink masks it).
+    pub fn to_event(&self, environment: &str) -> gantry_engine::events::RunEvent {
+        gantry_engine::events::RunEvent::HealthMeasurement {
+            environment: environment.to_string(),
+            probe: self.probe.clone(),
+            index: self.index,
+            phase: serde_json::to_value(self.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            status: self.status,
+            value: self.value.clone(),
+            latency_ms: self.latency_ms,
+            message: self.message.clone(),
+            time: self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    /// The measurement a `health_measurement` event carries.
+    pub fn from_event(ev: &gantry_engine::events::RunEvent) -> Option<Measurement> {
+        let gantry_engine::events::RunEvent::HealthMeasurement {
+            probe,
+            index,
+            phase,
+            status,
+            value,
+            latency_ms,
+            message,
+            time,
+            ..
+        } = ev
+        else {
+            return None;
+        };
+        Some(Measurement {
+            probe: probe.clone(),
+            index: *index,
+            at: DateTime::parse_from_rfc3339(time)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|_| Utc::now()),
+            phase: serde_json::from_value(serde_json::Value::String(phase.clone())).ok()?,
+            status: *status,
+            value: value.clone(),
+            latency_ms: *latency_ms,
+            message: message.clone(),
+        })
+    }
+
     pub fn line(&self) -> String {
         let mut s = format!(
             "{} #{}: {:?} ({} ms)",

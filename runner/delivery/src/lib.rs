@@ -21,7 +21,6 @@ use std::path::Path;
 
 pub use builder::{DeliveryBuilder, slack_target};
 pub use config::{DeliveryConfig, config_from_node};
-pub use events::DeliveryEvent;
 pub use gate::Delivery;
 pub use report::{RunReportContext, spawn_run_reporter};
 
@@ -87,7 +86,7 @@ pub fn validate_config_with(path: &Path, parse: TreeParser) -> Vec<Diagnostic> {
 /// `.gantry/config.yml`; `Err` with every diagnostic when the config is invalid; otherwise a
 /// builder with the config, the deployment history (`.gantry/deployments.db`; a warning
 /// when it cannot be opened) and the terminal prompt when interactive. Add `.secrets(..)`,
-/// `.events(..)` (and `.redeploy(..)`) and `build()`.
+/// `.run_events(..)` (and `.redeploy(..)`) and `build()`.
 pub async fn from_repo(
     root: &Path,
     parse: TreeParser,

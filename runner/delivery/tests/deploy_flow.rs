@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Reply, Server, request};
+use gantry_delivery::Delivery;
 use gantry_delivery::config::{
     DeliveryConfig, EnvironmentConfig, HealthCheckConfig, HttpProbe, OnFailure, ProbeConfig,
     ProbeKind, RollbackConfig,
 };
 use gantry_delivery::history::{DeploymentRecord, History, status};
 use gantry_delivery::rollback::Redeploy;
-use gantry_delivery::{Delivery, DeliveryEvent};
+use gantry_engine::events::{EventBus, RunEvent};
 use gantry_engine::gate::{DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification};
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
@@ -48,19 +49,17 @@ async fn build(
     dir: &std::path::Path,
     env: EnvironmentConfig,
     redeploy: Option<Arc<dyn Redeploy>>,
-) -> (
-    Delivery,
-    tokio::sync::mpsc::UnboundedReceiver<DeliveryEvent>,
-) {
+) -> (Delivery, gantry_engine::events::Subscription) {
     let mut config = DeliveryConfig::default();
     config.environments.insert(env.name.clone(), env);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let bus = EventBus::new();
+    let rx = bus.subscribe();
     let mut secrets = IndexMap::new();
     secrets.insert("DEPLOY_TOKEN".to_string(), "tok-very-secret".to_string());
     let mut b = Delivery::builder(dir, config)
         .history(History::open_repo(dir).await.unwrap())
         .secrets(secrets)
-        .events(tx)
+        .run_events(bus)
         .poll_interval(Duration::from_millis(20));
     if let Some(r) = redeploy {
         b = b.redeploy(r);
@@ -127,14 +126,14 @@ async fn healthy_deploy_then_broken_deploy_rolls_back_with_a_script() {
     let mut lines = Vec::new();
     let mut names = Vec::new();
     while let Ok(ev) = rx.try_recv() {
-        if let DeliveryEvent::RollbackOutput { line, .. } = &ev {
+        if let RunEvent::RollbackOutput { line, .. } = &*ev {
             lines.push(line.clone());
         }
-        names.push(ev.name());
+        names.push(ev.type_name());
     }
     assert_eq!(lines, vec!["rolled back with ***".to_string()]);
-    assert!(names.contains(&"health_measurement"));
-    assert!(names.contains(&"rolled_back"));
+    assert!(names.iter().any(|n| n == "health_measurement"));
+    assert!(names.iter().any(|n| n == "rolled_back"));
 
     // History: newest first.
     let h = d.history().unwrap();

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::request;
+use gantry_delivery::Delivery;
 use gantry_delivery::approval::{
     ApprovalPrompt, ApprovalState, ApprovalStore, DecideError, PendingApproval, PromptAnswer,
 };
 use gantry_delivery::config::{DeliveryConfig, EnvironmentConfig};
-use gantry_delivery::{Delivery, DeliveryEvent};
+use gantry_engine::events::{EventBus, RunEvent};
 use gantry_engine::gate::DeliveryGates;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +32,16 @@ fn production() -> EnvironmentConfig {
 fn delivery(
     dir: &std::path::Path,
     env: EnvironmentConfig,
-) -> (
-    Arc<Delivery>,
-    tokio::sync::mpsc::UnboundedReceiver<DeliveryEvent>,
-) {
+) -> (Arc<Delivery>, gantry_engine::events::Subscription) {
     let mut config = DeliveryConfig::default();
     config.environments.insert(env.name.clone(), env);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let bus = EventBus::new();
+    let rx = bus.subscribe();
     let mut secrets = IndexMap::new();
     secrets.insert("DEPLOY_TOKEN".to_string(), "tok-s3cr3t-value".to_string());
     let d = Delivery::builder(dir, config)
         .secrets(secrets)
-        .events(tx)
+        .run_events(bus)
         .poll_interval(Duration::from_millis(20))
         .build();
     (Arc::new(d), rx)
@@ -175,13 +174,17 @@ async fn n_of_m_approvals_then_secrets_are_released() {
 
     let mut names = Vec::new();
     while let Ok(ev) = rx.try_recv() {
-        if let DeliveryEvent::ApprovalRequested { command, .. } = &ev {
+        if let RunEvent::ApprovalPending { command, .. } = &*ev {
             assert!(command.contains("gantry approve run-7 production"));
         }
-        names.push(ev.name());
+        names.push(ev.type_name());
     }
-    assert_eq!(names.first(), Some(&"approval_requested"), "{names:?}");
-    assert!(names.contains(&"admitted"), "{names:?}");
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("approval_pending"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "gate_admitted"), "{names:?}");
     assert_eq!(
         names.iter().filter(|n| **n == "approval_decided").count(),
         2,
@@ -316,7 +319,7 @@ async fn wait_timer_delays_after_approval() {
     assert!(start.elapsed() >= Duration::from_millis(400));
     let mut saw_timer = false;
     while let Ok(ev) = rx.try_recv() {
-        saw_timer |= matches!(ev, DeliveryEvent::WaitTimerStarted { .. });
+        saw_timer |= matches!(*ev, RunEvent::WaitTimerStarted { .. });
     }
     assert!(saw_timer);
 

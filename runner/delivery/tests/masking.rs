@@ -138,3 +138,119 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Through the gate, end to end: a deploy whose health check answers with the secret in its
+/// body, whose rollback script prints it (as given over two lines, base64, JSON-escaped)
+/// and whose commit message carries it. Everything the gate puts on the run's event stream
+/// and every Slack message (a recording server on 127.0.0.1) is masked. Remove the sink's
+/// masking (or the notifier's) and this fails.
+#[tokio::test]
+async fn the_gate_masks_its_events_and_its_slack_messages() {
+    use gantry_delivery::Delivery;
+    use gantry_delivery::config::{
+        DeliveryConfig, EnvironmentConfig, HealthCheckConfig, OnFailure, RollbackConfig,
+        SlackConfig,
+    };
+    use gantry_engine::events::EventBus;
+    use gantry_engine::gate::{DeliveryGates, DeploymentOutcome, Verification};
+    use tokio_util::sync::CancellationToken;
+
+    let (b64, json) = forms();
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        &format!("rotate {TOKEN}"),
+    ]);
+    let sha = git(&["rev-parse", "HEAD"]).trim().to_string();
+
+    let body = format!("{{\"t\":\"{json}\",\"b\":\"{b64}\",\"k\":\"{TOKEN}\"}}");
+    let health = Server::start(vec![Reply::new(500, &body)]).await;
+    let slack = Server::slack(vec![]).await;
+    let mut env = EnvironmentConfig::new("staging");
+    let mut probe = HttpProbe::get(&health.url("/health"));
+    probe.expect_status = vec![200];
+    probe.timeout = Duration::from_secs(5);
+    env.health_check = Some(HealthCheckConfig {
+        initial_delay: Duration::ZERO,
+        interval: Duration::from_millis(10),
+        count: 1,
+        deadline: Some(Duration::from_secs(10)),
+        probes: vec![ProbeConfig {
+            name: "api".into(),
+            kind: ProbeKind::Http(probe),
+            failure_limit: 0,
+            error_limit: 0,
+        }],
+        on_failure: OnFailure::Rollback,
+    });
+    env.secrets = vec!["KEY".into(), "TOKEN".into()];
+    env.vars.insert("B64".into(), b64.clone());
+    env.vars.insert("JSON".into(), json.clone());
+    // printf, not echo: dash's echo would turn the JSON form's `\n` into a line break.
+    env.rollback = Some(RollbackConfig::Run(
+        r#"printf 'raw=%s\nb64=%s\njson=%s\ntoken=%s\n' "$KEY" "$B64" "$JSON" "$TOKEN""#.into(),
+    ));
+    let mut config = DeliveryConfig::default();
+    config.environments.insert("staging".into(), env);
+    config.notifications.slack = Some(SlackConfig {
+        webhook_url: Some(slack.url("/services/T0/B0/hook")),
+        ..Default::default()
+    });
+    let mut secrets = IndexMap::new();
+    secrets.insert("KEY".to_string(), SECRET.to_string());
+    secrets.insert("TOKEN".to_string(), TOKEN.to_string());
+    let bus = EventBus::new();
+    let mut sub = bus.subscribe();
+    let d = Delivery::builder(dir.path(), config)
+        .secrets(secrets)
+        .run_events(bus.clone())
+        .build();
+
+    let mut req = common::request("run-9", "staging", "refs/heads/main", "dave");
+    req.sha = sha;
+    d.admit(&req, CancellationToken::new()).await.unwrap();
+    let v = d
+        .verify(&DeploymentOutcome {
+            request: req,
+            job_result: "success".into(),
+            outputs: IndexMap::new(),
+            url: None,
+        })
+        .await;
+    assert!(matches!(v, Verification::Failed { .. }), "{v:?}");
+    bus.close();
+
+    let mut events = Vec::new();
+    let mut rollback_lines = 0;
+    while let Some(ev) = sub.recv().await {
+        if matches!(*ev, gantry_engine::events::RunEvent::RollbackOutput { .. }) {
+            rollback_lines += 1;
+        }
+        events.push(serde_json::to_string(&*ev).unwrap());
+    }
+    // raw (two lines), b64, json, token.
+    assert_eq!(rollback_lines, 5, "{events:#?}");
+    let events = events.join("\n");
+    assert!(events.contains("health_measurement"), "{events}");
+    assert_hidden(&events, "the gate's events");
+
+    let reqs = slack.requests();
+    assert!(!reqs.is_empty(), "no Slack message was sent");
+    let bodies: Vec<&str> = reqs.iter().map(|r| r.body.as_str()).collect();
+    assert_hidden(&bodies.join("\n"), "the gate's Slack messages");
+}

@@ -7,10 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Reply, Server, request};
+use gantry_delivery::Delivery;
 use gantry_delivery::config::{DeliveryConfig, EnvironmentConfig, SlackConfig};
 use gantry_delivery::notify::slack::{RetryPolicy, SlackNotifier, SlackTarget};
 use gantry_delivery::notify::{Notification, RunInfo, Status, masker};
-use gantry_delivery::{Delivery, DeliveryEvent};
+use gantry_engine::events::{EventBus, RunEvent};
 use gantry_engine::gate::DeliveryGates;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
@@ -245,7 +246,7 @@ async fn retries_on_5xx_with_backoff_then_gives_up() {
         .notify(&note("run_failed", Status::Failure, "1"))
         .await
         .unwrap_err();
-    assert!(err.contains("after 4 attempts"), "{err}");
+    assert!(err.0.contains("after 4 attempts"), "{err}");
     assert_eq!(srv.requests().len(), 4);
 
     // A 4xx other than 429 is not retried.
@@ -261,7 +262,7 @@ async fn retries_on_5xx_with_backoff_then_gives_up() {
         .notify(&note("run_failed", Status::Failure, "1"))
         .await
         .unwrap_err();
-    assert!(err.contains("404"), "{err}");
+    assert!(err.0.contains("404"), "{err}");
     assert_eq!(srv.requests().len(), 1);
 }
 
@@ -284,7 +285,7 @@ async fn web_api_error_is_reported() {
         .notify(&note("run_failed", Status::Failure, "1"))
         .await
         .unwrap_err();
-    assert!(err.contains("channel_not_found"), "{err}");
+    assert!(err.0.contains("channel_not_found"), "{err}");
 }
 
 #[tokio::test]
@@ -347,7 +348,8 @@ async fn the_gate_notifies_through_config_and_a_failing_slack_only_warns() {
         .unwrap()
         .reviewers
         .clear();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let bus = EventBus::new();
+    let mut rx = bus.subscribe();
     let n = SlackNotifier::new(
         gantry_delivery::gate::slack_target(
             config.notifications.slack.as_ref().unwrap(),
@@ -363,7 +365,7 @@ async fn the_gate_notifies_through_config_and_a_failing_slack_only_warns() {
     });
     let d = Delivery::builder(dir.path(), config)
         .notifier(n)
-        .events(tx)
+        .run_events(bus)
         .build();
     let mut refused = request("78", "production", "refs/heads/main", "dave");
     refused.git_ref = "refs/heads/main".into();
@@ -377,7 +379,7 @@ async fn the_gate_notifies_through_config_and_a_failing_slack_only_warns() {
     .await;
     let mut warned = false;
     while let Ok(ev) = rx.try_recv() {
-        warned |= matches!(ev, DeliveryEvent::NotificationWarning { .. });
+        warned |= matches!(*ev, RunEvent::NotificationWarning { .. });
     }
     assert!(warned);
 }

@@ -199,7 +199,10 @@ pub enum RunEvent {
         step: usize,
     },
     /// A job with `environment:` waits for its delivery gate (approvals, branch policy).
-    ApprovalRequested {
+    /// Named `approval_requested` before delivery events joined this stream; old run
+    /// records still load.
+    #[serde(alias = "approval_requested")]
+    GateEntered {
         job: Text,
         environment: String,
     },
@@ -208,8 +211,8 @@ pub enum RunEvent {
         step: usize,
         markdown: String,
     },
-    /// Delivery (`.gantry/config.yml`, emitted by the delivery gate, masked): the gate
-    /// waits for reviewers; `command` approves from another terminal.
+    /// Delivery (`.gantry/config.yml`; every delivery event is emitted by the delivery gate,
+    /// masked): the gate waits for reviewers; `command` approves from another terminal.
     ApprovalPending {
         environment: String,
         job: String,
@@ -255,6 +258,49 @@ pub enum RunEvent {
         sha: String,
         message: String,
     },
+    /// Delivery: the gate refused the job (branch policy, rejection, timeout).
+    GateRefused {
+        environment: String,
+        reason: String,
+    },
+    /// Delivery: the environment's wait timer started.
+    WaitTimerStarted {
+        environment: String,
+        seconds: u64,
+    },
+    /// Delivery: the gate let the job start.
+    GateAdmitted {
+        environment: String,
+    },
+    /// Delivery: a health check started (`after_rollback`: of the version rolled back to).
+    HealthCheckStarted {
+        environment: String,
+        #[serde(default)]
+        after_rollback: bool,
+    },
+    /// Delivery: a health check ended; `summary` holds its figures.
+    HealthCheckFinished {
+        environment: String,
+        #[serde(default)]
+        after_rollback: bool,
+        passed: bool,
+        summary: String,
+    },
+    /// Delivery: a rollback started (`to_sha`: the last healthy deployment, if any).
+    RollbackStarted {
+        environment: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_sha: Option<String>,
+    },
+    /// Delivery: one line of output of the rollback script or redeploy.
+    RollbackOutput {
+        environment: String,
+        line: String,
+    },
+    /// Delivery: a notification (Slack) could not be delivered; never fails the run.
+    NotificationWarning {
+        message: String,
+    },
     /// Delivery: health failed and the environment was rolled back (`healthy`: the health
     /// check after the rollback; `None` when none ran).
     RolledBack {
@@ -269,6 +315,15 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// The event's `"type"` (`"step_finished"`), from its serialized form: for tests and
+    /// traces, not the hot path.
+    pub fn type_name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// The job key of a job-scoped event.
     pub fn job(&self) -> Option<&Text> {
         match self {
@@ -279,6 +334,14 @@ impl RunEvent {
             | RunEvent::HealthMeasurement { .. }
             | RunEvent::DeploymentSucceeded { .. }
             | RunEvent::DeploymentFailed { .. }
+            | RunEvent::GateRefused { .. }
+            | RunEvent::WaitTimerStarted { .. }
+            | RunEvent::GateAdmitted { .. }
+            | RunEvent::HealthCheckStarted { .. }
+            | RunEvent::HealthCheckFinished { .. }
+            | RunEvent::RollbackStarted { .. }
+            | RunEvent::RollbackOutput { .. }
+            | RunEvent::NotificationWarning { .. }
             | RunEvent::RolledBack { .. } => None,
             RunEvent::JobQueued { job, .. }
             | RunEvent::JobStarted { job, .. }
@@ -289,7 +352,7 @@ impl RunEvent {
             | RunEvent::Annotation { job, .. }
             | RunEvent::GroupStarted { job, .. }
             | RunEvent::GroupEnded { job, .. }
-            | RunEvent::ApprovalRequested { job, .. }
+            | RunEvent::GateEntered { job, .. }
             | RunEvent::StepSummary { job, .. } => Some(job),
         }
     }
@@ -323,5 +386,14 @@ mod tests {
         assert_eq!(j["conclusion"], "success");
         let back: RunEvent = serde_json::from_value(j).unwrap();
         assert!(matches!(back, RunEvent::StepFinished { step: 2, .. }));
+    }
+
+    #[test]
+    fn old_gate_records_still_load() {
+        let old = r#"{"type":"approval_requested","job":"deploy","environment":"prod"}"#;
+        let ev: RunEvent = serde_json::from_str(old).unwrap();
+        assert!(matches!(&ev, RunEvent::GateEntered { environment, .. } if environment == "prod"));
+        let j = serde_json::to_value(&ev).unwrap();
+        assert_eq!(j["type"], "gate_entered");
     }
 }

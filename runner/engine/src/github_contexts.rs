@@ -436,10 +436,19 @@ impl StrategyFacts {
     }
 }
 
+/// Why a dotenv file (`--env-file`, `--secret-file`, `--var-file`) did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DotenvError {
+    #[error("line {line}: expected KEY=VALUE")]
+    ExpectedKeyValue { line: usize },
+    #[error("line {line}: unterminated quoted value")]
+    UnterminatedQuote { line: usize },
+}
+
 /// Parses a dotenv file as act does (godotenv): `KEY=VALUE` lines, `#` comments, optional
 /// `export `, double-quoted values with `\n`, `\t`, `\"`, `\\` escapes (and spanning lines),
 /// single-quoted values literal, unquoted values trimmed with trailing ` #comment` dropped.
-pub fn parse_dotenv(text: &str) -> Result<IndexMap<String, String>, String> {
+pub fn parse_dotenv(text: &str) -> Result<IndexMap<String, String>, DotenvError> {
     let mut out = IndexMap::new();
     let mut lines = text.lines().enumerate().peekable();
     while let Some((n, raw)) = lines.next() {
@@ -449,7 +458,7 @@ pub fn parse_dotenv(text: &str) -> Result<IndexMap<String, String>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
         let Some((key, rest)) = line.split_once('=').or_else(|| line.split_once(':')) else {
-            return Err(format!("line {}: expected KEY=VALUE", n + 1));
+            return Err(DotenvError::ExpectedKeyValue { line: n + 1 });
         };
         let key = key.trim().to_string();
         let rest = rest.trim_start();
@@ -461,7 +470,7 @@ pub fn parse_dotenv(text: &str) -> Result<IndexMap<String, String>, String> {
                         acc.push('\n');
                         acc.push_str(l);
                     }
-                    None => return Err(format!("line {}: unterminated quoted value", n + 1)),
+                    None => return Err(DotenvError::UnterminatedQuote { line: n + 1 }),
                 }
             }
             let end = closing_double_index(&acc).unwrap_or(acc.len());

@@ -329,7 +329,7 @@ pub async fn run_job(
             }
         };
         if !name.is_empty() {
-            bus.emit(RunEvent::ApprovalRequested {
+            bus.emit(RunEvent::GateEntered {
                 job: key.clone(),
                 environment: name.clone(),
             });

@@ -5,10 +5,16 @@ use crate::value::{Array, Object, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+/// Why JSON text did not parse (the message `fromJSON` reports, e.g. "Unexpected end of
+/// JSON input").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct JsonError(pub String);
+
 /// Parses strict JSON text (RFC 8259) into a value, keeping object key order. Every number
 /// becomes a double; numbers too large for a double become infinite (as .NET parses them).
-pub fn parse_json(text: &str) -> Result<Value, String> {
-    parse_json_max_depth(text, 512)
+pub fn parse_json(text: &str) -> Result<Value, JsonError> {
+    parse_json_max_depth(text, 512).map_err(JsonError)
 }
 
 /// [`parse_json`] with a nesting limit (`fromJSON` uses Newtonsoft's default of 64).

@@ -20,7 +20,7 @@ mod template;
 mod value;
 
 pub use hashfiles::hash_files;
-pub use json::parse_json;
+pub use json::{JsonError, parse_json};
 pub use parser::{ALL_CONTEXTS, Func, MAX_DEPTH, MAX_LENGTH, MAX_NESTING, ParseOptions};
 pub use template::{Template, TemplatePart, if_condition};
 pub use value::{Array, Object, Value, format_number, parse_number};
@@ -174,7 +174,7 @@ impl MapContext {
 
     /// Builds a context from a JSON object `{ "github": {...}, "env": {...}, ... }`.
     pub fn from_json_str(text: &str) -> Result<Self, ExprError> {
-        let v = parse_json(text).map_err(|e| ExprError::new(ErrorKind::Evaluation, e))?;
+        let v = parse_json(text).map_err(|e| ExprError::new(ErrorKind::Evaluation, e.0))?;
         let mut c = MapContext::new();
         if let Value::Object(o) = v {
             for (k, v) in o.iter() {

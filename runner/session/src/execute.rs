@@ -178,7 +178,6 @@ impl PreparedRun {
         let delivery = Arc::new(
             builder
                 .secrets(self.cfg.secrets.clone())
-                .print_events(print_events)
                 .run_events(bus.clone())
                 .redeploy(redeploy)
                 .build(),
@@ -191,11 +190,12 @@ impl PreparedRun {
             actor,
             run_url: None,
         };
-        Ok(Some(gantry_delivery::spawn_run_reporter(
-            delivery,
-            bus.subscribe(),
-            ctx,
-        )))
+        let printer = gantry_delivery::events::spawn_printer(bus.subscribe(), print_events);
+        let slack = gantry_delivery::spawn_run_reporter(delivery, bus.subscribe(), ctx);
+        Ok(Some(tokio::spawn(async move {
+            let _ = printer.await;
+            let _ = slack.await;
+        })))
     }
 
     /// Runs the prepared jobs as part of run `run_id` (a redeploy inside a run: no record

@@ -12,9 +12,9 @@ use crate::approval::{
     ApprovalState, DecideError, PendingApproval, PromptAnswer, Verdict, Waiter, reassert, verdict,
 };
 use crate::config::EnvironmentConfig;
-use crate::events::DeliveryEvent;
 use crate::history::status;
 use crate::notify::{Notification, Status};
+use gantry_engine::events::RunEvent;
 
 impl Delivery {
     /// Waits for approvals; `Ok` with the verdict (its counted decisions) once approved.
@@ -43,8 +43,7 @@ impl Delivery {
         let io = |e: DecideError| (status::FAILED, format!("approval state: {e}"));
         self.store.create(&pending).map_err(io)?;
         let command = pending.approve_command();
-        self.sink.emit(DeliveryEvent::ApprovalRequested {
-            run_id: req.run_id.clone(),
+        self.sink.emit(RunEvent::ApprovalPending {
             environment: req.environment.clone(),
             job: req.job_name.clone(),
             reviewers: env.reviewers.clone(),
@@ -82,8 +81,7 @@ impl Delivery {
             let judged = judged.expect("update ran the closure");
             for (i, d) in current.decisions.iter().enumerate().skip(seen) {
                 let why = judged.ignored_reason(i);
-                self.sink.emit(DeliveryEvent::ApprovalDecided {
-                    run_id: req.run_id.clone(),
+                self.sink.emit(RunEvent::ApprovalDecided {
                     environment: req.environment.clone(),
                     by: d.by.clone(),
                     approved: d.approved,
@@ -182,8 +180,7 @@ impl Delivery {
                             }
                         }
                         Err(e) => {
-                            self.sink.emit(DeliveryEvent::ApprovalDecided {
-                                run_id: req.run_id.clone(),
+                            self.sink.emit(RunEvent::ApprovalDecided {
                                 environment: req.environment.clone(),
                                 by: a.by.clone(),
                                 approved: a.approved,

@@ -106,9 +106,20 @@ impl Notification {
     }
 }
 
+/// Why a notification target could not be put together from the config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    /// A `${{ secrets.X }}` / `${{ env.X }}` reference names nothing set.
+    #[error("{0} is not set")]
+    Unset(String),
+    /// Neither a webhook nor a bot token with a channel.
+    #[error("needs webhook_url or bot_token + channel")]
+    Incomplete,
+}
+
 /// Resolves `${{ secrets.NAME }}` (and `${{ env.NAME }}` from the process environment) in
 /// a config value such as `webhook_url`.
-pub fn resolve_refs(text: &str, secrets: &IndexMap<String, String>) -> Result<String, String> {
+pub fn resolve_refs(text: &str, secrets: &IndexMap<String, String>) -> Result<String, RefError> {
     let re = regex::Regex::new(r"\$\{\{\s*(secrets|env)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
         .expect("valid regex");
     let mut err = None;
@@ -120,7 +131,7 @@ pub fn resolve_refs(text: &str, secrets: &IndexMap<String, String>) -> Result<St
             std::env::var(name).ok()
         };
         v.unwrap_or_else(|| {
-            err = Some(format!("{ctx}.{name} is not set"));
+            err = Some(RefError::Unset(format!("{ctx}.{name}")));
             String::new()
         })
     });

@@ -46,6 +46,11 @@ impl Default for RetryPolicy {
 
 pub type Mask = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+/// Why a notification was not delivered (masked; said as a warning, never a failed run).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotifyError(pub String);
+
 pub struct SlackNotifier {
     target: SlackTarget,
     /// Event names to send; empty = all.
@@ -96,7 +101,11 @@ impl SlackNotifier {
 
     /// Sends `n` if its event passes the filter. `Err` is for a warning only: a failed
     /// notification never fails a pipeline.
-    pub async fn notify(&self, n: &Notification) -> Result<(), String> {
+    pub async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+        self.deliver(n).await.map_err(NotifyError)
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<(), String> {
         if !self.wants(&n.event) {
             return Ok(());
         }
