@@ -142,8 +142,10 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
 /// Through the gate, end to end: a deploy whose health check answers with the secret in its
 /// body, whose rollback script prints it (as given over two lines, base64, JSON-escaped)
 /// and whose commit message carries it. Everything the gate puts on the run's event stream
-/// and every Slack message (a recording server on 127.0.0.1) is masked. Remove the sink's
-/// masking (or the notifier's) and this fails.
+/// and every Slack message (a recording server on 127.0.0.1) is masked. It fails when the
+/// rollback runner's, the probe's or the notifier's masking goes; the sink's own masking of
+/// events is a second layer these paths do not need (it is what masks `strategy: previous`
+/// redeploy output), tested in `events.rs`.
 #[tokio::test]
 async fn the_gate_masks_its_events_and_its_slack_messages() {
     use gantry_delivery::Delivery;
