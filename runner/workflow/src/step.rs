@@ -111,7 +111,9 @@ pub(crate) fn check_action_ref(u: &str) -> Result<(), String> {
 /// no `..`, and for a job-level `uses` (`workflow`) a file under `.github/workflows/`.
 pub(crate) fn check_self_path(u: &str, rest: &str, workflow: bool) -> Result<(), String> {
     let why = if rest.contains('@') {
-        Some("a $/ reference takes no @ref: it is the workflow's own repository at the running commit")
+        Some(
+            "a $/ reference takes no @ref: it is the workflow's own repository at the running commit",
+        )
     } else if rest.replace('\\', "/").split('/').any(|s| s == "..") {
         Some("'..' is not allowed in a $/ path: it must stay inside the repository")
     } else if rest.starts_with('/') || rest.contains(char::is_whitespace) {
@@ -137,6 +139,33 @@ fn is_workflow_file(rest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::check_action_ref;
+
+    #[test]
+    fn parallel_groups() {
+        let text = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - name: g\n        parallel:\n          - id: a\n            run: echo a\n          - uses: $/.github/actions/x\n      - id: a\n        run: echo again\n";
+        let l = crate::parse_workflow("w.yml", text);
+        let wf = l.value.expect("parsed");
+        let steps = &wf.jobs["b"].steps;
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].parallel.len(), 2);
+        assert_eq!(steps[0].parallel[0].id.as_ref().unwrap().value, "a");
+        // Member ids share the job's scope.
+        let dup: Vec<_> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.message.contains("more than once"))
+            .collect();
+        assert_eq!(dup.len(), 1, "{:?}", l.diagnostics);
+        assert_eq!(dup[0].span.line, 11);
+        // A member is an ordinary step: unknown keys are refused.
+        let bad = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - parallel:\n          - run: x\n            nope: 1\n";
+        let l = crate::parse_workflow("w.yml", bad);
+        assert!(
+            l.diagnostics.iter().any(|d| d.span.line == 8),
+            "{:?}",
+            l.diagnostics
+        );
+    }
 
     #[test]
     fn self_forms() {

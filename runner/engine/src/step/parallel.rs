@@ -30,7 +30,10 @@ impl StepRunner<'_> {
         let name = match &group.name {
             Some(nm) => state
                 .masker
-                .mask(&ctx.eval_string(&nm.value).unwrap_or_else(|_| nm.value.clone()))
+                .mask(
+                    &ctx.eval_string(&nm.value)
+                        .unwrap_or_else(|_| nm.value.clone()),
+                )
                 .into_owned(),
             None => format!("Parallel ({n} steps)"),
         };
@@ -58,7 +61,13 @@ impl StepRunner<'_> {
             .parallel
             .iter()
             .enumerate()
-            .map(|(k, m)| format!("#{} '{}'", first + k + 1, self.display_name(m, ctx, &state.masker)))
+            .map(|(k, m)| {
+                format!(
+                    "#{} '{}'",
+                    first + k + 1,
+                    self.display_name(m, ctx, &state.masker)
+                )
+            })
             .collect();
         self.log(
             i,
@@ -67,9 +76,13 @@ impl StepRunner<'_> {
         );
         // Files renamed ahead for "the next step" would go to whichever member asks first.
         self.leftovers.set_ahead(false);
-        futures_util::future::join_all(forks.iter_mut().zip(&group.parallel).enumerate().map(
-            |(k, ((c, s), m))| self.run_step_boxed(first + k, m, c, s),
-        ))
+        futures_util::future::join_all(
+            forks
+                .iter_mut()
+                .zip(&group.parallel)
+                .enumerate()
+                .map(|(k, ((c, s), m))| self.run_step_boxed(first + k, m, c, s)),
+        )
         .await;
 
         // The worst member conclusion; all skipped makes a skipped group.
