@@ -557,6 +557,7 @@ pub async fn run_job(
         temp_host: temp_dir.clone(),
         workspace_view: paths.workspace.clone(),
         workspace_host: workspace.clone(),
+        repo_root: inst.scope.repo_root.clone(),
         cancel: job_cancel.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),

@@ -16,6 +16,7 @@ mod action_exec;
 mod builtin;
 mod docker_step;
 mod node_step;
+mod parallel;
 mod stages;
 mod uses;
 
@@ -35,6 +36,7 @@ use crate::shell::{self, Shell};
 const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Mutable job state carried from step to step.
+#[derive(Clone)]
 pub struct JobState {
     /// `env` context below the step's own env: workflow, job, then `GITHUB_ENV` writes.
     pub env_ctx: IndexMap<String, String>,
@@ -67,6 +69,9 @@ pub struct JobState {
     /// `uses:` values that failed to resolve at set-up (reported by their steps, not
     /// fetched twice).
     pub resolve_failed: std::collections::HashMap<String, crate::actions::ResolveError>,
+    /// The conclusion of the last step that ended (a `parallel:` group's members report
+    /// theirs through it).
+    pub last_conclusion: Status,
 }
 
 impl JobState {
@@ -87,6 +92,7 @@ impl JobState {
             extra_steps: 0,
             container_node: None,
             resolve_failed: Default::default(),
+            last_conclusion: Status::Skipped,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct StepRunner<'a> {
     pub temp_host: std::path::PathBuf,
     pub workspace_view: String,
     pub workspace_host: std::path::PathBuf,
+    /// The workflow's own repository at the running commit (`$/` actions resolve here).
+    pub repo_root: std::path::PathBuf,
     pub cancel: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
@@ -323,6 +331,9 @@ impl StepRunner<'_> {
 
     /// Runs step `i`, updating `ctx` (`steps`, `env`, `job`) and `state`.
     pub async fn run_step(&self, i: usize, step: &Step, ctx: &mut Ctx, state: &mut JobState) {
+        if !step.parallel.is_empty() {
+            return self.run_parallel(i, step, ctx, state).await;
+        }
         let started = Instant::now();
         let i = state.nest.unwrap_or(i);
         ctx.set("steps", Value::object(state.steps.clone()));
@@ -382,6 +393,7 @@ impl StepRunner<'_> {
                     name: name.clone(),
                 },
             );
+            state.last_conclusion = Status::Skipped;
             self.record(
                 id.as_deref(),
                 Status::Skipped,
@@ -469,6 +481,7 @@ impl StepRunner<'_> {
         if outcome == Status::Cancelled && state.status != Status::Failure {
             state.status = Status::Cancelled;
         }
+        state.last_conclusion = conclusion;
         self.record(id.as_deref(), outcome, conclusion, outputs, state);
         self.emit_step(
             state,

@@ -440,7 +440,10 @@ pub(crate) fn write_json_string(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
+            // The runner's serializer (Newtonsoft.Json, default escaping) also escapes
+            // NEXT LINE and the two Unicode line/paragraph separators, which JavaScript
+            // treats as line breaks.
+            c if (c as u32) < 0x20 || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -477,5 +480,18 @@ impl serde::Serialize for Value {
                 m.end()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_json_string;
+
+    #[test]
+    fn escapes_like_the_runner() {
+        let mut out = String::new();
+        write_json_string("a\u{2028}b\u{2029}c\u{85}d\u{1}e\u{7f}é", &mut out);
+        // U+007F and non-ASCII letters stay raw, as Newtonsoft.Json writes them.
+        assert_eq!(out, "\"a\\u2028b\\u2029c\\u0085d\\u0001e\u{7f}é\"");
     }
 }

@@ -98,20 +98,23 @@ pub(crate) fn steps(n: &YNode, composite: bool, d: &mut Diagnostics) -> Vec<Step
             continue;
         }
         let s = step::convert(it, composite, d);
-        if let Some(id) = &s.id
-            && !is_expr(&id.value)
-        {
-            let up = id.value.to_ascii_lowercase();
-            if seen.contains(&up) {
-                d.semantic(
-                    id.span,
-                    format!(
-                        "The identifier '{}' may not be used more than once within the same scope.",
-                        id.value
-                    ),
-                );
-            } else {
-                seen.push(up);
+        // A `parallel:` group's members share the job's scope of step ids.
+        for one in std::iter::once(&s).chain(s.parallel.iter()) {
+            if let Some(id) = &one.id
+                && !is_expr(&id.value)
+            {
+                let up = id.value.to_ascii_lowercase();
+                if seen.contains(&up) {
+                    d.semantic(
+                        id.span,
+                        format!(
+                            "The identifier '{}' may not be used more than once within the same scope.",
+                            id.value
+                        ),
+                    );
+                } else {
+                    seen.push(up);
+                }
             }
         }
         out.push(s);
@@ -286,10 +289,17 @@ fn check_matrix(m: &YNode, d: &mut Diagnostics) {
     }
 }
 
-/// `owner/repo/.github/workflows/f.yml@ref` or `./.github/workflows/f.yml` (spec §1.3).
+/// `owner/repo/.github/workflows/f.yml@ref`, `./.github/workflows/f.yml` or
+/// `$/.github/workflows/f.yml` (spec §1.3, §8.1).
 fn check_workflow_ref(uses: &Spanned<String>, d: &mut Diagnostics) {
     let u = uses.value.as_str();
     if is_expr(u) {
+        return;
+    }
+    if let Some(rest) = u.strip_prefix("$/") {
+        if let Err(e) = crate::step::check_self_path(u, rest, true) {
+            d.semantic(uses.span, e);
+        }
         return;
     }
     let ok = if let Some(local) = u.strip_prefix("./") {

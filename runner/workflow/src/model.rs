@@ -322,6 +322,9 @@ pub struct Step {
     pub working_directory: Option<Spanned<String>>,
     pub continue_on_error: Option<Spanned<OrExpr<bool>>>,
     pub timeout_minutes: Option<Spanned<OrExpr<f64>>>,
+    /// `parallel:` group: these steps run at once, and the group ends when all have
+    /// ended (empty for an ordinary step).
+    pub parallel: Vec<Step>,
 }
 
 /// An action's metadata file (`action.yml` / `action.yaml`).

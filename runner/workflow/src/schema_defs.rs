@@ -758,6 +758,7 @@ pub(super) fn build(background: bool) -> HashMap<String, Def> {
                 "wait-step",
                 "wait-all-step",
                 "cancel-step",
+                "parallel-step",
             ],
         );
     } else {
@@ -802,6 +803,19 @@ pub(super) fn build(background: bool) -> HashMap<String, Def> {
         let mut c = common.to_vec();
         c.push(("cancel", "non-empty-string", true));
         b.map("cancel-step", 0, &c);
+        // `parallel:` runs its steps at once (each as a background step) and waits for
+        // them all; the members are ordinary steps.
+        b.map(
+            "parallel-step",
+            0,
+            &[
+                ("name", "step-name", false),
+                ("id", "non-empty-string", false),
+                ("parallel", "parallel-steps", true),
+            ],
+        );
+        b.seq("parallel-steps", 0, "parallel-steps-item");
+        b.one_of("parallel-steps-item", 0, &["run-step", "regular-step"]);
     }
     b.map("run-step", 0, &run_step);
     b.map("regular-step", 0, &regular_step);

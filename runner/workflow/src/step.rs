@@ -27,6 +27,13 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
             "working-directory" => s.working_directory = sstr(v),
             "continue-on-error" => s.continue_on_error = or_bool(v),
             "timeout-minutes" => s.timeout_minutes = or_num(v),
+            "parallel" => {
+                s.parallel = crate::workflow::items(v)
+                    .iter()
+                    .filter(|m| matches!(m.kind, crate::load::YKind::Map(_)))
+                    .map(|m| convert(m, composite, d))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -85,8 +92,8 @@ pub(crate) fn check_action_ref(u: &str) -> Result<(), String> {
     if is_expr(u) || u.starts_with("docker://") || u.starts_with("./") || u.starts_with(".\\") {
         return Ok(());
     }
-    if u.starts_with("$/") || u == "$" {
-        return Ok(());
+    if let Some(rest) = u.strip_prefix("$/") {
+        return check_self_path(u, rest, false);
     }
     let bad = || format!("Expected format {{org}}/{{repo}}[/path]@ref. Actual '{u}'");
     let parts: Vec<&str> = u.split('@').collect();
@@ -100,9 +107,79 @@ pub(crate) fn check_action_ref(u: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `$/path` (spec §8.1): the workflow's own repository at the running commit. No `@ref`,
+/// no `..`, and for a job-level `uses` (`workflow`) a file under `.github/workflows/`.
+pub(crate) fn check_self_path(u: &str, rest: &str, workflow: bool) -> Result<(), String> {
+    let why = if rest.contains('@') {
+        Some(
+            "a $/ reference takes no @ref: it is the workflow's own repository at the running commit",
+        )
+    } else if rest.replace('\\', "/").split('/').any(|s| s == "..") {
+        Some("'..' is not allowed in a $/ path: it must stay inside the repository")
+    } else if rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        Some("expected $/path/inside/the/repository")
+    } else if workflow && !is_workflow_file(rest) {
+        Some("expected '$/.github/workflows/{file}.yml'")
+    } else if !workflow && is_workflow_file(rest) {
+        Some("a reusable workflow can only be called by a job-level `uses:`")
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(format!("Invalid reference '{u}': {w}")),
+        None => Ok(()),
+    }
+}
+
+fn is_workflow_file(rest: &str) -> bool {
+    let l = rest.to_ascii_lowercase();
+    l.starts_with(".github/workflows/") && (l.ends_with(".yml") || l.ends_with(".yaml"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_action_ref;
+
+    #[test]
+    fn parallel_groups() {
+        let text = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - name: g\n        parallel:\n          - id: a\n            run: echo a\n          - uses: $/.github/actions/x\n      - id: a\n        run: echo again\n";
+        let l = crate::parse_workflow("w.yml", text);
+        let wf = l.value.expect("parsed");
+        let steps = &wf.jobs["b"].steps;
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].parallel.len(), 2);
+        assert_eq!(steps[0].parallel[0].id.as_ref().unwrap().value, "a");
+        // Member ids share the job's scope.
+        let dup: Vec<_> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.message.contains("more than once"))
+            .collect();
+        assert_eq!(dup.len(), 1, "{:?}", l.diagnostics);
+        assert_eq!(dup[0].span.line, 11);
+        // A member is an ordinary step: unknown keys are refused.
+        let bad = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - parallel:\n          - run: x\n            nope: 1\n";
+        let l = crate::parse_workflow("w.yml", bad);
+        assert!(
+            l.diagnostics.iter().any(|d| d.span.line == 8),
+            "{:?}",
+            l.diagnostics
+        );
+    }
+
+    #[test]
+    fn self_forms() {
+        assert!(check_action_ref("$/.github/actions/x").is_ok());
+        for bad in [
+            "$/.github/actions/x@v1",
+            "$/../x",
+            "$/.github/workflows/w.yml",
+        ] {
+            assert!(check_action_ref(bad).is_err(), "{bad}");
+        }
+        assert!(super::check_self_path("$/", ".github/workflows/w.yml", true).is_ok());
+        assert!(super::check_self_path("$/", ".github/w.yml", true).is_err());
+    }
 
     #[test]
     fn uses_forms() {

@@ -115,6 +115,23 @@ impl PostStack {
         self.entries.is_empty()
     }
 
+    /// A copy for one member of a `parallel:` group (`member` counts from 0): the same
+    /// entries and states, with instance keys of its own so members never share state.
+    pub fn fork(&self, member: usize) -> PostStack {
+        let mut f = self.clone();
+        f.next_instance += (member + 1) << 20;
+        f
+    }
+
+    /// Takes what a fork of `self` added: its new entries (in order) and its states.
+    pub fn absorb(&mut self, base_len: usize, fork: PostStack) {
+        self.entries.extend(fork.entries.into_iter().skip(base_len));
+        for (k, v) in fork.states {
+            self.states.entry(k).or_default().extend(v);
+        }
+        self.next_instance = self.next_instance.max(fork.next_instance);
+    }
+
     /// The entries, last registered first (the order to run them in).
     pub fn drain_in_run_order(&mut self) -> Vec<PostEntry> {
         let mut v = std::mem::take(&mut self.entries);

@@ -12,7 +12,12 @@ pub enum UsesRef {
     /// `docker://image[:tag]`.
     Docker { image: String },
     /// `./.github/workflows/f.yml`: a reusable workflow in the workspace (job-level `uses`).
+    /// `$/.github/workflows/f.yml` parses to this too (path `./…`): both name the calling
+    /// workflow's own repository at the running commit.
     LocalWorkflow { path: String },
+    /// `$/path/to/dir`: an action in the workflow's own repository at the running commit,
+    /// whether or not it was checked out (`path` is kept as `./path/to/dir`).
+    SelfAction { path: String },
     /// `owner/repo/.github/workflows/f.yml@ref` (job-level `uses`).
     RemoteWorkflow(RemoteRef),
 }
@@ -55,6 +60,9 @@ impl fmt::Display for UsesRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsesRef::Local { path } | UsesRef::LocalWorkflow { path } => write!(f, "{path}"),
+            UsesRef::SelfAction { path } => {
+                write!(f, "$/{}", path.trim_start_matches("./"))
+            }
             UsesRef::Remote(r) | UsesRef::RemoteWorkflow(r) => {
                 write!(f, "{}@{}", r.name(), r.git_ref)
             }
@@ -98,6 +106,9 @@ pub fn parse_uses(uses: &str) -> Result<UsesRef, ReferenceError> {
         return Ok(UsesRef::Docker {
             image: image.to_string(),
         });
+    }
+    if let Some(rest) = u.strip_prefix("$/") {
+        return parse_self(uses, rest);
     }
     if u.starts_with("./") || u.starts_with(".\\") || u == "." {
         let path = u.replace('\\', "/");
@@ -172,6 +183,33 @@ pub fn parse_uses(uses: &str) -> Result<UsesRef, ReferenceError> {
     }
 }
 
+/// `$/path` (GHA-SEMANTICS §8.1): the workflow's own repository at the running commit,
+/// with no `@ref`.
+fn parse_self(uses: &str, rest: &str) -> Result<UsesRef, ReferenceError> {
+    let rest = rest.replace('\\', "/");
+    if rest.contains('@') {
+        return Err(err(
+            uses,
+            "a $/ reference takes no @ref (it is the workflow's own repository at the running commit)",
+        ));
+    }
+    if rest.split('/').any(|s| s == "..") {
+        return Err(err(
+            uses,
+            "'..' is not allowed in a $/ path (it must stay inside the repository)",
+        ));
+    }
+    if rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(err(uses, "expected $/path/inside/the/repository"));
+    }
+    let path = format!("./{}", rest.trim_end_matches('/'));
+    if is_workflow_path(&path) {
+        Ok(UsesRef::LocalWorkflow { path })
+    } else {
+        Ok(UsesRef::SelfAction { path })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +241,35 @@ mod tests {
         assert!(parse_uses("o@v1").is_err());
         assert!(parse_uses("o//x@v1").is_err());
         assert!(parse_uses("docker://").is_err());
+    }
+
+    #[test]
+    fn self_repository_forms() {
+        assert_eq!(
+            parse_uses("$/.github/workflows/plan.yml").unwrap(),
+            UsesRef::LocalWorkflow {
+                path: "./.github/workflows/plan.yml".into()
+            }
+        );
+        let a = parse_uses("$/.github/actions/x").unwrap();
+        assert_eq!(
+            a,
+            UsesRef::SelfAction {
+                path: "./.github/actions/x".into()
+            }
+        );
+        assert_eq!(a.to_string(), "$/.github/actions/x");
+        assert_eq!(
+            parse_uses("$/").unwrap(),
+            UsesRef::SelfAction { path: "./".into() }
+        );
+        for bad in [
+            "$/.github/actions/x@v1",
+            "$/../other",
+            "$/a/../../b",
+            "$//abs",
+        ] {
+            assert!(parse_uses(bad).is_err(), "{bad}");
+        }
     }
 }

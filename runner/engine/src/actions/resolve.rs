@@ -151,7 +151,10 @@ impl ActionResolver {
             tried,
         };
         match &parsed {
-            UsesRef::Local { path } | UsesRef::LocalWorkflow { path } => {
+            // `$/` actions: the caller passes the workflow's repository as `workspace`.
+            UsesRef::Local { path }
+            | UsesRef::LocalWorkflow { path }
+            | UsesRef::SelfAction { path } => {
                 let p = workspace.join(path.trim_start_matches("./"));
                 let workflow = matches!(parsed, UsesRef::LocalWorkflow { .. });
                 let rel = Path::new(path.trim_start_matches("./"));

@@ -65,6 +65,20 @@ impl StepRunner<'_> {
             _ => false,
         };
         if !needs_git {
+            if let Ok(parsed @ UsesRef::SelfAction { .. }) = crate::actions::parse_uses(u) {
+                // The workflow's own repository at the running commit, checked out or not.
+                return resolver
+                    .resolve_parsed(parsed, &self.repo_root)
+                    .map_err(|mut e| {
+                        for t in &mut e.tried {
+                            *t = t.replace(
+                                " (did you run actions/checkout first?)",
+                                " (the workflow's repository at the run's commit)",
+                            );
+                        }
+                        e
+                    });
+            }
             return resolver.resolve(u, &self.workspace_host);
         }
         let (owned, ws) = (u.to_string(), self.workspace_host.clone());
