@@ -92,7 +92,7 @@ fn logs(out: &Output) -> Vec<(String, String)> {
 fn value(lines: &[(String, String)], job: &str, key: &str) -> String {
     lines
         .iter()
-        .filter(|(j, _)| j.contains(job))
+        .filter(|(j, _)| j == job)
         .find_map(|(_, l)| l.split_once(key).map(|(_, v)| v.trim().to_string()))
         .unwrap_or_else(|| panic!("no '{key}' in the log of {job}: {lines:#?}"))
 }
@@ -208,7 +208,7 @@ fn setup_python_without_a_match_fails_offline_and_falls_back_to_the_real_action_
     let (root, home) = (t.path().join("pyenv"), t.path().join("home"));
     std::fs::create_dir_all(&home).unwrap();
     fake_pyenv(&root, &real, &ver);
-    let wf = "on: push\njobs:\n  py:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-python@v5\n        with:\n          python-version: '3.99'\n      - run: echo AFTER-SETUP\n";
+    let wf = "on: push\njobs:\n  py:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-python@v5\n        with:\n          python-version: '3.99'\n      - run: echo AFTER-SETUP-$((40+2))\n";
     let repo = git_repo_with(&[(".github/workflows/ci.yml", wf)]);
 
     let out = run(repo.path(), &root, &home, &["--offline"]);
@@ -223,7 +223,7 @@ fn setup_python_without_a_match_fails_offline_and_falls_back_to_the_real_action_
     ] {
         assert!(all.contains(needle), "'{needle}' missing: {all}");
     }
-    assert!(!all.contains("AFTER-SETUP"));
+    assert!(!all.contains("AFTER-SETUP-42"), "{all}");
 
     // Online: the real action from the action source runs instead.
     let src = tempfile::tempdir().unwrap();
@@ -243,7 +243,7 @@ fn setup_python_without_a_match_fails_offline_and_falls_back_to_the_real_action_
     assert!(out.status.success(), "{all}");
     assert!(all.contains("falling back to the real action"), "{all}");
     assert!(all.contains("REAL-SETUP-PYTHON 3.99"), "{all}");
-    assert!(all.contains("AFTER-SETUP"), "{all}");
+    assert!(all.contains("AFTER-SETUP-42"), "{all}");
 }
 
 /// Docker tests skip loudly without a daemon (fail under `GANTRY_REQUIRE_DOCKER=1`).

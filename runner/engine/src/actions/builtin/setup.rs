@@ -240,8 +240,7 @@ exec "$2/bin/python" -c 'import sys; print("base_prefix=" + sys.base_prefix)'"#;
         Some((_, out)) => Err(out
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .last()
+            .rfind(|l| !l.is_empty())
             .unwrap_or("venv failed")
             .to_string()),
         None => Err(format!("cannot run {bin}")),
