@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Build Gantry's local container images without any registry, from Debian packages.
 #
-#   docker/build-images.sh [--force] [busybox|debian|registry|postgres|all ...]
+#   docker/build-images.sh [--force] [--python X.Y] [--node N] [busybox|debian|registry|postgres|all ...]
 #
 #   busybox  gantry/busybox:latest   FROM scratch + Debian's busybox-static (seconds)
 #   debian   gantry/debian:bookworm  debootstrap minbase + bash git curl python3
-#                                    ca-certificates, imported with `docker import` (~1 min)
+#                                    python3-pip python3-venv ca-certificates, imported with
+#                                    `docker import` (~2 min)
+#            --python X.Y / --node N build a variant instead, from the Debian suite whose
+#                                    python3 / nodejs has that version: python 3.9 bullseye,
+#                                    3.11 bookworm, 3.13 trixie; node 12 bullseye, 18
+#                                    bookworm, 20 trixie. Tagged gantry/debian:<suite>
+#                                    (python) or gantry/debian:<suite>-node<N> (with nodejs
+#                                    and npm). Both options together must name one suite.
 #   registry gantry/registry:latest  FROM scratch + Debian's libc6 and docker-registry
 #                                    (distribution 2.8) packages: a local registry on :5000
 #                                    for example pipelines (seconds)
@@ -31,16 +38,55 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 force=0
 targets=()
+want_python=
+want_node=
+expect=
 for arg in "$@"; do
+    if [ -n "$expect" ]; then
+        case "$expect" in python) want_python=$arg ;; node) want_node=$arg ;; esac
+        expect=
+        continue
+    fi
     case "$arg" in
         --force|-f) force=1 ;;
+        --python) expect=python ;;
+        --python=*) want_python=${arg#--python=} ;;
+        --node) expect=node ;;
+        --node=*) want_node=${arg#--node=} ;;
         busybox|debian|registry|postgres) targets+=("$arg") ;;
         all) targets+=(busybox debian) ;;
-        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, postgres, all, --force)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-images: unknown image or option '$arg' (expected busybox, debian, registry, postgres, all, --force, --python X.Y, --node N)" >&2; exit 2 ;;
     esac
 done
+[ -n "$expect" ] && { echo "build-images: --$expect needs a version" >&2; exit 2; }
 [ ${#targets[@]} -eq 0 ] && targets=(busybox debian)
+
+# The Debian suite whose python3 / nodejs package has the requested version.
+python_suite() {
+    case "$1" in 3.9) echo bullseye ;; 3.11) echo bookworm ;; 3.13) echo trixie ;; *) return 1 ;; esac
+}
+node_suite() {
+    case "${1%%.*}" in 12) echo bullseye ;; 18) echo bookworm ;; 20) echo trixie ;; *) return 1 ;; esac
+}
+DEBIAN_EXTRA=
+if [ -n "$want_python$want_node" ]; then
+    suite_p= suite_n=
+    if [ -n "$want_python" ]; then
+        suite_p=$(python_suite "$want_python") || {
+            echo "build-images: no Debian suite has python $want_python as python3 (3.9 bullseye, 3.11 bookworm, 3.13 trixie)" >&2; exit 2; }
+    fi
+    if [ -n "$want_node" ]; then
+        suite_n=$(node_suite "$want_node") || {
+            echo "build-images: no Debian suite has nodejs $want_node (12 bullseye, 18 bookworm, 20 trixie)" >&2; exit 2; }
+        DEBIAN_EXTRA=",nodejs,npm"
+    fi
+    if [ -n "$suite_p" ] && [ -n "$suite_n" ] && [ "$suite_p" != "$suite_n" ]; then
+        echo "build-images: python $want_python is in $suite_p but nodejs $want_node in $suite_n; build two images" >&2; exit 2
+    fi
+    DEBIAN_SUITE=${suite_p:-$suite_n}
+    DEBIAN_IMAGE=gantry/debian:$DEBIAN_SUITE${want_node:+-node${want_node%%.*}}
+fi
 
 say() { echo "build-images: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -109,7 +155,7 @@ build_debian() {
             as_root apt-get install -y -qq debootstrap >/dev/null
         } || die "could not install debootstrap"
     fi
-    as_root debootstrap --variant=minbase --include=bash,git,curl,python3,ca-certificates \
+    as_root debootstrap --variant=minbase --include=bash,git,curl,python3,python3-pip,python3-venv,ca-certificates$DEBIAN_EXTRA \
         "$DEBIAN_SUITE" "$dir" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" 2>&1 \
         || die "debootstrap failed; last lines of its log:
 $(tail -n 20 "$WORK/debootstrap.log")"

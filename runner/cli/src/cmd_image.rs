@@ -38,9 +38,20 @@ const SUPPORT_FILES: [(&str, &str); 6] = [
 /// Image names accepted by `gantry image build` (`all` is busybox and debian).
 pub const IMAGE_NAMES: [&str; 5] = ["busybox", "debian", "registry", "postgres", "all"];
 
+/// How `gantry image build` builds.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Rebuild images that exist.
+    pub force: bool,
+    /// `--python X.Y`: a debian variant from the suite whose python3 has that version.
+    pub python: Option<String>,
+    /// `--node N`: a debian variant with that nodejs major and npm.
+    pub node: Option<String>,
+}
+
 /// Build the named images (none means `all`). Existing images are skipped unless `force`.
 /// Returns the script's exit code.
-pub fn run(names: &[String], force: bool) -> anyhow::Result<i32> {
+pub fn run(names: &[String], opts: &Options) -> anyhow::Result<i32> {
     for n in names {
         if !IMAGE_NAMES.contains(&n.as_str()) {
             bail!(
@@ -58,8 +69,14 @@ pub fn run(names: &[String], force: bool) -> anyhow::Result<i32> {
     let script = write_files(&dir).context("writing the embedded build script")?;
     let mut cmd = Command::new("bash");
     cmd.arg(&script);
-    if force {
+    if opts.force {
         cmd.arg("--force");
+    }
+    if let Some(v) = &opts.python {
+        cmd.args(["--python", v]);
+    }
+    if let Some(v) = &opts.node {
+        cmd.args(["--node", v]);
     }
     cmd.args(names);
     let status = cmd.status().context("running bash (is it installed?)");
@@ -93,7 +110,7 @@ mod tests {
 
     #[test]
     fn unknown_names_are_rejected_before_running_anything() {
-        let err = run(&["windows".to_string()], false)
+        let err = run(&["windows".to_string()], &Options::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown image 'windows'"), "{err}");

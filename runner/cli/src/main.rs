@@ -109,6 +109,14 @@ enum ImageCommand {
         /// Rebuild even when the image exists.
         #[arg(long)]
         force: bool,
+        /// Build a debian variant whose python3 is this version (3.9, 3.11, 3.13: the
+        /// Debian suite that has it), tagged gantry/debian:<suite>.
+        #[arg(long, value_name = "X.Y")]
+        python: Option<String>,
+        /// Build a debian variant with nodejs and npm of this major (12, 18, 20), tagged
+        /// gantry/debian:<suite>-node<N>.
+        #[arg(long, value_name = "N")]
+        node: Option<String>,
     },
 }
 
@@ -142,8 +150,21 @@ fn main() -> ExitCode {
         } => cmd_list::run(&workflows, event.as_deref(), event_file.as_deref()),
         Command::Graph { workflows, format } => cmd_graph::run(&workflows, &format),
         Command::Image {
-            action: ImageCommand::Build { names, force },
-        } => cmd_image::run(&names, force),
+            action:
+                ImageCommand::Build {
+                    names,
+                    force,
+                    python,
+                    node,
+                },
+        } => cmd_image::run(
+            &names,
+            &cmd_image::Options {
+                force,
+                python,
+                node,
+            },
+        ),
         Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
         Command::Rerun(args) => runtime().block_on(cmd_rerun::rerun(args)),
         Command::Serve(args) => runtime().block_on(cmd_serve::run(args)),

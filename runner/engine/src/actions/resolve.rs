@@ -145,6 +145,29 @@ impl ActionResolver {
         parsed: UsesRef,
         workspace: &Path,
     ) -> Result<ResolvedAction, ResolveError> {
+        self.resolve_with(parsed, workspace, true)
+    }
+
+    /// Resolves a remote reference from its sources even when a built-in has its name (a
+    /// setup built-in falling back to the real action). Blocking (git).
+    pub fn resolve_real(
+        &self,
+        uses: &str,
+        workspace: &Path,
+    ) -> Result<ResolvedAction, ResolveError> {
+        let parsed = parse_uses(uses).map_err(|e| ResolveError {
+            uses: uses.to_string(),
+            tried: vec![e.reason],
+        })?;
+        self.resolve_with(parsed, workspace, false)
+    }
+
+    fn resolve_with(
+        &self,
+        parsed: UsesRef,
+        workspace: &Path,
+        builtins: bool,
+    ) -> Result<ResolvedAction, ResolveError> {
         let uses = parsed.to_string();
         let fail = |tried: Vec<String>| ResolveError {
             uses: uses.clone(),
@@ -196,7 +219,7 @@ impl ActionResolver {
             UsesRef::Remote(r) | UsesRef::RemoteWorkflow(r) => {
                 let workflow = matches!(parsed, UsesRef::RemoteWorkflow(_));
                 let mut tried = Vec::new();
-                if !workflow {
+                if !workflow && builtins {
                     let name = r.name().to_ascii_lowercase();
                     if builtin::is_builtin(&name) {
                         if self.cfg.builtin_enabled(&name) {

@@ -47,9 +47,7 @@ impl StepRunner<'_> {
             github: GithubFacts::from_json(&state.github_value.to_json()),
             env,
             job_status: state.status.as_str().to_string(),
-            // Logins and pushes need a registry; a local run has none unless the user
-            // names one, in which case the built-in talks to it through the daemon.
-            offline: false,
+            offline: self.shared.cfg.resolver.config().offline,
         }
     }
 
@@ -84,7 +82,8 @@ impl StepRunner<'_> {
         res.outputs
     }
 
-    /// Runs the built-in `name` (lower-case `owner/repo[/path]`) as step `i`.
+    /// Runs the built-in `name` (lower-case `owner/repo[/path]`) as step `i`. `Err` holds
+    /// the real action to run instead ([`ActionResult::fallback`]).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_builtin_step(
         &self,
@@ -95,7 +94,7 @@ impl StepRunner<'_> {
         step_env: &IndexMap<String, String>,
         ctx: &Ctx,
         state: &mut JobState,
-    ) -> (Status, IndexMap<String, String>) {
+    ) -> Result<(Status, IndexMap<String, String>), String> {
         let aenv = self.builtin_env(step_env, state);
         let result = builtin::run_builtin(
             name,
@@ -109,14 +108,20 @@ impl StepRunner<'_> {
             Ok(x) => x,
             Err(e) => {
                 self.log(i, &state.masker, &format!("Error: {name}: {e}"));
-                return (Status::Failure, IndexMap::new());
+                return Ok((Status::Failure, IndexMap::new()));
             }
         };
+        if let Some(real) = res.fallback.clone() {
+            for line in &res.logs {
+                self.log(i, &state.masker, line);
+            }
+            return Err(real);
+        }
         let mut env = state.scope_env.clone();
         env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         state
             .post
             .register_builtin(i, display, name, &inputs, &res, &env);
-        (Status::Success, self.apply_builtin_result(i, res, state))
+        Ok((Status::Success, self.apply_builtin_result(i, res, state)))
     }
 }

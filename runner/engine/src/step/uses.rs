@@ -125,12 +125,38 @@ impl StepRunner<'_> {
             Ok(w) => w,
             Err(e) => return self.uses_error(i, uses, state, &format!("with: {e}")),
         };
+        let mut resolved = resolved;
+        if let ResolvedKind::Builtin(name) = &resolved.kind {
+            let name = name.clone();
+            let display = self.display_name(step, ctx, &state.masker);
+            let real = match self
+                .run_builtin_step(i, &name, &display, &with, step_env, ctx, state)
+                .await
+            {
+                Ok(done) => return done,
+                Err(real) => real,
+            };
+            let resolver = self.shared.cfg.resolver.clone();
+            let ws = self.workspace_host.clone();
+            let r = real.clone();
+            resolved = match tokio::task::spawn_blocking(move || resolver.resolve_real(&r, &ws))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    let msg = format!(
+                        "{name}: no installed toolchain fits and the real action {real} cannot be resolved; tried: {}",
+                        e.tried.join("; ")
+                    );
+                    return self.uses_error(i, uses, state, &msg);
+                }
+                Err(e) => return self.uses_error(i, uses, state, &e.to_string()),
+            };
+        }
         match &resolved.kind {
             ResolvedKind::Builtin(name) => {
-                let name = name.clone();
-                let display = self.display_name(step, ctx, &state.masker);
-                self.run_builtin_step(i, &name, &display, &with, step_env, ctx, state)
-                    .await
+                let msg = format!("{name}: the fallback resolved to the built-in again");
+                self.uses_error(i, uses, state, &msg)
             }
             ResolvedKind::Workflow(_) => self.uses_error(
                 i,

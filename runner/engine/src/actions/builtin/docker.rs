@@ -139,12 +139,49 @@ pub struct BuildSpec {
     pub pull: bool,
 }
 
-/// Builds an image; returns its id and the build log.
+/// A failed build: the error and the whole build log up to it.
+#[derive(Debug, Clone)]
+pub struct BuildFailure {
+    pub error: String,
+    pub log: Vec<String>,
+}
+
+impl BuildFailure {
+    /// The error, then the whole build log (its last line is the error line): it goes to
+    /// the step's log, which the run record keeps (masked like every step line).
+    pub fn message(&self) -> String {
+        let mut m = format!("docker build failed: {}", self.error);
+        if !self.log.is_empty() {
+            m.push_str("\nthe build's log:");
+            for l in &self.log {
+                m.push_str("\n  ");
+                m.push_str(l);
+            }
+        }
+        m
+    }
+}
+
+/// Builds an image; returns its id and the build log. The error carries the build's log.
 pub async fn build_image(
     docker: &Docker,
     spec: &BuildSpec,
 ) -> Result<(String, Vec<String>), String> {
-    let tar = tar_dir(&spec.context)?;
+    build_image_logged(docker, spec)
+        .await
+        .map_err(|f| f.message())
+}
+
+/// Like [`build_image`], keeping the whole log of a failed build.
+pub async fn build_image_logged(
+    docker: &Docker,
+    spec: &BuildSpec,
+) -> Result<(String, Vec<String>), BuildFailure> {
+    let fail = |error: String, log: &[String]| BuildFailure {
+        error,
+        log: log.to_vec(),
+    };
+    let tar = tar_dir(&spec.context).map_err(|e| fail(e, &[]))?;
     let first_tag = spec
         .tags
         .first()
@@ -158,6 +195,9 @@ pub async fn build_image(
         })
         .t(&first_tag)
         .rm(true)
+        // A failed step's container is removed too (else it is left unlabelled, unseen by
+        // `gantry prune`).
+        .forcerm(true)
         .nocache(spec.no_cache)
         .buildargs(&spec.build_args)
         .labels(&spec.labels);
@@ -180,19 +220,22 @@ pub async fn build_image(
                     );
                 }
                 if let Some(e) = info.error_detail {
-                    return Err(format!(
-                        "docker build failed: {}",
-                        e.message.unwrap_or_default()
-                    ));
+                    let msg = e.message.unwrap_or_default();
+                    logs.push(msg.clone());
+                    return Err(fail(msg, &logs));
                 }
             }
-            Err(e) => return Err(format!("docker build failed: {e}")),
+            Err(e) => {
+                let msg = e.to_string();
+                logs.push(msg.clone());
+                return Err(fail(msg, &logs));
+            }
         }
     }
     let id = docker
         .inspect_image(&first_tag)
         .await
-        .map_err(|e| format!("built image not found: {e}"))?
+        .map_err(|e| fail(format!("built image not found: {e}"), &logs))?
         .id
         .unwrap_or_default();
     for t in spec.tags.iter().skip(1) {
@@ -204,7 +247,7 @@ pub async fn build_image(
         docker
             .tag_image(&id, Some(opts))
             .await
-            .map_err(|e| format!("cannot tag {t}: {e}"))?;
+            .map_err(|e| fail(format!("cannot tag {t}: {e}"), &logs))?;
     }
     Ok((id, logs))
 }
@@ -222,6 +265,160 @@ pub fn split_tag(image: &str) -> (String, String) {
 fn is_loopback(registry: &str) -> bool {
     let host = registry.split(':').next().unwrap_or("");
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// The `WWW-Authenticate` challenge: scheme (`basic`, `bearer`) and its parameters.
+fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while let Some((k, v)) = rest.split_once('=') {
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let v = v.trim_start();
+        let (val, tail) = if let Some(q) = v.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (&q[..end], q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = v.find(',').unwrap_or(v.len());
+            (&v[..end], &v[end..])
+        };
+        params.insert(k, val.to_string());
+        rest = tail.trim_start_matches(',').trim();
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+/// What a registry answered, for an error: status and the start of the body, the password
+/// removed.
+async fn answer(r: reqwest::Response, password: &str) -> String {
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    let mut body: String = body.trim().chars().take(300).collect();
+    if !password.is_empty() {
+        body = body.replace(password, "***");
+    }
+    format!(
+        "HTTP {status}{}",
+        if body.is_empty() {
+            String::new()
+        } else {
+            format!(": {body}")
+        }
+    )
+}
+
+/// Checks `username`/`password` against the registry's `/v2/` the way `docker login` does:
+/// an anonymous request, then the challenge it answers with (`Basic`, or a `Bearer` token
+/// from the realm with the credentials). Returns how the login was verified, or the
+/// registry's answer.
+pub async fn verify_login(
+    registry: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, String> {
+    let host = if registry == "docker.io" || registry == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    };
+    let scheme = if is_loopback(registry) {
+        "http"
+    } else {
+        "https"
+    };
+    let base = format!("{scheme}://{host}/v2/");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let reach = |e: reqwest::Error| format!("cannot reach {base}: {}", e.without_url());
+    let first = client.get(&base).send().await.map_err(reach)?;
+    if first.status().is_success() {
+        return Ok("the registry asks for no credentials (GET /v2/ answered 200)".into());
+    }
+    if first.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(format!(
+            "{registry}: GET /v2/ answered {}",
+            answer(first, password).await
+        ));
+    }
+    let challenge = first
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (kind, params) = parse_challenge(&challenge);
+    match kind.as_str() {
+        "basic" => {
+            let r = client
+                .get(&base)
+                .basic_auth(username, Some(password))
+                .send()
+                .await
+                .map_err(reach)?;
+            if r.status().is_success() {
+                Ok("Login Succeeded (Basic auth, verified with GET /v2/)".into())
+            } else {
+                Err(format!(
+                    "{registry} refused the credentials of '{username}': {}",
+                    answer(r, password).await
+                ))
+            }
+        }
+        "bearer" => {
+            let realm = params.get("realm").ok_or_else(|| {
+                format!("{registry}: a Bearer challenge without a realm: {challenge}")
+            })?;
+            let mut q = vec![("account", username.to_string())];
+            if let Some(svc) = params.get("service") {
+                q.push(("service", svc.clone()));
+            }
+            let r = client
+                .get(realm)
+                .query(&q)
+                .basic_auth(username, Some(password))
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot reach the token service {realm}: {}",
+                        e.without_url()
+                    )
+                })?;
+            if !r.status().is_success() {
+                return Err(format!(
+                    "{registry}: the token service {realm} refused the credentials of '{username}': {}",
+                    answer(r, password).await
+                ));
+            }
+            let body: serde_json::Value = r
+                .json()
+                .await
+                .map_err(|e| format!("{registry}: the token service answered no JSON: {e}"))?;
+            let token = body["token"]
+                .as_str()
+                .or(body["access_token"].as_str())
+                .ok_or_else(|| format!("{registry}: the token service answered no token"))?;
+            let r = client
+                .get(&base)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(reach)?;
+            if r.status().is_success() {
+                Ok("Login Succeeded (Bearer token from the registry's realm, verified with GET /v2/)".into())
+            } else {
+                Err(format!(
+                    "{registry} refused the token for '{username}': {}",
+                    answer(r, password).await
+                ))
+            }
+        }
+        _ => Err(format!(
+            "{registry}: GET /v2/ answered 401 with an unknown challenge '{challenge}'"
+        )),
+    }
 }
 
 pub struct SetupBuildx;
@@ -285,6 +482,18 @@ impl BuiltinAction for Login {
         if username.is_none() || password.is_none() {
             return Err("Username and password required".into());
         }
+        if env.offline && !is_loopback(&registry) {
+            return Err(format!(
+                "offline: not logging in to {registry} (the credentials cannot be checked without the network; loopback registries are allowed)"
+            ));
+        }
+        let how = verify_login(
+            &registry,
+            username.as_deref().unwrap_or_default(),
+            password.as_deref().unwrap_or_default(),
+        )
+        .await?;
+        res.log(format!("{registry}: {how}"));
         let creds = DockerCredentials {
             username,
             password,
@@ -297,7 +506,7 @@ impl BuiltinAction for Login {
             l.push((env.run_dir.clone(), registry.clone(), creds));
         }
         res.log(format!(
-            "Login Succeeded ({registry}; credentials kept in memory for this run)"
+            "Credentials for {registry} kept in memory for this run"
         ));
         if input_bool(inputs, "logout", true) {
             res.post = true;
@@ -386,7 +595,10 @@ impl BuiltinAction for BuildPush {
             pull: input_bool(inputs, "pull", false),
         };
         let docker = connect().await?;
-        let (id, logs) = build_image(&docker, &spec).await?;
+        let (id, logs) = match build_image_logged(&docker, &spec).await {
+            Ok(x) => x,
+            Err(f) => return Err(f.message()),
+        };
         res.logs.extend(logs);
         res.log(format!("Built {id}"));
         let mut digest = String::new();
@@ -394,9 +606,9 @@ impl BuiltinAction for BuildPush {
             for t in &spec.tags {
                 let registry = registry_of(t);
                 if env.offline && !is_loopback(&registry) {
-                    res.warnings
-                        .push(format!("offline: not pushing {t} to {registry}"));
-                    continue;
+                    return Err(format!(
+                        "offline: not pushing {t} to {registry} (only loopback registries are reachable with --offline)"
+                    ));
                 }
                 let (repo, tag) = split_tag(t);
                 let creds = credentials_for(&env.run_dir, &registry);

@@ -99,7 +99,8 @@ pub struct ActionEnv<'a> {
     pub env: IndexMap<String, String>,
     /// `job.status` (`success`, `failure`, `cancelled`), for post stages.
     pub job_status: String,
-    /// No network (login and push become no-ops; Slack is still sent, it is the user's URL).
+    /// `--offline`: built-ins that would reach the network refuse (registry logins and
+    /// pushes to non-loopback registries, Slack, the setup fallbacks to the real actions).
     pub offline: bool,
 }
 
@@ -124,6 +125,9 @@ pub struct ActionResult {
     pub state: IndexMap<String, String>,
     /// Register a post stage (run at job end, in reverse order, see [`BuiltinAction::post`]).
     pub post: bool,
+    /// Run this real action (`actions/setup-python@v5`) instead, resolved as a remote action
+    /// with the same `with:` (a setup built-in that found no installed toolchain).
+    pub fallback: Option<String>,
 }
 
 impl ActionResult {

@@ -1,6 +1,13 @@
-//! `actions/setup-python`, `setup-node`, `setup-go`, `setup-java`: find a matching toolchain
-//! on the host (or in the job's image for container jobs), put its directory on PATH and
-//! report its version. Nothing is downloaded: a missing toolchain fails clearly.
+//! `actions/setup-python`, `setup-node`, `setup-go`, `setup-java`: find an installed
+//! toolchain of the requested version on the host (or in the job's image for container
+//! jobs; version managers' shims resolved to the real program, see [`find`]), put it on
+//! PATH and report its version. Each job gets its own environment: Python a venv of the
+//! chosen interpreter (so `pip install` never touches the interpreter's site-packages and
+//! matrix legs never share one), Node a per-job npm prefix. Nothing is downloaded here: when
+//! no installed toolchain fits, the step runner falls back to the real action (see
+//! [`ActionResult::fallback`]) unless the run is offline.
+
+pub mod find;
 
 use std::path::Path;
 
@@ -173,32 +180,18 @@ pub async fn capture(env: &ActionEnv<'_>, argv: &[String]) -> Option<(i32, Strin
     }
 }
 
-/// Finds `program` on the PATH of `env` (inside the container for container jobs).
-async fn locate(env: &ActionEnv<'_>, program: &str) -> Option<String> {
-    if env.is_container {
-        let (code, out) = capture(
-            env,
-            &["sh".into(), "-c".into(), format!("command -v {program}")],
-        )
-        .await?;
-        return (code == 0)
-            .then(|| out.lines().next().unwrap_or("").trim().to_string())
-            .filter(|s| !s.is_empty());
-    }
-    let path = env.env.get("PATH").cloned().unwrap_or_default();
-    crate::shell::which(program, &path).map(|p| p.display().to_string())
+/// The job's temp directory (`RUNNER_TEMP`) as the job sees it.
+fn job_temp(env: &ActionEnv<'_>) -> Option<String> {
+    env.job
+        .map(|j| j.paths().temp.trim_end_matches('/').to_string())
+        .or_else(|| env.env.get("RUNNER_TEMP").cloned())
 }
 
 /// Like the real action's tool-cache `bin` directory: `python`, `python3` (links to the chosen
-/// interpreter) and `pip`, `pip3` (`python -m pip`) in the job's temp directory, so that
-/// steps written for GitHub (`python -m ...`, `pip install`) work on images that only have
-/// `python3`. `None` (nothing added) when there is no job or the directory cannot be made.
+/// interpreter) and `pip`, `pip3` (`python -m pip`) in the job's temp directory. Used only
+/// when the interpreter cannot make a venv (no `venv` module).
 async fn python_shims(env: &ActionEnv<'_>, bin: &str, ver: &str) -> Option<String> {
-    let job = env.job?;
-    let dir = format!(
-        "{}/_setup-python/{ver}/bin",
-        job.paths().temp.trim_end_matches('/')
-    );
+    let dir = format!("{}/_setup-python/{ver}/bin", job_temp(env)?);
     let script = r#"set -e; mkdir -p "$1"; ln -sf "$2" "$1/python"; ln -sf "$2" "$1/python3"
 for p in pip pip3; do printf '#!/bin/sh\nexec "%s" -m pip "$@"\n' "$2" > "$1/$p"; chmod 0755 "$1/$p"; done"#;
     let argv = [
@@ -212,6 +205,209 @@ for p in pip pip3; do printf '#!/bin/sh\nexec "%s" -m pip "$@"\n' "$2" > "$1/$p"
     match capture(env, &argv).await {
         Some((0, _)) => Some(dir),
         _ => None,
+    }
+}
+
+/// The job's venv of `bin`: `<RUNNER_TEMP>/_setup-python/venv-<version>` (made once per job).
+/// Returns the venv directory and the interpreter's `sys.base_prefix`, or why it failed.
+async fn python_venv(
+    env: &ActionEnv<'_>,
+    bin: &str,
+    ver: &str,
+) -> Result<(String, String), String> {
+    let temp = job_temp(env).ok_or("the job has no temp directory")?;
+    let dir = format!("{temp}/_setup-python/venv-{ver}");
+    let script = r#"[ -x "$2/bin/python" ] || "$1" -m venv "$2" || exit 1
+exec "$2/bin/python" -c 'import sys; print("base_prefix=" + sys.base_prefix)'"#;
+    let argv = [
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "setup-python".into(),
+        bin.to_string(),
+        dir.clone(),
+    ];
+    match capture(env, &argv).await {
+        Some((0, out)) => {
+            let base = out
+                .lines()
+                .find_map(|l| l.strip_prefix("base_prefix="))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            Ok((dir, base))
+        }
+        Some((_, out)) => Err(out
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("venv failed")
+            .to_string()),
+        None => Err(format!("cannot run {bin}")),
+    }
+}
+
+/// The parent of a program's directory (`/opt/py/bin/python3` → `/opt/py`).
+fn prefix_of(bin: &str) -> String {
+    Path::new(bin)
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The directory of a program.
+fn dir_of(bin: &str) -> String {
+    Path::new(bin)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+impl Setup {
+    /// Puts the chosen toolchain on PATH, with the job's own environment, and sets outputs.
+    async fn apply(
+        self,
+        inputs: &IndexMap<String, String>,
+        env: &ActionEnv<'_>,
+        found: &find::Found,
+        res: &mut ActionResult,
+    ) -> Result<(), String> {
+        let (bin, ver) = (found.bin.as_str(), found.version.clone());
+        res.log(format!("Using {} {ver} from {bin}", self.tool()));
+        res.path.push(dir_of(bin));
+        match self {
+            Setup::Python => match python_venv(env, bin, &ver).await {
+                Ok((venv, base)) => {
+                    res.log(format!(
+                        "The job's own venv: {venv} (first on PATH; pip installs land there)"
+                    ));
+                    res.path.push(format!("{venv}/bin"));
+                    let base = if base.is_empty() {
+                        prefix_of(bin)
+                    } else {
+                        base
+                    };
+                    res.output("python-version", ver);
+                    res.output("python-path", format!("{venv}/bin/python"));
+                    res.env.insert("VIRTUAL_ENV".into(), venv);
+                    for k in ["pythonLocation", "Python_ROOT_DIR", "Python3_ROOT_DIR"] {
+                        res.env.insert(k.into(), base.clone());
+                    }
+                }
+                Err(why) => {
+                    res.warnings.push(format!(
+                        "setup-python: {bin} cannot make a venv ({why}); pip would install into the interpreter's own site-packages{}",
+                        if env.is_container {
+                            ""
+                        } else {
+                            ", so PIP_REQUIRE_VIRTUALENV=true is set (install python3-venv)"
+                        }
+                    ));
+                    if !env.is_container {
+                        res.env
+                            .insert("PIP_REQUIRE_VIRTUALENV".into(), "true".into());
+                    }
+                    if let Some(shims) = python_shims(env, bin, &ver).await {
+                        res.log(format!("python, python3, pip and pip3 in {shims}"));
+                        res.path.push(shims);
+                    }
+                    res.output("python-version", ver);
+                    res.output("python-path", bin.to_string());
+                    res.env.insert("pythonLocation".into(), prefix_of(bin));
+                }
+            },
+            Setup::Node => {
+                if let Some(temp) = job_temp(env) {
+                    let prefix = format!("{temp}/_setup-node/npm-prefix");
+                    let argv = [
+                        "mkdir".into(),
+                        "-p".into(),
+                        format!("{prefix}/bin"),
+                        format!("{prefix}/lib"),
+                    ];
+                    if let Some((0, _)) = capture(env, &argv).await {
+                        res.log(format!(
+                            "The job's own npm prefix: {prefix} (npm install -g lands there)"
+                        ));
+                        res.env.insert("NPM_CONFIG_PREFIX".into(), prefix.clone());
+                        res.path.push(format!("{prefix}/bin"));
+                    }
+                }
+                res.output("node-version", format!("v{ver}"));
+            }
+            Setup::Go => {
+                res.env.insert("GOROOT".into(), prefix_of(bin));
+                res.output("go-version", ver);
+            }
+            Setup::Java => {
+                let real = if env.is_container {
+                    bin.into()
+                } else {
+                    std::fs::canonicalize(bin).unwrap_or_else(|_| bin.into())
+                };
+                let home = real
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                if let Some(d) = input(inputs, "distribution") {
+                    res.log(format!(
+                        "distribution '{d}': any installed OpenJDK build of the version is used"
+                    ));
+                }
+                let major = find::nums(&ver).first().copied().unwrap_or(0);
+                res.output("version", ver);
+                res.output("path", home.clone());
+                res.env
+                    .insert(format!("JAVA_HOME_{major}_X64"), home.clone());
+                res.env.insert("JAVA_HOME".into(), home);
+            }
+        }
+        Ok(())
+    }
+
+    /// The version spec from `<tool>-version`, else the version file (setup-python
+    /// reads `.python-version` when neither is given, like the real action).
+    fn spec(
+        self,
+        inputs: &IndexMap<String, String>,
+        env: &ActionEnv<'_>,
+    ) -> Result<String, String> {
+        let mut spec = input(inputs, self.version_input()).map(|s| s.trim().to_string());
+        let file = input(inputs, self.version_file_input())
+            .map(str::to_string)
+            .or_else(|| {
+                let default = match self {
+                    Setup::Python => ".python-version",
+                    Setup::Node | Setup::Go | Setup::Java => return None,
+                };
+                (spec.is_none() && env.workspace.join(default).is_file())
+                    .then(|| default.to_string())
+            });
+        if spec.is_none()
+            && let Some(f) = file
+        {
+            let text = super::files::read_input_file(env, self.version_file_input(), &f)?;
+            spec = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| {
+                    l.trim_start_matches("go ")
+                        .trim_start_matches("python-")
+                        .trim()
+                        .to_string()
+                });
+        }
+        // A list of versions (setup-python accepts several lines): the last one wins on PATH.
+        let spec = spec.unwrap_or_default();
+        Ok(spec
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string())
     }
 }
 
@@ -232,87 +428,10 @@ impl BuiltinAction for Setup {
         env: &ActionEnv<'_>,
     ) -> Result<ActionResult, String> {
         let mut res = ActionResult::default();
-        let mut spec = input(inputs, self.version_input()).map(|s| s.trim().to_string());
-        if spec.is_none()
-            && let Some(f) = input(inputs, self.version_file_input())
-        {
-            {
-                let text = super::files::read_input_file(env, self.version_file_input(), f)?;
-                spec = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(|l| {
-                        l.trim_start_matches("go ")
-                            .trim_start_matches("python-")
-                            .trim()
-                            .to_string()
-                    });
-            }
-        }
-        // A list of versions (setup-python accepts several lines): the last one wins on PATH.
-        let spec = spec.unwrap_or_default();
-        let spec = spec
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
-        let mut seen = Vec::new();
-        for cand in self.candidates(&spec) {
-            let Some(bin) = locate(env, &cand).await else {
-                continue;
-            };
-            let mut argv = vec![bin.clone()];
-            argv.extend(self.version_args().iter().map(|s| s.to_string()));
-            let Some((_, out)) = capture(env, &argv).await else {
-                continue;
-            };
-            let Some(ver) = parse_version(&out) else {
-                continue;
-            };
-            if !version_matches(&spec, &ver) {
-                seen.push(format!("{bin} ({ver})"));
-                continue;
-            }
-            let dir = Path::new(&bin)
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            res.log(format!("Using {} {ver} from {bin}", self.tool()));
-            res.path.push(dir.clone());
-            match self {
-                Setup::Python => {
-                    if let Some(shims) = python_shims(env, &bin, &ver).await {
-                        res.log(format!("python, python3, pip and pip3 in {shims}"));
-                        res.path.push(shims);
-                    }
-                    res.output("python-version", ver);
-                    res.output("python-path", bin.clone());
-                    res.env.insert(
-                        "pythonLocation".into(),
-                        Path::new(&dir)
-                            .parent()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default(),
-                    );
-                }
-                Setup::Node => res.output("node-version", format!("v{ver}")),
-                Setup::Go => {
-                    res.output("go-version", ver);
-                }
-                Setup::Java => {
-                    let real = std::fs::canonicalize(&bin).unwrap_or_else(|_| bin.clone().into());
-                    let home = real
-                        .parent()
-                        .and_then(Path::parent)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default();
-                    res.output("version", ver);
-                    res.output("path", home.clone());
-                    res.env.insert("JAVA_HOME".into(), home);
-                }
-            }
+        let spec = self.spec(inputs, env)?;
+        let search = find::search(*self, &spec, env).await;
+        if let Some(found) = search.best(*self, &spec) {
+            self.apply(inputs, env, found, &mut res).await?;
             return Ok(res);
         }
         let wanted = if spec.is_empty() {
@@ -325,15 +444,39 @@ impl BuiltinAction for Setup {
         } else {
             "on this host"
         };
-        let found = if seen.is_empty() {
+        let found = if search.found.is_empty() {
             "none found".to_string()
         } else {
-            format!("found {}", seen.join(", "))
+            let v: Vec<String> = search
+                .found
+                .iter()
+                .map(|f| format!("{} ({})", f.bin, f.version))
+                .collect();
+            format!("found {}", v.join(", "))
         };
-        Err(format!(
-            "{}: no {} matching {wanted} {where_} ({found}); Gantry does not download toolchains: install it or use a job container that has it",
+        let msg = format!(
+            "{}: no {} matching {wanted} {where_} ({found}; tried {})",
             self.name(),
-            self.tool()
-        ))
+            self.tool(),
+            search.tried.join("; ")
+        );
+        if env.offline {
+            return Err(format!(
+                "{msg}; offline: the real action (which downloads toolchains) is not tried: install it or use a job container that has it"
+            ));
+        }
+        res.log(format!("{msg}; falling back to the real action"));
+        res.fallback = Some(fallback_ref(self.name()));
+        Ok(res)
     }
+}
+
+/// The real action a setup built-in falls back to (the major the built-in mirrors).
+pub fn fallback_ref(name: &str) -> String {
+    let major = match name {
+        "actions/setup-python" => "v5",
+        "actions/setup-java" => "v4",
+        _ => "v4",
+    };
+    format!("{name}@{major}")
 }

@@ -43,6 +43,27 @@ fn webhook(
         .ok_or_else(|| {
             format!("no webhook URL: set the `{key}` input or the SLACK_WEBHOOK_URL env")
         })
+        .and_then(|url| {
+            if env.offline && !loopback_url(&url) {
+                // The URL is a secret: never in the message.
+                Err("offline: not posting to the Slack webhook (only loopback URLs are reachable with --offline)".into())
+            } else {
+                Ok(url)
+            }
+        })
+}
+
+/// Whether `url` points at this machine (`http://127.0.0.1:…`, `localhost`, `[::1]`).
+fn loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    let host = if host.starts_with('[') {
+        host.split(']').next().unwrap_or("").trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host == "localhost" || host.starts_with("127.") || host == "::1"
 }
 
 /// The `8398a7/action-slack` payload for `status` and `fields`.
