@@ -21,6 +21,8 @@ pub mod store_runs;
 pub mod trigger;
 pub mod ui;
 pub mod workspace;
+pub mod concurrency;
+pub mod store_session;
 
 pub use config::{ConfigError, ServerConfig};
 pub use server::{ServeError, ServeOptions, load_config, serve, serve_with};

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web sessions",
         include_str!("../migrations/0004_web_sessions.sql"),
     ),
+    (
+        6,
+        "job outputs",
+        include_str!("../migrations/0006_job_outputs.sql"),
+    ),
 ];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
