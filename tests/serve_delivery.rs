@@ -72,8 +72,14 @@ async fn unhealthy_deploy_rolls_back_tells_slack_and_records_statuses() {
         "deploy",
     );
     let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
-    let body = serde_json::to_vec(&github_push("acme/shop", "refs/heads/main", ZERO, &sha, "deploy"))
-        .unwrap();
+    let body = serde_json::to_vec(&github_push(
+        "acme/shop",
+        "refs/heads/main",
+        ZERO,
+        &sha,
+        "deploy",
+    ))
+    .unwrap();
     let (st, text) = deliver(&s.base, "github", "push", &guid(), &body, Some(SECRET)).await;
     assert_eq!(st, 202, "{text}");
     let run = run_of(&s, &sha).await.id.0;
@@ -107,7 +113,10 @@ async fn unhealthy_deploy_rolls_back_tells_slack_and_records_statuses() {
     assert_eq!(list[0]["sha"], sha);
     let statuses = api_get(&s, &format!("/repos/acme/shop/deployments/{id}/statuses")).await;
     let statuses = statuses.as_array().unwrap();
-    let states: Vec<&str> = statuses.iter().filter_map(|s| s["state"].as_str()).collect();
+    let states: Vec<&str> = statuses
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
     // Newest first, as GitHub lists them.
     assert_eq!(states[..2], ["inactive", "failure"], "{statuses:?}");
     let verdict = statuses[1]["description"].as_str().unwrap();

@@ -147,7 +147,9 @@ pub struct SharedLimits {
 impl std::fmt::Debug for SharedLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let free = self.job_slots.available_permits();
-        f.debug_struct("SharedLimits").field("free_job_slots", &free).finish()
+        f.debug_struct("SharedLimits")
+            .field("free_job_slots", &free)
+            .finish()
     }
 }
 

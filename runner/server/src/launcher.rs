@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::RunGroup;
 use crate::config::{LabelTarget, Repository};
 use crate::gate::delivery::RunDelivery;
-use crate::store_session::SqlRunStore;
 use crate::state::{App, LiveEvent};
 use crate::store_exec;
 use crate::store_runs::RunRecord;
+use crate::store_session::SqlRunStore;
 use crate::{mirror, workspace};
 
 /// How often the queue is looked at without a wake-up (a run queued by another server
@@ -303,9 +303,14 @@ pub async fn execute_run(
     let (ws, text) = checkout(&app, &repo, run).await?;
     let run_url = run_url(&app, run);
     let history = history(&app, &repo.name).await;
-    let delivery = RunDelivery::load(&ws.root, &repo, history, run.id.to_string(), run_url)
-        .map_err(|e| LaunchError::DeliveryConfig(e.0))?
-        .map(Arc::new);
+    // An invalid `.gantry/config.yml` adds nothing (protection never depended on it).
+    let delivery = match RunDelivery::load(&ws.root, &repo, history, run.id.to_string(), run_url) {
+        Ok(d) => d.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(run_id = run.id, "{}", LaunchError::DeliveryConfig(e.0));
+            None
+        }
+    };
 
     let mut req = RunRequest::new(ws.root.clone(), run.event.clone());
     req.event = app.store.run_payload(run.id).await?;

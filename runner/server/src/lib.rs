@@ -5,6 +5,7 @@
 pub mod api;
 pub mod api_deploy;
 pub mod api_json;
+pub mod concurrency;
 pub mod config;
 mod config_read;
 pub mod exec_metrics;
@@ -18,11 +19,10 @@ pub mod store;
 pub mod store_exec;
 pub mod store_reviews;
 pub mod store_runs;
+pub mod store_session;
 pub mod trigger;
 pub mod ui;
 pub mod workspace;
-pub mod concurrency;
-pub mod store_session;
 
 pub use config::{ConfigError, ServerConfig};
 pub use server::{ServeError, ServeOptions, load_config, serve, serve_with};

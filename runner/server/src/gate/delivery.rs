@@ -133,12 +133,7 @@ impl RunDelivery {
             secrets.extend(s.clone());
         }
         let d = Arc::new(self.build(&secrets));
-        self.by_env
-            .lock()
-            .unwrap()
-            .entry(key)
-            .or_insert(d)
-            .clone()
+        self.by_env.lock().unwrap().entry(key).or_insert(d).clone()
     }
 
     /// The history's record of this run's deployment by `job` to `environment`.
