@@ -132,6 +132,25 @@ pub struct RunConfig {
     /// the keyboard expects of `gantry run`). A server passes a clean one, so its tokens,
     /// webhook secrets and database URL never reach a job.
     pub host_env: Option<IndexMap<String, String>>,
+    /// Limits shared with other runs (a server's executor): job slots instead of
+    /// `max_jobs`, concurrency groups spanning runs. `None`: this run's own.
+    pub shared: Option<SharedLimits>,
+}
+
+/// Job slots and concurrency groups several runs share (see [`RunConfig::shared`]).
+#[derive(Clone)]
+pub struct SharedLimits {
+    pub job_slots: Arc<tokio::sync::Semaphore>,
+    pub groups: Arc<crate::concurrency::Groups>,
+}
+
+impl std::fmt::Debug for SharedLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let free = self.job_slots.available_permits();
+        f.debug_struct("SharedLimits")
+            .field("free_job_slots", &free)
+            .finish()
+    }
 }
 
 impl RunConfig {
@@ -171,6 +190,7 @@ impl RunConfig {
             resolver: Arc::new(crate::actions::ActionResolver::new(Default::default())),
             workflow_texts: HashMap::new(),
             host_env: None,
+            shared: None,
         }
     }
 }

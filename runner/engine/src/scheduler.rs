@@ -48,15 +48,18 @@ struct Node {
 pub(crate) struct Sched {
     /// `--jobs N`: job instances running at once (callers of reusable workflows take none).
     pub global: Arc<Semaphore>,
-    pub groups: Groups,
+    pub groups: Arc<Groups>,
     used_keys: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Sched {
-    fn new(max_jobs: usize) -> Self {
+    fn new(max_jobs: usize, shared: Option<&crate::run::SharedLimits>) -> Self {
         Sched {
-            global: Arc::new(Semaphore::new(max_jobs.max(1))),
-            groups: Groups::default(),
+            global: shared.map_or_else(
+                || Arc::new(Semaphore::new(max_jobs.max(1))),
+                |s| s.job_slots.clone(),
+            ),
+            groups: shared.map_or_else(Default::default, |s| s.groups.clone()),
             used_keys: Default::default(),
         }
     }
@@ -93,7 +96,7 @@ struct Done {
 
 /// Runs every selected job of every workflow; returns one record per job instance.
 pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
-    let sched = Arc::new(Sched::new(shared.cfg.max_jobs));
+    let sched = Arc::new(Sched::new(shared.cfg.max_jobs, shared.cfg.shared.as_ref()));
     let scopes = (0..shared.cfg.workflows.len())
         .map(|i| Arc::new(Scope::top(&shared.cfg, i, shared.inputs[i].clone())))
         .collect();

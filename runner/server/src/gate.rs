@@ -26,18 +26,28 @@ use crate::store::StoreError;
 use crate::store_reviews::ReviewRecord;
 use crate::store_runs::RunRecord;
 
+pub mod delivery;
 pub mod rules;
+
+use delivery::RunDelivery;
 
 /// How often a waiting gate re-reads the store even without a wake-up (decisions written
 /// by another server process on the same database).
 const POLL: Duration = Duration::from_secs(2);
 
-/// The gates one run's jobs pass through (`RunConfig::gates`).
-pub fn for_run(app: Arc<App>, run: &RunRecord) -> Arc<dyn DeliveryGates> {
+/// The gates one run's jobs pass through (`RunConfig::gates`): the server's protection
+/// rules, then what the repository's `.gantry/config.yml` adds (`delivery`: health checks,
+/// rollback, Slack).
+pub fn for_run(
+    app: Arc<App>,
+    run: &RunRecord,
+    delivery: Option<Arc<RunDelivery>>,
+) -> Arc<dyn DeliveryGates> {
     Arc::new(ServerGate {
         app,
         run: run.clone(),
         deployments: Mutex::new(HashMap::new()),
+        delivery,
     })
 }
 
@@ -49,6 +59,8 @@ pub struct ServerGate {
     run: RunRecord,
     /// Deployment ids by job instance name, from admission to verification.
     deployments: Mutex<HashMap<String, i64>>,
+    /// Health checks, rollback and Slack of the repository's `.gantry/config.yml`.
+    delivery: Option<Arc<RunDelivery>>,
 }
 
 /// Why a wait ended without admission.
@@ -248,6 +260,38 @@ async fn woken(live: &mut broadcast::Receiver<LiveEvent>, run_id: i64) {
     }
 }
 
+/// The deployment statuses (GitHub's states, oldest first) of a verified deployment: its
+/// health verdict, then the rollback when one ran (the deployment is no longer what runs:
+/// `inactive`; `error` when the rollback failed).
+fn delivery_statuses(
+    record: Option<&gantry_delivery::history::DeploymentRecord>,
+) -> Vec<(&'static str, String)> {
+    let Some(r) = record else {
+        return vec![("success", String::new())];
+    };
+    let health = r.health.as_ref();
+    let mut out = vec![match health {
+        Some(h) if h.passed => ("success", format!("health check passed: {}", h.summary())),
+        Some(h) => (
+            "failure",
+            format!(
+                "health check failed: {} ({})",
+                h.reason.clone().unwrap_or_else(|| "unhealthy".into()),
+                h.summary()
+            ),
+        ),
+        None if r.status == gantry_delivery::history::status::SUCCEEDED => {
+            ("success", String::new())
+        }
+        None => ("failure", r.message.clone().unwrap_or_default()),
+    }];
+    if let Some(rb) = &r.rollback {
+        let state = if rb.succeeded { "inactive" } else { "error" };
+        out.push((state, rb.message.clone()));
+    }
+    out
+}
+
 fn admission(env: &Environment) -> Admission {
     Admission {
         secrets: env
@@ -272,7 +316,15 @@ impl DeliveryGates for ServerGate {
             .repository()
             .and_then(|r| rules::environment(r, &req.environment))
         else {
-            return Ok(Admission::default());
+            let Some(d) = &self.delivery else {
+                return Ok(Admission::default());
+            };
+            // Unprotected, but the repository checks its health: a deployment to record.
+            let job_id = self.job_id(req).await?;
+            self.start_deployment(req, &req.environment, job_id, "in_progress")
+                .await
+                .map_err(store_failed)?;
+            return d.for_environment(&req.environment).admit(req, cancel).await;
         };
         let p = rules::policy(env_name, env);
         p.check_ref(&self.run.git_ref)?;
@@ -284,7 +336,16 @@ impl DeliveryGates for ServerGate {
                 .await
                 .map_err(store_failed)?;
         }
-        Ok(admission(env))
+        let mut granted = admission(env);
+        if let Some(d) = &self.delivery {
+            // Protection is the server's (stripped from the repository's config): this
+            // records the deployment in the history and keeps what verification needs.
+            let repo_side = d.for_environment(env_name).admit(req, cancel).await?;
+            let mut vars = repo_side.vars;
+            vars.extend(granted.vars);
+            granted.vars = vars;
+        }
+        Ok(granted)
     }
 
     async fn verify(&self, outcome: &DeploymentOutcome) -> Verification {
@@ -296,21 +357,38 @@ impl DeliveryGates for ServerGate {
         let Some(id) = id else {
             return Verification::Passed;
         };
-        let state = match outcome.job_result.as_str() {
+        let job_state = match outcome.job_result.as_str() {
             "success" => "success",
             "cancelled" => "inactive",
             _ => "failure",
         };
-        if let Err(e) = self
-            .app
-            .store
-            .add_deployment_status(id, state, &self.run.actor, "")
-            .await
-        {
-            tracing::error!("deployment {id}: store: {e}");
+        let (verdict, statuses) = match &self.delivery {
+            Some(d) => {
+                // Health checks and rollback (a successful job), Slack, history.
+                let env = &outcome.request.environment;
+                let v = d.for_environment(env).verify(outcome).await;
+                let statuses = if outcome.job_result == "success" {
+                    let record = d.record_of(env, &outcome.request.job_name).await;
+                    delivery_statuses(record.as_ref())
+                } else {
+                    vec![(job_state, String::new())]
+                };
+                (v, statuses)
+            }
+            None => (Verification::Passed, vec![(job_state, String::new())]),
+        };
+        for (state, description) in statuses {
+            if let Err(e) = self
+                .app
+                .store
+                .add_deployment_status(id, state, &self.run.actor, &description)
+                .await
+            {
+                tracing::error!("deployment {id}: store: {e}");
+            }
         }
         self.announce();
-        Verification::Passed
+        verdict
     }
 
     fn withholds_secret(&self, name: &str) -> bool {

@@ -6,6 +6,7 @@
 //! [`store_exec::close_interrupted`]); on shutdown it cancels what runs, as Ctrl-C does in
 //! `gantry run`, and waits until that is recorded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -13,15 +14,19 @@ use std::time::Duration;
 
 use gantry_engine::events::EventBus;
 use gantry_engine::mask::Masker;
-use gantry_engine::run::{Platform, RunConfig, WorkflowEntry};
+use gantry_engine::run::Platform;
+use gantry_session::{GateSource, RunRequest, Session, WorkflowFiles, WorkflowSource};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::concurrency::RunGroup;
 use crate::config::{LabelTarget, Repository};
+use crate::gate::delivery::RunDelivery;
 use crate::state::{App, LiveEvent};
 use crate::store_exec;
 use crate::store_runs::RunRecord;
+use crate::store_session::SqlRunStore;
 use crate::{mirror, workspace};
 
 /// How often the queue is looked at without a wake-up (a run queued by another server
@@ -48,6 +53,8 @@ pub enum LaunchError {
     },
     #[error("the run could not start: {0}")]
     Engine(String),
+    #[error("the repository's .gantry/config.yml is not valid:\n{0}")]
+    DeliveryConfig(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("checkout task: {0}")]
@@ -77,11 +84,13 @@ impl Launcher {
 
 async fn run_queue(app: Arc<App>, stop: CancellationToken) {
     sweep(&app).await;
+    // Runs at once; their jobs share the server's `executor.capacity` job slots.
     let capacity = app.cfg.executor_capacity.max(1);
     let slots = Arc::new(Semaphore::new(capacity));
     let mut runs = JoinSet::new();
+    let mut groups = HashMap::new();
     loop {
-        if let Err(e) = start_queued(&app, &slots, &mut runs, capacity).await {
+        if let Err(e) = start_queued(&app, &slots, &mut runs, &mut groups).await {
             tracing::error!("reading the run queue: {e}");
         }
         tokio::select! {
@@ -130,25 +139,53 @@ async fn sweep(app: &Arc<App>) {
     }
 }
 
-/// Starts queued runs, oldest first, while a slot is free.
+/// How many queued runs one look at the queue considers.
+const QUEUE_WINDOW: i64 = 256;
+
+/// Starts queued runs, oldest first, while a slot is free. A run of a workflow-level
+/// concurrency group starts only when its group runs nothing ([`crate::concurrency`]);
+/// the groups see every queued run, also when no slot is free, so a newer run replaces
+/// an older pending one at once.
 async fn start_queued(
     app: &Arc<App>,
     slots: &Arc<Semaphore>,
     runs: &mut JoinSet<()>,
-    capacity: usize,
+    groups: &mut HashMap<i64, Option<RunGroup>>,
 ) -> Result<(), crate::store::StoreError> {
-    if slots.available_permits() == 0 {
-        return Ok(());
-    }
-    for (repo, id) in app.store.queued_runs(capacity as i64 * 4).await? {
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            break;
-        };
+    for (repo, id) in app.store.queued_runs(QUEUE_WINDOW).await? {
         let Some(run) = app.store.get_run(&repo, id).await? else {
+            continue;
+        };
+        let group = match groups.get(&id) {
+            Some(g) => g.clone(),
+            None => {
+                let g = group_of(app, &run).await;
+                groups.insert(id, g.clone());
+                g
+            }
+        };
+        if let Some(g) = &group {
+            let entry = app.run_groups.enter(&repo, g, id);
+            if let Some(old) = entry.cancel_pending {
+                cancel_by_group(app, &repo, old, g, false).await?;
+                groups.remove(&old);
+            }
+            if let Some(running) = entry.cancel_running {
+                cancel_by_group(app, &repo, running, g, true).await?;
+            }
+            if !entry.may_start {
+                continue;
+            }
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue;
         };
         if !app.store.claim_run(id).await? {
             continue;
+        }
+        groups.remove(&id);
+        if let Some(g) = &group {
+            app.run_groups.started(&repo, g, id);
         }
         app.exec_metrics
             .run_picked_up(seconds_since(&run.run_started_at));
@@ -173,8 +210,66 @@ async fn start_queued(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&run.id);
+            if let Some(g) = &group {
+                app.run_groups.left(&run.repo, g, run.id);
+            }
             drop(permit);
         });
+    }
+    Ok(())
+}
+
+/// The workflow-level concurrency group of a queued run, from its workflow at its commit.
+async fn group_of(app: &Arc<App>, run: &RunRecord) -> Option<RunGroup> {
+    let repo = app.cfg.repository(&run.repo)?;
+    let mirror_dir = mirror::mirror_dir(&app.cfg.data, &repo.name);
+    let dirs = repo.forge.workflow_dirs();
+    let (sha, path) = (run.head_sha.clone(), run.workflow_path.clone());
+    let text = tokio::task::spawn_blocking(move || {
+        let bare = git2::Repository::open_bare(&mirror_dir).ok()?;
+        mirror::workflows_at(&bare, &sha, dirs)
+            .ok()?
+            .into_iter()
+            .find(|f| f.path == path)
+            .map(|f| f.text)
+    })
+    .await
+    .ok()??;
+    let workflow = gantry_workflow::parse_workflow(&run.workflow_path, &text).value?;
+    workflow.concurrency.as_ref()?;
+    let payload = app.store.run_payload(run.id).await.ok()?;
+    crate::concurrency::run_group(&workflow, run, &payload, &repo.vars)
+}
+
+/// Cancels run `id` for its concurrency group: a pending (queued) run in the store, a
+/// running one (`cancel-in-progress`) also in the executor, as the API's cancel does. The
+/// reason goes into the run's first job log, as GitHub shows it.
+async fn cancel_by_group(
+    app: &Arc<App>,
+    repo: &str,
+    id: i64,
+    group: &RunGroup,
+    running: bool,
+) -> Result<(), crate::store::StoreError> {
+    let line = crate::concurrency::cancelled_line(&group.name);
+    tracing::info!(run_id = id, "{line}");
+    if let Some(run) = app.store.get_run(repo, id).await?
+        && let Some(job) = app.store.run_jobs(id, run.run_attempt).await?.first()
+    {
+        app.store
+            .append_log(job.id, &format!("##[error]{line}\n"), &Masker::new())
+            .await?;
+    }
+    if app.store.cancel_run(id).await? {
+        app.announce(LiveEvent::Run {
+            repo: repo.to_string(),
+            run_id: id,
+        });
+    }
+    if running {
+        app.cancel_running(id);
+    } else {
+        app.run_groups.left(repo, group, id);
     }
     Ok(())
 }
@@ -190,10 +285,11 @@ fn seconds_since(rfc3339: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Builds the run's configuration and executes it: checkout, workflow from the commit's
-/// tree, secrets and variables of the repository, `runs-on` labels of the server config,
-/// the server's gates; the store records the events. Everything between a queued run and
-/// the engine is in this one function.
+/// Executes a queued run through the run session (`gantry-session`), as `gantry run`
+/// does: checkout, workflow from the commit's tree, secrets and variables of the
+/// repository, `runs-on` labels and job slots of the server config, the server's gates
+/// (protection rules from the server config; health checks, rollback and Slack from the
+/// commit's `.gantry/config.yml`), the SQL store recording the events.
 pub async fn execute_run(
     app: Arc<App>,
     run: &RunRecord,
@@ -205,34 +301,26 @@ pub async fn execute_run(
         .ok_or_else(|| LaunchError::UnknownRepository(run.repo.clone()))?
         .clone();
     let (ws, text) = checkout(&app, &repo, run).await?;
-    let loaded = gantry_workflow::parse_workflow(&run.workflow_path, &text);
-    let problems: Vec<String> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == gantry_workflow::Severity::Error)
-        .map(|d| d.to_string())
-        .collect();
-    let workflow = match loaded.value {
-        Some(w) if problems.is_empty() => w,
-        _ => {
-            return Err(LaunchError::InvalidWorkflow {
-                path: run.workflow_path.clone(),
-                sha: run.head_sha.clone(),
-                problems: problems.join("\n"),
-            });
+    let run_url = run_url(&app, run);
+    let history = history(&app, &repo.name).await;
+    // An invalid `.gantry/config.yml` adds nothing (protection never depended on it).
+    let delivery = match RunDelivery::load(&ws.root, &repo, history, run.id.to_string(), run_url) {
+        Ok(d) => d.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(run_id = run.id, "{}", LaunchError::DeliveryConfig(e.0));
+            None
         }
     };
-    let mut cfg = RunConfig::new(
-        ws.root.clone(),
-        vec![WorkflowEntry {
-            workflow,
-            rel_path: run.workflow_path.clone(),
-        }],
-    );
-    cfg.event_name = run.event.clone();
-    cfg.event = app.store.run_payload(run.id).await?;
-    cfg.actor = Some(run.actor.clone());
-    cfg.secrets = repo
+
+    let mut req = RunRequest::new(ws.root.clone(), run.event.clone());
+    req.event = app.store.run_payload(run.id).await?;
+    req.workflows = WorkflowFiles::Given(vec![WorkflowSource {
+        display: run.workflow_path.clone(),
+        rel_path: run.workflow_path.clone(),
+        text: Some(text),
+    }]);
+    req.actor = Some(run.actor.clone());
+    req.secrets = repo
         .secrets
         .iter()
         .map(|(k, v)| (k.clone(), v.expose().to_string()))
@@ -243,11 +331,11 @@ pub async fn execute_run(
     // through the gate's admission.
     for env in repo.environments.values() {
         for (k, v) in &env.secrets {
-            cfg.secrets.insert(k.clone(), v.expose().to_string());
+            req.secrets.insert(k.clone(), v.expose().to_string());
         }
     }
-    cfg.vars = repo.vars.clone();
-    cfg.platforms = app
+    req.vars = repo.vars.clone();
+    req.options.platforms = app
         .cfg
         .labels
         .iter()
@@ -259,11 +347,24 @@ pub async fn execute_run(
             (label.clone(), p)
         })
         .collect();
-    cfg.max_jobs = app.cfg.executor_capacity.max(1);
-    cfg.run_id = run.id.to_string();
-    cfg.run_number = u64::try_from(run.run_number).unwrap_or(0);
-    cfg.gates = crate::gate::for_run(app.clone(), run);
-    cfg.host_env = Some(host_step_env(std::env::vars()));
+    req.options.max_jobs = Some(app.cfg.executor_capacity.max(1));
+    req.options.shared = Some(app.limits_for(&run.repo));
+    req.options.host_env = Some(host_step_env(std::env::vars()));
+    req.invocation = serde_json::json!({ "server_run": run.id, "attempt": run.run_attempt });
+    // "Re-run failed jobs": the jobs this attempt does not list keep their results.
+    req.reuse = app.store.reused_jobs(run.id, run.run_attempt).await?;
+    let reporter: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let gates = {
+        let (app, record, delivery, reporter) =
+            (app.clone(), run.clone(), delivery.clone(), reporter.clone());
+        move |bus: &EventBus| {
+            if let Some(d) = &delivery {
+                *reporter.lock().unwrap() = Some(d.attach(bus, &record.actor));
+            }
+            crate::gate::for_run(app.clone(), &record, delivery.clone())
+        }
+    };
+    req.gates = GateSource::GivenWithEvents(Arc::new(gates));
 
     // Every secret value the run may print, environment secrets included.
     let masker = Arc::new(Masker::new());
@@ -271,21 +372,51 @@ pub async fn execute_run(
     for env in repo.environments.values() {
         masker.add_secrets(env.secrets.values().map(|s| s.expose()));
     }
-    let bus = EventBus::new();
-    let recorder = tokio::spawn(store_exec::record_events(
-        app.clone(),
-        run.repo.clone(),
-        run.id,
-        run.run_attempt,
+    let store = SqlRunStore {
+        app: app.clone(),
+        run: run.clone(),
         masker,
-        bus.subscribe(),
-    ));
-    let outcome = gantry_engine::run::execute(cfg, bus.clone(), cancel).await;
-    bus.close();
-    drop(bus);
-    let _ = recorder.await;
+    };
+    let prepared = Session::prepare(req).map_err(|e| LaunchError::Engine(e.to_string()))?;
+    let outcome = prepared.execute(&store, Vec::new(), cancel).await;
+    // The run-level Slack message (it ends with the event stream).
+    let pending = reporter.lock().unwrap().take();
+    if let Some(h) = pending {
+        let _ = h.await;
+    }
     drop(ws);
-    outcome.map(|_| ()).map_err(LaunchError::Engine)
+    outcome
+        .map(|_| ())
+        .map_err(|e| LaunchError::Engine(e.to_string()))
+}
+
+/// The run's page on the server (`url:` of the server config): the link in Slack.
+pub fn run_url(app: &App, run: &RunRecord) -> String {
+    format!(
+        "{}/{}/actions/runs/{}",
+        app.cfg.url.trim_end_matches('/'),
+        run.repo,
+        run.id
+    )
+}
+
+/// The repository's deployment history on the server (`data/history/<owner>/<name>.db`):
+/// what a rollback returns to, what the history's records of each deployment keep.
+async fn history(app: &App, repo: &str) -> Option<gantry_delivery::history::History> {
+    let dir = app.cfg.data.join("history");
+    let file = dir.join(format!("{}.db", repo.replace('/', "__")));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!("deployment history of {repo} disabled: {e}");
+        return None;
+    }
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    match gantry_delivery::history::History::connect(&url).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!("deployment history of {repo} disabled: {e}");
+            None
+        }
+    }
 }
 
 /// The run's workspace at its commit and the text of its workflow from that commit.

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod api_deploy;
 pub mod api_json;
+pub mod concurrency;
 pub mod config;
 mod config_read;
 pub mod exec_metrics;
@@ -18,6 +19,7 @@ pub mod store;
 pub mod store_exec;
 pub mod store_reviews;
 pub mod store_runs;
+pub mod store_session;
 pub mod trigger;
 pub mod ui;
 pub mod workspace;

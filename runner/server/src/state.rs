@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, Notify, broadcast};
+use gantry_engine::concurrency::Groups;
+use gantry_engine::run::SharedLimits;
+use tokio::sync::{Mutex, Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
@@ -42,19 +44,44 @@ pub struct App {
     pub running: std::sync::Mutex<HashMap<i64, CancellationToken>>,
     /// Figures of the executor for `/metrics` (job durations, pickup latency).
     pub exec_metrics: crate::exec_metrics::ExecMetrics,
+    /// `executor.capacity` job slots, shared by every run executing here.
+    pub job_slots: Arc<Semaphore>,
+    /// Job-level concurrency groups, one set per repository, shared by its runs.
+    job_groups: std::sync::Mutex<HashMap<String, Arc<Groups>>>,
+    /// Workflow-level concurrency groups across runs.
+    pub run_groups: crate::concurrency::RunGroups,
 }
 
 impl App {
     pub fn new(cfg: ServerConfig, store: Store) -> Arc<App> {
         Arc::new(App {
-            cfg,
             store,
             mirror_locks: Mutex::new(HashMap::new()),
             runs_queued: Notify::new(),
             live: broadcast::channel(4096).0,
             running: std::sync::Mutex::new(HashMap::new()),
             exec_metrics: Default::default(),
+            job_slots: Arc::new(Semaphore::new(cfg.executor_capacity.max(1))),
+            job_groups: Default::default(),
+            run_groups: Default::default(),
+            cfg,
         })
+    }
+
+    /// What the runs of `repo` share: the server's job slots, the repository's job-level
+    /// concurrency groups.
+    pub fn limits_for(&self, repo: &str) -> SharedLimits {
+        let groups = self
+            .job_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
+        SharedLimits {
+            job_slots: self.job_slots.clone(),
+            groups,
+        }
     }
 
     /// Tell open pages about a change (no receivers is fine).

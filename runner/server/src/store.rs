@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web sessions",
         include_str!("../migrations/0004_web_sessions.sql"),
     ),
+    (
+        6,
+        "job outputs",
+        include_str!("../migrations/0006_job_outputs.sql"),
+    ),
 ];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
@@ -121,6 +126,22 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // SQLite takes one writer at a time; more connections only wait on its lock.
             .max_connections(if sqlite { 1 } else { 8 })
+            // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
+            // (durable across a crash of the server; a power loss may lose the last
+            // transactions, never corrupt the file).
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|source| StoreError::Connect {

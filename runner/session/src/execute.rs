@@ -163,6 +163,10 @@ impl PreparedRun {
                 self.cfg.gates = gates.clone();
                 return Ok(None);
             }
+            GateSource::GivenWithEvents(build) => {
+                self.cfg.gates = build(bus);
+                return Ok(None);
+            }
             GateSource::RepoConfig { print_events } => *print_events,
         };
         let builder =

@@ -155,6 +155,8 @@ fn run_config(request: &RunRequest, workflows: Vec<WorkflowEntry>) -> RunConfig 
         cfg.kill = k;
     }
     cfg.reuse = request.reuse.clone();
+    cfg.host_env = o.host_env.clone();
+    cfg.shared = o.shared.clone();
     cfg.workflow_texts = request.workflow_texts.clone();
     cfg
 }

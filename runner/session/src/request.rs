@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use gantry_engine::actions::ResolverConfig;
 use gantry_engine::backend::KillPolicy;
+use gantry_engine::events::EventBus;
 use gantry_engine::gate::DeliveryGates;
-use gantry_engine::run::{Platform, ReusedJob};
+use gantry_engine::run::{Platform, ReusedJob, SharedLimits};
 use gantry_engine::store::WorkflowText;
 use gantry_workflow::{Loaded, Workflow};
 use indexmap::IndexMap;
@@ -93,6 +94,11 @@ pub struct RunOptions {
     pub images: IndexMap<String, String>,
     /// Signal escalation when cancelling a step (default GitHub's).
     pub kill: Option<KillPolicy>,
+    /// The environment host steps start from (`None`: this process's own). A server gives
+    /// a clean one, so its own tokens never reach a job.
+    pub host_env: Option<IndexMap<String, String>>,
+    /// Job slots and concurrency groups shared with other runs (a server's executor).
+    pub shared: Option<SharedLimits>,
 }
 
 /// Which workflow files the run considers.
@@ -113,6 +119,10 @@ pub enum GateSource {
     RepoConfig { print_events: bool },
     /// The caller's own gates (the server takes protection rules from its configuration).
     Given(Arc<dyn DeliveryGates>),
+    /// The caller's own gates, built once the run's event stream exists, so that they can
+    /// send delivery events (health measurements, rollbacks) into it. Called once, before
+    /// the first job.
+    GivenWithEvents(Arc<dyn Fn(&EventBus) -> Arc<dyn DeliveryGates> + Send + Sync>),
 }
 
 /// A workflow file to load: the name diagnostics give it, the path the run knows it by,
