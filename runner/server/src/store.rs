@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "web sessions",
         include_str!("../migrations/0004_web_sessions.sql"),
     ),
+    (
+        5,
+        "run reports",
+        include_str!("../migrations/0005_run_reports.sql"),
+    ),
 ];
 
 /// The store: a connection pool to SQLite or PostgreSQL.
