@@ -46,9 +46,12 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// GitHub's artifact object.
 pub fn artifact_json(base: &str, run: &RunRecord, a: &ArtifactRecord) -> J {
-    let api = format!("{base}/api/v3/repos/{}/actions/artifacts/{}", run.repo, a.id);
-    let expired = chrono::DateTime::parse_from_rfc3339(&a.expires_at)
-        .is_ok_and(|t| t < chrono::Utc::now());
+    let api = format!(
+        "{base}/api/v3/repos/{}/actions/artifacts/{}",
+        run.repo, a.id
+    );
+    let expired =
+        chrono::DateTime::parse_from_rfc3339(&a.expires_at).is_ok_and(|t| t < chrono::Utc::now());
     json!({
         "id": a.id, "node_id": format!("MDg6QXJ0aWZhY3Q{}", a.id), "name": a.name,
         "size_in_bytes": a.size_in_bytes, "url": api,
@@ -97,13 +100,13 @@ async fn run_artifacts(
         .take(per_page as usize)
         .map(|a| artifact_json(&app.cfg.url, &run, a))
         .collect();
-    let path = format!(
-        "/api/v3/repos/{}/actions/runs/{}/artifacts",
-        r.name, run.id
-    );
+    let path = format!("/api/v3/repos/{}/actions/runs/{}/artifacts", r.name, run.id);
     let url = format!("{}{path}", app.cfg.url.trim_end_matches('/'));
     let link = link_header(&url, &q, page, per_page, total);
-    Ok(paged(json!({ "total_count": total, "artifacts": shown }), link))
+    Ok(paged(
+        json!({ "total_count": total, "artifacts": shown }),
+        link,
+    ))
 }
 
 /// The artifact `id` of repository `repo` and its run, or 404.
@@ -166,7 +169,13 @@ pub async fn zip_response(app: &App, a: &ArtifactRecord) -> Option<Response> {
     let name: String = a
         .name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     Some(
         (

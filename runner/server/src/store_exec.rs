@@ -367,9 +367,13 @@ impl Recorder {
                 // An `actions/upload-artifact` step leaves its files in the engine's
                 // run store; the server keeps them (zipped) once the step ends.
                 let data = self.app.cfg.data.clone();
-                let added =
-                    store_reports::collect_artifacts(store, &data, self.run_id, &mut self.artifacts)
-                        .await?;
+                let added = store_reports::collect_artifacts(
+                    store,
+                    &data,
+                    self.run_id,
+                    &mut self.artifacts,
+                )
+                .await?;
                 if added > 0 {
                     self.run_changed();
                 }

@@ -386,7 +386,8 @@ pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     files.sort();
-    let too_big = |what: &str| std::io::Error::other(format!("artifact too large for a zip: {what}"));
+    let too_big =
+        |what: &str| std::io::Error::other(format!("artifact too large for a zip: {what}"));
     if files.len() >= 0xFFFF {
         return Err(too_big("too many files"));
     }
@@ -414,7 +415,10 @@ pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
             crc.update(&buf[..n]);
             size += n as u64;
         }
-        let (crc, size32) = (crc.finish(), u32::try_from(size).map_err(|_| too_big(&name))?);
+        let (crc, size32) = (
+            crc.finish(),
+            u32::try_from(size).map_err(|_| too_big(&name))?,
+        );
         let offset32 = u32::try_from(offset).map_err(|_| too_big("archive over 4 GiB"))?;
         let header = |central: bool| {
             let mut h = Vec::with_capacity(46 + name.len());
@@ -450,7 +454,9 @@ pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
         let mut input = std::fs::File::open(f)?;
         let copied = std::io::copy(&mut (&mut input).take(size), &mut out)?;
         if copied != size {
-            return Err(std::io::Error::other(format!("{name} changed while zipped")));
+            return Err(std::io::Error::other(format!(
+                "{name} changed while zipped"
+            )));
         }
         offset += local.len() as u64 + size;
     }
@@ -482,7 +488,11 @@ impl Crc32 {
             for (i, e) in t.iter_mut().enumerate() {
                 let mut c = i as u32;
                 for _ in 0..8 {
-                    c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                    c = if c & 1 != 0 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
                 }
                 *e = c;
             }

@@ -49,12 +49,15 @@ pub async fn page(
             .collect();
         let health = app.store.health(d.run_id, &d.environment).await?;
         let outcomes = app.store.outcomes(d.run_id, &d.environment).await?;
-        by_env.entry(d.environment.clone()).or_default().push(Shown {
-            d,
-            reviews,
-            health,
-            outcomes,
-        });
+        by_env
+            .entry(d.environment.clone())
+            .or_default()
+            .push(Shown {
+                d,
+                reviews,
+                health,
+                outcomes,
+            });
     }
     let body = html! {
         nav.crumbs { a href="/" { "Repositories" } " / " a href={"/" (r.name) "/actions"} { (r.name) } " / " strong { "Deployments" } }

@@ -80,7 +80,10 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img src=\"x\""), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
-        assert!(!html.to_ascii_lowercase().contains("href=\"javascript"), "{html}");
+        assert!(
+            !html.to_ascii_lowercase().contains("href=\"javascript"),
+            "{html}"
+        );
         assert!(!html.contains("src=\"data:"), "{html}");
         assert!(html.contains("href=\"https://example.test/a\""), "{html}");
         assert!(html.contains("href=\"../b\""), "{html}");
@@ -91,7 +94,13 @@ mod tests {
         let html = render("| a | b |\n|---|--:|\n| 1 | 2 |\n\n```rust\nfn main() {}\n```\n");
         assert!(html.contains("<table>"), "{html}");
         assert!(html.contains("<th>a</th>"), "{html}");
-        assert!(html.contains("<td style=\"text-align: right\">2</td>"), "{html}");
-        assert!(html.contains("<pre><code class=\"language-rust\">fn main() {}"), "{html}");
+        assert!(
+            html.contains("<td style=\"text-align: right\">2</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<pre><code class=\"language-rust\">fn main() {}"),
+            "{html}"
+        );
     }
 }
