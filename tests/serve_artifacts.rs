@@ -12,7 +12,7 @@ use gantry_server::Store;
 use gantry_server::store_reports::{HealthRecord, NewAnnotation, OutcomeRecord};
 use serve_support::*;
 
-const WORKFLOW: &str = r#"name: CI
+const WORKFLOW: &str = r###"name: CI
 on: push
 jobs:
   build:
@@ -34,7 +34,7 @@ jobs:
         with:
           name: out
           path: out/
-"#;
+"###;
 
 /// The entries of a zip (name → bytes), read from its local headers, checked against the
 /// central directory's count.
@@ -81,7 +81,12 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
         (r.status == "completed").then_some(r)
     })
     .await;
-    assert_eq!(done.conclusion.as_deref(), Some("success"), "{}", s.output());
+    assert_eq!(
+        done.conclusion.as_deref(),
+        Some("success"),
+        "{}",
+        s.output()
+    );
 
     // The artifact, listed with octocrab's own models (GitHub's JSON shape).
     let page = octo
@@ -97,7 +102,10 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
     assert_eq!(art.name, "out");
     assert_eq!(art.size_in_bytes, "hello artifact\n".len() + 5);
     assert!(!art.expired);
-    assert_eq!(art.workflow_run.as_ref().map(|w| w.head_sha.as_str()), Some(sha.as_str()));
+    assert_eq!(
+        art.workflow_run.as_ref().map(|w| w.head_sha.as_str()),
+        Some(sha.as_str())
+    );
     let http = reqwest::Client::new();
     let api = format!("{}/api/v3/repos/acme/shop", s.base);
     let one: serde_json::Value = http
@@ -112,7 +120,10 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
     assert_eq!(one["name"], "out");
     assert_eq!(
         one["archive_download_url"],
-        format!("http://ci.example.test/api/v3/repos/acme/shop/actions/artifacts/{}/zip", art.id)
+        format!(
+            "http://ci.example.test/api/v3/repos/acme/shop/actions/artifacts/{}/zip",
+            art.id
+        )
     );
 
     // The zip: every file, its path relative to the uploaded directory, its bytes.
@@ -148,12 +159,27 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
 
     // Another repository's path, an unknown repository, no token: refused.
     for url in [
-        format!("{}/api/v3/repos/acme/tea/actions/artifacts/{}", s.base, art.id),
-        format!("{}/api/v3/repos/acme/tea/actions/artifacts/{}/zip", s.base, art.id),
-        format!("{}/api/v3/repos/acme/nope/actions/artifacts/{}/zip", s.base, art.id),
+        format!(
+            "{}/api/v3/repos/acme/tea/actions/artifacts/{}",
+            s.base, art.id
+        ),
+        format!(
+            "{}/api/v3/repos/acme/tea/actions/artifacts/{}/zip",
+            s.base, art.id
+        ),
+        format!(
+            "{}/api/v3/repos/acme/nope/actions/artifacts/{}/zip",
+            s.base, art.id
+        ),
         format!("{api}/actions/artifacts/999999/zip"),
     ] {
-        let st = http.get(&url).bearer_auth(READER_TOKEN).send().await.unwrap().status();
+        let st = http
+            .get(&url)
+            .bearer_auth(READER_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(st, 404, "{url}");
     }
     let st = http
@@ -189,7 +215,10 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
     assert_eq!(ann[0]["start_column"], 7);
     assert_eq!(ann[0]["title"], "Type error");
     let msg = ann[0]["message"].as_str().unwrap();
-    assert!(msg.starts_with("expected u32, got ") && msg.contains("***"), "{msg}");
+    assert!(
+        msg.starts_with("expected u32, got ") && msg.contains("***"),
+        "{msg}"
+    );
     assert_eq!(ann[1]["annotation_level"], "warning");
     assert_eq!(ann[1]["path"], ".github");
     assert_eq!(ann[1]["message"], "careful now");
@@ -204,8 +233,14 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("src/lib.rs:3:7") && page.contains("careful now"), "{page}");
-    assert!(page.contains("<th>crate</th>") && page.contains("Build report"), "{page}");
+    assert!(
+        page.contains("src/lib.rs:3:7") && page.contains("careful now"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th>crate</th>") && page.contains("Build report"),
+        "{page}"
+    );
     let link = format!("/acme/shop/actions/runs/{}/artifacts/{}", run.id, art.id);
     assert!(page.contains(&link), "{page}");
     let via_ui = http
@@ -239,7 +274,10 @@ async fn exercise(store: &Store) {
     store.record_annotation(7, 71, &b).await.unwrap();
     let all = store.run_annotations(7).await.unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!((all[0].id, all[0].start_line, all[0].start_column), (id, Some(9), None));
+    assert_eq!(
+        (all[0].id, all[0].start_line, all[0].start_column),
+        (id, Some(9), None)
+    );
     assert_eq!(all[1].path, None);
     assert_eq!(store.job_annotations(71).await.unwrap()[0].message, "fyi");
 
