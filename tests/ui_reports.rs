@@ -22,6 +22,7 @@ use gantry_server::Store;
 use gantry_server::state::App;
 use serve_support::*;
 use ui_support::*;
+use ui_support::wait_for;
 
 const WORKFLOW: &str = r#"name: CI
 on: push
