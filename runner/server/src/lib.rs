@@ -5,6 +5,7 @@
 pub mod api;
 pub mod api_deploy;
 pub mod api_json;
+pub mod api_reports;
 pub mod concurrency;
 pub mod config;
 mod config_read;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod store_exec;
+pub mod store_reports;
 pub mod store_reviews;
 pub mod store_runs;
 pub mod store_session;

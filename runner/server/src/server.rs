@@ -114,6 +114,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v3/gantry/deliveries", get(api::deliveries))
         .merge(crate::api_deploy::routes())
+        .merge(crate::api_reports::routes())
         .merge(hooks)
         .merge(crate::ui::routes())
         .with_state(app)

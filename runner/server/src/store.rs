@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_web_sessions.sql"),
     ),
     (
+        5,
+        "run reports",
+        include_str!("../migrations/0005_run_reports.sql"),
+    ),
+    (
         6,
         "job outputs",
         include_str!("../migrations/0006_job_outputs.sql"),

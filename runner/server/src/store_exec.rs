@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::state::{App, LiveEvent};
 use crate::store::{Result, Store, now};
+use crate::store_reports;
 use crate::store_runs::{JobRecord, NewJob, StepRecord};
 
 /// Why a job that was running when the server died is failed on the next start.
@@ -190,6 +191,7 @@ pub async fn record_events(
         masker,
         rows: Vec::new(),
         jobs: HashMap::new(),
+        artifacts: std::collections::HashSet::new(),
     };
     match rec.app.store.run_jobs(run_id, attempt).await {
         Ok(rows) => rec.rows = rows,
@@ -215,9 +217,40 @@ struct Recorder {
     rows: Vec<JobRecord>,
     /// Engine job key → its row.
     jobs: HashMap<String, JobState>,
+    /// The engine's ids of the artifacts already recorded.
+    artifacts: std::collections::HashSet<u64>,
 }
 
 impl Recorder {
+    fn run_changed(&self) {
+        self.app.announce(LiveEvent::Run {
+            repo: self.repo.clone(),
+            run_id: self.run_id,
+        });
+    }
+
+    /// A deployment outcome of this run (masked: messages may quote a command's output).
+    fn outcome(
+        &self,
+        environment: &str,
+        kind: &str,
+        sha: &str,
+        url: Option<&str>,
+        message: &str,
+    ) -> store_reports::OutcomeRecord {
+        store_reports::OutcomeRecord {
+            run_id: self.run_id,
+            environment: environment.to_string(),
+            kind: kind.into(),
+            sha: sha.to_string(),
+            to_sha: None,
+            healthy: None,
+            url: url.map(|u| self.masker.mask_text(u).into_owned()),
+            message: self.masker.mask_text(message).into_owned(),
+            created_at: now(),
+        }
+    }
+
     fn job_changed(&self, job_id: i64) {
         self.app.announce(LiveEvent::Job {
             run_id: self.run_id,
@@ -330,7 +363,123 @@ impl Recorder {
                     completed_at: Some(t),
                 };
                 store.set_step(j.id, &rec).await?;
+                let id = j.id;
+                // An `actions/upload-artifact` step leaves its files in the engine's
+                // run store; the server keeps them (zipped) once the step ends.
+                let data = self.app.cfg.data.clone();
+                let added = store_reports::collect_artifacts(
+                    store,
+                    &data,
+                    self.run_id,
+                    &mut self.artifacts,
+                )
+                .await?;
+                if added > 0 {
+                    self.run_changed();
+                }
+                self.job_changed(id);
+            }
+            RunEvent::Annotation {
+                job,
+                severity,
+                message,
+                file,
+                line,
+                col,
+                title,
+                ..
+            } => {
+                let Some(j) = self.jobs.get(job.as_str()) else {
+                    return Ok(());
+                };
+                let level = match severity.as_str() {
+                    "error" => "failure",
+                    "warning" => "warning",
+                    _ => "notice",
+                };
+                let mask = |s: &str| self.masker.mask_text(s).into_owned();
+                let a = store_reports::NewAnnotation {
+                    level: level.into(),
+                    message: mask(message),
+                    title: title.as_deref().map(mask),
+                    path: file.as_deref().map(mask),
+                    start_line: *line,
+                    start_column: *col,
+                };
+                store.record_annotation(self.run_id, j.id, &a).await?;
                 self.job_changed(j.id);
+            }
+            RunEvent::StepSummary {
+                job,
+                step,
+                markdown,
+            } => {
+                let Some(j) = self.jobs.get(job.as_str()) else {
+                    return Ok(());
+                };
+                let md = self.masker.mask_text(markdown);
+                store
+                    .set_step_summary(self.run_id, j.id, *step as i64 + 1, &md)
+                    .await?;
+                self.job_changed(j.id);
+            }
+            RunEvent::HealthMeasurement {
+                environment,
+                probe,
+                index,
+                phase,
+                status,
+                value,
+                latency_ms,
+                message,
+                time,
+            } => {
+                let mask = |s: &str| self.masker.mask_text(s).into_owned();
+                let h = store_reports::HealthRecord {
+                    run_id: self.run_id,
+                    environment: environment.clone(),
+                    probe: mask(probe),
+                    seq: i64::from(*index),
+                    phase: phase.clone(),
+                    status_code: status.map(i64::from),
+                    value: value.as_deref().map(mask),
+                    latency_ms: i64::try_from(*latency_ms).unwrap_or(i64::MAX),
+                    message: message.as_deref().map(mask),
+                    measured_at: time.clone(),
+                };
+                store.record_health(&h).await?;
+                self.run_changed();
+            }
+            RunEvent::DeploymentSucceeded {
+                environment,
+                sha,
+                url,
+            } => {
+                let o = self.outcome(environment, "succeeded", sha, url.as_deref(), "");
+                store.record_outcome(&o).await?;
+                self.run_changed();
+            }
+            RunEvent::DeploymentFailed {
+                environment,
+                sha,
+                message,
+            } => {
+                let o = self.outcome(environment, "failed", sha, None, message);
+                store.record_outcome(&o).await?;
+                self.run_changed();
+            }
+            RunEvent::RolledBack {
+                environment,
+                failed_sha,
+                to_sha,
+                healthy,
+                message,
+            } => {
+                let mut o = self.outcome(environment, "rolled_back", failed_sha, None, message);
+                o.to_sha = to_sha.clone();
+                o.healthy = *healthy;
+                store.record_outcome(&o).await?;
+                self.run_changed();
             }
             RunEvent::Log { job, text, .. } => {
                 let Some(j) = self.jobs.get(job.as_str()) else {

@@ -11,7 +11,9 @@ mod graph;
 mod live;
 mod log;
 mod log_render;
+mod markdown;
 mod pages;
+mod report;
 mod run;
 mod view;
 
@@ -44,4 +46,5 @@ pub fn routes() -> Router<Arc<App>> {
         .route(&format!("{run}/job/{{job}}"), get(log::page))
         .route(&format!("{run}/job/{{job}}/stream"), get(log::stream))
         .route(&format!("{run}/job/{{job}}/raw"), get(log::raw))
+        .route(&format!("{run}/artifacts/{{id}}"), get(report::download))
 }

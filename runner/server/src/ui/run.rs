@@ -1,4 +1,5 @@
-//! A run's page (summary, approval banner, job graph, jobs, artifacts) and its buttons:
+//! A run's page (summary, approval banner, job graph, jobs, annotations, step summaries,
+//! artifacts) and its buttons:
 //! cancel, re-run, re-run failed jobs (the store operations the API uses, same roles).
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use super::approve;
 use super::approve_form;
 use super::auth;
 use super::graph;
+use super::report;
 use super::view::{self, UiError};
 use crate::config::Role;
 use crate::state::{App, LiveEvent};
@@ -35,6 +37,8 @@ pub async fn page(
     let run = find_run(&app, &r.name, &run_id).await?;
     let jobs = app.store.run_jobs(run.id, run.run_attempt).await?;
     let artifacts = app.store.artifacts(run.id).await?;
+    let annotations = app.store.run_annotations(run.id).await?;
+    let summaries = app.store.run_summaries(run.id).await?;
     let pending = approve::pending(&app, r, &run, &v.user).await?;
     let base = format!("/{}/actions/runs/{}", r.name, run.id);
     let href = |id: i64| format!("{base}/job/{id}");
@@ -78,11 +82,9 @@ pub async fn page(
                     }
                 }
             }
-            section #artifacts {
-                h2 { "Artifacts" }
-                @if artifacts.is_empty() { p.muted { "None." } }
-                ul { @for a in &artifacts { li { (a.name) " " span.muted { (a.size_in_bytes) " bytes, expires " (view::time(&a.expires_at)) } } } }
-            }
+            (report::annotations(&annotations, &jobs, &href))
+            (report::summaries(&summaries, &jobs))
+            (report::artifacts(&artifacts, &base))
         }
     };
     Ok(view::page(
