@@ -13,6 +13,7 @@ pub mod job;
 pub mod mask;
 pub mod masking;
 pub mod matrix;
+pub mod preflight;
 pub mod reporter;
 pub mod reusable;
 pub mod run;

@@ -84,11 +84,8 @@ impl BuiltinAction for Checkout {
             Some(r) => Source::Remote {
                 url: remote_url(r, &env.github.server_url),
                 token: input(inputs, "token").map(str::to_string).or_else(|| {
-                    GitCredentials::from_sources(
-                        |k| env.env.get(k).cloned(),
-                        &IndexMap::new(),
-                    )
-                    .any_host
+                    GitCredentials::from_sources(|k| env.env.get(k).cloned(), &IndexMap::new())
+                        .any_host
                 }),
             },
         };
@@ -193,8 +190,8 @@ fn checkout(req: &Request) -> Result<(GitDir, String), String> {
         Tags::Reachable
     } else if let Some(t) = desc.strip_prefix("refs/tags/") {
         Tags::One(t.to_string())
-    } else if let Some(t) = (source.find_reference(&format!("refs/tags/{desc}")).is_ok())
-        .then_some(&desc)
+    } else if let Some(t) =
+        (source.find_reference(&format!("refs/tags/{desc}")).is_ok()).then_some(&desc)
     {
         Tags::One(t.clone())
     } else {
@@ -261,7 +258,11 @@ fn resolve(
         }
         let head = repo.head().map_err(|e| e.message().to_string())?;
         let c = head.peel_to_commit().map_err(|e| e.message().to_string())?;
-        return Ok((c.id(), "HEAD".into(), head.shorthand().ok().map(str::to_string)));
+        return Ok((
+            c.id(),
+            "HEAD".into(),
+            head.shorthand().ok().map(str::to_string),
+        ));
     }
     // Another repository without `ref:`: its default branch (main, master, else the first).
     let mut names: Vec<String> = repo
