@@ -54,7 +54,7 @@ fn a_missing_image_is_shown_with_q() {
          steps:\n      - run: echo never\n",
         &[],
         "gantry/no-such-image:0",
-        "--image",
+        "job set-up failed",
     );
 }
 
@@ -69,7 +69,7 @@ fn an_unhealthy_service_is_shown_with_q() {
          --health-interval 1s --health-retries 1 --health-start-period 0s\n    steps:\n      \
          - run: echo never\n",
         &["--host"],
-        "services.db",
+        "service 'db' exited",
         "job set-up failed",
     );
 }
