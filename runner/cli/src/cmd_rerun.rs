@@ -1,9 +1,11 @@
 //! `gantry rerun [--failed] [RUN]`: run a recorded run again, with the workflow files it
 //! ran (from its commit, or the copies in its record when they were not committed), its
-//! flags, and the secrets given now (secrets are never saved). `--failed` reuses the jobs
+//! flags, and the secrets given now (secrets are never saved; on a terminal the missing
+//! ones are asked for, without echo). `--failed` reuses the jobs
 //! that succeeded; a run that crashed (no summary) counts its unfinished jobs as failed.
 
 use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
@@ -34,6 +36,29 @@ pub struct RerunArgs {
     pub quiet: bool,
     #[arg(short = 'C', long = "workdir")]
     pub workdir: Option<PathBuf>,
+}
+
+/// Asks for secret `name` on the terminal with echo off (`stty -echo`); `None` when
+/// nothing could be read.
+fn ask_secret(id: &str, name: &str) -> Option<String> {
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    eprint!("gantry: run {id} used secret {name}; value (empty to leave it unset): ");
+    let _ = std::io::stderr().flush();
+    let hidden = stty("-echo");
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if hidden {
+        stty("echo");
+    }
+    eprintln!();
+    read.ok()?;
+    Some(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// The local reusable workflows run `id` called, as it called them, by path.
@@ -173,6 +198,21 @@ async fn rerun_inner(args: RerunArgs) -> anyhow::Result<i32> {
         .filter(|n| !request.secrets.contains_key(n.as_str()))
         .map(String::as_str)
         .collect();
+    // On a terminal the missing ones are asked for (not echoed); elsewhere they are named.
+    let missing: Vec<&str> = if !missing.is_empty() && std::io::stdin().is_terminal() {
+        let mut still = Vec::new();
+        for name in missing {
+            match ask_secret(&id, name) {
+                Some(v) if !v.is_empty() => {
+                    request.secrets.insert(name.to_string(), v);
+                }
+                _ => still.push(name),
+            }
+        }
+        still
+    } else {
+        missing
+    };
     if !missing.is_empty() {
         let file_hint = original_secret_file
             .map(|f| format!(" (run {id} read --secret-file {})", f.display()))

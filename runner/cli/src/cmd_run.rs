@@ -350,7 +350,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             let request = request_from_args(&args, IndexMap::new(), None)?;
             let p = prepare(request, &args)?;
             if dry {
-                return Ok(dry_run(p.config()));
+                // The plan, then what the run would miss (reported; the exit code stays
+                // the plan's: `gantry validate --preflight` fails on findings).
+                let code = dry_run(p.config());
+                crate::cmd_validate::print_preflight(p.config(), json).await;
+                return Ok(code);
             }
             execute(p, json, quiet).await
         }

@@ -160,6 +160,87 @@ pub fn run(paths: &[PathBuf], json: bool) -> anyhow::Result<i32> {
     Ok(if errors > 0 { 1 } else { 0 })
 }
 
+/// Flags of `gantry validate --preflight`: what a run would be given.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PreflightArgs {
+    /// Also check what a run would miss (images, actions, secrets, inputs) for EVENT.
+    #[arg(long)]
+    pub preflight: bool,
+    /// The event to check for (with --preflight).
+    #[arg(long = "event", default_value = "push")]
+    pub event: String,
+    /// Secrets a run would be given (K=V or K), with --preflight.
+    #[arg(short = 's', long = "secret")]
+    pub secret: Vec<String>,
+    #[arg(long = "secret-file")]
+    pub secret_file: Option<PathBuf>,
+    #[arg(long = "input")]
+    pub input: Vec<String>,
+    #[arg(short = 'P', long = "platform")]
+    pub platform: Vec<String>,
+    #[arg(long = "image", value_name = "NAME=LOCAL")]
+    pub image: Vec<String>,
+    #[arg(long = "host")]
+    pub host: bool,
+    #[arg(long = "offline")]
+    pub offline: bool,
+}
+
+/// Prints the preflight findings of a prepared run; returns how many there are.
+pub async fn print_preflight(cfg: &gantry_engine::run::RunConfig, json: bool) -> usize {
+    let findings = gantry_engine::preflight::check(cfg).await;
+    for f in &findings {
+        if json {
+            println!("{}", serde_json::json!({"preflight": f}));
+        } else {
+            println!("preflight: {f}");
+        }
+    }
+    if !json {
+        println!(
+            "preflight: {} missing piece{}",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        );
+    }
+    findings.len()
+}
+
+/// `gantry validate --preflight`: validation, then the preflight of a run of `pre.event`
+/// with the given flags. Exit 1 when either found a problem.
+pub async fn run_with_preflight(
+    paths: &[PathBuf],
+    json: bool,
+    pre: PreflightArgs,
+) -> anyhow::Result<i32> {
+    let code = run(paths, json)?;
+    if code == 2 || !pre.preflight {
+        return Ok(code);
+    }
+    let workflows: Vec<PathBuf> = collect(paths)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| kind_of(f) == Kind::Workflow)
+        .collect();
+    let args = crate::cmd_run::RunArgs {
+        event: Some(pre.event),
+        workflows,
+        secret: pre.secret,
+        secret_file: pre.secret_file,
+        input: pre.input,
+        platform: pre.platform,
+        image: pre.image,
+        host: pre.host,
+        offline: pre.offline,
+        dry_run: true,
+        ..Default::default()
+    };
+    let request = crate::cmd_run::request_from_args(&args, indexmap::IndexMap::new(), None)?;
+    let p = crate::cmd_run::prepare(request, &args)?;
+    let n = print_preflight(p.config(), json).await;
+    Ok(if n > 0 { 1 } else { code })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

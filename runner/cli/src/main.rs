@@ -49,6 +49,8 @@ enum Command {
         /// Output format: human or json (one object per line).
         #[arg(long, default_value = "human", value_parser = ["human", "json"])]
         format: String,
+        #[command(flatten)]
+        preflight: cmd_validate::PreflightArgs,
     },
     /// Evaluate a GitHub Actions expression (or JSON lines of {"expr": ...} from stdin).
     Eval {
@@ -141,7 +143,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Validate { paths, format } => cmd_validate::run(&paths, format == "json"),
+        Command::Validate {
+            paths,
+            format,
+            preflight,
+        } => runtime().block_on(cmd_validate::run_with_preflight(
+            &paths,
+            format == "json",
+            preflight,
+        )),
         Command::Eval { context, expr } => cmd_eval::run(context.as_deref(), expr.as_deref()),
         Command::List {
             workflows,

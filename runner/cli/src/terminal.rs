@@ -216,6 +216,12 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                     ..
                 } => {
                     let v = jobs.entry(job.to_string()).or_default();
+                    // Lines held outside a step (quiet mode) are the failure's cause.
+                    if *result == Status::Failure {
+                        for l in std::mem::take(&mut v.held) {
+                            print(&mp, &mut out, &l);
+                        }
+                    }
                     if let Some(b) = v.bar.take() {
                         b.finish_and_clear();
                         if let Some(m) = &mp {

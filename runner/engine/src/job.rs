@@ -297,8 +297,21 @@ pub async fn run_job(
             false
         }
     };
+    // A set-up failure is reported like a failed step: in the job's log and as an error
+    // annotation naming the job (shown with `-q`, kept in the run record's events).
     let fail = |msg: String, masker: &Masker| {
-        runner_log(&shared, &key, None, format!("Error: {}", masker.mask(&msg)));
+        let msg = masker.mask(&msg).into_owned();
+        runner_log(&shared, &key, None, format!("Error: {msg}"));
+        shared.bus.emit(RunEvent::Annotation {
+            job: key.clone(),
+            step: None,
+            severity: "error".into(),
+            message: format!("job set-up failed: {msg}"),
+            file: None,
+            line: None,
+            col: None,
+            title: Some("Set up job".into()),
+        });
     };
 
     bus.emit(RunEvent::JobStarted {

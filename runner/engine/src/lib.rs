@@ -12,6 +12,7 @@ pub mod github_contexts;
 pub mod job;
 pub mod masker;
 pub mod matrix;
+pub mod preflight;
 pub mod reporter;
 pub mod reusable;
 pub mod run;

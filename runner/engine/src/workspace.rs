@@ -2,14 +2,19 @@
 //! `.gantry/work/<run>/<job>/<repo-name>`: the files git would see (tracked files plus
 //! untracked files that are not ignored, as they are on disk, uncommitted edits included),
 //! or, outside a git repository, every file except `.git`, `.gantry` and `target`. The
-//! `.git` directory itself is not copied. The user's tree is never written to unless
-//! `--bind` is given, in which case jobs run directly in it.
+//! `.git` directory itself is not copied: each workspace gets a git directory of its own
+//! at the run's commit ([`git`]), so `git` in a job never reaches the user's repository.
+//! The user's tree is never written to unless `--bind` is given, in which case jobs run
+//! directly in it.
 //!
 //! The file list is computed once per run ([`Snapshot::scan`]); preparing a job copies the
 //! listed files, with no git operation per job.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub mod git;
 
 /// The files of the repository to copy into each job workspace.
 #[derive(Debug, Clone)]
@@ -19,6 +24,9 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// When set, jobs use `root` itself.
     pub bind: bool,
+    /// The git directory each workspace gets (`None` outside a git repository and under
+    /// `--bind`).
+    pub git: Option<Arc<git::GitDir>>,
 }
 
 fn skip_dir(name: &str) -> bool {
@@ -34,6 +42,7 @@ impl Snapshot {
                 root,
                 files: vec![],
                 bind,
+                git: None,
             });
         }
         let files = match git_files(&root) {
@@ -44,7 +53,22 @@ impl Snapshot {
                 out
             }
         };
-        Ok(Snapshot { root, files, bind })
+        let git = match git::for_snapshot(&root) {
+            None => None,
+            Some(Ok(g)) => Some(Arc::new(g)),
+            Some(Err(e)) => {
+                return Err(io::Error::other(format!(
+                    "cannot build the workspace's git directory from {}: {e}",
+                    root.display()
+                )));
+            }
+        };
+        Ok(Snapshot {
+            root,
+            files,
+            bind,
+            git,
+        })
     }
 
     /// Creates the job's workspace directory at `dest` (a fresh copy) or returns the
@@ -73,6 +97,9 @@ impl Snapshot {
             } else if meta.is_file() {
                 std::fs::copy(&src, &dst)?;
             }
+        }
+        if let Some(g) = &self.git {
+            g.write(dest)?;
         }
         Ok(dest.to_path_buf())
     }
@@ -172,6 +199,8 @@ mod tests {
         assert!(dest.join("a.txt").exists());
         assert!(dest.join("sub/b.txt").exists());
         assert!(!dest.join("ignored.txt").exists());
-        assert!(!dest.join(".git").exists());
+        // A git directory of its own, without commits as the user's has none.
+        assert!(dest.join(".git/HEAD").exists());
+        assert!(git::is_snapshot(&dest));
     }
 }

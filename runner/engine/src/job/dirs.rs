@@ -15,6 +15,8 @@
 //!   from the repository is removed, directories get the mode of a new directory;
 //! - `_temp` keeps only `_github_workflow/event.json` (written again) and an empty
 //!   `_runner_file_commands`; everything else a job left there is deleted;
+//! - the workspace's `.git` (not in the snapshot) is deleted and written again from the
+//!   run's [`crate::workspace::git::GitDir`];
 //! - anything else in the job directory (`_home` of a container job) is deleted.
 //!
 //! When pruning fails (files a container left owned by root), the tree is deleted as before.
@@ -342,6 +344,16 @@ fn fill(snapshot: &Snapshot, tree: &mut JobTree, event_json: &str, how: Fill) ->
     let recycled = how != Fill::New;
     if !snapshot.bind {
         copy_workspace(snapshot, &tree.workspace, how, &mut tree.copies)?;
+        // The job's own git directory (pruning removed the last job's, see `prune_workspace`).
+        if let Some(g) = &snapshot.git {
+            g.write(&tree.workspace)?;
+            let home = tree.job_dir.join("_home");
+            std::fs::create_dir_all(&home)?;
+            std::fs::write(
+                home.join(".gitconfig"),
+                crate::workspace::git::HOME_GITCONFIG,
+            )?;
+        }
     }
     if how != Fill::Complete {
         let workflow_dir = tree.temp.join(WORKFLOW_DIR);
