@@ -12,7 +12,6 @@ pub mod gate;
 pub mod job;
 pub mod mask;
 pub mod masking;
-pub mod matrix;
 pub mod reporter;
 pub mod reusable;
 pub mod run;
