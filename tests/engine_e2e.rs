@@ -171,6 +171,49 @@ jobs:
 }
 
 #[test]
+fn fail_fast_queued_legs_never_start_their_steps() {
+    let r = repo(&[wf(
+        "ci.yml",
+        r#"
+on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: |
+          echo "leg ${{ matrix.n }} started its steps"
+          if [ "${{ matrix.n }}" = 1 ]; then exit 1; fi
+"#,
+    )]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = events(&out);
+    let res = job_results(&ev);
+    assert!(res.contains(&("m (1)".into(), "failure".into())), "{res:?}");
+    for leg in ["m (2)", "m (3)"] {
+        assert!(res.contains(&(leg.into(), "cancelled".into())), "{res:?}");
+    }
+    let started: Vec<&serde_json::Value> = ev
+        .iter()
+        .filter(|e| {
+            e["type"] == "log"
+                && e["line"]
+                    .as_str()
+                    .is_some_and(|l| l.ends_with("started its steps"))
+        })
+        .collect();
+    assert_eq!(
+        started.len(),
+        1,
+        "only the failing leg ran a step: {started:?}"
+    );
+}
+
+#[test]
 fn step_timeout_fails_and_job_timeout_cancels() {
     let r = repo(&[wf(
         "ci.yml",

@@ -239,6 +239,9 @@ fn run_options(
 /// does not trigger when it triggers none, and checks `--matrix` against the workflows.
 pub(crate) fn prepare(request: RunRequest, args: &RunArgs) -> anyhow::Result<PreparedRun> {
     let prepared = Session::prepare(request).map_err(session_error)?;
+    for w in prepared.warnings() {
+        eprintln!("gantry: warning: {w}");
+    }
     if prepared.is_empty() {
         for why in prepared.not_triggered() {
             eprintln!("gantry: skipped {why}");
@@ -259,15 +262,29 @@ pub(crate) fn session_error(e: SessionError) -> anyhow::Error {
     }
 }
 
-fn dry_run(cfg: &RunConfig) -> i32 {
+/// `--dry-run`: the jobs each workflow's plan runs (`-j` with what it needs), in file
+/// order, with their needs.
+fn dry_run(cfg: &RunConfig) -> anyhow::Result<i32> {
     println!("event {} in {}", cfg.event_name, cfg.root.display());
     for w in &cfg.workflows {
         println!("{} ({})", w.workflow.display_name(), w.rel_path);
-        for (id, job) in &w.workflow.jobs {
-            if !cfg.only_jobs.is_empty() && !cfg.only_jobs.contains(id) {
-                continue;
-            }
-            let needs: Vec<&str> = job.needs.iter().map(|n| n.value.as_str()).collect();
+        let only_jobs: Vec<String> = cfg
+            .only_jobs
+            .iter()
+            .filter(|j| w.workflow.jobs.contains_key(*j))
+            .cloned()
+            .collect();
+        if !cfg.only_jobs.is_empty() && only_jobs.is_empty() {
+            continue;
+        }
+        let opts = gantry_plan::PlanOptions {
+            only_jobs,
+            ..Default::default()
+        };
+        let plan = gantry_plan::plan(&w.workflow, &opts)
+            .map_err(|e| BadInput(format!("{}: {e}", w.rel_path)))?;
+        for (id, jp) in &plan.jobs {
+            let job = &w.workflow.jobs[id];
             let labels: Vec<&str> = job
                 .runs_on
                 .as_ref()
@@ -276,10 +293,10 @@ fn dry_run(cfg: &RunConfig) -> i32 {
             println!(
                 "  job {id}: runs-on [{}]{}{} — {} step(s)",
                 labels.join(", "),
-                if needs.is_empty() {
+                if jp.needs.is_empty() {
                     String::new()
                 } else {
-                    format!(", needs [{}]", needs.join(", "))
+                    format!(", needs [{}]", jp.needs.join(", "))
                 },
                 if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) {
                     ", matrix"
@@ -290,7 +307,7 @@ fn dry_run(cfg: &RunConfig) -> i32 {
             );
         }
     }
-    0
+    Ok(0)
 }
 
 /// Runs `p` with the local run store, printing as the flags say; the exit code of the run.
@@ -352,7 +369,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             if dry {
                 // The plan, then what the run would miss (reported; the exit code stays
                 // the plan's: `gantry validate --preflight` fails on findings).
-                let code = dry_run(p.config());
+                let code = dry_run(p.config())?;
                 crate::cmd_validate::print_preflight(p.config(), json).await;
                 return Ok(code);
             }

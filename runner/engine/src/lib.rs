@@ -11,7 +11,6 @@ pub mod gate;
 pub mod github_contexts;
 pub mod job;
 pub mod masker;
-pub mod matrix;
 pub mod preflight;
 pub mod reporter;
 pub mod reusable;

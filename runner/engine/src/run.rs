@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gantry_expr::{Object, Value};
-use gantry_workflow::{InputType, Workflow};
+use gantry_expr::Value;
+use gantry_workflow::Workflow;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
@@ -135,6 +135,10 @@ pub struct RunConfig {
     /// Limits shared with other runs (a server's executor): job slots instead of
     /// `max_jobs`, concurrency groups spanning runs. `None`: this run's own.
     pub shared: Option<SharedLimits>,
+    /// Plan only: the scheduler queues and starts every job in order, but each job
+    /// succeeds at once without running a step (`gantry run --dry-run`'s job order, the
+    /// plan agreement test).
+    pub plan_only: bool,
 }
 
 /// Job slots and concurrency groups several runs share (see [`RunConfig::shared`]).
@@ -191,6 +195,7 @@ impl RunConfig {
             workflow_texts: HashMap::new(),
             host_env: None,
             shared: None,
+            plan_only: false,
         }
     }
 }
@@ -255,59 +260,20 @@ pub struct JobRecord {
     pub duration_ms: u64,
 }
 
-/// Resolves the `inputs` context of a workflow: declared `workflow_dispatch` /
-/// `workflow_call` inputs with defaults and types, then the event payload's `inputs`, then
-/// `--input`.
-pub fn resolve_inputs(
-    wf: &Workflow,
-    event_name: &str,
-    event: &serde_json::Value,
-    cli: &IndexMap<String, String>,
-) -> Value {
-    let mut o = Object::new();
-    let decl = wf
-        .on
-        .events
-        .get(event_name)
-        .or_else(|| wf.on.events.get("workflow_dispatch"))
-        .or_else(|| wf.on.events.get("workflow_call"));
-    let given = |k: &str| -> Option<serde_json::Value> {
-        if let Some(v) = cli.get(k) {
-            return Some(serde_json::Value::String(v.clone()));
-        }
-        event.get("inputs").and_then(|i| i.get(k)).cloned()
-    };
-    if let Some(t) = decl {
-        for (name, def) in &t.inputs {
-            let raw = given(name).or_else(|| def.default.as_ref().map(|d| d.value.to_json()));
-            let v = match (raw, def.input_type) {
-                (None, InputType::Boolean) => Value::Bool(false),
-                (None, InputType::Number) => Value::Null,
-                (None, _) => Value::string(""),
-                (Some(serde_json::Value::String(s)), InputType::Boolean) => {
-                    Value::Bool(s.trim().eq_ignore_ascii_case("true"))
-                }
-                (Some(serde_json::Value::String(s)), InputType::Number) => {
-                    Value::Number(gantry_expr::parse_number(&s))
-                }
-                (Some(j), _) => Value::from_json(&j),
-            };
-            o.insert(name.clone(), v);
-        }
-    }
-    if let Some(serde_json::Value::Object(m)) = event.get("inputs") {
-        for (k, v) in m {
-            if o.get(k).is_none() {
-                o.insert(k.clone(), Value::from_json(v));
-            }
-        }
-    }
-    for (k, v) in cli {
-        if o.get(k).is_none() {
-            o.insert(k.clone(), Value::string(v));
-        }
-    }
-    Value::object(o)
+/// The `inputs` context of each workflow (resolved and checked by
+/// [`gantry_plan::workflow_inputs`]; the session reported its warnings).
+fn inputs_of(cfg: &RunConfig) -> Result<Vec<Value>, String> {
+    let given = gantry_plan::given_inputs(&cfg.event, &cfg.inputs);
+    cfg.workflows
+        .iter()
+        .map(|w| {
+            gantry_plan::workflow_inputs(&w.workflow, &cfg.event_name, &given)
+                .map(|r| {
+                    Value::from_json(&serde_json::Value::Object(r.values.into_iter().collect()))
+                })
+                .map_err(|e| format!("{}: {e}", w.rel_path))
+        })
+        .collect()
 }
 
 /// Takes the secrets the gates withhold (environment secrets) out of the run-wide ones.
@@ -361,11 +327,7 @@ pub async fn execute(
         Some(clean) => process_env_without(clean, &withheld_secrets),
         None => process_env_without(std::env::vars(), &withheld_secrets),
     };
-    let inputs = cfg
-        .workflows
-        .iter()
-        .map(|w| resolve_inputs(&w.workflow, &cfg.event_name, &cfg.event, &cfg.inputs))
-        .collect();
+    let inputs = inputs_of(&cfg)?;
     let secret_masker = crate::shared_masker::Masker::with_secrets(
         cfg.secrets.values().chain(withheld_secrets.values()),
     );

@@ -145,6 +145,87 @@ fn default_value(
     .map_err(|e| format!("{e} (default of type {})", type_name(d.input_type)))
 }
 
+/// The inputs of one workflow for one run: typed values for `inputs.*` and warnings for
+/// the caller to print.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkflowInputs {
+    /// Declared inputs (typed, defaults applied), then undeclared given ones as strings.
+    pub values: IndexMap<String, J>,
+    /// One line per given input the workflow does not declare.
+    pub warnings: Vec<String>,
+}
+
+/// The inputs of `wf` for a run of `event_name`: `given` (`--input K=V` over the payload's
+/// `inputs`, as strings) resolved against the `workflow_dispatch` / `workflow_call`
+/// declarations. When the event itself declares them, missing required inputs, wrong
+/// types and values outside `options` are errors; for another event (a `push` run of a
+/// workflow that also has `workflow_dispatch`) the declarations give types and defaults
+/// only. Undeclared inputs are passed through as strings with a warning, as act does.
+pub fn workflow_inputs(
+    wf: &gantry_workflow::Workflow,
+    event_name: &str,
+    given: &IndexMap<String, String>,
+) -> Result<WorkflowInputs, String> {
+    let own = wf
+        .on
+        .events
+        .get(event_name)
+        .filter(|t| !t.inputs.is_empty());
+    let decl = own
+        .or_else(|| wf.on.events.get("workflow_dispatch"))
+        .or_else(|| wf.on.events.get("workflow_call"))
+        .map(|t| &t.inputs);
+    let empty = IndexMap::new();
+    let decl = decl.unwrap_or(&empty);
+    let (declared, undeclared): (IndexMap<String, String>, IndexMap<String, String>) = given
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| decl.contains_key(k));
+    let mut values = if own.is_some() {
+        resolve_inputs(decl, &declared)?
+    } else {
+        let lenient: IndexMap<String, InputDef> = decl
+            .iter()
+            .map(|(k, d)| {
+                let mut d = d.clone();
+                d.required = false;
+                (k.clone(), d)
+            })
+            .collect();
+        resolve_inputs(&lenient, &declared)?
+    };
+    let mut warnings = Vec::new();
+    for (k, v) in undeclared {
+        warnings.push(format!(
+            "input '{k}' is not declared by {}; passed to github.event.inputs as a string",
+            wf.display_name()
+        ));
+        values.insert(k, J::String(v));
+    }
+    Ok(WorkflowInputs { values, warnings })
+}
+
+/// The given inputs of a run as strings: the event payload's `inputs`, then `cli` over them.
+pub fn given_inputs(event: &J, cli: &IndexMap<String, String>) -> IndexMap<String, String> {
+    let mut out: IndexMap<String, String> = event
+        .get("inputs")
+        .and_then(J::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        J::String(s) => s.clone(),
+                        other => Value::from_json(other).as_string().into_owned(),
+                    };
+                    (k.clone(), text)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
 /// `github.event.inputs`: the same values as strings.
 pub fn event_inputs(typed: &IndexMap<String, J>) -> IndexMap<String, J> {
     typed

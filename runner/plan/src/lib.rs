@@ -11,7 +11,7 @@ pub mod strategy;
 pub mod trigger;
 
 pub use dag::JobGraph;
-pub use inputs::resolve_inputs;
+pub use inputs::{WorkflowInputs, given_inputs, resolve_inputs, workflow_inputs};
 pub use matrix::{Leg, MatrixFilter, expand as expand_matrix, filter_legs};
 pub use plan::{JobPlan, NodeKind, Plan, PlanNode, PlanOptions, ReadyTracker, plan};
 pub use strategy::{JobExpansion, expand_job};

@@ -97,22 +97,41 @@ pub fn uses_needs(job: &Job) -> bool {
 }
 
 /// Evaluates a matrix node: strings holding `${{ }}` become the expression's value (a
-/// single expression keeps its type), mapping keys are evaluated to strings.
+/// single expression keeps its type), mapping keys are evaluated to strings. As act does
+/// (and GitHub, undocumented): a sequence item that is an expression yielding a sequence
+/// is spliced into the sequence, and a `${{ insert }}` key merges its mapping value into
+/// the mapping it stands in.
 pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
     Ok(match node {
         Node::String(s) if s.contains("${{") => template(s)?
             .eval(ctx)
             .map_err(|e| e.located_message(s))?
             .to_json(),
-        Node::Seq(items) => J::Array(
-            items
-                .iter()
-                .map(|i| eval_node(&i.value, ctx))
-                .collect::<Result<_, _>>()?,
-        ),
+        Node::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                match (&i.value, eval_node(&i.value, ctx)?) {
+                    (Node::String(_), J::Array(a)) => out.extend(a),
+                    (_, v) => out.push(v),
+                }
+            }
+            J::Array(out)
+        }
         Node::Map(entries) => {
             let mut m = serde_json::Map::new();
             for (k, v) in entries {
+                let value = eval_node(&v.value, ctx)?;
+                if is_insert(&k.value) {
+                    let J::Object(inserted) = value else {
+                        return Err(format!(
+                            "{}: the value of an insert directive must be a mapping, got {}",
+                            k.value,
+                            Value::from_json(&value).kind_name()
+                        ));
+                    };
+                    m.extend(inserted);
+                    continue;
+                }
                 let key = if k.value.contains("${{") {
                     template(&k.value)?
                         .eval(ctx)
@@ -122,12 +141,20 @@ pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
                 } else {
                     k.value.clone()
                 };
-                m.insert(key, eval_node(&v.value, ctx)?);
+                m.insert(key, value);
             }
             J::Object(m)
         }
         other => other.to_json(),
     })
+}
+
+/// `${{ insert }}` (any spacing inside the braces).
+fn is_insert(key: &str) -> bool {
+    key.trim()
+        .strip_prefix("${{")
+        .and_then(|r| r.strip_suffix("}}"))
+        .is_some_and(|inner| inner.trim() == "insert")
 }
 
 fn eval_scalar(text: &str, ctx: &dyn EvalContext) -> Result<Value, String> {
@@ -197,7 +224,11 @@ pub fn expand_job(
     let legs = match &s.matrix {
         None => None,
         Some(m) => {
-            let evaluated = eval_node(&m.value, ctx)?;
+            let evaluated = match eval_node(&m.value, ctx)? {
+                // A matrix given as one expression may evaluate to a JSON string.
+                J::String(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
+                other => other,
+            };
             let legs = matrix::expand(&evaluated)?;
             Some(matrix::filter_legs(legs, filters))
         }

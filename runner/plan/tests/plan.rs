@@ -359,3 +359,69 @@ jobs:
     );
     assert_eq!(p.node(p.jobs["u"].nodes[0]).name, "Unit (a)");
 }
+
+#[test]
+fn insert_directive_and_spliced_sequences_as_act() {
+    let w = wf(r#"
+on: push
+jobs:
+  t:
+    runs-on: x
+    strategy:
+      matrix:
+        os: [a, "${{ fromJSON('[\"b\", \"c\"]') }}"]
+        ${{ insert }}: ${{ fromJSON('{"v": [1, 2]}') }}
+    steps: [{run: echo}]
+"#);
+    let ctx = MapContext::new();
+    let exp = gantry_plan::expand_job(&w.jobs["t"], &ctx, &[]).unwrap();
+    let names: Vec<String> = exp
+        .legs
+        .unwrap()
+        .iter()
+        .map(|l| l.display_name("t"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "t (a, 1)", "t (a, 2)", "t (b, 1)", "t (b, 2)", "t (c, 1)", "t (c, 2)"
+        ]
+    );
+}
+
+#[test]
+fn inputs_required_checked_for_their_event_and_undeclared_passed_with_a_warning() {
+    let w = wf(r#"
+on:
+  push:
+  workflow_dispatch:
+    inputs:
+      level: {type: choice, options: [info, warn], required: true}
+      n: {type: number}
+jobs:
+  t: {runs-on: x, steps: [{run: echo}]}
+"#);
+    let given = |kv: &[(&str, &str)]| -> indexmap::IndexMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let e = gantry_plan::workflow_inputs(&w, "workflow_dispatch", &given(&[])).unwrap_err();
+    assert!(e.contains("'level' is required"), "{e}");
+    // A push run: the declarations give types and defaults, nothing is required.
+    let r = gantry_plan::workflow_inputs(&w, "push", &given(&[])).unwrap();
+    assert_eq!(r.values["n"], serde_json::json!(0));
+    let r = gantry_plan::workflow_inputs(
+        &w,
+        "workflow_dispatch",
+        &given(&[("level", "warn"), ("extra", "1")]),
+    )
+    .unwrap();
+    assert_eq!(r.values["extra"], serde_json::json!("1"));
+    assert_eq!(r.warnings.len(), 1);
+    assert!(r.warnings[0].contains("'extra'"), "{:?}", r.warnings);
+    assert!(
+        gantry_plan::workflow_inputs(&w, "workflow_dispatch", &given(&[("level", "debug")]))
+            .is_err()
+    );
+}

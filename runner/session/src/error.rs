@@ -24,6 +24,9 @@ pub enum SessionError {
     /// `-j JOB` names no job of the triggered workflows.
     #[error("no job '{0}' in the workflows for this event")]
     UnknownJob(String),
+    /// An input is missing, of the wrong type or not one of its options.
+    #[error("{0}")]
+    Inputs(String),
     /// `.gantry/config.yml` has errors (one a line).
     #[error("{0}")]
     DeliveryConfig(String),

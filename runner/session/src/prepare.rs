@@ -24,6 +24,7 @@ pub struct PreparedRun {
     /// The text of each workflow that runs, as parsed (kept in the run record).
     pub(crate) sources: Vec<WorkflowText>,
     not_triggered: Vec<String>,
+    warnings: Vec<String>,
 }
 
 impl PreparedRun {
@@ -45,6 +46,12 @@ impl PreparedRun {
     /// The engine's configuration of the run (for printing a plan).
     pub fn config(&self) -> &RunConfig {
         &self.cfg
+    }
+
+    /// What the caller should tell the user before the run (undeclared inputs passed
+    /// through), one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn request(&self) -> &RunRequest {
@@ -109,7 +116,7 @@ impl Session {
         if !errors.is_empty() {
             return Err(SessionError::Workflows(errors.join("\n")));
         }
-        let cfg = run_config(&request, workflows);
+        let mut cfg = run_config(&request, workflows);
         for id in &cfg.only_jobs {
             if !cfg
                 .workflows
@@ -119,13 +126,42 @@ impl Session {
                 return Err(SessionError::UnknownJob(id.clone()));
             }
         }
+        let warnings = check_inputs(&mut cfg)?;
         Ok(PreparedRun {
             request,
             cfg,
             sources: ran,
             not_triggered,
+            warnings,
         })
     }
+}
+
+/// Resolves each workflow's inputs as the engine will (required, types, `choice`,
+/// defaults; [`gantry_plan::workflow_inputs`]) so that bad ones stop the run before it
+/// exists, and returns the warnings for undeclared ones. For `workflow_dispatch`,
+/// `github.event.inputs` gets every input as a string (undeclared ones too, as act does).
+fn check_inputs(cfg: &mut RunConfig) -> Result<Vec<String>, SessionError> {
+    let given = gantry_plan::given_inputs(&cfg.event, &cfg.inputs);
+    let mut warnings = Vec::new();
+    let mut event_inputs = serde_json::Map::new();
+    for w in &cfg.workflows {
+        let r = gantry_plan::workflow_inputs(&w.workflow, &cfg.event_name, &given)
+            .map_err(|e| SessionError::Inputs(format!("{}: {e}", w.rel_path)))?;
+        event_inputs.extend(gantry_plan::inputs::event_inputs(&r.values));
+        warnings.extend(
+            r.warnings
+                .into_iter()
+                .map(|m| format!("{}: {m}", w.rel_path)),
+        );
+    }
+    if cfg.event_name == "workflow_dispatch" && !event_inputs.is_empty() {
+        if !cfg.event.is_object() {
+            cfg.event = serde_json::json!({});
+        }
+        cfg.event["inputs"] = serde_json::Value::Object(event_inputs);
+    }
+    Ok(warnings)
 }
 
 /// The engine's configuration from the request: every field of `RunConfig` the request

@@ -1,16 +1,22 @@
-//! The scheduler: starts each job the moment all of its `needs` have finished (not layer
-//! by layer), expands matrices at that moment (they may use `needs.*.outputs`), runs legs
-//! under `--jobs`, `max-parallel` and concurrency groups, cancels sibling legs on fail-fast,
-//! and aggregates leg results for dependents (§6.1, §6.2, §6.5). A reusable-workflow caller
-//! (`jobs.<id>.uses`) runs the called workflow's jobs as a nested graph ([`crate::reusable`]).
+//! The scheduler: executes the [`gantry_plan::Plan`] of each workflow. A job starts the
+//! moment all of its `needs` have finished (not layer by layer); the plan gives the `-j`
+//! closure, the needs, the ancestors and the legs of matrices known up front; deferred
+//! nodes (matrices that read `needs`, or any strategy with expressions) are expanded with
+//! [`gantry_plan::strategy::expand_job`] when the job becomes ready. Legs run under
+//! `--jobs`, `max-parallel` and concurrency groups, sibling legs are cancelled on
+//! fail-fast, and leg results are aggregated for dependents (§6.1, §6.2, §6.5). A
+//! reusable-workflow caller (`jobs.<id>.uses`) runs the called workflow's jobs as a nested
+//! graph ([`crate::reusable`]).
+
+mod leg;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use gantry_expr::{Object, Value};
+use gantry_plan::{MatrixFilter, NodeKind, Plan, PlanOptions};
 use indexmap::IndexMap;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -19,19 +25,20 @@ use crate::concurrency::Groups;
 use crate::events::{RunEvent, Status, Text};
 use crate::expr_scope::{Ctx, StatusMode};
 use crate::github_contexts::{self as context, StrategyFacts};
-use crate::job::{
-    JobInstance, JobOutcome, eval_bool, eval_number, run_job, runner_log, secrets_value,
-};
-use crate::matrix;
-use crate::reusable::{self, CallLeg};
+use crate::job::{JobInstance, JobOutcome, eval_bool, runner_log, secrets_value};
+use crate::reusable::CallLeg;
 use crate::run::{JobRecord, RunShared, Scope};
 
+use leg::{Leg, LegWork, run_leg};
+
 struct Node {
-    /// Index of the node's scope in the graph.
-    si: usize,
     scope: Arc<Scope>,
     job_id: String,
+    /// The plan of the node's workflow.
+    plan: Arc<Plan>,
     needs: Vec<usize>,
+    /// Every node transitively needed (the plan's ancestors, §3.9).
+    ancestors: Vec<usize>,
     dependents: Vec<usize>,
     waiting: usize,
     /// Result as dependents see it (`needs.<id>.result`).
@@ -138,81 +145,19 @@ pub(crate) fn run_graph(
     cancel: CancellationToken,
 ) -> BoxFuture<'static, GraphOutcome> {
     Box::pin(async move {
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut index: HashMap<(usize, String), usize> = HashMap::new();
-        for (si, scope) in scopes.iter().enumerate() {
-            for id in scope.workflow.jobs.keys() {
-                index.insert((si, id.clone()), nodes.len());
-                nodes.push(Node {
-                    si,
-                    scope: scope.clone(),
-                    job_id: id.clone(),
-                    needs: vec![],
-                    dependents: vec![],
-                    waiting: 0,
-                    result: None,
-                    outputs: IndexMap::new(),
-                    legs_total: 0,
-                    legs_done: 0,
-                    leg_results: vec![],
-                    cancel: cancel.child_token(),
-                    fail_fast: true,
-                });
-            }
-        }
-        for node in nodes.iter_mut() {
-            let job = &node.scope.workflow.jobs[&node.job_id];
-            node.needs = job
-                .needs
-                .iter()
-                .filter_map(|need| index.get(&(node.si, need.value.clone())).copied())
-                .collect();
-        }
-        // -j: the selected jobs and everything they need.
-        let only = &shared.cfg.only_jobs;
-        let selected: HashSet<usize> = if !select || only.is_empty() {
-            (0..nodes.len()).collect()
-        } else {
-            let mut sel = HashSet::new();
-            let mut stack: Vec<usize> = (0..nodes.len())
-                .filter(|&n| only.iter().any(|j| j == &nodes[n].job_id))
-                .collect();
-            while let Some(n) = stack.pop() {
-                if sel.insert(n) {
-                    stack.extend(nodes[n].needs.iter().copied());
-                }
-            }
-            sel
-        };
-        for n in 0..nodes.len() {
-            if !selected.contains(&n) {
-                continue;
-            }
-            nodes[n].needs.retain(|m| selected.contains(m));
-            nodes[n].waiting = nodes[n].needs.len();
-            for m in nodes[n].needs.clone() {
-                nodes[m].dependents.push(n);
-            }
-        }
-
+        let (mut nodes, mut g_records) = plan_nodes(&shared, &sched, &scopes, select, &cancel);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut g = Graph {
             shared: &shared,
             sched: &sched,
             done_tx,
-            records: Vec::new(),
+            records: std::mem::take(&mut g_records),
         };
-        let mut remaining = selected.len();
-        let mut ready: Vec<usize> = {
-            let mut r: Vec<usize> = selected
-                .iter()
-                .copied()
-                .filter(|&n| nodes[n].waiting == 0)
-                .collect();
-            r.sort();
-            r.reverse();
-            r
-        };
+        let mut remaining = nodes.len();
+        let mut ready: Vec<usize> = (0..nodes.len())
+            .rev()
+            .filter(|&n| nodes[n].waiting == 0)
+            .collect();
 
         loop {
             // Dispatch everything ready; nodes that complete at once make others ready.
@@ -258,9 +203,7 @@ pub(crate) fn run_graph(
         }
         let jobs = nodes
             .iter()
-            .enumerate()
-            .filter(|(i, _)| selected.contains(i))
-            .map(|(_, n)| {
+            .map(|n| {
                 (
                     n.job_id.clone(),
                     (n.result.unwrap_or(Status::Skipped), n.outputs.clone()),
@@ -272,6 +215,107 @@ pub(crate) fn run_graph(
             jobs,
         }
     })
+}
+
+/// The `--matrix` filters of the run.
+fn matrix_filters(shared: &RunShared) -> Vec<MatrixFilter> {
+    shared
+        .cfg
+        .matrix_filters
+        .iter()
+        .map(|(key, value)| MatrixFilter {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// The plan of each scope's workflow (`-j` applied at top level), as the graph's nodes:
+/// one per planned job, wired by the plan's needs and ancestors. A workflow that cannot be
+/// planned (unknown needs, a cycle: the session refuses those before a run, a called
+/// workflow can still have them) fails each of its jobs with the plan's error.
+fn plan_nodes(
+    shared: &Arc<RunShared>,
+    sched: &Sched,
+    scopes: &[Arc<Scope>],
+    select: bool,
+    cancel: &CancellationToken,
+) -> (Vec<Node>, Vec<JobRecord>) {
+    let only = &shared.cfg.only_jobs;
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut records = Vec::new();
+    for scope in scopes {
+        let wf = &scope.workflow;
+        let only_jobs: Vec<String> = if select {
+            only.iter()
+                .filter(|j| wf.jobs.contains_key(*j))
+                .cloned()
+                .collect()
+        } else {
+            vec![]
+        };
+        if select && !only.is_empty() && only_jobs.is_empty() {
+            continue;
+        }
+        let opts = PlanOptions {
+            only_jobs,
+            matrix_filters: matrix_filters(shared),
+            ctx: None,
+        };
+        let plan = match gantry_plan::plan(wf, &opts) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                for (id, job) in &wf.jobs {
+                    let key = sched.unique_key(&format!("{}{id}", scope.key_prefix));
+                    records.push(finish_record(
+                        shared,
+                        scope,
+                        &key,
+                        id,
+                        &format!("{}{}", scope.name_prefix, job.display_name()),
+                        &[],
+                        false,
+                        Status::Failure,
+                        IndexMap::new(),
+                        false,
+                        Some(format!("Error: {e}")),
+                    ));
+                }
+                continue;
+            }
+        };
+        let base = nodes.len();
+        let index: HashMap<&str, usize> = plan
+            .jobs
+            .keys()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), base + i))
+            .collect();
+        for (id, jp) in &plan.jobs {
+            nodes.push(Node {
+                scope: scope.clone(),
+                job_id: id.clone(),
+                plan: plan.clone(),
+                needs: jp.needs.iter().map(|n| index[n.as_str()]).collect(),
+                ancestors: jp.ancestors.iter().map(|n| index[n.as_str()]).collect(),
+                dependents: vec![],
+                waiting: jp.needs.len(),
+                result: None,
+                outputs: IndexMap::new(),
+                legs_total: 0,
+                legs_done: 0,
+                leg_results: vec![],
+                cancel: cancel.child_token(),
+                fail_fast: true,
+            });
+        }
+    }
+    for n in 0..nodes.len() {
+        for m in nodes[n].needs.clone() {
+            nodes[m].dependents.push(n);
+        }
+    }
+    (nodes, records)
 }
 
 /// The result dependents see for a set of (result, continue-on-error) pairs: any failure
@@ -287,19 +331,16 @@ pub(crate) fn aggregate(legs: &[(Status, bool)]) -> Status {
 }
 
 fn ancestors(nodes: &[Node], n: usize) -> Vec<(String, Status)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut stack = nodes[n].needs.clone();
-    while let Some(m) = stack.pop() {
-        if seen.insert(m) {
-            out.push((
+    nodes[n]
+        .ancestors
+        .iter()
+        .map(|&m| {
+            (
                 nodes[m].job_id.clone(),
                 nodes[m].result.unwrap_or(Status::Skipped),
-            ));
-            stack.extend(nodes[m].needs.iter().copied());
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 fn needs_value(nodes: &[Node], n: usize) -> Value {
@@ -491,52 +532,26 @@ impl Graph<'_> {
         }
         ctx.status = StatusMode::None;
 
-        // Strategy.
-        let mut legs: Vec<(Option<serde_json::Map<String, serde_json::Value>>, String)> =
-            Vec::new();
-        let mut fail_fast = true;
-        let mut max_parallel = None;
-        if let Some(s) = &job.strategy {
-            if let Some(m) = &s.matrix {
-                match expand_matrix(shared, &m.value, &ctx, &base_name) {
-                    Ok(l) => legs = l,
-                    Err(e) => {
-                        finish_now(
-                            self,
-                            nodes,
-                            Status::Failure,
-                            IndexMap::new(),
-                            false,
-                            Some(format!("Error: job '{job_id}': strategy.matrix: {e}")),
-                        );
-                        return true;
-                    }
-                }
-            }
-            match eval_bool(&s.fail_fast, &ctx) {
-                Ok(b) => fail_fast = s.fail_fast.is_none() || b,
-                Err(e) => tracing::warn!("fail-fast: {e}"),
-            }
-            if let Ok(Some(m)) = eval_number(&s.max_parallel, &ctx)
-                && m >= 1.0
-            {
-                max_parallel = Some(m as usize);
-            }
-        }
-        if legs.is_empty() {
-            if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) {
-                // Every leg filtered out by --matrix.
-                finish_now(self, nodes, Status::Skipped, IndexMap::new(), false, None);
+        // Strategy: the plan's legs, or (a deferred node) expanded now.
+        let Some(strategy) = self.legs(nodes, n, &ctx, &base_name) else {
+            // Every leg filtered out by --matrix.
+            finish_now(self, nodes, Status::Skipped, IndexMap::new(), false, None);
+            return true;
+        };
+        let (legs, fail_fast, max_parallel) = match strategy {
+            Ok(s) => s,
+            Err(e) => {
+                finish_now(
+                    self,
+                    nodes,
+                    Status::Failure,
+                    IndexMap::new(),
+                    false,
+                    Some(format!("Error: job '{job_id}': strategy.matrix: {e}")),
+                );
                 return true;
             }
-            let name = if base_name.contains("${{") {
-                ctx.eval_string(&base_name)
-                    .unwrap_or_else(|_| base_name.clone())
-            } else {
-                base_name.clone()
-            };
-            legs.push((None, name));
-        }
+        };
         let total = legs.len();
         nodes[n].legs_total = total;
         nodes[n].fail_fast = fail_fast;
@@ -605,6 +620,7 @@ impl Graph<'_> {
                 name,
                 needs: needs_ids.clone(),
                 group,
+                fail_fast,
                 work,
             };
             // Boxed first: a job's future is large (every step's state is inline), and
@@ -622,185 +638,94 @@ impl Graph<'_> {
     }
 }
 
-/// Expands a matrix at dispatch time, applies `--matrix` filters and names the legs.
-#[allow(clippy::type_complexity)]
-fn expand_matrix(
-    shared: &RunShared,
-    m: &gantry_workflow::Node,
-    ctx: &Ctx,
-    base_name: &str,
-) -> Result<Vec<(Option<serde_json::Map<String, serde_json::Value>>, String)>, String> {
-    let j = matrix::eval_node(m, ctx)?;
-    // A matrix given as one expression may evaluate to a JSON string.
-    let j = match j {
-        serde_json::Value::String(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
-        other => other,
-    };
-    let ls = gantry_plan::matrix::expand(&j)?;
-    let filters: Vec<gantry_plan::matrix::MatrixFilter> = shared
-        .cfg
-        .matrix_filters
-        .iter()
-        .map(|(key, value)| gantry_plan::matrix::MatrixFilter {
-            key: key.clone(),
-            value: value.clone(),
-        })
-        .collect();
-    let mut legs = Vec::new();
-    for l in gantry_plan::matrix::filter_legs(ls, &filters) {
-        let values: serde_json::Map<String, serde_json::Value> =
-            l.values.clone().into_iter().collect();
-        let name = if base_name.contains("${{") {
-            // A name with expressions is evaluated per leg, without the matrix values
-            // appended.
+/// The legs of a node (matrix values, display name), its fail-fast and max-parallel.
+type Strategy = (
+    Vec<(Option<serde_json::Map<String, serde_json::Value>>, String)>,
+    bool,
+    Option<usize>,
+);
+
+impl Graph<'_> {
+    /// The legs of node `n` from its plan; a deferred node's strategy is evaluated with the
+    /// job's context now. `None` when `--matrix` left no leg.
+    fn legs(
+        &self,
+        nodes: &[Node],
+        n: usize,
+        ctx: &Ctx,
+        base_name: &str,
+    ) -> Option<Result<Strategy, String>> {
+        let plan = &nodes[n].plan;
+        let jp = &plan.jobs[&nodes[n].job_id];
+        let job = &nodes[n].scope.workflow.jobs[&nodes[n].job_id];
+        // A name with expressions is evaluated per leg, without the matrix values appended.
+        let named = |values: Option<&serde_json::Map<String, serde_json::Value>>, plain: String| {
+            if !base_name.contains("${{") {
+                return plain;
+            }
             let mut c2 = ctx.clone();
-            c2.set(
-                "matrix",
-                Value::from_json(&serde_json::Value::Object(values.clone())),
-            );
+            if let Some(v) = values {
+                c2.set(
+                    "matrix",
+                    Value::from_json(&serde_json::Value::Object(v.clone())),
+                );
+            }
             c2.eval_string(base_name)
                 .unwrap_or_else(|_| base_name.to_string())
-        } else {
-            l.display_name(base_name)
         };
-        legs.push((Some(values), name));
-    }
-    Ok(legs)
-}
-
-enum LegWork {
-    Job(JobInstance),
-    Call(CallLeg),
-}
-
-struct Leg {
-    node: usize,
-    key: Text,
-    name: String,
-    needs: Vec<String>,
-    /// Concurrency group and `cancel-in-progress`.
-    group: Option<(String, bool)>,
-    work: LegWork,
-}
-
-/// Runs one leg: waits for `max-parallel`, the concurrency group and (for a normal job) a
-/// `--jobs` slot, then runs the job or the called workflow and reports to the graph.
-async fn run_leg(
-    shared: Arc<RunShared>,
-    sched: Arc<Sched>,
-    leg: Leg,
-    leg_sem: Arc<Semaphore>,
-    node_cancel: CancellationToken,
-    tx: mpsc::UnboundedSender<Done>,
-) {
-    let _leg = leg_sem.acquire_owned().await;
-    // The leg's own token: fail-fast cancels the node's, a concurrency group this one.
-    let cancel = node_cancel.child_token();
-    let _slot = match &leg.group {
-        Some((g, cip)) => {
-            let notify = |key: &Text, line: String| runner_log(&shared, key, None, line);
-            sched
-                .groups
-                .enter(&notify, g, *cip, &leg.key, &cancel)
-                .await
-        }
-        None => None,
-    };
-    let (records, outcome) = match leg.work {
-        LegWork::Call(call) => {
-            if cancel.is_cancelled() {
-                let scope = call.scope.clone();
-                let rec = finish_record(
-                    &shared,
-                    &scope,
-                    &leg.key,
-                    &call.job_id,
-                    &leg.name,
-                    &leg.needs,
-                    false,
-                    Status::Cancelled,
-                    IndexMap::new(),
-                    false,
-                    None,
-                );
-                (vec![rec], cancelled_outcome())
-            } else {
-                reusable::run_call(shared.clone(), sched.clone(), call, cancel).await
+        let legs_of = |legs: Vec<(IndexMap<String, serde_json::Value>, String)>| {
+            legs.into_iter()
+                .map(|(values, plain)| {
+                    let values: serde_json::Map<_, _> = values.into_iter().collect();
+                    let name = named(Some(&values), plain);
+                    (Some(values), name)
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = plan.node(jp.nodes[0]);
+        let (legs, fail_fast, max_parallel) = match &first.kind {
+            NodeKind::NoLegs => return None,
+            NodeKind::Job => (
+                vec![(None, named(None, base_name.to_string()))],
+                jp.fail_fast,
+                jp.max_parallel,
+            ),
+            NodeKind::Leg { .. } => {
+                let legs = jp
+                    .nodes
+                    .iter()
+                    .map(|&i| {
+                        let node = plan.node(i);
+                        let values = match &node.kind {
+                            NodeKind::Leg { matrix, .. } => matrix.clone(),
+                            _ => IndexMap::new(),
+                        };
+                        (values, node.name.clone())
+                    })
+                    .collect();
+                (legs_of(legs), jp.fail_fast, jp.max_parallel)
             }
-        }
-        LegWork::Job(inst) => {
-            let _permit = sched.global.clone().acquire_owned().await;
-            let outcome = if cancel.is_cancelled() {
-                shared.bus.emit(RunEvent::JobFinished {
-                    job: inst.key.clone(),
-                    name: inst.name.clone(),
-                    result: Status::Cancelled,
-                    duration_ms: 0,
-                    outputs: IndexMap::new(),
-                    reused: false,
-                    continue_on_error: false,
-                });
-                cancelled_outcome()
-            } else {
-                // A panic in a job must not take the run down: report it as a failure. Caught
-                // here rather than through a task of its own (one spawn and wake-up less per job).
-                let job =
-                    std::panic::AssertUnwindSafe(run_job(shared.clone(), inst.clone(), cancel));
-                match job.catch_unwind().await {
-                    Ok(o) => o,
-                    Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a job panicked".into());
-                        runner_log(
-                            &shared,
-                            &inst.key,
-                            None,
-                            format!("Error: internal error: {what}"),
-                        );
-                        shared.bus.emit(RunEvent::JobFinished {
-                            job: inst.key.clone(),
-                            name: inst.name.clone(),
-                            result: Status::Failure,
-                            duration_ms: 0,
-                            outputs: IndexMap::new(),
-                            reused: false,
-                            continue_on_error: false,
-                        });
-                        JobOutcome {
-                            result: Status::Failure,
-                            ..cancelled_outcome()
-                        }
-                    }
-                }
-            };
-            let record = JobRecord {
-                key: inst.key.to_string(),
-                job_id: format!("{}{}", inst.scope.id_prefix, inst.job_id),
-                workflow: shared.cfg.workflows[inst.scope.top].rel_path.clone(),
-                name: inst.name.clone(),
-                result: outcome.result,
-                continue_on_error: outcome.continue_on_error,
-                outputs: outcome.outputs.clone(),
-                duration_ms: crate::events::millis(outcome.duration),
-            };
-            (vec![record], outcome)
-        }
-    };
-    let _ = tx.send(Done {
-        node: leg.node,
-        records,
-        outcome,
-    });
-}
-
-pub(crate) fn cancelled_outcome() -> JobOutcome {
-    JobOutcome {
-        result: Status::Cancelled,
-        continue_on_error: false,
-        outputs: IndexMap::new(),
-        duration: Duration::ZERO,
+            NodeKind::Deferred => {
+                let filters = matrix_filters(self.shared);
+                let exp = match gantry_plan::expand_job(job, ctx, &filters) {
+                    Ok(e) => e,
+                    Err(e) => return Some(Err(e)),
+                };
+                let legs = match exp.legs {
+                    None => vec![(None, named(None, base_name.to_string()))],
+                    Some(l) if l.is_empty() => return None,
+                    Some(l) => legs_of(
+                        l.into_iter()
+                            .map(|leg| {
+                                let plain = gantry_plan::strategy::leg_display_name(job, &leg);
+                                (leg.values, plain)
+                            })
+                            .collect(),
+                    ),
+                };
+                (legs, exp.fail_fast, exp.max_parallel)
+            }
+        };
+        Some(Ok((legs, fail_fast, max_parallel)))
     }
 }

@@ -1,0 +1,214 @@
+//! One leg of a job: waiting for its slots, running the job (or the called workflow, or
+//! nothing in a plan-only run) and reporting to the graph.
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use indexmap::IndexMap;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Done, Sched, finish_record};
+use crate::events::{RunEvent, Status, Text};
+use crate::job::{JobInstance, JobOutcome, run_job, runner_log};
+use crate::reusable::{self, CallLeg};
+use crate::run::{JobRecord, RunShared};
+
+pub(super) enum LegWork {
+    Job(JobInstance),
+    Call(CallLeg),
+}
+
+pub(super) struct Leg {
+    pub node: usize,
+    pub key: Text,
+    pub name: String,
+    pub needs: Vec<String>,
+    /// Concurrency group and `cancel-in-progress`.
+    pub group: Option<(String, bool)>,
+    /// `strategy.fail-fast`: a failure of this leg cancels its siblings.
+    pub fail_fast: bool,
+    pub work: LegWork,
+}
+
+/// Runs one leg: waits for `max-parallel`, the concurrency group and (for a normal job) a
+/// `--jobs` slot, then runs the job or the called workflow and reports to the graph.
+pub(super) async fn run_leg(
+    shared: Arc<RunShared>,
+    sched: Arc<Sched>,
+    leg: Leg,
+    leg_sem: Arc<Semaphore>,
+    node_cancel: CancellationToken,
+    tx: mpsc::UnboundedSender<Done>,
+) {
+    let _leg = leg_sem.acquire_owned().await;
+    // The leg's own token: fail-fast cancels the node's, a concurrency group this one.
+    let cancel = node_cancel.child_token();
+    let _slot = match &leg.group {
+        Some((g, cip)) => {
+            let notify = |key: &Text, line: String| runner_log(&shared, key, None, line);
+            sched
+                .groups
+                .enter(&notify, g, *cip, &leg.key, &cancel)
+                .await
+        }
+        None => None,
+    };
+    let (records, outcome) = match leg.work {
+        LegWork::Call(call) if shared.cfg.plan_only => {
+            shared.bus.emit(RunEvent::JobQueued {
+                job: leg.key.clone(),
+                job_id: format!("{}{}", call.scope.id_prefix, call.job_id),
+                name: leg.name.clone(),
+                workflow: shared.cfg.workflows[call.scope.top].rel_path.clone(),
+                needs: leg.needs.clone(),
+            });
+            let rec = plan_only_job(&shared, &leg.key, &leg.name);
+            let rec = JobRecord {
+                job_id: format!("{}{}", call.scope.id_prefix, call.job_id),
+                workflow: shared.cfg.workflows[call.scope.top].rel_path.clone(),
+                ..rec
+            };
+            (vec![rec], success_outcome())
+        }
+        LegWork::Call(call) => {
+            if cancel.is_cancelled() {
+                let scope = call.scope.clone();
+                let rec = finish_record(
+                    &shared,
+                    &scope,
+                    &leg.key,
+                    &call.job_id,
+                    &leg.name,
+                    &leg.needs,
+                    false,
+                    Status::Cancelled,
+                    IndexMap::new(),
+                    false,
+                    None,
+                );
+                (vec![rec], cancelled_outcome())
+            } else {
+                reusable::run_call(shared.clone(), sched.clone(), call, cancel).await
+            }
+        }
+        LegWork::Job(inst) => {
+            let _permit = sched.global.clone().acquire_owned().await;
+            let outcome = if shared.cfg.plan_only && !cancel.is_cancelled() {
+                plan_only_job(&shared, &inst.key, &inst.name);
+                success_outcome()
+            } else if cancel.is_cancelled() {
+                shared.bus.emit(RunEvent::JobFinished {
+                    job: inst.key.clone(),
+                    name: inst.name.clone(),
+                    result: Status::Cancelled,
+                    duration_ms: 0,
+                    outputs: IndexMap::new(),
+                    reused: false,
+                    continue_on_error: false,
+                });
+                cancelled_outcome()
+            } else {
+                // A panic in a job must not take the run down: report it as a failure. Caught
+                // here rather than through a task of its own (one spawn and wake-up less per job).
+                let job =
+                    std::panic::AssertUnwindSafe(run_job(shared.clone(), inst.clone(), cancel));
+                match job.catch_unwind().await {
+                    Ok(o) => o,
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a job panicked".into());
+                        runner_log(
+                            &shared,
+                            &inst.key,
+                            None,
+                            format!("Error: internal error: {what}"),
+                        );
+                        shared.bus.emit(RunEvent::JobFinished {
+                            job: inst.key.clone(),
+                            name: inst.name.clone(),
+                            result: Status::Failure,
+                            duration_ms: 0,
+                            outputs: IndexMap::new(),
+                            reused: false,
+                            continue_on_error: false,
+                        });
+                        JobOutcome {
+                            result: Status::Failure,
+                            ..cancelled_outcome()
+                        }
+                    }
+                }
+            };
+            let record = JobRecord {
+                key: inst.key.to_string(),
+                job_id: format!("{}{}", inst.scope.id_prefix, inst.job_id),
+                workflow: shared.cfg.workflows[inst.scope.top].rel_path.clone(),
+                name: inst.name.clone(),
+                result: outcome.result,
+                continue_on_error: outcome.continue_on_error,
+                outputs: outcome.outputs.clone(),
+                duration_ms: crate::events::millis(outcome.duration),
+            };
+            (vec![record], outcome)
+        }
+    };
+    // Fail-fast before this leg's slots are released: a queued sibling that gets the slot
+    // next must already see the cancellation and never start its steps.
+    if leg.fail_fast && outcome.result == Status::Failure && !outcome.continue_on_error {
+        node_cancel.cancel();
+    }
+    let _ = tx.send(Done {
+        node: leg.node,
+        records,
+        outcome,
+    });
+}
+
+pub(crate) fn cancelled_outcome() -> JobOutcome {
+    JobOutcome {
+        result: Status::Cancelled,
+        continue_on_error: false,
+        outputs: IndexMap::new(),
+        duration: std::time::Duration::ZERO,
+    }
+}
+
+fn success_outcome() -> JobOutcome {
+    JobOutcome {
+        result: Status::Success,
+        ..cancelled_outcome()
+    }
+}
+
+/// A plan-only run (`RunConfig::plan_only`): the job starts and succeeds at once, no step
+/// runs. Its events show the order the scheduler starts jobs in.
+fn plan_only_job(shared: &RunShared, key: &Text, name: &str) -> JobRecord {
+    shared.bus.emit(RunEvent::JobStarted {
+        job: key.clone(),
+        name: name.to_string(),
+        backend: "plan".into(),
+    });
+    shared.bus.emit(RunEvent::JobFinished {
+        job: key.clone(),
+        name: name.to_string(),
+        result: Status::Success,
+        duration_ms: 0,
+        outputs: IndexMap::new(),
+        reused: false,
+        continue_on_error: false,
+    });
+    JobRecord {
+        key: key.to_string(),
+        job_id: String::new(),
+        workflow: String::new(),
+        name: name.to_string(),
+        result: Status::Success,
+        continue_on_error: false,
+        outputs: IndexMap::new(),
+        duration_ms: 0,
+    }
+}
