@@ -192,7 +192,7 @@ impl Rig {
         JoinHandle<Result<Admission, String>>,
         CancellationToken,
     ) {
-        let gates = gate::for_run(self.app.clone(), run);
+        let gates = gate::for_run(self.app.clone(), run, None);
         let req = request(run, environment);
         let cancel = CancellationToken::new();
         let (g, c) = (gates.clone(), cancel.clone());

@@ -89,7 +89,7 @@ async fn exercise(store: &Store) {
         )
         .await
         .unwrap();
-    let masker = gantry_engine::mask::Masker::new();
+    let masker = gantry_engine::masker::Masker::new();
     masker.add_secret("s3cr3t-value");
     store
         .append_log(build.id, "token=s3cr3t-value\n", &masker)

@@ -261,7 +261,7 @@ async fn the_web_ui_in_chromium() {
         .append_log(
             legs[0],
             "::group::Set up\nrunner ready\n::endgroup::\n",
-            &gantry_engine::mask::Masker::new(),
+            &gantry_engine::masker::Masker::new(),
         )
         .await
         .unwrap();
@@ -282,7 +282,7 @@ async fn the_web_ui_in_chromium() {
             .append_log(
                 legs[0],
                 &format!("\x1b[32mstep {i} ok\x1b[0m <b>not bold</b>\n"),
-                &gantry_engine::mask::Masker::new(),
+                &gantry_engine::masker::Masker::new(),
             )
             .await
             .unwrap();
@@ -662,7 +662,7 @@ async fn bench_big_run_and_big_log() {
     let job = store.run_jobs(run, 1).await.unwrap()[0].id;
     let line = "\x1b[32mok\x1b[0m a log line of some eighty characters, padded out to look like output....\n";
     let chunk: String = line.repeat(64 * 1024 / line.len());
-    let masker = gantry_engine::mask::Masker::new();
+    let masker = gantry_engine::masker::Masker::new();
     for _ in 0..(100 * 1024 * 1024 / chunk.len()) {
         store.append_log(job, &chunk, &masker).await.unwrap();
     }

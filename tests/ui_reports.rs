@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
 use gantry_engine::events::{EventBus, RunEvent};
-use gantry_engine::mask::Masker;
+use gantry_engine::masker::Masker;
 use gantry_server::Store;
 use gantry_server::state::App;
 use serve_support::*;
-use ui_support::*;
 use ui_support::wait_for;
+use ui_support::*;
 
 const WORKFLOW: &str = r#"name: CI
 on: push

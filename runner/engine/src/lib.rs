@@ -21,7 +21,3 @@ pub mod shell;
 pub mod step;
 pub mod store;
 pub mod workspace;
-
-/// The masker's old path, kept so `gantry-server` (owned by another branch) keeps building;
-/// drop it once its imports say `masker`.
-pub use masker as mask;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use gantry_engine::evalctx::Ctx;
+use gantry_engine::expr_scope::Ctx;
 use gantry_expr::Value;
 use gantry_workflow::Workflow;
 

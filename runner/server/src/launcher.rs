@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use std::time::Duration;
 
 use gantry_engine::events::EventBus;
-use gantry_engine::mask::Masker;
+use gantry_engine::masker::Masker;
 use gantry_engine::run::Platform;
 use gantry_session::{GateSource, RunRequest, Session, WorkflowFiles, WorkflowSource};
 use tokio::sync::Semaphore;

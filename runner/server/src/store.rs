@@ -287,7 +287,7 @@ impl Store {
         &self,
         job_id: i64,
         text: &str,
-        masker: &gantry_engine::mask::Masker,
+        masker: &gantry_engine::masker::Masker,
     ) -> Result<i64> {
         let text = masker.mask_text(text);
         let mut tx = self.pool.begin().await?;

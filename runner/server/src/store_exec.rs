@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gantry_engine::events::{RunEvent, Status, Subscription};
-use gantry_engine::mask::Masker;
+use gantry_engine::masker::Masker;
 use sqlx::Row;
 
 use crate::state::{App, LiveEvent};

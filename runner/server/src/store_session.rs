@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gantry_engine::events::{EventBus, RunEvent, Status, Subscription};
-use gantry_engine::mask::Masker;
+use gantry_engine::masker::Masker;
 use gantry_engine::run::ReusedJob;
 use gantry_session::{Pending, RunSlot, RunStart, RunStore, StoreError as SessionStoreError};
 use indexmap::IndexMap;

@@ -13,8 +13,8 @@ use gantry_workflow::Step;
 use indexmap::IndexMap;
 
 use super::{JobState, StepRunner};
-use crate::evalctx::Ctx;
 use crate::events::{RunEvent, Status, millis};
+use crate::expr_scope::Ctx;
 
 impl StepRunner<'_> {
     pub(super) async fn run_parallel(
