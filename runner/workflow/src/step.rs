@@ -142,14 +142,16 @@ mod tests {
 
     #[test]
     fn parallel_groups() {
-        let text = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - name: g\n        parallel:\n          - id: a\n            run: echo a\n          - uses: $/.github/actions/x\n      - id: a\n        run: echo again\n";
-        let l = crate::parse_workflow("w.yml", text);
+        let group = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - name: g\n        parallel:\n          - id: a\n            run: echo a\n          - uses: $/.github/actions/x\n";
+        let l = crate::parse_workflow("w.yml", group);
         let wf = l.value.expect("parsed");
         let steps = &wf.jobs["b"].steps;
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].parallel.len(), 2);
         assert_eq!(steps[0].parallel[0].id.as_ref().unwrap().value, "a");
-        // Member ids share the job's scope.
+        // Member ids share the job's scope: a later step may not reuse one.
+        let text = format!("{group}      - id: a\n        run: echo again\n");
+        let l = crate::parse_workflow("w.yml", &text);
         let dup: Vec<_> = l
             .diagnostics
             .iter()
