@@ -194,7 +194,6 @@ fn differ(what: &str, a: &Jobs, b: &Jobs) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet run to completion (its first runs were still building the gantry binary at the deadline); run with --ignored"]
 async fn list_graph_dry_run_and_scheduler_agree() {
     let mut files = Vec::new();
     if let Some(shared) = shared_dir("the plan agreement test over the conformance workflows") {

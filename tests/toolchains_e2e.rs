@@ -164,21 +164,19 @@ fn setup_python_resolves_shims_and_gives_each_job_its_own_venv() {
         "the versions directory's interpreter, not the shim: {all:#?}"
     );
     let mut prefixes = Vec::new();
-    for leg in ["a", "b"] {
-        let prefix = value(&lines, &format!("leg={leg}"), "PREFIX=");
-        let base = value(&lines, &format!("leg={leg}"), "BASE=");
-        assert_eq!(
-            value(&lines, &format!("leg={leg}"), "VERSION="),
-            format!("Python {ver}")
-        );
+    // Matrix legs are keyed by position: py-1 is leg a, py-2 is leg b.
+    for leg in ["py-1", "py-2"] {
+        let prefix = value(&lines, leg, "PREFIX=");
+        let base = value(&lines, leg, "BASE=");
+        assert_eq!(value(&lines, leg, "VERSION="), format!("Python {ver}"));
         assert!(prefix.contains("_setup-python/venv-"), "{prefix}");
-        assert_eq!(value(&lines, &format!("leg={leg}"), "VENV="), prefix);
+        assert_eq!(value(&lines, leg, "VENV="), prefix);
         assert_eq!(
-            value(&lines, &format!("leg={leg}"), "PYPATH="),
+            value(&lines, leg, "PYPATH="),
             format!("{prefix}/bin/python")
         );
         assert_ne!(prefix, base, "python is a venv, not the interpreter itself");
-        let imported = value(&lines, &format!("leg={leg}"), "IMPORTED=");
+        let imported = value(&lines, leg, "IMPORTED=");
         assert!(
             imported.starts_with(&prefix),
             "{imported} not under {prefix}"

@@ -370,7 +370,7 @@ jobs:
     strategy:
       matrix:
         os: [a, "${{ fromJSON('[\"b\", \"c\"]') }}"]
-        ${{ insert }}: ${{ fromJSON('{"v": [1, 2]}') }}
+        ${{ insert }}: ${{ fromJSON('{"v":[1,2]}') }}
     steps: [{run: echo}]
 "#);
     let ctx = MapContext::new();

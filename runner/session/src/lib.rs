@@ -31,5 +31,7 @@ mod store;
 pub use error::SessionError;
 pub use execute::{Pending, RunResult, RunSubscriber};
 pub use prepare::{PreparedRun, Session, rel_to};
-pub use request::{GateSource, RunOptions, RunRequest, WorkflowFiles, WorkflowSource};
+pub use request::{
+    GateSource, GatesWithEvents, RunOptions, RunRequest, WorkflowFiles, WorkflowSource,
+};
 pub use store::{LocalRunStore, RunRecord, RunSlot, RunStart, RunStore, StoreError};

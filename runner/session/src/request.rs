@@ -110,6 +110,9 @@ pub enum WorkflowFiles {
     Given(Vec<WorkflowSource>),
 }
 
+/// Builds a run's gates once its event stream exists (see [`GateSource::GivenWithEvents`]).
+pub type GatesWithEvents = Arc<dyn Fn(&EventBus) -> Arc<dyn DeliveryGates> + Send + Sync>;
+
 /// Where the run's environment gates come from.
 #[derive(Clone)]
 pub enum GateSource {
@@ -122,7 +125,7 @@ pub enum GateSource {
     /// The caller's own gates, built once the run's event stream exists, so that they can
     /// send delivery events (health measurements, rollbacks) into it. Called once, before
     /// the first job.
-    GivenWithEvents(Arc<dyn Fn(&EventBus) -> Arc<dyn DeliveryGates> + Send + Sync>),
+    GivenWithEvents(GatesWithEvents),
 }
 
 /// A workflow file to load: the name diagnostics give it, the path the run knows it by,
