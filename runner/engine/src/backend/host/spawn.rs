@@ -8,7 +8,8 @@
 //! (a vfork-style clone in glibc), then awaited through a pidfd as tokio does.
 //!
 //! What std does and this keeps: the signal mask is emptied and SIGPIPE (which Rust's
-//! runtime ignores, and ignored signals survive `exec`) is reset to default; the working
+//! runtime ignores, and ignored signals survive `exec`) is reset to default; so are the
+//! stop signals, which a background start (nohup, `gantry serve &`) leaves ignored; the working
 //! directory is set in the child; every descriptor Rust opens is close-on-exec, so the child
 //! gets exactly stdin (`/dev/null`), stdout and stderr. The child leads a new process group.
 
@@ -176,7 +177,19 @@ impl SpawnSetup {
             libc::sigemptyset(&mut empty);
             let mut default: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut default);
-            libc::sigaddset(&mut default, libc::SIGPIPE);
+            // SIGPIPE: ignored by Rust's runtime. The stop signals: ignored in a process
+            // started in the background by a non-interactive shell (nohup, `cmd &`), and a
+            // shell cannot trap a signal ignored on entry, so a step would never see the
+            // SIGINT that cancellation sends first.
+            for sig in [
+                libc::SIGPIPE,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGTERM,
+                libc::SIGHUP,
+            ] {
+                libc::sigaddset(&mut default, sig);
+            }
             let flags = libc::POSIX_SPAWN_SETPGROUP
                 | libc::POSIX_SPAWN_SETSIGMASK
                 | libc::POSIX_SPAWN_SETSIGDEF;
@@ -491,6 +504,33 @@ mod tests {
             "SIGPIPE ignored in the child: {out}"
         );
         assert!(out.ends_with("end\n"));
+    }
+
+    #[tokio::test]
+    async fn child_gets_default_stop_signals_when_gantry_ignores_them() {
+        // As after `nohup gantry …` or `gantry serve &` from a script. No test in this
+        // binary relies on receiving SIGINT or SIGQUIT itself.
+        // SAFETY: changes this process's disposition of two signals, nothing else.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        }
+        let (code, out, _) = run(
+            &[
+                "sh",
+                "-c",
+                "grep SigIgn /proc/self/status; trap 'echo trapped' INT; kill -INT $$; echo end",
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 0);
+        let ign = out.lines().next().unwrap().split_whitespace().nth(1).unwrap();
+        let mask = u64::from_str_radix(ign, 16).unwrap();
+        for sig in [libc::SIGINT, libc::SIGQUIT] {
+            assert_eq!(mask & (1 << (sig - 1)), 0, "signal {sig} ignored: {out}");
+        }
+        assert!(out.contains("trapped\nend"), "{out}");
     }
 
     #[tokio::test]
