@@ -363,12 +363,11 @@ pub async fn collect_artifacts(
     Ok(added)
 }
 
-/// Writes the files under `dir` (paths relative to it, `/`-separated) into a zip at `to`,
-/// through a temporary file renamed into place. Entries are stored (not compressed), with
-/// their CRC-32 and sizes in the local headers, so any unzip reads them. Limits of the
-/// classic format (no ZIP64): files under 4 GiB, fewer than 65,535 files.
+/// Writes the regular files under `dir` (paths relative to it, `/`-separated) into a zip
+/// at `to`, deflated, through a temporary file renamed into place. Symbolic links are left
+/// out: an artifact is what the job uploaded, never what a link points at on the server.
 pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
-    use std::io::{Read, Write};
+    use zip::write::SimpleFileOptions;
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -377,6 +376,7 @@ pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)? {
             let e = e?;
+            // `file_type` does not follow links: a link is neither a dir nor a file here.
             let t = e.file_type()?;
             if t.is_dir() {
                 stack.push(e.path());
@@ -386,145 +386,30 @@ pub fn zip_dir(dir: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     files.sort();
-    let too_big =
-        |what: &str| std::io::Error::other(format!("artifact too large for a zip: {what}"));
-    if files.len() >= 0xFFFF {
-        return Err(too_big("too many files"));
-    }
     let tmp = to.with_extension("zip.tmp");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    let mut central = Vec::new();
-    let mut offset: u64 = 0;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true)
+        .unix_permissions(0o644);
     for f in &files {
         let rel = f.strip_prefix(dir).unwrap_or(f);
         let name: Vec<String> = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        let name = name.join("/");
-        // First pass: CRC-32 and size, so the local header carries them.
-        let mut crc = Crc32::default();
-        let mut size: u64 = 0;
-        let mut input = std::fs::File::open(f)?;
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            crc.update(&buf[..n]);
-            size += n as u64;
-        }
-        let (crc, size32) = (
-            crc.finish(),
-            u32::try_from(size).map_err(|_| too_big(&name))?,
-        );
-        let offset32 = u32::try_from(offset).map_err(|_| too_big("archive over 4 GiB"))?;
-        let header = |central: bool| {
-            let mut h = Vec::with_capacity(46 + name.len());
-            if central {
-                h.extend(0x0201_4b50u32.to_le_bytes());
-                h.extend(20u16.to_le_bytes()); // made by
-            } else {
-                h.extend(0x0403_4b50u32.to_le_bytes());
-            }
-            h.extend(20u16.to_le_bytes()); // version needed
-            h.extend(0x0800u16.to_le_bytes()); // UTF-8 names
-            h.extend(0u16.to_le_bytes()); // stored
-            h.extend(0u16.to_le_bytes()); // time
-            h.extend(0x0021u16.to_le_bytes()); // date: 1980-01-01
-            h.extend(crc.to_le_bytes());
-            h.extend(size32.to_le_bytes());
-            h.extend(size32.to_le_bytes());
-            h.extend((name.len() as u16).to_le_bytes());
-            h.extend(0u16.to_le_bytes()); // extra
-            if central {
-                h.extend(0u16.to_le_bytes()); // comment
-                h.extend(0u16.to_le_bytes()); // disk
-                h.extend(0u16.to_le_bytes()); // internal attributes
-                h.extend((0o100644u32 << 16).to_le_bytes()); // external: a regular file
-                h.extend(offset32.to_le_bytes());
-            }
-            h.extend(name.as_bytes());
-            h
-        };
-        let local = header(false);
-        out.write_all(&local)?;
-        central.extend(header(true));
-        let mut input = std::fs::File::open(f)?;
-        let copied = std::io::copy(&mut (&mut input).take(size), &mut out)?;
-        if copied != size {
-            return Err(std::io::Error::other(format!(
-                "{name} changed while zipped"
-            )));
-        }
-        offset += local.len() as u64 + size;
+        zip.start_file(name.join("/"), options)
+            .map_err(std::io::Error::other)?;
+        std::io::copy(&mut std::fs::File::open(f)?, &mut zip)?;
     }
-    let cd_offset = u32::try_from(offset).map_err(|_| too_big("archive over 4 GiB"))?;
-    out.write_all(&central)?;
-    let mut end = Vec::with_capacity(22);
-    end.extend(0x0605_4b50u32.to_le_bytes());
-    end.extend(0u16.to_le_bytes());
-    end.extend(0u16.to_le_bytes());
-    end.extend((files.len() as u16).to_le_bytes());
-    end.extend((files.len() as u16).to_le_bytes());
-    end.extend((central.len() as u32).to_le_bytes());
-    end.extend(cd_offset.to_le_bytes());
-    end.extend(0u16.to_le_bytes());
-    out.write_all(&end)?;
+    let out = zip.finish().map_err(std::io::Error::other)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, to)
-}
-
-/// CRC-32 (IEEE, as zip uses), bitwise with a table built once.
-#[derive(Default)]
-struct Crc32(u32);
-
-impl Crc32 {
-    fn table() -> &'static [u32; 256] {
-        static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-        TABLE.get_or_init(|| {
-            let mut t = [0u32; 256];
-            for (i, e) in t.iter_mut().enumerate() {
-                let mut c = i as u32;
-                for _ in 0..8 {
-                    c = if c & 1 != 0 {
-                        0xEDB8_8320 ^ (c >> 1)
-                    } else {
-                        c >> 1
-                    };
-                }
-                *e = c;
-            }
-            t
-        })
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        let t = Self::table();
-        let mut c = !self.0;
-        for &b in data {
-            c = t[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.0 = !c;
-    }
-
-    fn finish(&self) -> u32 {
-        self.0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        let mut c = Crc32::default();
-        c.update(b"1234");
-        c.update(b"56789");
-        assert_eq!(c.finish(), 0xCBF4_3926);
-    }
 
     #[test]
     fn zip_holds_every_file_with_its_relative_path() {
@@ -533,15 +418,20 @@ mod tests {
         std::fs::create_dir_all(src.join("sub")).unwrap();
         std::fs::write(src.join("one.txt"), "hello\n").unwrap();
         std::fs::write(src.join("sub/two.bin"), [0u8, 1, 2, 255]).unwrap();
+        // A link out of the artifact (to a server file) must not carry that file along.
+        std::os::unix::fs::symlink("/etc/hostname", src.join("leak")).unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("leakdir")).unwrap();
         let to = tmp.path().join("out/1.zip");
         zip_dir(&src, &to).unwrap();
-        let bytes = std::fs::read(&to).unwrap();
-        assert_eq!(&bytes[..4], b"PK\x03\x04");
-        let end = &bytes[bytes.len() - 22..];
-        assert_eq!(&end[..4], b"PK\x05\x06");
-        assert_eq!(u16::from_le_bytes([end[10], end[11]]), 2);
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("one.txthello\n"), "{text}");
-        assert!(text.contains("sub/two.bin"), "{text}");
+        let mut z = zip::ZipArchive::new(std::fs::File::open(&to).unwrap()).unwrap();
+        let mut names: Vec<String> = z.file_names().map(|n| n.unwrap().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["one.txt", "sub/two.bin"]);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut z.by_name("one.txt").unwrap(), &mut text).unwrap();
+        assert_eq!(text, "hello\n");
+        let mut bin = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name("sub/two.bin").unwrap(), &mut bin).unwrap();
+        assert_eq!(bin, [0u8, 1, 2, 255]);
     }
 }
