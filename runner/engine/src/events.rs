@@ -297,6 +297,19 @@ pub enum RunEvent {
         environment: String,
         line: String,
     },
+    /// Delivery: a deployment's record changed. `record` is the delivery crate's
+    /// `DeploymentRecord` as JSON (masked; opaque to the engine): the deployment history
+    /// subscribes to it, and notifiers read the deployment's context (run, commit, actor,
+    /// job, health, rollback) from it. `notice` names the news a notifier reports, when
+    /// the change is news (`refused`, `job_failed`, `unhealthy`, `succeeded`,
+    /// `rolled_back`, `rollback_failed`).
+    DeploymentRecorded {
+        environment: String,
+        repository: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
+        record: serde_json::Value,
+    },
     /// Delivery: a notification (Slack) could not be delivered; never fails the run.
     NotificationWarning {
         message: String,
@@ -342,6 +355,7 @@ impl RunEvent {
             | RunEvent::RollbackStarted { .. }
             | RunEvent::RollbackOutput { .. }
             | RunEvent::NotificationWarning { .. }
+            | RunEvent::DeploymentRecorded { .. }
             | RunEvent::RolledBack { .. } => None,
             RunEvent::JobQueued { job, .. }
             | RunEvent::JobStarted { job, .. }
