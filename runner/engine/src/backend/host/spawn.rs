@@ -525,7 +525,13 @@ mod tests {
         )
         .await;
         assert_eq!(code, 0);
-        let ign = out.lines().next().unwrap().split_whitespace().nth(1).unwrap();
+        let ign = out
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
         let mask = u64::from_str_radix(ign, 16).unwrap();
         for sig in [libc::SIGINT, libc::SIGQUIT] {
             assert_eq!(mask & (1 << (sig - 1)), 0, "signal {sig} ignored: {out}");
