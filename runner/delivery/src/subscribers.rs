@@ -343,3 +343,60 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::Decision;
+    use gantry_engine::events::EventBus;
+
+    fn recorded(rec: &DeploymentRecord) -> RunEvent {
+        RunEvent::DeploymentRecorded {
+            environment: rec.environment.clone(),
+            repository: "acme/shop".into(),
+            notice: None,
+            record: serde_json::to_value(rec).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_on_the_stream_are_in_the_history_once_flushed_and_approvals_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open_repo(dir.path()).await.unwrap();
+        let bus = EventBus::new();
+        let subs = DeliverySubscribers::start(
+            bus.subscribe(),
+            Some(history.clone()),
+            None,
+            dir.path().to_path_buf(),
+            EventSink::new(bus.clone(), crate::notify::masker(Vec::new())),
+        );
+        let mut rec = DeploymentRecord::new(
+            "staging",
+            "7",
+            "ci",
+            "deploy",
+            "abc",
+            "refs/heads/main",
+            "dave",
+        );
+        rec.approvals = vec![Decision {
+            by: "alice".into(),
+            approved: true,
+            comment: None,
+            at: chrono::Utc::now(),
+        }];
+        rec.status = crate::history::status::DEPLOYING.into();
+        bus.emit(recorded(&rec));
+        rec.status = crate::history::status::SUCCEEDED.into();
+        bus.emit(recorded(&rec));
+        subs.flush().await;
+        let list = history.list(None, 10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].status, crate::history::status::SUCCEEDED);
+        assert_eq!(list[0].approvals.len(), 1, "approvals are added once");
+        bus.close();
+        // A flush after the end of the stream returns at once.
+        subs.flush().await;
+    }
+}
