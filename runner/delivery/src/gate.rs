@@ -358,6 +358,7 @@ impl DeliveryGates for Delivery {
             &req.actor,
         );
         if let Err(reason) = env.check_ref(&req.git_ref) {
+            let reason = reason.to_string();
             return Err(self.refuse(req, rec, status::BLOCKED, reason).await);
         }
         if env.needs_approval() {
