@@ -113,7 +113,6 @@ impl DeliveryBuilder {
             bus.subscribe(),
             self.d.history.clone(),
             notifier,
-            self.d.root.clone(),
             self.d.sink.clone(),
         ));
         self.d

@@ -143,7 +143,16 @@ impl Delivery {
 
     /// The subject line of a commit of the repository (`None` when git cannot tell).
     pub(crate) fn commit_message(&self, sha: &str) -> Option<String> {
-        crate::subscribers::commit_message(&self.root, sha)
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["log", "-1", "--format=%s", sha])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     /// Emits the record (the history subscriber saves it; with a `notice`, Slack says
@@ -158,10 +167,15 @@ impl Delivery {
         then: Option<RunEvent>,
     ) {
         match serde_json::to_value(rec) {
+            // The commit's subject is read here, not by the subscriber, so that this
+            // delivery's sink masks it (with this environment's secrets too).
             Ok(record) => self.sink.emit(RunEvent::DeploymentRecorded {
                 environment: req.environment.clone(),
                 repository: req.repository.clone(),
                 notice: notice.map(str::to_string),
+                commit_message: notice
+                    .filter(|_| self.notifier().is_some())
+                    .and_then(|_| self.commit_message(&rec.sha)),
                 record,
             }),
             Err(e) => tracing::warn!("deployment history: {e}"),

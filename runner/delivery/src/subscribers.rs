@@ -19,7 +19,6 @@
 //! answered.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use gantry_engine::events::{RunEvent, Subscription};
@@ -53,20 +52,6 @@ fn job_result_of(message: &str) -> &str {
     message.strip_prefix("deploy job ").unwrap_or(message)
 }
 
-/// The subject line of a commit of the repository at `root` (`None` when git cannot tell).
-pub(crate) fn commit_message(root: &std::path::Path, sha: &str) -> Option<String> {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["log", "-1", "--format=%s", sha])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 /// The running history and Slack subscribers of one run (one per event stream: every
 /// [`crate::Delivery`] of a run shares them, or each would write and send twice).
 pub struct DeliverySubscribers {
@@ -85,7 +70,6 @@ impl DeliverySubscribers {
         sub: Subscription,
         history: Option<History>,
         notifier: Option<SlackNotifier>,
-        root: PathBuf,
         warnings: EventSink,
     ) -> Arc<DeliverySubscribers> {
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -95,7 +79,6 @@ impl DeliverySubscribers {
             history,
             approvals_saved: HashSet::new(),
             notifier: notifier.clone(),
-            root,
             run_urls: run_urls.clone(),
             warnings,
             pending: HashMap::new(),
@@ -148,7 +131,6 @@ struct Task {
     /// Deployments whose approvals are in the history (they are added once).
     approvals_saved: HashSet<String>,
     notifier: Option<Arc<SlackNotifier>>,
-    root: PathBuf,
     run_urls: Arc<Mutex<HashMap<String, String>>>,
     warnings: EventSink,
     /// (environment, job) → the last `approval_pending` (reviewers, required count,
@@ -181,6 +163,7 @@ impl Task {
             RunEvent::DeploymentRecorded {
                 repository,
                 notice,
+                commit_message,
                 record,
                 ..
             } => {
@@ -195,7 +178,8 @@ impl Task {
                 if let Some(n) = notice
                     && self.notifier.is_some()
                 {
-                    let n = self.deployment_notification(&rec, repository, n);
+                    let run = self.run_info(&rec, repository, commit_message.clone());
+                    let n = self.deployment_notification(&rec, run, n);
                     self.send(n).await;
                 }
             }
@@ -239,16 +223,17 @@ impl Task {
         }
     }
 
-    fn run_info(&self, rec: &DeploymentRecord, repository: &str) -> RunInfo {
+    fn run_info(
+        &self,
+        rec: &DeploymentRecord,
+        repository: &str,
+        commit_message: Option<String>,
+    ) -> RunInfo {
         RunInfo {
             repository: repository.to_string(),
             git_ref: rec.git_ref.clone(),
             sha: rec.sha.clone(),
-            commit_message: if self.notifier.is_some() {
-                commit_message(&self.root, &rec.sha)
-            } else {
-                None
-            },
+            commit_message,
             actor: rec.actor.clone(),
             workflow: rec.workflow.clone(),
             run_id: rec.run_id.clone(),
@@ -263,7 +248,7 @@ impl Task {
     fn deployment_notification(
         &mut self,
         rec: &DeploymentRecord,
-        repository: &str,
+        run: RunInfo,
         notice: &str,
     ) -> Notification {
         let env = &rec.environment;
@@ -280,7 +265,7 @@ impl Task {
                     event: "approval_requested".into(),
                     status: Status::Waiting,
                     title: format!("Deployment to {env} waits for {required} approval(s)"),
-                    run: self.run_info(rec, repository),
+                    run,
                     approval_command: Some(command),
                     health: None,
                     details: Some(format!("Reviewers: {}", reviewers.join(", "))),
@@ -336,7 +321,7 @@ impl Task {
             event: event.into(),
             status,
             title,
-            run: self.run_info(rec, repository),
+            run,
             approval_command: None,
             health,
             details,
@@ -355,6 +340,7 @@ mod tests {
             environment: rec.environment.clone(),
             repository: "acme/shop".into(),
             notice: None,
+            commit_message: None,
             record: serde_json::to_value(rec).unwrap(),
         }
     }
@@ -368,7 +354,6 @@ mod tests {
             bus.subscribe(),
             Some(history.clone()),
             None,
-            dir.path().to_path_buf(),
             EventSink::new(bus.clone(), crate::notify::masker(Vec::new())),
         );
         let mut rec = DeploymentRecord::new(

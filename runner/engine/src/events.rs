@@ -301,13 +301,16 @@ pub enum RunEvent {
     /// `DeploymentRecord` as JSON (masked; opaque to the engine): the deployment history
     /// subscribes to it, and notifiers read the deployment's context (run, commit, actor,
     /// job, health, rollback) from it. `notice` names the news a notifier reports, when
-    /// the change is news (`refused`, `job_failed`, `unhealthy`, `succeeded`,
-    /// `rolled_back`, `rollback_failed`).
+    /// the change is news (`approval_requested`, `refused`, `job_failed`, `unhealthy`,
+    /// `succeeded`, `rolled_back`, `rollback_failed`); `commit_message` is the commit's
+    /// subject line for that news (read only when a notifier listens).
     DeploymentRecorded {
         environment: String,
         repository: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         notice: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit_message: Option<String>,
         record: serde_json::Value,
     },
     /// Delivery: a notification (Slack) could not be delivered; never fails the run.
