@@ -12,12 +12,15 @@ use crate::history::History;
 use crate::notify;
 use crate::notify::slack::{SlackNotifier, SlackTarget};
 use crate::rollback::Redeploy;
-use gantry_engine::events::RunEvent;
+use crate::subscribers::DeliverySubscribers;
+use gantry_engine::events::{EventBus, RunEvent};
 
 /// Builds a [`Delivery`].
 pub struct DeliveryBuilder {
     pub(crate) d: Delivery,
-    pub(crate) bus: Option<gantry_engine::events::EventBus>,
+    pub(crate) bus: Option<EventBus>,
+    pub(crate) notifier: Option<SlackNotifier>,
+    pub(crate) subscribers: Option<Arc<DeliverySubscribers>>,
 }
 
 impl DeliveryBuilder {
@@ -55,6 +58,7 @@ impl DeliveryBuilder {
         self
     }
 
+    /// The deployment history: read by the gate, written by the history subscriber.
     pub fn history(mut self, h: History) -> Self {
         self.d.history = Some(h);
         self
@@ -70,34 +74,67 @@ impl DeliveryBuilder {
         self
     }
 
+    /// The Slack notifier of the Slack subscriber (instead of the config's).
     pub fn notifier(mut self, n: SlackNotifier) -> Self {
-        self.d.notifier = Some(n);
+        self.notifier = Some(n);
         self
     }
 
-    /// Builds; the Slack notifier comes from the config unless one was given. Config
-    /// values like `${{ secrets.SLACK_WEBHOOK_URL }}` are resolved from the secrets.
+    /// Emit to the history and Slack subscribers another delivery of the run started on
+    /// the same stream ([`Delivery::subscribers`]) instead of starting them again, which
+    /// would save every record and send every message once per delivery. The history and
+    /// notifier given to this builder then only serve reads and run-level messages.
+    pub fn subscribers(mut self, s: Arc<DeliverySubscribers>) -> Self {
+        self.subscribers = Some(s);
+        self
+    }
+
+    /// Builds (in a tokio runtime: the subscribers run on a task of their own); the Slack
+    /// notifier comes from the config unless one was given. Config values like
+    /// `${{ secrets.SLACK_WEBHOOK_URL }}` are resolved from the secrets. Without
+    /// [`DeliveryBuilder::run_events`] the gate's events go to a stream of its own, so
+    /// the history and Slack subscribers still hear them.
     pub fn build(mut self) -> Delivery {
-        if let Some(bus) = self.bus.take() {
-            self.d.sink = EventSink::new(bus, self.d.mask.clone());
+        let bus = match self.bus.take() {
+            Some(bus) => bus,
+            None => {
+                let own = EventBus::new();
+                self.d.own_bus = Some(own.clone());
+                own
+            }
+        };
+        self.d.sink = EventSink::new(bus.clone(), self.d.mask.clone());
+        if let Some(s) = self.subscribers.take() {
+            self.d.subscribers = Some(s);
+            return self.d;
         }
-        if self.d.notifier.is_none()
-            && let Some(s) = &self.d.config.notifications.slack
-        {
-            match slack_target(s, &self.d.secrets) {
-                Ok(target) => {
-                    self.d.notifier = Some(
-                        SlackNotifier::new(target, self.d.mask.clone())
-                            .with_events(s.events.clone())
-                            .with_mentions(s.mention_on_failure.clone()),
-                    )
-                }
-                Err(e) => self.d.sink.emit(RunEvent::NotificationWarning {
+        let notifier = self.notifier.take().or_else(|| self.config_notifier());
+        self.d.subscribers = Some(DeliverySubscribers::start(
+            bus.subscribe(),
+            self.d.history.clone(),
+            notifier,
+            self.d.sink.clone(),
+        ));
+        self.d
+    }
+
+    /// The notifier `notifications.slack` configures (a warning event when its target
+    /// cannot be resolved).
+    fn config_notifier(&self) -> Option<SlackNotifier> {
+        let s = self.d.config.notifications.slack.as_ref()?;
+        match slack_target(s, &self.d.secrets) {
+            Ok(target) => Some(
+                SlackNotifier::new(target, self.d.mask.clone())
+                    .with_events(s.events.clone())
+                    .with_mentions(s.mention_on_failure.clone()),
+            ),
+            Err(e) => {
+                self.d.sink.emit(RunEvent::NotificationWarning {
                     message: format!("Slack notifications disabled: {e}"),
-                }),
+                });
+                None
             }
         }
-        self.d
     }
 }
 

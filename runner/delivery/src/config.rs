@@ -165,12 +165,23 @@ pub enum Expect {
     Regex(regex::Regex),
 }
 
+/// An `expect: /regex/` that is not a valid regex.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid regex {text}: {source}")]
+pub struct ExpectError {
+    text: String,
+    source: regex::Error,
+}
+
 impl Expect {
-    pub fn parse(text: &str) -> Result<Expect, String> {
+    pub fn parse(text: &str) -> Result<Expect, ExpectError> {
         if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
             regex::Regex::new(&text[1..text.len() - 1])
                 .map(Expect::Regex)
-                .map_err(|e| format!("invalid regex {text}: {e}"))
+                .map_err(|source| ExpectError {
+                    text: text.to_string(),
+                    source,
+                })
         } else {
             Ok(Expect::Value(text.to_string()))
         }

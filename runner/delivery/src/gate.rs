@@ -22,8 +22,9 @@ use crate::events::{EventSink, short};
 use crate::health::{self, HealthReport, ProbeContext};
 use crate::history::{DeploymentRecord, History, RollbackRecord, status};
 use crate::notify::slack::{Mask, SlackNotifier};
-use crate::notify::{self, Notification, RunInfo, Status};
+use crate::notify::{self, Notification};
 use crate::rollback::{self, Redeploy};
+use crate::subscribers::{DeliverySubscribers, job_failed_message, notice};
 use gantry_engine::events::RunEvent;
 
 mod wait;
@@ -35,16 +36,30 @@ pub struct Delivery {
     pub(crate) config: DeliveryConfig,
     pub(crate) root: PathBuf,
     pub(crate) store: ApprovalStore,
+    /// Read only (a rollback's previous deployment); records are written by the history
+    /// subscriber of [`DeliverySubscribers`].
     pub(crate) history: Option<History>,
-    pub(crate) notifier: Option<SlackNotifier>,
     pub(crate) sink: EventSink,
+    /// The history and Slack subscribers of the run's event stream (set by the builder).
+    pub(crate) subscribers: Option<Arc<DeliverySubscribers>>,
+    /// The stream the builder made when given none; closed when the delivery is dropped,
+    /// which ends its subscribers.
+    pub(crate) own_bus: Option<gantry_engine::events::EventBus>,
     pub(crate) prompt: Option<Arc<dyn ApprovalPrompt>>,
     pub(crate) secrets: IndexMap<String, String>,
     pub(crate) mask: Mask,
     pub(crate) redeploy: Option<Arc<dyn Redeploy>>,
     pub(crate) poll_interval: Duration,
-    pub(crate) run_urls: Mutex<HashMap<String, String>>,
     pub(crate) active: Mutex<HashMap<Key, (DeploymentRecord, Admission)>>,
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // Ends the subscribers of a stream only this delivery emitted to.
+        if let Some(bus) = &self.own_bus {
+            bus.close();
+        }
+    }
 }
 
 type PromptFuture = Pin<Box<dyn Future<Output = Option<PromptAnswer>> + Send>>;
@@ -55,19 +70,21 @@ impl Delivery {
         let root = root.into();
         DeliveryBuilder {
             bus: None,
+            notifier: None,
+            subscribers: None,
             d: Delivery {
                 store: ApprovalStore::for_repo(&root),
                 root,
                 config,
                 history: None,
-                notifier: None,
                 sink: EventSink::default(),
+                subscribers: None,
+                own_bus: None,
                 prompt: None,
                 secrets: IndexMap::new(),
                 mask: notify::masker(Vec::new()),
                 redeploy: None,
                 poll_interval: Duration::from_millis(500),
-                run_urls: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
             },
         }
@@ -96,19 +113,25 @@ impl Delivery {
     }
 
     pub fn notifier(&self) -> Option<&SlackNotifier> {
-        self.notifier.as_ref()
+        self.subscribers.as_ref()?.notifier()
+    }
+
+    /// The history and Slack subscribers this delivery emits to (to share them with the
+    /// other deliveries of the run: [`DeliveryBuilder::subscribers`]).
+    pub fn subscribers(&self) -> Option<&Arc<DeliverySubscribers>> {
+        self.subscribers.as_ref()
     }
 
     /// A link to the run shown in messages.
     pub fn set_run_url(&self, run_id: &str, url: &str) {
-        self.run_urls
-            .lock()
-            .unwrap()
-            .insert(run_id.into(), url.into());
+        if let Some(s) = &self.subscribers {
+            s.set_run_url(run_id, url);
+        }
     }
 
+    /// Sends a run-level message (the run reporter) through the Slack subscriber's notifier.
     pub(crate) async fn send(&self, n: Notification) {
-        if let Some(notifier) = &self.notifier
+        if let Some(notifier) = self.notifier()
             && let Err(e) = notifier.notify(&n).await
         {
             tracing::warn!("{e}");
@@ -132,28 +155,36 @@ impl Delivery {
             .filter(|s| !s.is_empty())
     }
 
-    fn run_info(&self, req: &DeploymentRequest) -> RunInfo {
-        let commit_message = self.commit_message(&req.sha);
-        RunInfo {
-            repository: req.repository.clone(),
-            git_ref: req.git_ref.clone(),
-            sha: req.sha.clone(),
-            commit_message,
-            actor: req.actor.clone(),
-            workflow: req.workflow.clone(),
-            run_id: req.run_id.clone(),
-            run_url: self.run_urls.lock().unwrap().get(&req.run_id).cloned(),
-            job: Some(req.job_name.clone()),
-            environment: Some(req.environment.clone()),
-            duration: None,
+    /// Emits the record (the history subscriber saves it; with a `notice`, Slack says
+    /// it), then `then`, and waits until the subscribers have handled both: the history
+    /// holds the record before the gate goes on (a later rollback reads it back) and
+    /// before `admit` / `verify` return.
+    pub(super) async fn record(
+        &self,
+        req: &DeploymentRequest,
+        rec: &DeploymentRecord,
+        notice: Option<&str>,
+        then: Option<RunEvent>,
+    ) {
+        match serde_json::to_value(rec) {
+            // The commit's subject is read here, not by the subscriber, so that this
+            // delivery's sink masks it (with this environment's secrets too).
+            Ok(record) => self.sink.emit(RunEvent::DeploymentRecorded {
+                environment: req.environment.clone(),
+                repository: req.repository.clone(),
+                notice: notice.map(str::to_string),
+                commit_message: notice
+                    .filter(|_| self.notifier().is_some())
+                    .and_then(|_| self.commit_message(&rec.sha)),
+                record,
+            }),
+            Err(e) => tracing::warn!("deployment history: {e}"),
         }
-    }
-
-    async fn record(&self, rec: &DeploymentRecord) {
-        if let Some(h) = &self.history
-            && let Err(e) = h.save(rec).await
-        {
-            tracing::warn!("deployment history: {e}");
+        if let Some(ev) = then {
+            self.sink.emit(ev);
+        }
+        if let Some(s) = &self.subscribers {
+            s.flush().await;
         }
     }
 
@@ -166,21 +197,12 @@ impl Delivery {
     ) -> String {
         rec.status = st.into();
         rec.message = Some(reason.clone());
-        self.record(&rec).await;
-        self.sink.emit(RunEvent::GateRefused {
+        let refused = RunEvent::GateRefused {
             environment: req.environment.clone(),
             reason: reason.clone(),
-        });
-        self.send(Notification {
-            event: "deployment_failed".into(),
-            status: Status::Failure,
-            title: format!("Deployment to {} refused", req.environment),
-            run: self.run_info(req),
-            approval_command: None,
-            health: None,
-            details: Some(reason.clone()),
-        })
-        .await;
+        };
+        self.record(req, &rec, Some(notice::REFUSED), Some(refused))
+            .await;
         reason
     }
 
@@ -350,26 +372,22 @@ impl DeliveryGates for Delivery {
             &req.actor,
         );
         if let Err(reason) = env.check_ref(&req.git_ref) {
+            let reason = reason.to_string();
             return Err(self.refuse(req, rec, status::BLOCKED, reason).await);
         }
         if env.needs_approval() {
             rec.status = status::WAITING.into();
-            self.record(&rec).await;
             self.store.sweep_abandoned();
-            let result = self.wait_for_approval(req, env, &cancel).await;
+            let result = self.wait_for_approval(req, env, &rec, &cancel).await;
             // History keeps the decisions that counted under the rules, nothing else.
             let decided = self
                 .store
                 .get(&req.run_id, &req.environment)
                 .ok()
                 .map(|d| crate::approval::verdict(&d, env, &req.actor).counted);
-            if let Some(counted) = &decided {
-                rec.approvals = counted.clone();
-                if let Some(h) = &self.history
-                    && let Err(e) = h.add_approvals(&rec.id, counted).await
-                {
-                    tracing::warn!("deployment history: {e}");
-                }
+            // The history subscriber adds them with the next record.
+            if let Some(counted) = decided {
+                rec.approvals = counted;
             }
             self.store.remove(&req.run_id, &req.environment);
             if let Err((st, reason)) = result {
@@ -406,10 +424,10 @@ impl DeliveryGates for Delivery {
         }
         admission.vars = env.vars.clone();
         rec.status = status::DEPLOYING.into();
-        self.record(&rec).await;
-        self.sink.emit(RunEvent::GateAdmitted {
+        let admitted = RunEvent::GateAdmitted {
             environment: req.environment.clone(),
-        });
+        };
+        self.record(req, &rec, None, Some(admitted)).await;
         self.active.lock().unwrap().insert(
             (
                 req.run_id.clone(),
@@ -462,30 +480,17 @@ impl DeliveryGates for Delivery {
             rec.inputs = r.recorded_inputs(req).await;
             notify::slack::mask_json(&mut rec.inputs, &*self.mask);
         }
-        let run = self.run_info(req);
         if outcome.job_result != "success" {
             rec.status = status::FAILED.into();
-            rec.message = Some(format!("deploy job {}", outcome.job_result));
-            self.record(&rec).await;
-            self.sink.emit(RunEvent::DeploymentFailed {
+            let message = job_failed_message(&outcome.job_result);
+            rec.message = Some(message.clone());
+            let failed = RunEvent::DeploymentFailed {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
-                message: format!("deploy job {}", outcome.job_result),
-            });
-            self.send(Notification {
-                event: "deployment_failed".into(),
-                status: Status::Failure,
-                title: format!(
-                    "Deployment of {} to {} failed",
-                    short(&req.sha),
-                    req.environment
-                ),
-                run,
-                approval_command: None,
-                health: None,
-                details: Some(format!("The deploy job's result: {}", outcome.job_result)),
-            })
-            .await;
+                message,
+            };
+            self.record(req, &rec, Some(notice::JOB_FAILED), Some(failed))
+                .await;
             return Verification::Passed;
         }
         let report = self
@@ -501,25 +506,15 @@ impl DeliveryGates for Delivery {
         };
         let Some(report) = failed_report else {
             rec.status = status::SUCCEEDED.into();
-            self.record(&rec).await;
-            self.sink.emit(RunEvent::DeploymentSucceeded {
+            let succeeded = RunEvent::DeploymentSucceeded {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
                 url: rec.url.clone(),
-            });
-            self.send(Notification {
-                event: "deployment_succeeded".into(),
-                status: Status::Success,
-                title: format!("Deployed {} to {}", short(&req.sha), req.environment),
-                run,
-                approval_command: None,
-                health: rec.health.as_ref().map(HealthReport::summary),
-                details: rec.url.as_ref().map(|u| format!("<{u}|{u}>")),
-            })
-            .await;
+            };
+            self.record(req, &rec, Some(notice::SUCCEEDED), Some(succeeded))
+                .await;
             return Verification::Passed;
         };
-        let figures = report.summary();
         rec.health = Some(report.clone());
         let on_failure = env
             .health_check
@@ -535,26 +530,13 @@ impl DeliveryGates for Delivery {
             );
             rec.status = status::FAILED.into();
             rec.message = Some(message.clone());
-            self.record(&rec).await;
-            self.sink.emit(RunEvent::DeploymentFailed {
+            let failed = RunEvent::DeploymentFailed {
                 environment: req.environment.clone(),
                 sha: req.sha.clone(),
                 message: message.clone(),
-            });
-            self.send(Notification {
-                event: "deployment_failed".into(),
-                status: Status::Failure,
-                title: format!(
-                    "Deployment of {} to {} is unhealthy",
-                    short(&req.sha),
-                    req.environment
-                ),
-                run,
-                approval_command: None,
-                health: Some(figures),
-                details: Some(message.clone()),
-            })
-            .await;
+            };
+            self.record(req, &rec, Some(notice::UNHEALTHY), Some(failed))
+                .await;
             return Verification::Failed { message };
         }
         let rb = self.roll_back(req, env, &rec, &admission).await;
@@ -577,29 +559,13 @@ impl DeliveryGates for Delivery {
             healthy: rb.health.as_ref().map(|h| h.passed),
             message: message.clone(),
         };
-        let succeeded = rb.succeeded;
+        let news = if rb.succeeded {
+            notice::ROLLED_BACK
+        } else {
+            notice::ROLLBACK_FAILED
+        };
         rec.rollback = Some(rb);
-        self.record(&rec).await;
-        self.sink.emit(event);
-        self.send(Notification {
-            event: if succeeded {
-                "rolled_back"
-            } else {
-                "deployment_failed"
-            }
-            .into(),
-            status: Status::Failure,
-            title: if succeeded {
-                format!("{} rolled back", req.environment)
-            } else {
-                format!("{}: rollback failed", req.environment)
-            },
-            run,
-            approval_command: None,
-            health: Some(figures),
-            details: Some(message.clone()),
-        })
-        .await;
+        self.record(req, &rec, Some(news), Some(event)).await;
         Verification::Failed { message }
     }
 }

@@ -498,12 +498,17 @@ pub enum PathSeg {
     Index(usize),
 }
 
+/// A JSON path the probe cannot follow (the message names it and shows the forms).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON path `{0}` (use e.g. $.status or $.a.b[0])")]
+pub struct JsonPathError(String);
+
 /// Parses `$`, `$.a.b`, `$.a[0].b`, `$['a b']`, `a.b` (leading `$` optional).
-pub fn parse_json_path(path: &str) -> Result<Vec<PathSeg>, String> {
+pub fn parse_json_path(path: &str) -> Result<Vec<PathSeg>, JsonPathError> {
     let s = path.trim();
     let mut rest = s.strip_prefix('$').unwrap_or(s);
     let mut out = Vec::new();
-    let bad = || format!("invalid JSON path `{path}` (use e.g. $.status or $.a.b[0])");
+    let bad = || JsonPathError(path.to_string());
     let mut first = !s.starts_with('$');
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('[') {

@@ -16,6 +16,7 @@ pub mod notify;
 pub mod policy;
 pub mod report;
 pub mod rollback;
+pub mod subscribers;
 
 use std::path::Path;
 
@@ -23,6 +24,7 @@ pub use builder::{DeliveryBuilder, slack_target};
 pub use config::{DeliveryConfig, config_from_node};
 pub use gate::Delivery;
 pub use report::{RunReportContext, spawn_run_reporter};
+pub use subscribers::DeliverySubscribers;
 
 use gantry_workflow::{Diagnostic, Loaded, Node, Severity, Span, Spanned};
 

@@ -4,8 +4,29 @@ use std::time::Duration;
 
 use crate::config::EnvironmentConfig;
 
+/// Why a duration could not be read (the message names the text and what would do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
+/// Why a ref may not deploy to an environment (its branch or tag rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RefNotAllowed(String);
+
+/// A gate's refusal reason is text (`DeliveryGates::admit`'s error).
+impl From<RefNotAllowed> for String {
+    fn from(e: RefNotAllowed) -> String {
+        e.0
+    }
+}
+
 /// Parses `30s`, `5m`, `24h`, `2d`, `1h30m`, `250ms`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    parse_duration_text(text).map_err(DurationError)
+}
+
+fn parse_duration_text(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
         return Err("empty duration".into());
@@ -98,7 +119,7 @@ pub fn fnmatch(pattern: &str, text: &str) -> bool {
 
 impl EnvironmentConfig {
     /// The deployment branch/tag policy: `Err` says why `git_ref` may not deploy here.
-    pub fn check_ref(&self, git_ref: &str) -> Result<(), String> {
+    pub fn check_ref(&self, git_ref: &str) -> Result<(), RefNotAllowed> {
         if self.branches.is_none() && self.tags.is_none() {
             return Ok(());
         }
@@ -116,7 +137,7 @@ impl EnvironmentConfig {
         {
             return Ok(());
         }
-        Err(format!(
+        Err(RefNotAllowed(format!(
             "{kind_} `{name}` may not deploy to environment `{}` (allowed {}s: {})",
             self.name,
             kind_,
@@ -125,6 +146,6 @@ impl EnvironmentConfig {
             } else {
                 patterns.join(", ")
             }
-        ))
+        )))
     }
 }

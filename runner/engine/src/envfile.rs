@@ -324,15 +324,15 @@ impl FileCommandFiles {
     /// Creates `<temp>/_runner_file_commands/<uuid>/{set_output,set_env,add_path,
     /// save_state,step_summary}`, empty, under one new uuid: a spare directory parked by an
     /// earlier step of the run when there is one, else new.
-    pub fn create(runner_temp: &Path) -> io::Result<FileCommandFiles> {
+    pub fn create(spares: &spare::SparePool, runner_temp: &Path) -> io::Result<FileCommandFiles> {
         let dir = runner_temp.join(FILE_COMMANDS_DIR);
         let uuid = uuid::Uuid::new_v4().to_string();
         let step_dir = dir.join(&uuid);
-        let taken = spare::take_dir(runner_temp, &step_dir)
+        let taken = spares.take_dir(runner_temp, &step_dir)
             // A job's first step: its `_runner_file_commands` may not exist yet.
             || (!dir.is_dir()
                 && std::fs::create_dir_all(&dir).is_ok()
-                && spare::take_dir(runner_temp, &step_dir));
+                && spares.take_dir(runner_temp, &step_dir));
         if !taken {
             match std::fs::create_dir(&step_dir) {
                 Ok(()) => {}
@@ -386,9 +386,9 @@ impl FileCommandFiles {
 
     /// Takes the files away from their paths (errors ignored; a later step gets new ones
     /// anyway): the directory is parked as a spare for later steps, or deleted.
-    pub fn remove(&self) {
+    pub fn remove(&self, spares: &spare::SparePool) {
         let temp = self.dir.parent().unwrap_or(&self.dir);
-        if !spare::park_dir(temp, &self.step_dir, &FILE_NAMES) {
+        if !spares.park_dir(temp, &self.step_dir, &FILE_NAMES) {
             let _ = std::fs::remove_dir_all(&self.step_dir);
         }
     }
@@ -398,6 +398,9 @@ pub mod spare;
 
 #[cfg(test)]
 mod tests {
+    /// The tests' pool (each test works in its own directories, as runs do).
+    static SPARES: std::sync::LazyLock<std::sync::Arc<spare::SparePool>> =
+        std::sync::LazyLock::new(Default::default);
     use super::*;
 
     fn kv(text: &str) -> Vec<(String, String)> {
@@ -512,7 +515,7 @@ mod tests {
     #[test]
     fn command_files_replaced_by_links_out_of_temp_are_refused() {
         let (_tmp, temp) = job_temp();
-        let f = FileCommandFiles::create(&temp).unwrap();
+        let f = FileCommandFiles::create(&SPARES, &temp).unwrap();
         let host = temp.parent().unwrap().join("host-secret");
         std::fs::write(&host, "HOST=secret-value\n").unwrap();
         std::fs::remove_file(&f.env).unwrap();
@@ -543,7 +546,7 @@ mod tests {
     #[test]
     fn files_and_summary() {
         let tmp = tempfile::tempdir().unwrap();
-        let f = FileCommandFiles::create(tmp.path()).unwrap();
+        let f = FileCommandFiles::create(&SPARES, tmp.path()).unwrap();
         assert!(
             f.output
                 .ends_with(format!("{FILE_COMMANDS_DIR}/{}/set_output", f.uuid))
@@ -573,7 +576,7 @@ mod tests {
             read_step_summary(&f.summary, mask).unwrap(),
             StepSummary::TooLarge { .. }
         ));
-        f.remove();
+        f.remove(&SPARES);
         assert!(!f.output.exists());
         assert_eq!(read_path_file(&f.path).unwrap(), Vec::<String>::new());
     }
@@ -593,10 +596,10 @@ mod tests {
     #[test]
     fn spares_are_recycled_empty_under_new_names() {
         let (tmp, temp) = job_temp();
-        let a = FileCommandFiles::create(&temp).unwrap();
+        let a = FileCommandFiles::create(&SPARES, &temp).unwrap();
         std::fs::write(&a.output, "secret=x\n").unwrap();
         let (dir_ino, out_ino) = (ino(&a.step_dir), ino(&a.output));
-        a.remove();
+        a.remove(&SPARES);
         assert!(!a.step_dir.exists() && !a.output.exists());
         let spare_dir = tmp.path().join(spare::SPARE_DIR);
         // Parked emptied: nothing the step wrote survives it.
@@ -605,7 +608,7 @@ mod tests {
                 assert_eq!(f.unwrap().metadata().unwrap().len(), 0);
             }
         }
-        let b = FileCommandFiles::create(&temp).unwrap();
+        let b = FileCommandFiles::create(&SPARES, &temp).unwrap();
         assert_ne!(a.uuid, b.uuid);
         assert_eq!((ino(&b.step_dir), ino(&b.output)), (dir_ino, out_ino));
         for (_, p) in b.env_vars(|p| p.display().to_string()) {
@@ -613,45 +616,47 @@ mod tests {
         }
         // A directory a step added to (or took a file from) is deleted, not reused.
         std::fs::write(b.step_dir.join("extra"), "x").unwrap();
-        b.remove();
+        b.remove(&SPARES);
         assert!(!b.step_dir.exists());
         assert_eq!(std::fs::read_dir(&spare_dir).unwrap().count(), 0);
-        let c = FileCommandFiles::create(&temp).unwrap();
+        let c = FileCommandFiles::create(&SPARES, &temp).unwrap();
         assert!(!c.step_dir.join("extra").exists());
         std::fs::remove_file(&c.env).unwrap();
         std::os::unix::fs::symlink(&c.output, &c.env).unwrap();
-        c.remove();
+        c.remove(&SPARES);
         assert!(!c.step_dir.exists());
         assert_eq!(std::fs::read_dir(&spare_dir).unwrap().count(), 0);
         // A script reuses a spare file and holds exactly its new text.
         let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
-        let first = sh.write_script(&temp, "echo secret", None).unwrap();
+        let first = sh
+            .write_script(&SPARES, &temp, "echo secret", None)
+            .unwrap();
         let first_ino = ino(&first);
-        crate::shell::Shell::discard_script(&temp, &first);
+        crate::shell::Shell::discard_script(&SPARES, &temp, &first);
         for e in std::fs::read_dir(&spare_dir).unwrap() {
             let bytes = std::fs::read(e.unwrap().path()).unwrap();
             assert!(bytes.iter().all(|b| *b == 0), "parked script kept its text");
         }
-        let script = sh.write_script(&temp, "echo hi", None).unwrap();
+        let script = sh.write_script(&SPARES, &temp, "echo hi", None).unwrap();
         assert_eq!(ino(&script), first_ino);
         assert_eq!(std::fs::read_to_string(&script).unwrap(), "echo hi");
-        crate::shell::Shell::discard_script(&temp, &script);
+        crate::shell::Shell::discard_script(&SPARES, &temp, &script);
         assert!(!script.exists());
         // A job whose `_runner_file_commands` does not exist yet still gets a spare, and
         // the pool keeps it until then.
-        let a = FileCommandFiles::create(&temp).unwrap();
+        let a = FileCommandFiles::create(&SPARES, &temp).unwrap();
         let spare_ino = ino(&a.step_dir);
-        a.remove();
+        a.remove(&SPARES);
         let temp2 = tmp.path().join("job2").join("_temp");
         std::fs::create_dir_all(&temp2).unwrap();
-        let b = FileCommandFiles::create(&temp2).unwrap();
+        let b = FileCommandFiles::create(&SPARES, &temp2).unwrap();
         assert_eq!(ino(&b.step_dir), spare_ino);
-        b.remove();
+        b.remove(&SPARES);
         // Outside the `<root>/<job>/_temp` layout nothing is parked.
         let other = tmp.path().join("plain");
         std::fs::create_dir_all(&other).unwrap();
-        let d = FileCommandFiles::create(&other).unwrap();
-        d.remove();
+        let d = FileCommandFiles::create(&SPARES, &other).unwrap();
+        d.remove(&SPARES);
         assert!(!d.step_dir.exists());
         assert!(spare::dir_for(&other).is_none());
     }
@@ -660,14 +665,14 @@ mod tests {
     fn leftovers_are_renamed_ahead_for_the_next_step_blank() {
         let (tmp, temp) = job_temp();
         let sh = crate::shell::Shell::resolve(Some("bash"), true).unwrap();
-        let left = spare::Leftovers::default();
+        let left = spare::Leftovers::new(SPARES.clone());
         left.set_ahead(true);
 
         // Step 1 writes outputs and a script with a secret in it.
-        let a = FileCommandFiles::create(&temp).unwrap();
+        let a = FileCommandFiles::create(&SPARES, &temp).unwrap();
         std::fs::write(&a.output, "secret=x\n").unwrap();
         let script = sh
-            .write_script(&temp, "echo s3cr3t-long-script", None)
+            .write_script(&SPARES, &temp, "echo s3cr3t-long-script", None)
             .unwrap();
         let (dir_ino, script_ino) = (ino(&a.step_dir), ino(&script));
         left.files(a.clone());
@@ -688,7 +693,7 @@ mod tests {
             .expect("script renamed ahead");
         assert!(std::fs::read(&ready).unwrap().iter().all(|b| *b == 0));
         let next = sh
-            .write_script(&temp, "echo hi", Some(ready.clone()))
+            .write_script(&SPARES, &temp, "echo hi", Some(ready.clone()))
             .unwrap();
         assert_eq!((next.clone(), ino(&next)), (ready, script_ino));
         assert_eq!(std::fs::read_to_string(&next).unwrap(), "echo hi");
@@ -706,10 +711,12 @@ mod tests {
         std::fs::remove_file(&c_script).unwrap();
         std::os::unix::fs::symlink(&victim, &c_script).unwrap();
         assert!(left.take_files().is_none());
-        let c = FileCommandFiles::create(&temp).unwrap();
+        let c = FileCommandFiles::create(&SPARES, &temp).unwrap();
         assert!(c.step_dir.is_dir());
         let ready = left.take_script(&temp, ".sh");
-        let written = sh.write_script(&temp, "echo three", ready).unwrap();
+        let written = sh
+            .write_script(&SPARES, &temp, "echo three", ready)
+            .unwrap();
         assert_ne!(written, c_script);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&written).unwrap(), "echo three");

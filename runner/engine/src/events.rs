@@ -297,6 +297,22 @@ pub enum RunEvent {
         environment: String,
         line: String,
     },
+    /// Delivery: a deployment's record changed. `record` is the delivery crate's
+    /// `DeploymentRecord` as JSON (masked; opaque to the engine): the deployment history
+    /// subscribes to it, and notifiers read the deployment's context (run, commit, actor,
+    /// job, health, rollback) from it. `notice` names the news a notifier reports, when
+    /// the change is news (`approval_requested`, `refused`, `job_failed`, `unhealthy`,
+    /// `succeeded`, `rolled_back`, `rollback_failed`); `commit_message` is the commit's
+    /// subject line for that news (read only when a notifier listens).
+    DeploymentRecorded {
+        environment: String,
+        repository: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit_message: Option<String>,
+        record: serde_json::Value,
+    },
     /// Delivery: a notification (Slack) could not be delivered; never fails the run.
     NotificationWarning {
         message: String,
@@ -342,6 +358,7 @@ impl RunEvent {
             | RunEvent::RollbackStarted { .. }
             | RunEvent::RollbackOutput { .. }
             | RunEvent::NotificationWarning { .. }
+            | RunEvent::DeploymentRecorded { .. }
             | RunEvent::RolledBack { .. } => None,
             RunEvent::JobQueued { job, .. }
             | RunEvent::JobStarted { job, .. }

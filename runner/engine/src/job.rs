@@ -574,7 +574,7 @@ pub async fn run_job(
         cancel: job_cancel.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),
-        leftovers: Default::default(),
+        leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
     };
     // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
     runner.run_pre_stages(&mut ctx, &mut state).await;

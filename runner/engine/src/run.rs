@@ -224,6 +224,9 @@ pub struct RunShared {
     pub event_json: String,
     /// Programs found on PATH (shells, node) during the run.
     pub programs: crate::shell::ProgramCache,
+    /// Spare inodes for steps' scripts and file-command files (`envfile::spare`): the
+    /// pool's one owner; each job's step runner reaches it through its `Leftovers`.
+    pub spares: Arc<crate::envfile::spare::SparePool>,
 }
 
 impl RunShared {
@@ -360,6 +363,7 @@ pub async fn execute(
         withheld_secrets,
         event_json,
         programs: Default::default(),
+        spares: Default::default(),
         cfg,
     });
     let jobs = crate::scheduler::run_all(shared.clone()).await;

@@ -122,6 +122,7 @@ impl Shell {
     /// [`crate::envfile::spare::Leftovers`]); it is used when it is still there.
     pub fn write_script(
         &self,
+        spares: &crate::envfile::spare::SparePool,
         dir: &Path,
         contents: &str,
         ready: Option<PathBuf>,
@@ -142,7 +143,7 @@ impl Shell {
             .or_else(|| {
                 // A spare (blank) inode from an earlier step, see `envfile::spare`.
                 let p = dir.join(format!("{}{}", uuid::Uuid::new_v4(), self.extension));
-                crate::envfile::spare::take(dir, &p).map(|f| (p, f))
+                spares.take(dir, &p).map(|f| (p, f))
             });
         if let Some((path, mut f)) = reused {
             // The spare holds zero bytes: write over them and cut the rest (cutting within
@@ -182,8 +183,8 @@ impl Shell {
 
     /// Disposes of a script after its step: parked as a spare inode for a later step's
     /// script or file commands, or deleted.
-    pub fn discard_script(dir: &Path, path: &Path) {
-        if !crate::envfile::spare::park(dir, path) {
+    pub fn discard_script(spares: &crate::envfile::spare::SparePool, dir: &Path, path: &Path) {
+        if !spares.park(dir, path) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -414,7 +415,9 @@ mod tests {
     fn script_file_and_which() {
         let tmp = tempfile::tempdir().unwrap();
         let s = Shell::resolve(Some("bash"), true).unwrap();
-        let p = s.write_script(tmp.path(), "echo hé\n", None).unwrap();
+        let p = s
+            .write_script(&Default::default(), tmp.path(), "echo hé\n", None)
+            .unwrap();
         assert_eq!(p.extension().unwrap(), "sh");
         assert_eq!(std::fs::read(&p).unwrap(), "echo hé\n".as_bytes());
         assert!(which("sh", "/nonexistent:/bin:/usr/bin").is_some());

@@ -544,11 +544,10 @@ impl StepRunner<'_> {
             (Status::Failure, IndexMap::new())
         };
         // Fresh file-command files.
-        let files = match self
-            .leftovers
-            .take_files()
-            .map_or_else(|| FileCommandFiles::create(&self.temp_host), Ok)
-        {
+        let files = match self.leftovers.take_files().map_or_else(
+            || FileCommandFiles::create(self.leftovers.pool(), &self.temp_host),
+            Ok,
+        ) {
             Ok(f) => f,
             Err(e) => {
                 return fail(
@@ -688,10 +687,11 @@ impl StepRunner<'_> {
             }
         };
         let ready = self.leftovers.take_script(&self.temp_host, sh.extension);
-        let script_path = match sh.write_script(&self.temp_host, &script, ready) {
-            Ok(p) => p,
-            Err(e) => return fail(self, state, format!("cannot write the script: {e}")),
-        };
+        let script_path =
+            match sh.write_script(self.leftovers.pool(), &self.temp_host, &script, ready) {
+                Ok(p) => p,
+                Err(e) => return fail(self, state, format!("cannot write the script: {e}")),
+            };
         let argv = sh.argv(&program, &self.env.to_job_path(&script_path));
 
         // Working directory.

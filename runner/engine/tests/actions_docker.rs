@@ -169,7 +169,8 @@ async fn dockerfile_action_runs_with_mounts() {
     };
     std::fs::create_dir_all(&paths.workspace).unwrap();
     std::fs::write(paths.workspace.join("marker.txt"), "").unwrap();
-    let files = gantry_engine::envfile::FileCommandFiles::create(&paths.temp).unwrap();
+    let files =
+        gantry_engine::envfile::FileCommandFiles::create(&Default::default(), &paths.temp).unwrap();
     let mut step_env = inputs.env();
     for (k, v) in files.env_vars(|p| p.display().to_string()) {
         step_env.insert(k.to_string(), v);

@@ -12,8 +12,8 @@ use crate::approval::{
     ApprovalState, DecideError, PendingApproval, PromptAnswer, Verdict, Waiter, reassert, verdict,
 };
 use crate::config::EnvironmentConfig;
-use crate::history::status;
-use crate::notify::{Notification, Status};
+use crate::history::{DeploymentRecord, status};
+use crate::subscribers::notice;
 use gantry_engine::events::RunEvent;
 
 impl Delivery {
@@ -22,6 +22,7 @@ impl Delivery {
         &self,
         req: &DeploymentRequest,
         env: &EnvironmentConfig,
+        waiting: &DeploymentRecord,
         cancel: &CancellationToken,
     ) -> Result<Verdict, (&'static str, String)> {
         let pending = PendingApproval {
@@ -48,22 +49,12 @@ impl Delivery {
             job: req.job_name.clone(),
             reviewers: env.reviewers.clone(),
             required_approvals: env.required_approvals,
-            command: command.clone(),
+            command,
         });
-        self.send(Notification {
-            event: "approval_requested".into(),
-            status: Status::Waiting,
-            title: format!(
-                "Deployment to {} waits for {} approval(s)",
-                req.environment, env.required_approvals
-            ),
-            run: self.run_info(req),
-            approval_command: Some(command),
-            health: None,
-            details: Some(format!("Reviewers: {}", env.reviewers.join(", "))),
-        })
-        .await;
-
+        // Then the waiting record: the history has it while the gate waits, and the Slack
+        // subscriber sends `approval_requested` for it (with the event above).
+        self.record(req, waiting, Some(notice::APPROVAL_REQUESTED), None)
+            .await;
         let deadline = tokio::time::Instant::now() + env.approval_timeout;
         let mut prompt = self.ask(&pending, None);
         let mut seen = 0usize;

@@ -14,8 +14,8 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Name of the directory of spares beside the job directories.
 pub const SPARE_DIR: &str = "_spare";
@@ -24,20 +24,25 @@ const MAX_PER_ROOT: usize = 64;
 /// Most work roots remembered (older ones are forgotten, their spares deleted with them).
 const MAX_ROOTS: usize = 8;
 
+#[derive(Debug)]
 struct Root {
     dir: PathBuf,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
 }
 
-static POOL: Mutex<Vec<Root>> = Mutex::new(Vec::new());
-/// Names of parked spares: unique within the process, and the pid keeps two processes
-/// sharing a work root apart.
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn pool() -> std::sync::MutexGuard<'static, Vec<Root>> {
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
+/// The spares of one run, by work root. Owned by the run's shared state
+/// (`RunShared::spares`) and reached through each job's [`Leftovers`]; nothing else parks
+/// or takes spares.
+#[derive(Debug, Default)]
+pub struct SparePool {
+    roots: Mutex<Vec<Root>>,
 }
+
+/// Names of parked spares: unique within the process (pools of concurrent runs may share
+/// a work root), and the pid keeps two processes sharing a work root apart. A name
+/// counter, not state of a pool.
+static SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn spare_name(dir: &Path) -> PathBuf {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -67,104 +72,6 @@ fn empty_regular_file(file: &Path) -> bool {
     }
 }
 
-/// Moves `from` into the spare directory of `runner_temp` and records it. `false` when it
-/// was not parked (the caller deletes it then).
-fn park_path(runner_temp: &Path, from: &Path, is_dir: bool) -> bool {
-    let Some(dir) = dir_for(runner_temp) else {
-        return false;
-    };
-    {
-        let mut pool = pool();
-        match pool.iter().position(|r| r.dir == dir) {
-            Some(i) => {
-                let list = if is_dir {
-                    &pool[i].dirs
-                } else {
-                    &pool[i].files
-                };
-                if list.len() >= MAX_PER_ROOT {
-                    return false;
-                }
-            }
-            None => {
-                if std::fs::create_dir_all(&dir).is_err() {
-                    return false;
-                }
-                if pool.len() >= MAX_ROOTS {
-                    pool.remove(0);
-                }
-                pool.push(Root {
-                    dir: dir.clone(),
-                    files: Vec::new(),
-                    dirs: Vec::new(),
-                });
-            }
-        }
-    }
-    let dst = spare_name(&dir);
-    if std::fs::rename(from, &dst).is_err() {
-        return false;
-    }
-    let mut pool = pool();
-    match pool.iter_mut().find(|r| r.dir == dir) {
-        Some(r) => {
-            if is_dir {
-                r.dirs.push(dst);
-            } else {
-                r.files.push(dst);
-            }
-        }
-        None => {
-            // Forgotten meanwhile: delete it ourselves.
-            let _ = if is_dir {
-                std::fs::remove_dir_all(&dst)
-            } else {
-                std::fs::remove_file(&dst)
-            };
-        }
-    }
-    true
-}
-
-/// Moves a spare of the kind asked for to `dst` (a path that does not exist yet). `false`
-/// when there is no usable spare.
-fn take_path(runner_temp: &Path, dst: &Path, is_dir: bool) -> bool {
-    let Some(dir) = dir_for(runner_temp) else {
-        return false;
-    };
-    loop {
-        let candidate = {
-            let mut pool = pool();
-            let Some(r) = pool.iter_mut().find(|r| r.dir == dir) else {
-                return false;
-            };
-            let list = if is_dir { &mut r.dirs } else { &mut r.files };
-            match list.pop() {
-                Some(c) => c,
-                None => return false,
-            }
-        };
-        match std::fs::rename(&candidate, dst) {
-            Ok(()) => return true,
-            // A spare deleted with its work root meanwhile just fails here: try the next.
-            Err(_) if std::fs::symlink_metadata(&candidate).is_err() => {}
-            // The destination is the problem (its directory is missing, say): keep the
-            // spare for a later step instead of dropping it.
-            Err(_) => {
-                let mut pool = pool();
-                if let Some(r) = pool.iter_mut().find(|r| r.dir == dir) {
-                    if is_dir {
-                        r.dirs.push(candidate);
-                    } else {
-                        r.files.push(candidate);
-                    }
-                }
-                return false;
-            }
-        }
-    }
-}
-
 /// Overwrites the content of `file` (a regular file) with zero bytes, keeping its length.
 /// Unlike truncation this frees no blocks, which matters on filesystems mounted with
 /// `discard`, where every freed block is a device discard.
@@ -188,41 +95,153 @@ fn blank_regular_file(file: &Path) -> bool {
 /// Largest file blanked in place rather than emptied.
 const MAX_BLANKED: u64 = 64 * 1024;
 
-/// Parks `file` (a regular file under `runner_temp`, a step's script), blanked first: what
-/// a step wrote (a script with secrets in it) must not outlive the step. The spare keeps
-/// its length in zero bytes; [`take`]'s caller writes over it and cuts it to size.
-/// `false` when it was not parked; the caller deletes it then.
-pub fn park(runner_temp: &Path, file: &Path) -> bool {
-    dir_for(runner_temp).is_some()
-        && blank_regular_file(file)
-        && park_path(runner_temp, file, false)
-}
-
-/// Moves a spare file to `dst` (a path that does not exist yet) and opens it for writing,
-/// content unchanged (zero bytes, see [`park`]). `None` when there is no usable spare.
-pub fn take(runner_temp: &Path, dst: &Path) -> Option<File> {
-    if !take_path(runner_temp, dst, false) {
-        return None;
+impl SparePool {
+    fn roots(&self) -> std::sync::MutexGuard<'_, Vec<Root>> {
+        self.roots.lock().unwrap_or_else(|e| e.into_inner())
     }
-    use std::os::unix::fs::OpenOptionsExt;
-    match File::options()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dst)
-    {
-        Ok(f) => Some(f),
-        Err(_) => {
-            let _ = std::fs::remove_file(dst);
-            None
+
+    /// Parks `file` (a regular file under `runner_temp`, a step's script), blanked first: what
+    /// a step wrote (a script with secrets in it) must not outlive the step. The spare keeps
+    /// its length in zero bytes; [`SparePool::take`]'s caller writes over it and cuts it to size.
+    /// `false` when it was not parked; the caller deletes it then.
+    pub fn park(&self, runner_temp: &Path, file: &Path) -> bool {
+        dir_for(runner_temp).is_some()
+            && blank_regular_file(file)
+            && self.park_path(runner_temp, file, false)
+    }
+
+    /// Moves a spare file to `dst` (a path that does not exist yet) and opens it for writing,
+    /// content unchanged (zero bytes, see [`SparePool::park`]). `None` when there is no usable spare.
+    pub fn take(&self, runner_temp: &Path, dst: &Path) -> Option<File> {
+        if !self.take_path(runner_temp, dst, false) {
+            return None;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        match File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dst)
+        {
+            Ok(f) => Some(f),
+            Err(_) => {
+                let _ = std::fs::remove_file(dst);
+                None
+            }
         }
     }
-}
 
-/// Parks the directory `dir` if it holds exactly the regular files `names` (a step may have
-/// added, removed or replaced entries: then it is not reused), each emptied. `false` when it
-/// was not parked; the caller deletes it then.
-pub fn park_dir(runner_temp: &Path, dir: &Path, names: &[&str]) -> bool {
-    dir_for(runner_temp).is_some() && reusable_dir(dir, names) && park_path(runner_temp, dir, true)
+    /// Parks the directory `dir` if it holds exactly the regular files `names` (a step may have
+    /// added, removed or replaced entries: then it is not reused), each emptied. `false` when it
+    /// was not parked; the caller deletes it then.
+    pub fn park_dir(&self, runner_temp: &Path, dir: &Path, names: &[&str]) -> bool {
+        dir_for(runner_temp).is_some()
+            && reusable_dir(dir, names)
+            && self.park_path(runner_temp, dir, true)
+    }
+
+    /// Moves a spare directory to `dst` (a path that does not exist yet). Its files are the
+    /// ones it was parked with, empty. `false` when there is no usable spare.
+    pub fn take_dir(&self, runner_temp: &Path, dst: &Path) -> bool {
+        self.take_path(runner_temp, dst, true)
+    }
+
+    /// Moves `from` into the spare directory of `runner_temp` and records it. `false` when it
+    /// was not parked (the caller deletes it then).
+    fn park_path(&self, runner_temp: &Path, from: &Path, is_dir: bool) -> bool {
+        let Some(dir) = dir_for(runner_temp) else {
+            return false;
+        };
+        {
+            let mut pool = self.roots();
+            match pool.iter().position(|r| r.dir == dir) {
+                Some(i) => {
+                    let list = if is_dir {
+                        &pool[i].dirs
+                    } else {
+                        &pool[i].files
+                    };
+                    if list.len() >= MAX_PER_ROOT {
+                        return false;
+                    }
+                }
+                None => {
+                    if std::fs::create_dir_all(&dir).is_err() {
+                        return false;
+                    }
+                    if pool.len() >= MAX_ROOTS {
+                        pool.remove(0);
+                    }
+                    pool.push(Root {
+                        dir: dir.clone(),
+                        files: Vec::new(),
+                        dirs: Vec::new(),
+                    });
+                }
+            }
+        }
+        let dst = spare_name(&dir);
+        if std::fs::rename(from, &dst).is_err() {
+            return false;
+        }
+        let mut pool = self.roots();
+        match pool.iter_mut().find(|r| r.dir == dir) {
+            Some(r) => {
+                if is_dir {
+                    r.dirs.push(dst);
+                } else {
+                    r.files.push(dst);
+                }
+            }
+            None => {
+                // Forgotten meanwhile: delete it ourselves.
+                let _ = if is_dir {
+                    std::fs::remove_dir_all(&dst)
+                } else {
+                    std::fs::remove_file(&dst)
+                };
+            }
+        }
+        true
+    }
+
+    /// Moves a spare of the kind asked for to `dst` (a path that does not exist yet). `false`
+    /// when there is no usable spare.
+    fn take_path(&self, runner_temp: &Path, dst: &Path, is_dir: bool) -> bool {
+        let Some(dir) = dir_for(runner_temp) else {
+            return false;
+        };
+        loop {
+            let candidate = {
+                let mut pool = self.roots();
+                let Some(r) = pool.iter_mut().find(|r| r.dir == dir) else {
+                    return false;
+                };
+                let list = if is_dir { &mut r.dirs } else { &mut r.files };
+                match list.pop() {
+                    Some(c) => c,
+                    None => return false,
+                }
+            };
+            match std::fs::rename(&candidate, dst) {
+                Ok(()) => return true,
+                // A spare deleted with its work root meanwhile just fails here: try the next.
+                Err(_) if std::fs::symlink_metadata(&candidate).is_err() => {}
+                // The destination is the problem (its directory is missing, say): keep the
+                // spare for a later step instead of dropping it.
+                Err(_) => {
+                    let mut pool = self.roots();
+                    if let Some(r) = pool.iter_mut().find(|r| r.dir == dir) {
+                        if is_dir {
+                            r.dirs.push(candidate);
+                        } else {
+                            r.files.push(candidate);
+                        }
+                    }
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Whether `dir` holds exactly the regular files `names`, each emptied now.
@@ -246,12 +265,6 @@ fn reusable_dir(dir: &Path, names: &[&str]) -> bool {
     count == names.len() && names.iter().all(|n| empty_regular_file(&dir.join(n)))
 }
 
-/// Moves a spare directory to `dst` (a path that does not exist yet). Its files are the
-/// ones it was parked with, empty. `false` when there is no usable spare.
-pub fn take_dir(runner_temp: &Path, dst: &Path) -> bool {
-    take_path(runner_temp, dst, true)
-}
-
 /// What a finished step leaves behind: its file-command directory and its script. They are
 /// recycled once the next step's process has started, so the checks and renames run while
 /// that process runs instead of between two processes. When another `run:` step of the job
@@ -262,9 +275,11 @@ pub fn take_dir(runner_temp: &Path, dst: &Path) -> bool {
 /// A renamed-ahead directory or script sits in `RUNNER_TEMP` while the step before the one
 /// it is for runs (empty, under a name no step was given), as GitHub's runner leaves earlier
 /// steps' scripts there.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Leftovers {
     state: Mutex<LeftState>,
+    /// The run's spares: where leftovers are parked and new files taken from.
+    pool: Arc<SparePool>,
 }
 
 #[derive(Debug, Default)]
@@ -283,6 +298,18 @@ enum Leftover {
 }
 
 impl Leftovers {
+    pub fn new(pool: Arc<SparePool>) -> Leftovers {
+        Leftovers {
+            state: Mutex::default(),
+            pool,
+        }
+    }
+
+    /// The run's spare pool, for the step runner's new scripts and file-command files.
+    pub fn pool(&self) -> &SparePool {
+        &self.pool
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, LeftState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -324,7 +351,7 @@ impl Leftovers {
         if t == temp && path.to_str().is_some_and(|p| p.ends_with(extension)) {
             Some(path)
         } else {
-            crate::shell::Shell::discard_script(&t, &path);
+            crate::shell::Shell::discard_script(&self.pool, &t, &path);
             None
         }
     }
@@ -355,7 +382,7 @@ impl Leftovers {
                         self.state().ready_files = Some(next);
                         continue;
                     }
-                    f.remove();
+                    f.remove(&self.pool);
                 }
                 Leftover::Script { temp, path } => {
                     if ahead
@@ -365,7 +392,7 @@ impl Leftovers {
                         self.state().ready_script = Some((temp, next));
                         continue;
                     }
-                    crate::shell::Shell::discard_script(&temp, &path);
+                    crate::shell::Shell::discard_script(&self.pool, &temp, &path);
                 }
             }
         }
@@ -378,10 +405,10 @@ impl Drop for Leftovers {
         self.recycle();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = st.ready_files.take() {
-            f.remove();
+            f.remove(&self.pool);
         }
         if let Some((temp, path)) = st.ready_script.take() {
-            crate::shell::Shell::discard_script(&temp, &path);
+            crate::shell::Shell::discard_script(&self.pool, &temp, &path);
         }
     }
 }

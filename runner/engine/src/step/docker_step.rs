@@ -232,7 +232,7 @@ impl StepRunner<'_> {
         ctx: &Ctx,
         state: &mut JobState,
     ) -> StageOutcome {
-        let files = match FileCommandFiles::create(&self.temp_host) {
+        let files = match FileCommandFiles::create(self.leftovers.pool(), &self.temp_host) {
             Ok(f) => f,
             Err(e) => {
                 self.log(
@@ -251,7 +251,7 @@ impl StepRunner<'_> {
             Ok(d) => d,
             Err(e) => {
                 self.log(i, &state.masker, &format!("Error: {e}"));
-                files.remove();
+                files.remove(self.leftovers.pool());
                 return StageOutcome {
                     outcome: Status::Failure,
                     outputs: IndexMap::new(),

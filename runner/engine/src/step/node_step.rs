@@ -162,7 +162,7 @@ impl StepRunner<'_> {
                 state: Vec::new(),
             }
         };
-        let files = match FileCommandFiles::create(&self.temp_host) {
+        let files = match FileCommandFiles::create(self.leftovers.pool(), &self.temp_host) {
             Ok(f) => f,
             Err(e) => return fail(state, format!("cannot create the file-command files: {e}")),
         };
@@ -209,7 +209,7 @@ impl StepRunner<'_> {
         let mut argv = match self.node_command(i, using, &path, state).await {
             Ok(a) => a,
             Err(e) => {
-                files.remove();
+                files.remove(self.leftovers.pool());
                 return fail(state, format!("{}: {e}", call.uses));
             }
         };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use gantry_delivery::history::{DeploymentRecord, History};
-use gantry_delivery::{Delivery, DeliveryConfig};
+use gantry_delivery::{Delivery, DeliveryConfig, DeliverySubscribers};
 use gantry_engine::events::EventBus;
 use indexmap::IndexMap;
 
@@ -30,6 +30,8 @@ pub struct RunDelivery {
     run_id: String,
     run_url: String,
     bus: Mutex<Option<EventBus>>,
+    /// The run's history and Slack subscribers, shared by every [`Delivery`] of the run.
+    subscribers: Mutex<Option<Arc<DeliverySubscribers>>>,
     by_env: Mutex<HashMap<String, Arc<Delivery>>>,
 }
 
@@ -88,6 +90,7 @@ impl RunDelivery {
             run_id,
             run_url,
             bus: Mutex::new(None),
+            subscribers: Mutex::new(None),
             by_env: Mutex::new(HashMap::new()),
         }))
     }
@@ -98,6 +101,7 @@ impl RunDelivery {
     pub fn attach(&self, bus: &EventBus, actor: &str) -> tokio::task::JoinHandle<()> {
         *self.bus.lock().unwrap() = Some(bus.clone());
         let run_level = Arc::new(self.build(&self.repo_secrets.clone()));
+        *self.subscribers.lock().unwrap() = run_level.subscribers().cloned();
         let ctx = gantry_delivery::RunReportContext {
             actor: actor.to_string(),
             run_url: Some(self.run_url.clone()),
@@ -112,6 +116,9 @@ impl RunDelivery {
         }
         if let Some(bus) = self.bus.lock().unwrap().clone() {
             b = b.run_events(bus);
+        }
+        if let Some(s) = self.subscribers.lock().unwrap().clone() {
+            b = b.subscribers(s);
         }
         let d = b.build();
         d.set_run_url(&self.run_id, &self.run_url);
