@@ -303,6 +303,7 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"Measured {stamp} with `{gantry_bin()}`; machine: {load}.",
+        "",
         f"First push (cold: clones the mirror): accepted in {ms(cold_accept)}, first step after {ms(cold_step)}.",
         "",
         "| measure | goal | result | met |",
