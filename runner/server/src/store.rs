@@ -140,6 +140,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // SQLite takes one writer at a time; more connections only wait on its lock.
             .max_connections(if sqlite { 1 } else { 8 })
+            // A ping before every use costs SQLite a round trip to its connection's thread
+            // (one per statement outside a transaction) and tests nothing: the file is not
+            // a network peer. PostgreSQL's connections can die, so they are pinged.
+            .test_before_acquire(!sqlite)
             // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
             // (durable across a crash of the server; a power loss may lose the last
             // transactions, never corrupt the file).
