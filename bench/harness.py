@@ -527,8 +527,16 @@ def main():
         # Profile findings and what changed are kept by hand in bench/findings.md.
         findings = BENCH / "findings.md"
         notes = "\n" + findings.read_text() if findings.exists() else ""
-        (ROOT / "docs" / "benchmarks.md").write_text(
-            body.replace(f"# Benchmarks — {date}", f"# Benchmarks (latest: {date})", 1) + notes)
+        # The server's section is bench/serve_bench.py's: kept as it was.
+        doc = ROOT / "docs" / "benchmarks.md"
+        old = doc.read_text() if doc.exists() else ""
+        begin, end = "<!-- serve_bench: begin -->", "<!-- serve_bench: end -->"
+        server = ""
+        if begin in old and end in old:
+            server = begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n\n"
+        doc.write_text(
+            body.replace(f"# Benchmarks — {date}", f"# Benchmarks (latest: {date})", 1)
+            + ("\n" + server if server else "") + notes)
         print(f"wrote bench/results/{date}.md and docs/benchmarks.md")
 
 

@@ -5,6 +5,7 @@
 mod serve_support;
 
 use gantry_server::Store;
+use gantry_server::store::Admission;
 use gantry_server::store_runs::{NewJob, NewRun, RunFilter, StepRecord};
 
 fn new_run(branch: &str, event: &str) -> NewRun {
@@ -187,36 +188,76 @@ async fn exercise(store: &Store) {
         .unwrap();
     assert_eq!(store.artifacts(r1).await.unwrap()[0].size_in_bytes, 1234);
 
-    // Deliveries: every one recorded; an id claimed once.
-    assert!(store.claim_delivery_id("github", "g-1").await.unwrap());
-    assert!(!store.claim_delivery_id("github", "g-1").await.unwrap());
-    assert!(
-        store.claim_delivery_id("gitea", "g-1").await.unwrap(),
-        "ids are per forge"
-    );
-    let id = store
+    // Deliveries: every one recorded; an id claimed once per forge, and only by a
+    // verified delivery (a refused one is recorded without claiming it).
+    store
         .record_delivery(
             "github",
             Some("g-1"),
             Some("push"),
-            Some("acme/shop"),
-            "accepted",
-            202,
-            "ok",
+            None,
+            "forged",
+            401,
+            "no match",
         )
         .await
         .unwrap();
+    let admit = |forge: &'static str, result: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .admit_delivery(
+                    forge,
+                    "g-1",
+                    "push",
+                    "acme/shop",
+                    result,
+                    202,
+                    "ok",
+                    "again",
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let Admission::New(id) = admit("github", "accepted").await else {
+        panic!("the first verified delivery of g-1 is new");
+    };
+    let again = admit("github", "accepted").await;
+    assert!(
+        matches!(again, Admission::Duplicate(d) if d != id),
+        "{again:?}"
+    );
+    assert!(
+        matches!(admit("gitea", "ignored").await, Admission::New(_)),
+        "ids are per forge"
+    );
     store
         .finish_delivery(id, "queued", "ci.yml: on: push", &[r1])
         .await
         .unwrap();
     let log = store.deliveries(10).await.unwrap();
+    let seen: Vec<_> = log
+        .iter()
+        .map(|d| (d.forge.as_str(), d.result.as_str(), d.status_code))
+        .collect();
     assert_eq!(
-        (log[0].result.as_str(), log[0].run_ids.as_slice()),
-        ("queued", &[r1][..])
+        seen,
+        [
+            ("gitea", "ignored", 202),
+            ("github", "duplicate", 200),
+            ("github", "queued", 202),
+            ("github", "forged", 401),
+        ]
     );
+    assert_eq!((log[1].reason.as_str(), log[1].run_ids.len()), ("again", 0));
+    assert_eq!(log[2].run_ids, [r1]);
     let counts = store.delivery_counts().await.unwrap();
-    assert_eq!(counts, [("queued".to_string(), 1)]);
+    let n = |r: &str| (r.to_string(), 1);
+    assert_eq!(
+        counts,
+        [n("duplicate"), n("forged"), n("ignored"), n("queued")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Forge, Repository};
 use crate::state::App;
+use crate::store::Admission;
 use crate::trigger::{self, Outcome};
 
 /// GitHub does not deliver payloads over 25 MB; neither do we accept them.
@@ -178,71 +179,59 @@ async fn receive(app: Arc<App>, forge: Forge, headers: HeaderMap, body: Body) ->
     };
     let event = event.unwrap_or_default();
     let delivery = delivery.unwrap_or_default();
-    let answer = |result: &'static str, status: StatusCode, reason: String| {
-        let app = app.clone();
-        let (delivery, event, repo_name) = (delivery.clone(), event.clone(), repo.name.clone());
-        async move {
-            let id = app
-                .store
-                .record_delivery(
-                    forge.as_str(),
-                    Some(&delivery),
-                    Some(&event),
-                    Some(&repo_name),
-                    result,
-                    status.as_u16(),
-                    &reason,
-                )
-                .await;
-            (id, status, reason)
-        }
-    };
-    match app.store.claim_delivery_id(forge.as_str(), &delivery).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let (_, st, reason) = answer(
-                "duplicate",
-                StatusCode::OK,
-                format!("delivery {delivery} was received before; nothing started"),
-            )
-            .await;
-            return (st, axum::Json(json!({ "message": reason }))).into_response();
-        }
-        Err(e) => return store_failure(e),
-    }
-    if event == "ping" {
-        let (_, st, reason) = answer("ping", StatusCode::OK, "pong".into()).await;
-        return (st, axum::Json(json!({ "message": reason }))).into_response();
-    }
-    let incoming = match trigger::from_webhook(forge, &event, payload) {
-        Ok(Some(i)) => i,
-        Ok(None) => {
-            let (_, st, reason) = answer(
+    // What the delivery is worth is decided from its payload alone, so that claiming its
+    // id and recording it are one transaction (one commit on the request path).
+    let (result, status, reason, incoming) = if event == "ping" {
+        ("ping", StatusCode::OK, "pong".to_string(), None)
+    } else {
+        match trigger::from_webhook(forge, &event, payload) {
+            Ok(Some(i)) => (
+                "accepted",
+                StatusCode::ACCEPTED,
+                format!("{event} accepted; runs are queued in the background"),
+                Some(i),
+            ),
+            Ok(None) => (
                 "ignored",
                 StatusCode::ACCEPTED,
                 format!("event '{event}' starts nothing on this server"),
-            )
-            .await;
-            return (st, axum::Json(json!({ "message": reason }))).into_response();
-        }
-        Err(e) => {
-            let (_, st, reason) = answer("bad_payload", StatusCode::BAD_REQUEST, e).await;
-            return (st, axum::Json(json!({ "message": reason }))).into_response();
+                None,
+            ),
+            Err(e) => ("bad_payload", StatusCode::BAD_REQUEST, e, None),
         }
     };
-    let (id, st, reason) = answer(
-        "accepted",
-        StatusCode::ACCEPTED,
-        format!("{event} accepted; runs are queued in the background"),
-    )
-    .await;
-    let id = match id {
-        Ok(id) => id,
-        Err(e) => return store_failure(e),
-    };
-    // The forge gives up after 10 s: answer now, fetch and plan afterwards.
-    tokio::spawn(process(app.clone(), repo, incoming, delivery, id));
-    (st, axum::Json(json!({ "message": reason, "delivery": id }))).into_response()
+    let duplicate = format!("delivery {delivery} was received before; nothing started");
+    let admitted = app
+        .store
+        .admit_delivery(
+            forge.as_str(),
+            &delivery,
+            &event,
+            &repo.name,
+            result,
+            status.as_u16(),
+            &reason,
+            &duplicate,
+        )
+        .await;
+    match admitted {
+        Err(e) => store_failure(e),
+        Ok(Admission::Duplicate(_)) => {
+            (StatusCode::OK, axum::Json(json!({ "message": duplicate }))).into_response()
+        }
+        Ok(Admission::New(id)) => match incoming {
+            // The forge gives up after 10 s: answer now, fetch and plan afterwards.
+            Some(incoming) => {
+                tokio::spawn(process(app.clone(), repo, incoming, delivery, id));
+                (
+                    status,
+                    axum::Json(json!({ "message": reason, "delivery": id })),
+                )
+                    .into_response()
+            }
+            None => (status, axum::Json(json!({ "message": reason }))).into_response(),
+        },
+    }
 }
 
 fn store_failure(e: crate::store::StoreError) -> Response {

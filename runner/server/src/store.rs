@@ -77,6 +77,15 @@ pub struct DeliveryRecord {
     pub received_at: String,
 }
 
+/// What [`Store::admit_delivery`] made of a verified delivery: its row id either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// First time this delivery id was seen: recorded with the result asked for.
+    New(i64),
+    /// A redelivery: recorded as `duplicate`; nothing may start.
+    Duplicate(i64),
+}
+
 /// An approval or rejection of a pending deployment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ApprovalRecord {
@@ -131,6 +140,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // SQLite takes one writer at a time; more connections only wait on its lock.
             .max_connections(if sqlite { 1 } else { 8 })
+            // A ping before every use costs SQLite a round trip to its connection's thread
+            // (one per statement outside a transaction) and tests nothing: the file is not
+            // a network peer. PostgreSQL's connections can die, so they are pinged.
+            .test_before_acquire(!sqlite)
             // SQLite: a write-ahead log, synced at checkpoints rather than at every commit
             // (durable across a crash of the server; a power loss may lose the last
             // transactions, never corrupt the file).
@@ -226,16 +239,59 @@ impl Store {
         Ok(id)
     }
 
-    /// Claims a verified delivery id; false when it was claimed before (a redelivery).
-    pub async fn claim_delivery_id(&self, forge: &str, delivery_id: &str) -> Result<bool> {
-        let r = sqlx::query(
+    /// A verified delivery in one transaction: claims its id and records it with
+    /// `result`, `status_code` and `reason`, or, when the id was claimed before (a
+    /// redelivery), records it as `duplicate` with `duplicate_reason`. One commit instead
+    /// of three, and no claimed id without its record.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admit_delivery(
+        &self,
+        forge: &str,
+        delivery_id: &str,
+        event: &str,
+        repo: &str,
+        result: &str,
+        status_code: u16,
+        reason: &str,
+        duplicate_reason: &str,
+    ) -> Result<Admission> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
             "INSERT INTO delivery_ids (forge, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(forge)
         .bind(delivery_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let (result, status_code, reason) = if claimed {
+            (result, status_code, reason)
+        } else {
+            ("duplicate", 200, duplicate_reason)
+        };
+        let id = self.next_id(&mut *tx, "deliveries").await?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, status_code, \
+             reason, run_ids, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9)",
+        )
+        .bind(id)
+        .bind(forge)
+        .bind(delivery_id)
+        .bind(event)
+        .bind(repo)
+        .bind(result)
+        .bind(status_code as i64)
+        .bind(reason)
+        .bind(now())
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        tx.commit().await?;
+        Ok(if claimed {
+            Admission::New(id)
+        } else {
+            Admission::Duplicate(id)
+        })
     }
 
     /// The outcome of processing a delivery after it was answered.
