@@ -124,6 +124,21 @@ pub struct ArtifactRecord {
     pub expires_at: String,
 }
 
+impl ArtifactRecord {
+    /// From a row of `id, run_id, name, size_in_bytes, created_at, expires_at`.
+    pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
+        use sqlx::Row;
+        Ok(ArtifactRecord {
+            id: r.try_get(0)?,
+            run_id: r.try_get(1)?,
+            name: r.try_get(2)?,
+            size_in_bytes: r.try_get(3)?,
+            created_at: r.try_get(4)?,
+            expires_at: r.try_get(5)?,
+        })
+    }
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`) and applies the migrations.
     pub async fn open(url: &str) -> Result<Store> {
@@ -532,18 +547,7 @@ impl Store {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ArtifactRecord {
-                    id: r.try_get(0)?,
-                    run_id: r.try_get(1)?,
-                    name: r.try_get(2)?,
-                    size_in_bytes: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
-                    expires_at: r.try_get(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(ArtifactRecord::from_row).collect()
     }
 }
 

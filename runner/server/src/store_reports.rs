@@ -303,17 +303,7 @@ impl Store {
         .bind(repo)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ArtifactRecord {
-                id: r.try_get(0)?,
-                run_id: r.try_get(1)?,
-                name: r.try_get(2)?,
-                size_in_bytes: r.try_get(3)?,
-                created_at: r.try_get(4)?,
-                expires_at: r.try_get(5)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(ArtifactRecord::from_row).transpose()
     }
 }
 
