@@ -2,6 +2,7 @@
 //! sign-in, waiting on the page, posts from inside the page, a cross-site attacker page.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,10 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // chromedriver leads its own process group, and the browsers it started are in it:
+        // killing chromedriver alone left them running after every test.
+        // SAFETY: signals the group this test started, nothing else.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -47,6 +51,7 @@ pub async fn browser() -> Option<(Driver, Client)> {
         .unwrap()
         .port();
     let child = Command::new(bin)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
