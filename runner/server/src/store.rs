@@ -124,6 +124,17 @@ pub struct ArtifactRecord {
     pub expires_at: String,
 }
 
+/// One row of the delivery log, as written.
+struct DeliveryRow<'a> {
+    forge: &'a str,
+    delivery_id: Option<&'a str>,
+    event: Option<&'a str>,
+    repo: Option<&'a str>,
+    result: &'a str,
+    status_code: u16,
+    reason: &'a str,
+}
+
 impl ArtifactRecord {
     /// From a row of `id, run_id, name, size_in_bytes, created_at, expires_at`.
     pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
@@ -235,21 +246,41 @@ impl Store {
         status_code: u16,
         reason: &str,
     ) -> Result<i64> {
-        let id = self.next_id(&self.pool, "deliveries").await?;
+        let mut conn = self.pool.acquire().await?;
+        let row = DeliveryRow {
+            forge,
+            delivery_id,
+            event,
+            repo,
+            result,
+            status_code,
+            reason,
+        };
+        self.insert_delivery(&mut conn, &row).await
+    }
+
+    /// Inserts one row of the delivery log and returns its id (the caller's connection,
+    /// so a transaction's claim and its record commit together).
+    async fn insert_delivery(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        d: &DeliveryRow<'_>,
+    ) -> Result<i64> {
+        let id = self.next_id(&mut *conn, "deliveries").await?;
         sqlx::query(
             "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, status_code, \
              reason, run_ids, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9)",
         )
         .bind(id)
-        .bind(forge)
-        .bind(delivery_id)
-        .bind(event)
-        .bind(repo)
-        .bind(result)
-        .bind(status_code as i64)
-        .bind(reason)
+        .bind(d.forge)
+        .bind(d.delivery_id)
+        .bind(d.event)
+        .bind(d.repo)
+        .bind(d.result)
+        .bind(d.status_code as i64)
+        .bind(d.reason)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(id)
     }
@@ -285,22 +316,16 @@ impl Store {
         } else {
             ("duplicate", 200, duplicate_reason)
         };
-        let id = self.next_id(&mut *tx, "deliveries").await?;
-        sqlx::query(
-            "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, status_code, \
-             reason, run_ids, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9)",
-        )
-        .bind(id)
-        .bind(forge)
-        .bind(delivery_id)
-        .bind(event)
-        .bind(repo)
-        .bind(result)
-        .bind(status_code as i64)
-        .bind(reason)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+        let row = DeliveryRow {
+            forge,
+            delivery_id: Some(delivery_id),
+            event: Some(event),
+            repo: Some(repo),
+            result,
+            status_code,
+            reason,
+        };
+        let id = self.insert_delivery(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(if claimed {
             Admission::New(id)

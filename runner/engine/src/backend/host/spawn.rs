@@ -480,6 +480,12 @@ mod tests {
         assert_eq!(err, "e\n");
     }
 
+    /// The `SigIgn` mask of a `grep SigIgn /proc/self/status` line that starts `out`.
+    fn ignored_signals(out: &str) -> u64 {
+        let line = out.lines().next().unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
+
     #[tokio::test]
     async fn child_gets_default_sigpipe_and_no_stdin() {
         // Rust ignores SIGPIPE; a child must not inherit that (`yes | head` would spin).
@@ -489,15 +495,7 @@ mod tests {
         )
         .await;
         assert_eq!(code, 0);
-        let ign = out
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string();
-        let mask = u64::from_str_radix(&ign, 16).unwrap();
+        let mask = ignored_signals(&out);
         assert_eq!(
             mask & (1 << (libc::SIGPIPE - 1)),
             0,
@@ -525,14 +523,7 @@ mod tests {
         )
         .await;
         assert_eq!(code, 0);
-        let ign = out
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap();
-        let mask = u64::from_str_radix(ign, 16).unwrap();
+        let mask = ignored_signals(&out);
         for sig in [libc::SIGINT, libc::SIGQUIT] {
             assert_eq!(mask & (1 << (sig - 1)), 0, "signal {sig} ignored: {out}");
         }
