@@ -10,7 +10,9 @@ mod serve_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gantry_engine::gate::{Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest};
+use gantry_engine::gate::{
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, RefusalKind,
+};
 use gantry_server::state::App;
 use gantry_server::store_runs::{NewJob, NewRun, RunRecord};
 use gantry_server::{Store, gate};
@@ -189,7 +191,7 @@ impl Rig {
         environment: &str,
     ) -> (
         Arc<dyn DeliveryGates>,
-        JoinHandle<Result<Admission, String>>,
+        JoinHandle<Result<Admission, Refusal>>,
         CancellationToken,
     ) {
         let gates = gate::for_run(self.app.clone(), run, None);
@@ -286,12 +288,12 @@ fn approve(env_id: &J, comment: &str) -> J {
 }
 
 /// The task has not finished after a moment (the gate still holds the job).
-async fn still_held(task: &JoinHandle<Result<Admission, String>>) {
+async fn still_held(task: &JoinHandle<Result<Admission, Refusal>>) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!task.is_finished(), "the gate let the job through");
 }
 
-async fn finished(task: JoinHandle<Result<Admission, String>>) -> Result<Admission, String> {
+async fn finished(task: JoinHandle<Result<Admission, Refusal>>) -> Result<Admission, Refusal> {
     tokio::time::timeout(Duration::from_secs(20), task)
         .await
         .expect("the gate did not decide")
@@ -568,8 +570,9 @@ async fn a_rejection_fails_the_job_with_the_comment() {
     .await
     .unwrap();
     let err = finished(task).await.unwrap_err();
-    assert!(err.contains("rejected by dave"), "{err}");
-    assert!(err.contains("not during the freeze"), "{err}");
+    assert_eq!(err.kind, RefusalKind::Rejected);
+    assert!(err.reason.contains("rejected by dave"), "{err}");
+    assert!(err.reason.contains("not during the freeze"), "{err}");
     assert!(r.pending(ADMIN_TOKEN, run.id).await.is_empty());
     let list = r
         .get(READER_TOKEN, "/repos/acme/shop/deployments")
@@ -586,8 +589,10 @@ async fn a_branch_not_allowed_is_refused_without_a_review() {
     let run = r.run("feature/x", "alice", "production", &sha()).await;
     let (_gates, task, _cancel) = r.admit(&run, "PRODUCTION");
     let err = finished(task).await.unwrap_err();
+    assert_eq!(err.kind, RefusalKind::Blocked);
     assert!(
-        err.contains("branch `feature/x` may not deploy to environment `production`"),
+        err.reason
+            .contains("branch `feature/x` may not deploy to environment `production`"),
         "{err}"
     );
     assert!(r.pending(ADMIN_TOKEN, run.id).await.is_empty());
@@ -607,7 +612,8 @@ async fn cancelling_the_run_ends_the_wait() {
     let (_gates, task, cancel) = r.admit(&run, "production");
     r.wait_pending(run.id).await;
     cancel.cancel();
-    assert!(finished(task).await.is_err());
+    let err = finished(task).await.unwrap_err();
+    assert_eq!(err.kind, RefusalKind::Cancelled, "{err}");
     let reviews = r.app.store.reviews(run.id, false).await.unwrap();
     assert_eq!(reviews[0].state, "cancelled");
     assert!(r.pending(ADMIN_TOKEN, run.id).await.is_empty());
@@ -664,5 +670,7 @@ async fn a_commit_cannot_change_its_own_reviewers() {
         .run("feature/x", "alice", "production", &feature_sha)
         .await;
     let (_gates, task, _cancel) = r.admit(&run, "production");
-    assert!(finished(task).await.unwrap_err().contains("may not deploy"));
+    let err = finished(task).await.unwrap_err();
+    assert_eq!(err.kind, RefusalKind::Blocked);
+    assert!(err.reason.contains("may not deploy"), "{err}");
 }

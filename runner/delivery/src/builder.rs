@@ -21,6 +21,8 @@ pub struct DeliveryBuilder {
     pub(crate) bus: Option<EventBus>,
     pub(crate) notifier: Option<SlackNotifier>,
     pub(crate) subscribers: Option<Arc<DeliverySubscribers>>,
+    /// Values masked besides the secrets ([`DeliveryBuilder::also_mask`]).
+    pub(crate) also_mask: Vec<String>,
 }
 
 impl DeliveryBuilder {
@@ -55,6 +57,14 @@ impl DeliveryBuilder {
     pub fn secrets(mut self, secrets: IndexMap<String, String>) -> Self {
         self.d.mask = notify::masker(secrets.values().cloned());
         self.d.secrets = secrets;
+        self
+    }
+
+    /// Masks these values too, without making them secrets this delivery may use (a
+    /// server's run-level delivery masks every environment's secrets in run messages,
+    /// but must not resolve `${{ secrets.* }}` in its config from them).
+    pub fn also_mask(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.also_mask.extend(values);
         self
     }
 
@@ -95,6 +105,10 @@ impl DeliveryBuilder {
     /// [`DeliveryBuilder::run_events`] the gate's events go to a stream of its own, so
     /// the history and Slack subscribers still hear them.
     pub fn build(mut self) -> Delivery {
+        if !self.also_mask.is_empty() {
+            let extra = std::mem::take(&mut self.also_mask);
+            self.d.mask = notify::masker(self.d.secrets.values().cloned().chain(extra));
+        }
         let bus = match self.bus.take() {
             Some(bus) => bus,
             None => {

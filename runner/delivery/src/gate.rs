@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use gantry_engine::gate::{
-    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, RefusalKind,
+    Verification,
 };
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,7 @@ impl Delivery {
             bus: None,
             notifier: None,
             subscribers: None,
+            also_mask: Vec::new(),
             d: Delivery {
                 store: ApprovalStore::for_repo(&root),
                 root,
@@ -194,7 +196,7 @@ impl Delivery {
         mut rec: DeploymentRecord,
         st: &str,
         reason: String,
-    ) -> String {
+    ) -> Refusal {
         rec.status = st.into();
         rec.message = Some(reason.clone());
         let refused = RunEvent::GateRefused {
@@ -203,7 +205,14 @@ impl Delivery {
         };
         self.record(req, &rec, Some(notice::REFUSED), Some(refused))
             .await;
-        reason
+        let kind = match st {
+            status::BLOCKED => RefusalKind::Blocked,
+            status::REJECTED => RefusalKind::Rejected,
+            status::TIMED_OUT => RefusalKind::TimedOut,
+            status::CANCELLED => RefusalKind::Cancelled,
+            _ => RefusalKind::Unavailable,
+        };
+        Refusal::new(kind, reason)
     }
 
     fn ask(&self, req: &PendingApproval, note: Option<String>) -> Option<PromptFuture> {
@@ -355,7 +364,7 @@ impl DeliveryGates for Delivery {
         &self,
         req: &DeploymentRequest,
         cancel: CancellationToken,
-    ) -> Result<Admission, String> {
+    ) -> Result<Admission, Refusal> {
         let req = &self.canonical(req);
         let default_env = EnvironmentConfig::new(&req.environment);
         let env = self

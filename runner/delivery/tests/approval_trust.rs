@@ -76,7 +76,8 @@ async fn another_case_of_the_environment_gets_its_rules_and_secrets() {
         .await
         .unwrap_err();
     assert!(
-        err.contains("may not deploy to environment `production`"),
+        err.reason
+            .contains("may not deploy to environment `production`"),
         "{err}"
     );
 

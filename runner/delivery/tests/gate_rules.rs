@@ -13,7 +13,7 @@ use gantry_delivery::approval::{
 };
 use gantry_delivery::config::{DeliveryConfig, EnvironmentConfig};
 use gantry_engine::events::{EventBus, RunEvent};
-use gantry_engine::gate::DeliveryGates;
+use gantry_engine::gate::{DeliveryGates, RefusalKind};
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
@@ -68,8 +68,12 @@ async fn branch_policy_is_checked_first() {
         )
         .await
         .unwrap_err();
-    assert!(err.contains("branch `feature/x` may not deploy"), "{err}");
-    assert!(err.contains("main, release/*"), "{err}");
+    assert_eq!(err.kind, RefusalKind::Blocked);
+    assert!(
+        err.reason.contains("branch `feature/x` may not deploy"),
+        "{err}"
+    );
+    assert!(err.reason.contains("main, release/*"), "{err}");
     // Refused before any approval was requested.
     assert!(d.approvals().pending().is_empty());
 
@@ -81,7 +85,7 @@ async fn branch_policy_is_checked_first() {
         )
         .await
         .unwrap_err();
-    assert!(err.contains("release/1/hotfix"), "{err}");
+    assert!(err.reason.contains("release/1/hotfix"), "{err}");
     // A tag outside `tags:`.
     let err = d
         .admit(
@@ -90,7 +94,7 @@ async fn branch_policy_is_checked_first() {
         )
         .await
         .unwrap_err();
-    assert!(err.contains("tag `nightly`"), "{err}");
+    assert!(err.reason.contains("tag `nightly`"), "{err}");
 
     // An allowed branch reaches the approval stage.
     let d2 = d.clone();
@@ -275,8 +279,9 @@ async fn rejection_fails_with_who_and_why() {
         .unwrap();
     assert_eq!(r.state, ApprovalState::Rejected);
     let err = h.await.unwrap().unwrap_err();
-    assert!(err.contains("rejected by bob"), "{err}");
-    assert!(err.contains("change freeze until Monday"), "{err}");
+    assert_eq!(err.kind, RefusalKind::Rejected);
+    assert!(err.reason.contains("rejected by bob"), "{err}");
+    assert!(err.reason.contains("change freeze until Monday"), "{err}");
 }
 
 #[tokio::test]
@@ -294,7 +299,11 @@ async fn approval_timeout_fails_the_job() {
         .await
         .unwrap_err();
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert!(err.contains("was not approved within 300ms"), "{err}");
+    assert_eq!(err.kind, RefusalKind::TimedOut);
+    assert!(
+        err.reason.contains("was not approved within 300ms"),
+        "{err}"
+    );
     // A late decision is refused.
     assert!(
         d.approvals()
@@ -367,7 +376,8 @@ async fn cancellation_stops_waiting() {
         .unwrap()
         .unwrap()
         .unwrap_err();
-    assert!(err.contains("cancelled"), "{err}");
+    assert_eq!(err.kind, RefusalKind::Cancelled);
+    assert!(err.reason.contains("cancelled"), "{err}");
 }
 
 #[tokio::test]

@@ -101,6 +101,29 @@ async fn run_failed_via_webhook_lists_failed_jobs_and_masks() {
     assert!(att.contains("http://gantry.local/runs/7"), "{att}");
 }
 
+/// A server's run-level delivery holds no environment secret to use, but masks them all.
+#[tokio::test]
+async fn run_message_masks_values_given_only_to_mask() {
+    let srv = Server::slack(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = slack_config(SlackConfig {
+        webhook_url: Some(srv.url("/hook")),
+        ..Default::default()
+    });
+    let d = Delivery::builder(dir.path(), cfg)
+        .also_mask(["acme/shop".to_string()])
+        .build();
+    let bus = EventBus::new();
+    let h = spawn_run_reporter(Arc::new(d), bus.subscribe(), RunReportContext::default());
+    run_events(&bus, Status::Failure);
+    h.await.unwrap();
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 1);
+    let all = reqs[0].json().to_string();
+    assert!(all.contains("Failed jobs: deploy"), "{all}");
+    assert!(!all.contains("acme/shop"), "masked: {all}");
+}
+
 #[tokio::test]
 async fn run_succeeded_filtered_out_sends_nothing() {
     let srv = Server::slack(vec![]).await;

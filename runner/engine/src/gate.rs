@@ -30,6 +30,39 @@ pub struct Admission {
     pub vars: IndexMap<String, String>,
 }
 
+/// Why a gate did not admit a job: the job fails, or is cancelled when the kind says the
+/// run was cancelled while it waited. `reason` is what the job's log and the run record
+/// say (masked by the gate).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The ref may not deploy to the environment (branch and tag rules).
+    Blocked,
+    /// A reviewer rejected the deployment.
+    Rejected,
+    /// No decision came in time.
+    TimedOut,
+    /// The run was cancelled while the job waited at the gate.
+    Cancelled,
+    /// The gate could not decide (its store or configuration failed); nothing is admitted.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Self {
+        Refusal {
+            kind,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// After the job of an environment finished (successfully): outputs and url to record.
 #[derive(Debug, Clone)]
 pub struct DeploymentOutcome {
@@ -58,7 +91,7 @@ pub trait DeliveryGates: Send + Sync {
         &self,
         req: &DeploymentRequest,
         cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<Admission, String>;
+    ) -> Result<Admission, Refusal>;
 
     /// Called after such a job finished: record the deployment, run health checks, roll
     /// back when configured.
@@ -82,7 +115,7 @@ impl DeliveryGates for NoGates {
         &self,
         _req: &DeploymentRequest,
         _cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<Admission, String> {
+    ) -> Result<Admission, Refusal> {
         Ok(Admission::default())
     }
 

@@ -408,7 +408,7 @@ pub fn string_map_value<'a>(m: impl IntoIterator<Item = (&'a String, &'a String)
 }
 
 /// The `strategy` context.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StrategyFacts {
     pub fail_fast: bool,
     pub job_index: usize,

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod concurrency;
 pub mod envfile;
 pub mod events;
+pub mod executor;
 pub mod expr_scope;
 pub mod gate;
 pub mod github_contexts;

@@ -139,6 +139,9 @@ pub struct RunConfig {
     /// succeeds at once without running a step (`gantry run --dry-run`'s job order, the
     /// plan agreement test).
     pub plan_only: bool,
+    /// Wraps the local job executor (`None`: jobs run on it directly). Tests put a
+    /// serializing layer here; a dispatcher to remote agents would go here too.
+    pub wrap_executor: Option<crate::executor::WrapExecutor>,
 }
 
 /// Job slots and concurrency groups several runs share (see [`RunConfig::shared`]).
@@ -196,6 +199,7 @@ impl RunConfig {
             host_env: None,
             shared: None,
             plan_only: false,
+            wrap_executor: None,
         }
     }
 }
@@ -221,6 +225,8 @@ pub struct RunShared {
     /// Environment secrets, out of `cfg.secrets` until the gate admits a job of their
     /// environment; kept here only so every job masks them.
     pub withheld_secrets: IndexMap<String, String>,
+    /// `vars` as every job starts with them (an environment's are added on admission).
+    pub run_vars: Arc<IndexMap<String, String>>,
     pub event_json: String,
     /// Programs found on PATH (shells, node) during the run.
     pub programs: crate::shell::ProgramCache,
@@ -230,6 +236,22 @@ pub struct RunShared {
 }
 
 impl RunShared {
+    /// A job's masker: every secret of the run, environment secrets withheld from the job
+    /// included (they are masked wherever they turn up), and `secrets`, the job's own (a
+    /// reusable-workflow call's may be derived values).
+    pub fn job_masker(&self, secrets: &IndexMap<String, String>) -> crate::shared_masker::Masker {
+        let mut m = crate::shared_masker::Masker::with_secrets(
+            self.cfg
+                .secrets
+                .values()
+                .chain(self.withheld_secrets.values()),
+        );
+        for v in secrets.values() {
+            m.add_secret(v);
+        }
+        m
+    }
+
     pub async fn docker(&self) -> Result<Arc<crate::backend::docker::DockerBackend>, String> {
         self.docker
             .get_or_init(|| async {
@@ -361,6 +383,7 @@ pub async fn execute(
         inputs,
         secret_masker,
         withheld_secrets,
+        run_vars: Arc::new(cfg.vars.clone()),
         event_json,
         programs: Default::default(),
         spares: Default::default(),

@@ -14,7 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gantry_delivery::approval::ApprovalState;
 use gantry_engine::gate::{
-    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, RefusalKind,
+    Verification,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -76,9 +77,12 @@ impl From<StoreError> for Refused {
     }
 }
 
-fn store_failed(e: StoreError) -> String {
+fn store_failed(e: StoreError) -> Refusal {
     tracing::error!("deployment gate: store: {e}");
-    "the run store is unavailable; the deployment was not admitted".to_string()
+    Refusal::new(
+        RefusalKind::Unavailable,
+        "the run store is unavailable; the deployment was not admitted",
+    )
 }
 
 impl ServerGate {
@@ -87,7 +91,7 @@ impl ServerGate {
     }
 
     /// The store's id of the job the engine asks about (matrix legs by display name).
-    async fn job_id(&self, req: &DeploymentRequest) -> Result<i64, String> {
+    async fn job_id(&self, req: &DeploymentRequest) -> Result<i64, Refusal> {
         let jobs = self
             .app
             .store
@@ -99,9 +103,12 @@ impl ServerGate {
             .or_else(|| jobs.iter().find(|j| j.key == req.job_id))
             .map(|j| j.id)
             .ok_or_else(|| {
-                format!(
-                    "job `{}` is not recorded in run {}; the deployment was not admitted",
-                    req.job_name, self.run.id
+                Refusal::new(
+                    RefusalKind::Unavailable,
+                    format!(
+                        "job `{}` is not recorded in run {}; the deployment was not admitted",
+                        req.job_name, self.run.id
+                    ),
                 )
             })
     }
@@ -200,7 +207,7 @@ impl ServerGate {
         env: &Environment,
         job_id: i64,
         cancel: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let store = &self.app.store;
         let deployment = self
             .start_deployment(req, env_name, job_id, "waiting")
@@ -223,8 +230,16 @@ impl ServerGate {
         let outcome = self.wait(&review, env_name, env, cancel).await;
         let (state, deployment_state, result) = match outcome {
             Ok(()) => ("approved", "in_progress", Ok(())),
-            Err(Refused::Rejected(m)) => ("rejected", "failure", Err(m)),
-            Err(Refused::Cancelled) => ("cancelled", "inactive", Err("cancelled".to_string())),
+            Err(Refused::Rejected(m)) => (
+                "rejected",
+                "failure",
+                Err(Refusal::new(RefusalKind::Rejected, m)),
+            ),
+            Err(Refused::Cancelled) => (
+                "cancelled",
+                "inactive",
+                Err(Refusal::new(RefusalKind::Cancelled, "cancelled")),
+            ),
             Err(Refused::Store(e)) => ("cancelled", "error", Err(store_failed(e))),
         };
         let ended = async {
@@ -309,7 +324,7 @@ impl DeliveryGates for ServerGate {
         &self,
         req: &DeploymentRequest,
         cancel: CancellationToken,
-    ) -> Result<Admission, String> {
+    ) -> Result<Admission, Refusal> {
         // An environment the server config does not protect is open (GitHub creates it
         // on first reference); a commit cannot add or remove protection.
         let Some((env_name, env)) = self
@@ -327,7 +342,8 @@ impl DeliveryGates for ServerGate {
             return d.for_environment(&req.environment).admit(req, cancel).await;
         };
         let p = rules::policy(env_name, env);
-        p.check_ref(&self.run.git_ref)?;
+        p.check_ref(&self.run.git_ref)
+            .map_err(|e| Refusal::new(RefusalKind::Blocked, e.to_string()))?;
         let job_id = self.job_id(req).await?;
         if p.needs_approval() || !env.wait_timer.is_zero() {
             self.review(req, env_name, env, job_id, &cancel).await?;

@@ -14,7 +14,7 @@ use gantry_delivery::history::DeploymentRecord;
 use gantry_delivery::rollback::Redeploy;
 use gantry_engine::events::{RunEvent, Status, Subscription};
 use gantry_engine::gate::{
-    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, Verification,
 };
 use gantry_engine::run::{ReusedJob, RunConfig};
 use indexmap::IndexMap;
@@ -135,7 +135,7 @@ impl DeliveryGates for Readmit {
         &self,
         _req: &DeploymentRequest,
         _cancel: CancellationToken,
-    ) -> Result<Admission, String> {
+    ) -> Result<Admission, Refusal> {
         Ok(self.0.clone())
     }
 

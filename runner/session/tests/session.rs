@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gantry_engine::events::{EventBus, RunEvent, Status};
 use gantry_engine::gate::{
-    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Verification,
+    Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, RefusalKind,
+    Verification,
 };
 use gantry_session::{
     GateSource, LocalRunStore, Pending, RunSlot, RunStart, RunStore, Session, SessionError,
@@ -121,9 +122,12 @@ impl DeliveryGates for Refuse {
         &self,
         req: &DeploymentRequest,
         _cancel: CancellationToken,
-    ) -> Result<Admission, String> {
+    ) -> Result<Admission, Refusal> {
         self.asked.lock().unwrap().push(req.environment.clone());
-        Err(format!("{} is closed by the caller", req.environment))
+        Err(Refusal::new(
+            RefusalKind::Blocked,
+            format!("{} is closed by the caller", req.environment),
+        ))
     }
 
     async fn verify(&self, _outcome: &DeploymentOutcome) -> Verification {

@@ -8,7 +8,9 @@
 use indexmap::IndexMap;
 
 /// A position in a source file: 1-based line and column, 0-based byte offset and length.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Span {
     pub offset: usize,
     pub len: usize,
@@ -27,7 +29,7 @@ impl Span {
 }
 
 /// A value together with where it was written.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Spanned<T> {
     pub value: T,
     pub span: Span,
@@ -48,7 +50,7 @@ impl<T> std::ops::Deref for Spanned<T> {
 
 /// A YAML value after the core-schema scalar rules, with positions. Used where the model
 /// keeps free-form data (matrix, `with` of reusable workflows, event payload defaults).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Node {
     Null,
     Bool(bool),
@@ -81,7 +83,7 @@ impl Node {
 }
 
 /// A literal value of type `T`, or a `${{ }}` expression to evaluate to one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OrExpr<T> {
     Value(T),
     Expr(String),
@@ -89,7 +91,7 @@ pub enum OrExpr<T> {
 
 /// A string map such as `env:` or `with:`; values are raw text (scalars converted to
 /// strings as GitHub does), or one expression that must evaluate to a mapping.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum StringMap {
     #[default]
     Empty,
@@ -108,7 +110,7 @@ impl StringMap {
 }
 
 /// A whole workflow file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Workflow {
     /// The path as given to the loader (used in diagnostics and `github.workflow_ref`).
     pub path: String,
@@ -134,7 +136,7 @@ impl Workflow {
 }
 
 /// `on:` in any of its three forms, normalised to a map of event name → filters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Triggers {
     pub events: IndexMap<String, EventTrigger>,
     pub span: Span,
@@ -142,7 +144,7 @@ pub struct Triggers {
 
 /// The filters and settings of one event under `on:`. Absent lists are `None` (no filter);
 /// a present empty list is `Some(vec![])`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EventTrigger {
     pub span: Span,
     pub types: Option<Vec<Spanned<String>>>,
@@ -164,7 +166,7 @@ pub struct EventTrigger {
     pub secrets: IndexMap<String, CallSecretDef>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum InputType {
     #[default]
     String,
@@ -175,7 +177,7 @@ pub enum InputType {
 }
 
 /// An input of `workflow_dispatch` or `workflow_call`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InputDef {
     pub span: Span,
     pub description: Option<String>,
@@ -187,19 +189,19 @@ pub struct InputDef {
     pub options: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallOutputDef {
     pub description: Option<String>,
     pub value: Spanned<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CallSecretDef {
     pub description: Option<String>,
     pub required: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Permissions {
     ReadAll,
     WriteAll,
@@ -207,20 +209,20 @@ pub enum Permissions {
     Map(IndexMap<String, String>),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Defaults {
     pub shell: Option<Spanned<String>>,
     pub working_directory: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Concurrency {
     pub group: Spanned<String>,
     pub cancel_in_progress: Option<Spanned<OrExpr<bool>>>,
 }
 
 /// One job: a normal job, or a reusable-workflow caller when `uses` is set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub id: Spanned<String>,
     pub span: Span,
@@ -258,7 +260,7 @@ impl Job {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum CallSecrets {
     Inherit,
     Map(IndexMap<String, Spanned<String>>),
@@ -266,21 +268,21 @@ pub enum CallSecrets {
 
 /// `runs-on`: every label must match. Entries are raw text and may be expressions; one
 /// that evaluates to an array contributes each element.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunsOn {
     pub span: Span,
     pub labels: Vec<Spanned<String>>,
     pub group: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Environment {
     pub span: Span,
     pub name: Spanned<String>,
     pub url: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Strategy {
     pub span: Span,
     /// The matrix as written (a mapping, or a string expression such as `${{ fromJSON(x) }}`).
@@ -290,7 +292,7 @@ pub struct Strategy {
 }
 
 /// A job container or a service container.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Container {
     pub span: Span,
     pub image: Spanned<String>,
@@ -301,14 +303,14 @@ pub struct Container {
     pub options: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ContainerCredentials {
     pub username: Spanned<String>,
     pub password: Spanned<String>,
 }
 
 /// One step of a job or a composite action.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     pub span: Span,
     pub id: Option<Spanned<String>>,
@@ -328,7 +330,7 @@ pub struct Step {
 }
 
 /// An action's metadata file (`action.yml` / `action.yaml`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Action {
     pub path: String,
     pub name: Option<String>,
@@ -339,7 +341,7 @@ pub struct Action {
     pub runs: ActionRuns,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ActionInput {
     pub description: Option<String>,
     pub required: bool,
@@ -348,14 +350,14 @@ pub struct ActionInput {
     pub deprecation_message: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ActionOutput {
     pub description: Option<String>,
     /// Composite actions only: the expression mapping a step output.
     pub value: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ActionRuns {
     /// `using: node12|node16|node20|node24`.
     Node {

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use indexmap::IndexMap;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, Sched, finish_record};
 use crate::events::{RunEvent, Status, Text};
-use crate::job::{JobInstance, JobOutcome, run_job, runner_log};
+use crate::job::{JobInstance, JobOutcome, runner_log};
 use crate::reusable::{self, CallLeg};
 use crate::run::{JobRecord, RunShared};
 
@@ -109,39 +108,7 @@ pub(super) async fn run_leg(
                 });
                 cancelled_outcome()
             } else {
-                // A panic in a job must not take the run down: report it as a failure. Caught
-                // here rather than through a task of its own (one spawn and wake-up less per job).
-                let job =
-                    std::panic::AssertUnwindSafe(run_job(shared.clone(), inst.clone(), cancel));
-                match job.catch_unwind().await {
-                    Ok(o) => o,
-                    Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a job panicked".into());
-                        runner_log(
-                            &shared,
-                            &inst.key,
-                            None,
-                            format!("Error: internal error: {what}"),
-                        );
-                        shared.bus.emit(RunEvent::JobFinished {
-                            job: inst.key.clone(),
-                            name: inst.name.clone(),
-                            result: Status::Failure,
-                            duration_ms: 0,
-                            outputs: IndexMap::new(),
-                            reused: false,
-                            continue_on_error: false,
-                        });
-                        JobOutcome {
-                            result: Status::Failure,
-                            ..cancelled_outcome()
-                        }
-                    }
-                }
+                super::admission::run_job(&shared, &sched.executor, &inst, cancel).await
             };
             let record = JobRecord {
                 key: inst.key.to_string(),

@@ -8,6 +8,7 @@
 //! reusable-workflow caller (`jobs.<id>.uses`) runs the called workflow's jobs as a nested
 //! graph ([`crate::reusable`]).
 
+mod admission;
 mod leg;
 
 use std::collections::{HashMap, HashSet};
@@ -56,12 +57,16 @@ pub(crate) struct Sched {
     /// `--jobs N`: job instances running at once (callers of reusable workflows take none).
     pub global: Arc<Semaphore>,
     pub groups: Arc<Groups>,
+    /// Runs admitted jobs (the local executor unless the configuration wraps it).
+    pub executor: Arc<dyn crate::executor::JobExecutor>,
     used_keys: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Sched {
-    fn new(max_jobs: usize, shared: Option<&crate::run::SharedLimits>) -> Self {
+    fn new(run: &Arc<RunShared>) -> Self {
+        let (max_jobs, shared) = (run.cfg.max_jobs, run.cfg.shared.as_ref());
         Sched {
+            executor: crate::executor::for_run(run),
             global: shared.map_or_else(
                 || Arc::new(Semaphore::new(max_jobs.max(1))),
                 |s| s.job_slots.clone(),
@@ -103,7 +108,7 @@ struct Done {
 
 /// Runs every selected job of every workflow; returns one record per job instance.
 pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
-    let sched = Arc::new(Sched::new(shared.cfg.max_jobs, shared.cfg.shared.as_ref()));
+    let sched = Arc::new(Sched::new(&shared));
     let scopes = (0..shared.cfg.workflows.len())
         .map(|i| Arc::new(Scope::top(&shared.cfg, i, shared.inputs[i].clone())))
         .collect();

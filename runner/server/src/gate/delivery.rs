@@ -100,7 +100,10 @@ impl RunDelivery {
     /// task ends with the stream.
     pub fn attach(&self, bus: &EventBus, actor: &str) -> tokio::task::JoinHandle<()> {
         *self.bus.lock().unwrap() = Some(bus.clone());
-        let run_level = Arc::new(self.build(&self.repo_secrets.clone()));
+        // Run-level messages are masked with every environment's secrets too: a failed
+        // job's name or error may quote what an admitted job printed.
+        let every_env_secret = self.env_secrets.values().flat_map(|s| s.values().cloned());
+        let run_level = Arc::new(self.build_masking(&self.repo_secrets.clone(), every_env_secret));
         *self.subscribers.lock().unwrap() = run_level.subscribers().cloned();
         let ctx = gantry_delivery::RunReportContext {
             actor: actor.to_string(),
@@ -110,7 +113,18 @@ impl RunDelivery {
     }
 
     fn build(&self, secrets: &IndexMap<String, String>) -> Delivery {
-        let mut b = Delivery::builder(&self.root, self.config.clone()).secrets(secrets.clone());
+        self.build_masking(secrets, std::iter::empty())
+    }
+
+    /// [`RunDelivery::build`], masking `also_mask` as well.
+    fn build_masking(
+        &self,
+        secrets: &IndexMap<String, String>,
+        also_mask: impl Iterator<Item = String>,
+    ) -> Delivery {
+        let mut b = Delivery::builder(&self.root, self.config.clone())
+            .secrets(secrets.clone())
+            .also_mask(also_mask);
         if let Some(h) = &self.history {
             b = b.history(h.clone());
         }

@@ -1,0 +1,438 @@
+//! The local executor's side of a job (see [`crate::executor`]): from an admitted
+//! [`JobAssignment`] to its end. `runs-on` → backend, the job's directories, the job
+//! environment, the steps in order, job outputs, `environment.url`, and tear-down in every
+//! case. The gate was asked before this runs and verification happens after it returns,
+//! both on the scheduler's side.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gantry_expr::Value;
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    SERVICE_LOG_LINES_FAILED, SERVICE_LOG_LINES_OK, at, eval_container, eval_number, job_value,
+    minutes, platform, runner_log, secrets_value,
+};
+use crate::backend::{Backend, ContainerSpec, JobEnv, JobEnvSpec};
+use crate::events::{Status, Text};
+use crate::executor::{ExecutedJob, JobAssignment};
+use crate::expr_scope::{Ctx, StatusMode};
+use crate::github_contexts::{self as context, JobFacts};
+use crate::run::{Platform, RunShared};
+use crate::shared_masker::Masker;
+use crate::step::{JobState, StepRunner};
+use crate::workspace::sanitize;
+
+/// The contexts a job sees before its environment exists: `inputs`, `vars`, `secrets`,
+/// `needs`, `strategy`, `matrix` and a provisional `github` (host paths, no temp or event
+/// file yet). The scheduler's side evaluates `continue-on-error` and `environment` with
+/// the same contexts.
+pub(crate) fn base_contexts(shared: &RunShared, job: &JobAssignment, workspace: &str) -> Ctx {
+    let mut ctx = Ctx::new();
+    ctx.set("inputs", job.inputs.clone());
+    ctx.set("vars", context::string_map_value(job.vars.iter()));
+    ctx.set("secrets", secrets_value(&job.secrets));
+    ctx.set("needs", job.needs.clone());
+    ctx.set("strategy", job.strategy.value());
+    ctx.set(
+        "matrix",
+        job.matrix
+            .as_ref()
+            .map(|m| Value::from_json(&serde_json::Value::Object(m.clone())))
+            .unwrap_or(Value::Null),
+    );
+    let (github, _) = facts(shared, job, workspace, "", "", "");
+    ctx.set("github", github);
+    ctx
+}
+
+/// The `github` and `runner` contexts of `job` with these paths (as steps see them).
+fn facts(
+    shared: &RunShared,
+    job: &JobAssignment,
+    workspace: &str,
+    temp: &str,
+    tool_cache: &str,
+    event_path: &str,
+) -> (Value, Value) {
+    let f = JobFacts {
+        run: &shared.facts,
+        workflow_name: &job.top_workflow.name,
+        workflow_path: &job.top_workflow.path,
+        job_id: &job.job_id,
+        workspace,
+        temp,
+        tool_cache,
+        event_path,
+        os: context::host_os(),
+        arch: context::host_arch(),
+        runner_name: "gantry",
+    };
+    (context::github_value(&f), context::runner_value(&f))
+}
+
+/// The host directory of `job`'s tree and its workspace inside it (not created).
+pub(crate) fn job_tree(shared: &RunShared, key: &Text) -> super::dirs::JobTree {
+    let repo_name = shared
+        .snapshot
+        .root
+        .file_name()
+        .map(|n| sanitize(&n.to_string_lossy()))
+        .unwrap_or_else(|| "repo".into());
+    shared.job_dirs.tree(
+        &shared.snapshot,
+        &shared.work_root.join(sanitize(key)),
+        &repo_name,
+    )
+}
+
+/// Runs one admitted job instance. `cancel` is the job's token (run cancellation,
+/// fail-fast, concurrency groups).
+pub(crate) async fn run_assignment(
+    shared: Arc<RunShared>,
+    assignment: JobAssignment,
+    cancel: CancellationToken,
+) -> ExecutedJob {
+    let started = Instant::now();
+    let a = &assignment;
+    let wf = &*a.workflow;
+    let job = &wf.jobs[&a.job_id];
+    // Another environment's secrets are masked too: this executor runs in the process
+    // that holds them.
+    let masker = shared.job_masker(&a.secrets);
+    let key = a.key.clone();
+
+    let mut tree = job_tree(&shared, &key);
+    let workspace = tree.workspace.clone();
+    let temp_dir = tree.temp.clone();
+    let home_dir = tree.job_dir.join("_home");
+    let mut ctx = base_contexts(&shared, a, &workspace.display().to_string());
+
+    let ended = |result: Status| ExecutedJob::ended(result, started.elapsed());
+    // A set-up failure is reported like a failed step: in the job's log and as an error
+    // annotation naming the job (shown with `-q`, kept in the run record's events).
+    let fail = |msg: String, masker: &Masker| {
+        super::report_setup_failure(&shared, &key, &masker.mask(&msg));
+        ended(Status::Failure)
+    };
+
+    // Workflow env (G I V Sec) with --env below it, then job env.
+    let env_ctx = match crate::expr_scope::job_env(&shared, wf, job, &mut ctx) {
+        Ok(m) => m,
+        Err(e) => return fail(e, &masker),
+    };
+
+    // Backend choice.
+    let platform = match platform::choose_platform(&shared, job, &ctx) {
+        Ok(platform::PlatformChoice::Run(p)) => p,
+        Ok(platform::PlatformChoice::Unavailable(why)) => {
+            runner_log(&shared, &key, None, format!("Skipped: {why}"));
+            return ended(Status::Skipped);
+        }
+        Err(e) => return fail(e, &masker),
+    };
+    let mut container = None;
+    if let Some(c) = &job.container {
+        match eval_container(c, &ctx) {
+            Ok(spec) if !spec.image.is_empty() => container = Some(spec),
+            Ok(_) => {}
+            Err(e) => return fail(format!("container: {e}"), &masker),
+        }
+    }
+    if container.is_none()
+        && let Platform::Image(img) = &platform
+    {
+        container = Some(ContainerSpec {
+            image: img.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(c) = &mut container {
+        c.image = shared.cfg.local_image(&c.image);
+    }
+    let mut services = IndexMap::new();
+    for (id, s) in &job.services {
+        match eval_container(s, &ctx) {
+            Ok(mut spec) if !spec.image.is_empty() => {
+                spec.image = shared.cfg.local_image(&spec.image);
+                services.insert(id.clone(), spec);
+            }
+            Ok(_) => {}
+            Err(e) => return fail(format!("services.{id}: {e}"), &masker),
+        }
+    }
+    let backend: Arc<dyn Backend> = if container.is_some() || !services.is_empty() {
+        match shared.docker().await {
+            Ok(d) => d,
+            Err(e) => return fail(e, &masker),
+        }
+    } else {
+        shared.host.clone()
+    };
+
+    // Workspace, RUNNER_TEMP and the event file: a recycled tree of an earlier job of the
+    // run when there is one (see `dirs`). `_home` is made by the docker backend, the only
+    // one that uses it.
+    if let Err(e) = shared
+        .job_dirs
+        .prepare(&shared.snapshot, &mut tree, &shared.event_json)
+    {
+        cleanup_dirs(&shared, &tree);
+        return fail(format!("cannot prepare the workspace: {e}"), &masker);
+    }
+    let tool_cache = shared.job_dirs.tool_cache();
+    let event_file = tree.event_file.clone();
+
+    let spec = JobEnvSpec {
+        run_id: shared.cfg.run_id.clone(),
+        job_key: sanitize(&key),
+        workspace: workspace.clone(),
+        temp: temp_dir.clone(),
+        tool_cache: tool_cache.clone(),
+        home: home_dir.clone(),
+        container: container.clone(),
+        services,
+    };
+
+    // Job timeout → cancellation of the job.
+    let job_cancel = cancel.child_token();
+    let timeout = match eval_number(&job.timeout_minutes, &ctx) {
+        Ok(t) => minutes(t).unwrap_or(Duration::from_secs(360 * 60)),
+        Err(e) => {
+            cleanup_dirs(&shared, &tree);
+            return fail(format!("timeout-minutes: {e}"), &masker);
+        }
+    };
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timer = {
+        let jc = job_cancel.clone();
+        let flag = timed_out.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            jc.cancel();
+        })
+    };
+
+    // Start the environment; backend progress goes to the job's log.
+    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
+    let fwd = {
+        let shared = shared.clone();
+        let key = key.clone();
+        let m = masker.clone();
+        tokio::spawn(async move {
+            while let Some(line) = log_rx.recv().await {
+                runner_log(&shared, &key, None, m.mask(&line).into_owned());
+            }
+        })
+    };
+    let start = tokio::select! {
+        r = backend.start(&spec, log_tx.clone()) => Some(r),
+        _ = job_cancel.cancelled() => None,
+    };
+    let env: Box<dyn JobEnv> = match start {
+        Some(Ok(e)) => e,
+        other => {
+            timer.abort();
+            drop(log_tx);
+            let _ = fwd.await;
+            cleanup_dirs(&shared, &tree);
+            return match other {
+                Some(Err(e)) if !cancel.is_cancelled() => fail(format!("{e}"), &masker),
+                Some(Err(e)) => {
+                    super::report_setup_failure(&shared, &key, &masker.mask(&e.to_string()));
+                    ended(Status::Cancelled)
+                }
+                _ => ended(Status::Cancelled),
+            };
+        }
+    };
+
+    // Contexts in the job's view.
+    let paths = env.paths().clone();
+    let ev_path = env.to_job_path(&event_file);
+    let (github_value, runner_value) = facts(
+        &shared,
+        a,
+        &paths.workspace,
+        &paths.temp,
+        &paths.tool_cache,
+        &ev_path,
+    );
+    let mut default_env = context::default_env(&github_value, &runner_value);
+    if let Some(h) = &paths.home {
+        default_env.insert("HOME".into(), h.clone());
+    }
+    ctx.set("github", github_value.clone());
+    ctx.set("runner", runner_value);
+    ctx.set(
+        "job",
+        job_value(Status::Success, env.as_ref(), container.is_some()),
+    );
+    ctx.workspace = Some(workspace.clone());
+
+    let is_container = container.is_some();
+    let base_env = if is_container {
+        IndexMap::new()
+    } else {
+        shared.process_env.clone()
+    };
+    let mut state = JobState::new(env_ctx, masker, github_value);
+    let runner = StepRunner {
+        shared: shared.clone(),
+        key: key.clone(),
+        env: env.as_ref(),
+        job,
+        workflow: wf,
+        base_env,
+        default_env,
+        is_container,
+        temp_host: temp_dir.clone(),
+        workspace_view: paths.workspace.clone(),
+        workspace_host: workspace.clone(),
+        repo_root: a.repo_root.clone(),
+        cancel: job_cancel.clone(),
+        kill: shared.cfg.kill,
+        bash_cache: std::sync::OnceLock::new(),
+        leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
+    };
+    // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
+    runner.run_pre_stages(&mut ctx, &mut state).await;
+    for (i, step) in job.steps.iter().enumerate() {
+        if job_cancel.is_cancelled() && state.status != Status::Cancelled {
+            state.status = Status::Cancelled;
+        }
+        runner
+            .leftovers
+            .set_ahead(job.steps.get(i + 1).is_some_and(|s| s.run.is_some()));
+        runner.run_step(i, step, &mut ctx, &mut state).await;
+    }
+    if job_cancel.is_cancelled() && state.status == Status::Success {
+        state.status = Status::Cancelled;
+    }
+    runner.run_post_stages(&mut ctx, &mut state).await;
+    timer.abort();
+
+    // Job outputs (§6.3).
+    ctx.status = StatusMode::None;
+    ctx.set("steps", Value::object(state.steps.clone()));
+    ctx.set("env", context::string_map_value(state.env_ctx.iter()));
+    ctx.set("job", job_value(state.status, env.as_ref(), is_container));
+    let outputs = job_outputs(&shared, &key, job, &ctx, &mut state);
+
+    tear_down(&shared, &key, env.as_ref(), &mut state).await;
+    drop(runner);
+    drop(env);
+    drop(log_tx);
+    let _ = fwd.await;
+    cleanup_dirs(&shared, &tree);
+
+    let mut result = state.status;
+    if timed_out.load(std::sync::atomic::Ordering::SeqCst) && result != Status::Success {
+        runner_log(
+            &shared,
+            &key,
+            None,
+            format!(
+                "The job running on runner gantry has exceeded the maximum execution time of {} minutes.",
+                timeout.as_secs_f64() / 60.0
+            ),
+        );
+        result = Status::Cancelled;
+    }
+    // `environment.url` may use step outputs: evaluated here, reported to the gate by the
+    // scheduler's side.
+    let environment_url = job
+        .environment
+        .as_ref()
+        .and_then(|e| e.url.as_ref())
+        .filter(|_| a.environment.is_some())
+        .and_then(|u| ctx.eval_string(&u.value).ok())
+        .filter(|u| !u.is_empty() && !state.masker.would_mask(u));
+    ExecutedJob {
+        result,
+        outputs,
+        environment_url,
+        duration: started.elapsed(),
+    }
+}
+
+/// `jobs.<id>.outputs`, evaluated after the steps; a value that would be masked is left
+/// out with a note, as GitHub does. An evaluation error fails the job.
+fn job_outputs(
+    shared: &RunShared,
+    key: &Text,
+    job: &gantry_workflow::Job,
+    ctx: &Ctx,
+    state: &mut JobState,
+) -> IndexMap<String, String> {
+    let mut outputs = IndexMap::new();
+    for (name, expr) in &job.outputs {
+        match ctx.eval_string(&expr.value) {
+            Ok(v) if v.is_empty() => {}
+            Ok(v) if state.masker.would_mask(&v) => {
+                runner_log(
+                    shared,
+                    key,
+                    None,
+                    format!("Skip output '{name}' since it may contain secret."),
+                );
+            }
+            Ok(v) => {
+                outputs.insert(name.clone(), v);
+            }
+            Err(e) => {
+                runner_log(
+                    shared,
+                    key,
+                    None,
+                    format!(
+                        "Error: outputs.{name}: {}",
+                        state.masker.mask(&at(expr, &e.to_string()))
+                    ),
+                );
+                state.status = Status::Failure;
+            }
+        }
+    }
+    outputs
+}
+
+/// "Stop containers": the services' last log lines first (masked), then the environment
+/// is stopped. Runs on success, failure and cancellation alike.
+async fn tear_down(shared: &RunShared, key: &Text, env: &dyn JobEnv, state: &mut JobState) {
+    if !env.services().is_empty() {
+        let lines = if state.status == Status::Success {
+            SERVICE_LOG_LINES_OK
+        } else {
+            SERVICE_LOG_LINES_FAILED
+        };
+        runner_log(shared, key, None, "Stop containers".into());
+        state.masker.refresh();
+        for l in env.service_logs(lines).await {
+            runner_log(
+                shared,
+                key,
+                None,
+                format!(
+                    "--- last {lines} log lines of service '{}' ---\n{}",
+                    l.id,
+                    state.masker.mask(&l.text)
+                ),
+            );
+        }
+    }
+    if let Err(e) = env.stop().await {
+        runner_log(shared, key, None, format!("warning: tear-down: {e}"));
+    }
+}
+
+/// The job's tree goes back to the run's spares (or away); `--keep-work` keeps it.
+fn cleanup_dirs(shared: &RunShared, tree: &super::dirs::JobTree) {
+    if !shared.cfg.keep_work {
+        shared.job_dirs.release(&shared.snapshot, tree);
+    }
+}
