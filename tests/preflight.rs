@@ -159,6 +159,12 @@ fn the_seeds_workflows_validate_and_dry_run_with_only_external_findings() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let repo = git_repo_with(&refs);
+    // The seeds deploy from `main`: on any other branch their `push` triggers match
+    // nothing, and a dry run that plans no job finds nothing.
+    let head = git2::Repository::open(repo.path()).unwrap();
+    let commit = head.head().unwrap().peel_to_commit().unwrap();
+    head.branch("main", &commit, true).unwrap();
+    head.set_head("refs/heads/main").unwrap();
     let out = gantry(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(0), "false errors: {}", text(&out));
 
@@ -176,6 +182,11 @@ fn the_seeds_workflows_validate_and_dry_run_with_only_external_findings() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let planned = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("  job "))
+        .count();
+    assert_eq!(planned, 8, "the seeds' jobs are planned: {}", text(&out));
     let got = findings(&out);
     // Every finding comes from a service outside this machine, each with its reason.
     let expected: &[(&str, &str, &str, &str)] = EXPECTED;
@@ -186,5 +197,56 @@ fn the_seeds_workflows_validate_and_dry_run_with_only_external_findings() {
     assert_eq!(got, want, "{}", text(&out));
 }
 
-/// `(kind, job, subject, why it is expected)`: filled from the seeds' workflows.
-const EXPECTED: &[(&str, &str, &str, &str)] = &[];
+/// `(kind, job, subject, why it is expected)`: what the seeds' workflows need from
+/// services outside this machine (actions on GitHub not in the offline cache, images on
+/// Docker Hub, the services' credentials). Built-in actions (checkout, setup-python,
+/// docker/*, 8398a7/action-slack) are not findings.
+const EXPECTED: &[(&str, &str, &str, &str)] = &[
+    (
+        "image",
+        "test",
+        "postgres:15",
+        "Docker Hub image; mapped with --image in CI",
+    ),
+    (
+        "action",
+        "test",
+        "codecov/codecov-action@v3",
+        "GitHub action, offline",
+    ),
+    (
+        "action",
+        "test",
+        "SonarSource/sonarcloud-github-action@master",
+        "GitHub action, offline",
+    ),
+    (
+        "action",
+        "build",
+        "google-github-actions/setup-gcloud@v0",
+        "GitHub action, offline",
+    ),
+    (
+        "action",
+        "deploy",
+        "imranismail/setup-kustomize@v1",
+        "GitHub action, offline",
+    ),
+    ("secret", "(workflow env)", "RENDER_API_KEY", "Render's API"),
+    (
+        "secret",
+        "(workflow env)",
+        "RENDER_BACKEND_SERVICE_ID",
+        "Render's API",
+    ),
+    (
+        "secret",
+        "deploy",
+        "PRODUCTION_TOKEN",
+        "the deployed service's token",
+    ),
+    ("secret", "deploy", "SLACK_WEBHOOK", "Slack"),
+    ("secret", "test", "SONAR_TOKEN", "SonarCloud"),
+    ("secret", "build", "GCP_PROJECT_ID", "Google Cloud"),
+    ("secret", "build", "GCP_SA_KEY", "Google Cloud"),
+];
