@@ -66,7 +66,8 @@ impl fmt::Debug for GitDir {
     }
 }
 
-const DIRS: [&str; 5] = [
+/// The directories of every git directory Gantry writes (relative to `.git`).
+pub const DIRS: [&str; 5] = [
     "refs/heads",
     "refs/tags",
     "refs/remotes",
