@@ -185,3 +185,74 @@ jobs:
     assert!(all.contains("REFS-PASSED"), "{all}");
     assert_eq!(repo_state(other.path()), before_other);
 }
+
+/// A job's tree is recycled for a later job (`--jobs 1`, `needs`): whatever the first job
+/// did to its `.git` (a tag, local config, a hook, a commit, alternates, a broken pack)
+/// is gone, while the repository's files are the same inodes (the tree was reused).
+#[test]
+fn a_recycled_workspace_repository_holds_nothing_of_the_earlier_job() {
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("hook-ran");
+    let wf = format!(
+        r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      ino: ${{{{ steps.s.outputs.ino }}}}
+    steps:
+      - id: s
+        run: |
+          set -eu
+          echo "ino=$(stat -c %i .git/objects/pack/*.pack)" >> "$GITHUB_OUTPUT"
+          git tag x
+          git config --local a.b c
+          mkdir -p .git/hooks
+          printf '#!/bin/sh\ntouch {marker}\n' > .git/hooks/pre-commit
+          chmod +x .git/hooks/pre-commit
+          git -c user.name=a -c user.email=a@example.com commit -qam job
+          test -e {marker} && rm {marker}
+          git init -q --bare {outside}/other.git
+          echo {outside}/other.git/objects > .git/objects/info/alternates
+          chmod u+w .git/objects/pack/*.pack
+          printf PACK-BROKEN | dd of="$(ls .git/objects/pack/*.pack)" conv=notrunc 2>/dev/null
+          echo 'ref: refs/heads/elsewhere' > .git/HEAD
+          echo A-DONE
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: |
+          set -eu
+          test "$(stat -c %i .git/objects/pack/*.pack)" = "${{{{ needs.a.outputs.ino }}}}" || {{ echo not recycled; exit 1; }}
+          test "$(git rev-parse HEAD)" = "$GITHUB_SHA"
+          test "$(git rev-parse --abbrev-ref HEAD)" = main
+          test -z "$(git tag)"
+          ! git config --local a.b
+          test ! -e .git/hooks && test ! -e .git/objects/info/alternates
+          git fsck --full --no-dangling
+          test "$(git log --oneline | wc -l)" = 1
+          git status --porcelain | grep -q '^ M a.txt'
+          git -c user.name=b -c user.email=b@example.com commit -q --allow-empty -m next
+          test ! -e {marker}
+          echo B-CLEAN
+"#,
+        marker = marker.display(),
+        outside = outside.path().display(),
+    );
+    let repo = repo(false);
+    std::fs::write(repo.path().join(".github/workflows/ci.yml"), wf).unwrap();
+    let before = repo_state(repo.path());
+    let out = gantry(repo.path(), &["run", "--host", "--jobs", "1"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("A-DONE"), "{all}");
+    assert!(all.contains("B-CLEAN"), "{all}");
+    assert!(!marker.exists(), "the first job's hook ran in the second");
+    assert_eq!(
+        repo_state(repo.path()),
+        before,
+        "the user's repository changed"
+    );
+}

@@ -15,9 +15,10 @@
 //!   from the repository is removed, directories get the mode of a new directory;
 //! - `_temp` keeps only `_github_workflow/event.json` (written again) and an empty
 //!   `_runner_file_commands`; everything else a job left there is deleted;
-//! - the workspace's `.git` (not in the snapshot) is deleted and written again from the
-//!   run's [`crate::workspace::git::GitDir`];
-//! - anything else in the job directory (`_home` of a container job) is deleted.
+//! - the workspace's `.git` keeps only the directories and files of the run's
+//!   [`crate::workspace::git::GitDir`], and `_home` only `.gitconfig`; each is given the
+//!   run's bytes again ([`git`]);
+//! - anything else in the job directory is deleted.
 //!
 //! When pruning fails (files a container left owned by root), the tree is deleted as before.
 
@@ -30,6 +31,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::workspace::Snapshot;
 
+mod git;
 pub mod sweep;
 
 /// Name prefix of parked job trees beside the job directories.
@@ -58,6 +60,8 @@ pub struct JobTree {
     copies: Vec<Option<CopyStamp>>,
     /// How the event file looked when it was last known to hold this run's payload.
     event: Option<Stamp>,
+    /// The same for the files of the workspace's `.git` and `_home/.gitconfig`.
+    git: git::GitStamps,
 }
 
 /// A parked tree. `complete`: every directory of the skeleton was still there when it was
@@ -67,6 +71,7 @@ struct Parked {
     complete: bool,
     copies: Vec<Option<CopyStamp>>,
     event: Option<Stamp>,
+    git: git::GitStamps,
 }
 
 /// The metadata that changes whenever a file's content, mode or links change. `ctime`
@@ -149,6 +154,7 @@ pub struct JobDirs {
     seq: AtomicU64,
     reference: OnceLock<Option<Reference>>,
     layout: OnceLock<Layout>,
+    git_layout: OnceLock<Option<git::GitLayout>>,
     tool_cache: OnceLock<()>,
 }
 
@@ -174,6 +180,7 @@ impl JobDirs {
             seq: AtomicU64::new(0),
             reference: OnceLock::new(),
             layout: OnceLock::new(),
+            git_layout: OnceLock::new(),
             tool_cache: OnceLock::new(),
         }
     }
@@ -206,6 +213,7 @@ impl JobDirs {
             recycled: false,
             copies: Vec::new(),
             event: None,
+            git: git::GitStamps::default(),
         }
     }
 
@@ -219,15 +227,17 @@ impl JobDirs {
     ) -> io::Result<()> {
         let taken = self.take(&tree.job_dir);
         tree.recycled = taken.is_some();
-        if let Some((complete, copies, event)) = taken {
-            tree.copies = copies;
-            tree.event = event;
-            let how = if complete {
+        let reference = self.reference();
+        if let Some(parked) = taken {
+            tree.copies = parked.copies;
+            tree.event = parked.event;
+            tree.git = parked.git;
+            let how = if parked.complete {
                 Fill::Complete
             } else {
                 Fill::Recycled
             };
-            if fill(snapshot, tree, event_json, how).is_ok() {
+            if fill(snapshot, tree, event_json, how, reference.as_ref()).is_ok() {
                 return Ok(());
             }
             // A tree that cannot be refreshed is replaced by a new one.
@@ -235,9 +245,10 @@ impl JobDirs {
             tree.recycled = false;
             tree.copies.clear();
             tree.event = None;
+            tree.git = git::GitStamps::default();
         }
         std::fs::create_dir_all(&tree.job_dir)?;
-        fill(snapshot, tree, event_json, Fill::New)
+        fill(snapshot, tree, event_json, Fill::New, reference.as_ref())
     }
 
     /// At the end of a job: prunes its tree back to the skeleton and parks it, or deletes it.
@@ -288,14 +299,18 @@ impl JobDirs {
         })
     }
 
-    /// Renames a parked tree to `job_dir`; `Some((complete, copies, event))` when there was
-    /// one.
-    #[allow(clippy::type_complexity)]
-    fn take(&self, job_dir: &Path) -> Option<(bool, Vec<Option<CopyStamp>>, Option<Stamp>)> {
+    fn git_layout(&self, snapshot: &Snapshot) -> Option<&git::GitLayout> {
+        self.git_layout
+            .get_or_init(|| snapshot.git.as_deref().map(git::GitLayout::of))
+            .as_ref()
+    }
+
+    /// Renames a parked tree to `job_dir`; the parked tree when there was one.
+    fn take(&self, job_dir: &Path) -> Option<Parked> {
         loop {
             let candidate = self.parked().pop()?;
             if std::fs::rename(&candidate.path, job_dir).is_ok() {
-                return Some((candidate.complete, candidate.copies, candidate.event));
+                return Some(candidate);
             }
             let _ = std::fs::remove_dir_all(&candidate.path);
         }
@@ -309,7 +324,9 @@ impl JobDirs {
             return false;
         }
         let layout = self.layout(snapshot);
-        let Ok(complete) = prune_job_dir(tree, snapshot.bind, layout, &reference) else {
+        let git_layout = self.git_layout(snapshot).filter(|_| !snapshot.bind);
+        let Ok(complete) = prune_job_dir(tree, snapshot.bind, layout, git_layout, &reference)
+        else {
             return false;
         };
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -322,6 +339,7 @@ impl JobDirs {
             complete,
             copies: tree.copies.clone(),
             event: tree.event,
+            git: tree.git.clone(),
         });
         true
     }
@@ -340,19 +358,38 @@ enum Fill {
 }
 
 /// Creates what is missing in the tree and writes the workspace files and the event file.
-fn fill(snapshot: &Snapshot, tree: &mut JobTree, event_json: &str, how: Fill) -> io::Result<()> {
+fn fill(
+    snapshot: &Snapshot,
+    tree: &mut JobTree,
+    event_json: &str,
+    how: Fill,
+    reference: Option<&Reference>,
+) -> io::Result<()> {
     let recycled = how != Fill::New;
     if !snapshot.bind {
         copy_workspace(snapshot, &tree.workspace, how, &mut tree.copies)?;
-        // The job's own git directory (pruning removed the last job's, see `prune_workspace`).
+        // The job's own git directory, over what pruning kept of the last job's.
         if let Some(g) = &snapshot.git {
-            g.write(&tree.workspace)?;
-            let home = tree.job_dir.join("_home");
-            std::fs::create_dir_all(&home)?;
-            std::fs::write(
-                home.join(".gitconfig"),
-                crate::workspace::git::HOME_GITCONFIG,
-            )?;
+            let home = tree.job_dir.join(git::HOME_DIR);
+            match reference {
+                Some(r) => git::refresh(
+                    g,
+                    &tree.workspace,
+                    &home,
+                    how == Fill::Complete,
+                    &mut tree.git,
+                    r,
+                )?,
+                // Not a tree that is ever parked: written as new.
+                None => {
+                    g.write(&tree.workspace)?;
+                    std::fs::create_dir_all(&home)?;
+                    std::fs::write(
+                        home.join(".gitconfig"),
+                        crate::workspace::git::HOME_GITCONFIG,
+                    )?;
+                }
+            }
         }
     }
     if how != Fill::Complete {
@@ -520,13 +557,20 @@ fn reset_dir(path: &Path, m: &std::fs::Metadata, r: &Reference) -> io::Result<()
 }
 
 /// Prunes the tree; `Ok(true)` when every directory of the skeleton is still there.
-fn prune_job_dir(tree: &JobTree, bind: bool, layout: &Layout, r: &Reference) -> io::Result<bool> {
+fn prune_job_dir(
+    tree: &JobTree,
+    bind: bool,
+    layout: &Layout,
+    git_layout: Option<&git::GitLayout>,
+    r: &Reference,
+) -> io::Result<bool> {
     let m = std::fs::symlink_metadata(&tree.job_dir)?;
     if !m.is_dir() || !ours(&m, r) {
         return Err(io::Error::other("not a job directory of ours"));
     }
     reset_dir(&tree.job_dir, &m, r)?;
-    let (mut temp_complete, mut workspace_dirs) = (false, None);
+    let (mut temp_complete, mut workspace_dirs, mut home) = (false, None, false);
+    let mut git_dirs = None;
     for e in std::fs::read_dir(&tree.job_dir)? {
         let e = e?;
         let path = e.path();
@@ -536,12 +580,22 @@ fn prune_job_dir(tree: &JobTree, bind: bool, layout: &Layout, r: &Reference) -> 
             temp_complete = prune_temp(&path, r)?;
         } else if !bind && path == tree.workspace && m.is_dir() && ours(&m, r) {
             reset_dir(&path, &m, r)?;
-            workspace_dirs = Some(prune_workspace(&path, Path::new(""), layout, r)?);
+            let git = git_layout.map(|l| (l, &tree.git, &mut git_dirs));
+            workspace_dirs = Some(prune_workspace(&path, Path::new(""), layout, git, r)?);
+        } else if git_layout.is_some()
+            && e.file_name() == git::HOME_DIR
+            && m.is_dir()
+            && ours(&m, r)
+        {
+            reset_dir(&path, &m, r)?;
+            git::prune_home(&path, &tree.git, r)?;
+            home = true;
         } else {
             remove_any(&path)?;
         }
     }
-    Ok(temp_complete && (bind || workspace_dirs == Some(layout.dirs.len())))
+    let git_complete = git_layout.is_none_or(|l| home && git_dirs == Some(l.dir_count()));
+    Ok(temp_complete && (bind || (workspace_dirs == Some(layout.dirs.len()) && git_complete)))
 }
 
 /// Keeps `_github_workflow/event.json` and an empty `_runner_file_commands`; `Ok(true)`
@@ -580,18 +634,40 @@ fn prune_temp(temp: &Path, r: &Reference) -> io::Result<bool> {
     Ok(kept == 2)
 }
 
-/// Keeps the directories and regular files the snapshot lists (see the module comment);
-/// returns how many directories below `dir` it kept.
-fn prune_workspace(dir: &Path, rel: &Path, layout: &Layout, r: &Reference) -> io::Result<usize> {
+/// The run's git layout, the tree's stamps of its files, and where to count the
+/// directories kept in `.git` (given for the top of the workspace only).
+type GitPrune<'a> = (
+    &'a git::GitLayout,
+    &'a git::GitStamps,
+    &'a mut Option<usize>,
+);
+
+/// Keeps the directories and regular files the snapshot lists (see the module comment) and,
+/// with `git`, what the run's `.git` holds; returns how many directories below `dir` it kept
+/// (those of `.git` are counted apart).
+fn prune_workspace(
+    dir: &Path,
+    rel: &Path,
+    layout: &Layout,
+    mut git: Option<GitPrune<'_>>,
+    r: &Reference,
+) -> io::Result<usize> {
     let mut dirs = 0;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let path = e.path();
         let rel = rel.join(e.file_name());
         let m = e.metadata()?;
-        if m.is_dir() && ours(&m, r) && layout.dirs.contains(&rel) {
+        if let Some((git_layout, stamps, git_dirs)) = git.as_mut()
+            && rel == Path::new(".git")
+            && m.is_dir()
+            && ours(&m, r)
+        {
             reset_dir(&path, &m, r)?;
-            dirs += 1 + prune_workspace(&path, &rel, layout, r)?;
+            **git_dirs = Some(git::prune_git(&path, Path::new(""), git_layout, stamps, r)?);
+        } else if m.is_dir() && ours(&m, r) && layout.dirs.contains(&rel) {
+            reset_dir(&path, &m, r)?;
+            dirs += 1 + prune_workspace(&path, &rel, layout, None, r)?;
         } else if layout.files.contains(&rel) && reusable_file(&path, &m, r) {
             if m.mode() & 0o200 == 0 {
                 // Copying over it opens it for writing; the copy sets the listed mode.

@@ -8,7 +8,8 @@
 //! this directory first and `git tag`, `git config --local` or a commit stay in it.
 //!
 //! The directory is built once per run (and by `actions/checkout` for other refs, depths
-//! or repositories) as a list of files, then written into each job's workspace.
+//! or repositories) as a list of files, then written into each job's workspace (a recycled
+//! job tree's is reset to it in place: `job::dirs::git`).
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -66,7 +67,8 @@ impl fmt::Debug for GitDir {
     }
 }
 
-const DIRS: [&str; 5] = [
+/// The directories of every git directory Gantry writes (relative to `.git`).
+pub const DIRS: [&str; 5] = [
     "refs/heads",
     "refs/tags",
     "refs/remotes",
