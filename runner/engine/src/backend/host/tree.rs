@@ -212,3 +212,33 @@ pub fn kill_all_step_processes() -> usize {
 fn is_zombie(pid: i32) -> bool {
     proc_info(pid).is_none_or(|i| i.zombie)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// An orphan that exited before the job's end is reaped from the table the kill pass
+    /// read, although nothing was left to kill.
+    #[test]
+    fn a_dead_orphan_is_reaped_when_nothing_is_killed() {
+        assert!(become_subreaper());
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'exit 0' & echo $!"])
+            .process_group(0)
+            .output()
+            .unwrap();
+        let orphan: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let me = std::process::id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !proc_info(orphan).is_some_and(|i| i.zombie && i.ppid == me) {
+            assert!(Instant::now() < deadline, "no zombie orphan {orphan}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(kill_job_tree(Some("no-job-has-this-cookie"), &[]), 0);
+        assert!(
+            proc_info(orphan).is_none(),
+            "zombie {orphan} was not reaped"
+        );
+    }
+}
