@@ -71,14 +71,6 @@ fn process_info_table() -> HashMap<i32, ProcInfo> {
     out
 }
 
-/// pid → parent pid of every process visible in /proc.
-fn process_table() -> HashMap<i32, i32> {
-    process_info_table()
-        .into_iter()
-        .map(|(pid, i)| (pid, i.ppid))
-        .collect()
-}
-
 /// Reaps the zombies among gantry's children that are step processes' orphans (they
 /// re-parented to gantry, the subreaper): not in gantry's own process group (children of
 /// `std::process::Command` are, and their owners reap them), and not a process the host
@@ -87,15 +79,30 @@ pub fn reap_orphans() -> usize {
     if !become_subreaper() {
         return 0;
     }
+    reap_orphans_in(&process_info_table())
+}
+
+/// [`reap_orphans`] for the zombies `table` lists (a table read a moment ago: reading
+/// /proc is most of a no-op job's end, ~3 syscalls per process on the machine).
+fn reap_orphans_in(table: &HashMap<i32, ProcInfo>) -> usize {
     let me = std::process::id() as i32;
     // SAFETY: getpgrp has no arguments and cannot fail.
     let my_group = unsafe { libc::getpgrp() };
-    let table = process_info_table();
+    let orphan = |i: &ProcInfo| i.zombie && i.ppid == me && i.pgrp != my_group;
+    let candidates: Vec<i32> = table
+        .iter()
+        .filter(|(_, i)| orphan(i))
+        .map(|(&pid, _)| pid)
+        .collect();
+    if candidates.is_empty() {
+        return 0;
+    }
     // Held while reaping: a spawn in progress cannot slip in between the check and the wait.
     let spawned = super::spawn::spawned_children();
     let mut reaped = 0;
-    for (&pid, info) in &table {
-        if info.zombie && info.ppid == me && info.pgrp != my_group && !spawned.contains(pid) {
+    for pid in candidates {
+        // Checked again under the lock: the table may be older than the last spawn.
+        if proc_info(pid).is_some_and(|i| orphan(&i)) && !spawned.contains(pid) {
             let mut status = 0;
             // SAFETY: waitpid on a zombie child of ours that nobody else waits for.
             if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
@@ -138,10 +145,12 @@ fn carries_cookie(pid: i32, cookie: Option<&str>) -> bool {
 }
 
 /// The processes of a job: those carrying its cookie (any job's for `None`) and their
-/// descendants, plus the members of `groups`. Gantry itself is never included.
-fn job_processes(cookie: Option<&str>, groups: &[i32]) -> HashSet<i32> {
+/// descendants, plus the members of `groups`. Gantry itself is never included. Also the
+/// process table read for it.
+fn job_processes(cookie: Option<&str>, groups: &[i32]) -> (HashSet<i32>, HashMap<i32, ProcInfo>) {
     let me = std::process::id() as i32;
-    let table = process_table();
+    let info = process_info_table();
+    let table: HashMap<i32, i32> = info.iter().map(|(&pid, i)| (pid, i.ppid)).collect();
     let candidates: Vec<i32> = if become_subreaper() {
         descendants(me, &table).into_iter().collect()
     } else {
@@ -160,7 +169,7 @@ fn job_processes(cookie: Option<&str>, groups: &[i32]) -> HashSet<i32> {
         found.extend(descendants(pid, &table));
     }
     found.remove(&me);
-    found
+    (found, info)
 }
 
 /// SIGKILLs a job's processes (see [`job_processes`]) until none is left (a process may
@@ -169,13 +178,11 @@ fn job_processes(cookie: Option<&str>, groups: &[i32]) -> HashSet<i32> {
 pub fn kill_job_tree(cookie: Option<&str>, groups: &[i32]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut killed: HashSet<i32> = HashSet::new();
-    loop {
-        let procs: Vec<i32> = job_processes(cookie, groups)
-            .into_iter()
-            .filter(|p| !is_zombie(*p))
-            .collect();
+    let table = loop {
+        let (procs, table) = job_processes(cookie, groups);
+        let procs: Vec<i32> = procs.into_iter().filter(|p| !is_zombie(*p)).collect();
         if procs.is_empty() || Instant::now() >= deadline {
-            break;
+            break table;
         }
         for &pid in &procs {
             // SAFETY: kill(2) on a pid found in this job's tree a moment ago.
@@ -183,10 +190,16 @@ pub fn kill_job_tree(cookie: Option<&str>, groups: &[i32]) -> usize {
             killed.insert(pid);
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
+    };
     // Orphans re-parented to gantry (the subreaper) are its children now: reap them so
-    // they do not stay zombies. Direct step processes are reaped by their exec.
-    reap_orphans();
+    // they do not stay zombies. Direct step processes are reaped by their exec. When
+    // nothing was killed, the table just read already shows every zombie there is (one
+    // that dies later is reaped by the next call).
+    if !killed.is_empty() {
+        reap_orphans();
+    } else if become_subreaper() {
+        reap_orphans_in(&table);
+    }
     killed.len()
 }
 
@@ -198,4 +211,34 @@ pub fn kill_all_step_processes() -> usize {
 /// Exited (a zombie) or gone.
 fn is_zombie(pid: i32) -> bool {
     proc_info(pid).is_none_or(|i| i.zombie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// An orphan that exited before the job's end is reaped from the table the kill pass
+    /// read, although nothing was left to kill.
+    #[test]
+    fn a_dead_orphan_is_reaped_when_nothing_is_killed() {
+        assert!(become_subreaper());
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'exit 0' & echo $!"])
+            .process_group(0)
+            .output()
+            .unwrap();
+        let orphan: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let me = std::process::id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !proc_info(orphan).is_some_and(|i| i.zombie && i.ppid == me) {
+            assert!(Instant::now() < deadline, "no zombie orphan {orphan}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(kill_job_tree(Some("no-job-has-this-cookie"), &[]), 0);
+        assert!(
+            proc_info(orphan).is_none(),
+            "zombie {orphan} was not reaped"
+        );
+    }
 }
