@@ -121,11 +121,6 @@ pub fn eval_number(v: &Option<Spanned<OrExpr<f64>>>, ctx: &Ctx) -> Result<Option
     }
 }
 
-fn minutes(n: Option<f64>) -> Option<Duration> {
-    n.filter(|m| m.is_finite() && *m > 0.0)
-        .map(|m| Duration::from_secs_f64(m * 60.0))
-}
-
 fn eval_container(c: &Container, ctx: &Ctx) -> Result<ContainerSpec, String> {
     let image = ctx
         .eval_string(&c.image.value)
@@ -477,7 +472,14 @@ pub async fn run_job(
     // Job timeout → cancellation of the job.
     let job_cancel = cancel.child_token();
     let timeout = match eval_number(&job.timeout_minutes, &ctx) {
-        Ok(t) => minutes(t).unwrap_or(Duration::from_secs(360 * 60)),
+        Ok(t) => {
+            // The default and a server's cap are the run's (`RunConfig::job_timeout`).
+            let (t, capped) = shared.cfg.job_timeout(t);
+            if let Some(line) = capped {
+                runner_log(&shared, &key, None, line);
+            }
+            t
+        }
         Err(e) => {
             fail(format!("timeout-minutes: {e}"), &masker);
             return emit_finish(Status::Failure, IndexMap::new(), coe);
