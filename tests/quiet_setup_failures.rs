@@ -1,4 +1,4 @@
-//! `-q` still prints every failure's cause: job set-up failures (a missing image, a
+//! `-q` still prints every failure's cause, once: job set-up failures (a missing image, a
 //! service that never becomes healthy, an action that does not resolve) are reported like
 //! failed steps — the job, what failed and what to do — on the terminal and in the run
 //! record (`events.jsonl` holds the error annotation).
@@ -26,9 +26,9 @@ fn record_text(repo: &Path) -> String {
         .join("\n")
 }
 
-/// Runs `wf` with `-q`; the output must show `cause` and name what to do (`fix`), and
-/// the record must hold it too.
-fn quiet_failure(wf: &str, extra: &[&str], cause: &str, fix: &str) {
+/// Runs `wf` with `-q`; the output must show `cause` and name what to do (`fix`), the
+/// failure's message (`once`) exactly once, and the record must hold the cause too.
+fn quiet_failure(wf: &str, extra: &[&str], cause: &str, fix: &str, once: &str) {
     let repo = git_repo_with(&[(".github/workflows/ci.yml", wf)]);
     let mut args = vec!["run", "-q"];
     args.extend_from_slice(extra);
@@ -37,6 +37,12 @@ fn quiet_failure(wf: &str, extra: &[&str], cause: &str, fix: &str) {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains(cause), "-q hid the cause '{cause}': {all}");
     assert!(all.contains(fix), "-q hid what to do '{fix}': {all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches(once).count(),
+        1,
+        "'{once}' is not printed exactly once: {all}"
+    );
     let recorded = record_text(repo.path());
     assert!(
         recorded.contains(cause),
@@ -55,6 +61,7 @@ fn a_missing_image_is_shown_with_q() {
         &[],
         "gantry/no-such-image:0",
         "job set-up failed",
+        "image 'gantry/no-such-image:0' is not available locally",
     );
 }
 
@@ -71,6 +78,7 @@ fn an_unhealthy_service_is_shown_with_q() {
         &["--host"],
         "service 'db' exited",
         "job set-up failed",
+        "before becoming healthy",
     );
 }
 
@@ -84,5 +92,6 @@ fn an_action_that_does_not_resolve_is_shown_with_q() {
         &["--host", "--offline", "--action-cache", &cache_arg],
         "nobody-here/no-such-action@v1",
         "offline",
+        "cannot resolve the action",
     );
 }

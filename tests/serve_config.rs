@@ -26,6 +26,7 @@ repositories:
     forge: bitbucket
     webhook_secret: "${HOOK_SECRET}"
 executor: { capacity: 0 }
+limits: { job_timeout_minutes: 0, run_timeout_minutes: soon, cpus: 2 }
 "#;
 
 fn check(config: &str) -> (bool, String) {
@@ -65,6 +66,15 @@ fn every_problem_is_reported_with_its_position() {
             "'bitbucket' is not one of github, gitea, forgejo, gitlab",
         ),
         ("23:23", "executor.capacity: expected a whole number"),
+        (
+            "24:32",
+            "limits.job_timeout_minutes: expected a number of minutes above 0",
+        ),
+        (
+            "24:56",
+            "limits.run_timeout_minutes: expected a number of minutes above 0",
+        ),
+        ("24:62", "limits: unknown key 'cpus'"),
     ];
     for (pos, msg) in expect {
         let line = text
@@ -78,7 +88,7 @@ fn every_problem_is_reported_with_its_position() {
     }
     // A snippet with the offending line follows each header.
     assert!(text.contains("wait_timer: soon"), "{text}");
-    assert!(text.contains("10 problem(s)"), "{text}");
+    assert!(text.contains("13 problem(s)"), "{text}");
     for secret in [
         "alice-secret-token-1",
         "carol-secret-token-2",
@@ -116,6 +126,7 @@ labels:
   ubuntu-latest: docker://gantry/debian:bookworm
   self-hosted: host
 executor: { capacity: 4 }
+limits: { job_timeout_minutes: 360, run_timeout_minutes: 0.5 }
 "#;
     let (ok, text) = check(example);
     assert!(ok, "{text}");

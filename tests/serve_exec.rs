@@ -8,89 +8,8 @@ mod serve_support;
 
 use std::path::Path;
 
-use octocrab::models::workflows::{Conclusion, Job, Run};
+use octocrab::models::workflows::Conclusion;
 use serve_support::*;
-
-const ZERO: &str = "0000000000000000000000000000000000000000";
-
-fn push_body(before: &str, after: &str, msg: &str) -> Vec<u8> {
-    serde_json::to_vec(&github_push(
-        "acme/shop",
-        "refs/heads/main",
-        before,
-        after,
-        msg,
-    ))
-    .unwrap()
-}
-
-async fn push(s: &Server, before: &str, after: &str, msg: &str) {
-    let (st, body) = deliver(
-        &s.base,
-        "github",
-        "push",
-        &guid(),
-        &push_body(before, after, msg),
-        Some(SECRET),
-    )
-    .await;
-    assert_eq!(st, 202, "{body}");
-}
-
-/// Polls the run until `pred` holds (up to `secs`).
-async fn run_until(s: &Server, id: u64, secs: u64, what: &str, pred: impl Fn(&Run) -> bool) -> Run {
-    let octo = s.octocrab(READER_TOKEN);
-    let start = std::time::Instant::now();
-    loop {
-        let run = octo
-            .workflows("acme", "shop")
-            .get(id.into())
-            .await
-            .expect("get run");
-        if pred(&run) {
-            return run;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(secs),
-            "timed out waiting for {what}; run is {} / {:?}\n{}",
-            run.status,
-            run.conclusion,
-            s.output()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-async fn completed(s: &Server, id: u64) -> Run {
-    run_until(s, id, 120, "the run to complete", |r| {
-        r.status == "completed"
-    })
-    .await
-}
-
-async fn jobs(s: &Server, id: u64) -> Vec<Job> {
-    s.octocrab(READER_TOKEN)
-        .workflows("acme", "shop")
-        .list_jobs(id.into())
-        .send()
-        .await
-        .expect("list jobs")
-        .items
-}
-
-async fn job_log(s: &Server, job: &Job) -> String {
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v3/repos/acme/shop/actions/jobs/{}/logs",
-            s.base, job.id
-        ))
-        .bearer_auth(READER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
-}
 
 /// Every byte the server wrote under `dir` (database, WAL, workspaces), for secret checks.
 fn all_bytes(dir: &Path) -> Vec<u8> {
@@ -262,26 +181,6 @@ jobs:
         "ran in gantry/debian:bookworm:\n{log}"
     );
     assert!(log.contains("in v-from-commit"), "{log}");
-}
-
-fn pid_alive(pid: i32) -> bool {
-    // A zombie has exited; only its entry is left.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-async fn read_pid(path: &Path) -> i32 {
-    wait_for("the step's pid file", || async {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-    })
-    .await
 }
 
 fn slow_workflow(pid_file: &Path) -> String {

@@ -586,3 +586,101 @@ pub async fn run_of(s: &Server, sha: &str) -> octocrab::models::workflows::Run {
     })
     .await
 }
+
+// Executing runs: pushes to acme/shop's main, polling a run, its jobs and logs, the
+// processes its steps leave (`serve_exec`, `serve_limits`).
+
+pub const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// A signed GitHub push of `after` to acme/shop's main; the server must accept it.
+pub async fn push(s: &Server, before: &str, after: &str, msg: &str) {
+    let body = github_push("acme/shop", "refs/heads/main", before, after, msg);
+    let body = serde_json::to_vec(&body).unwrap();
+    let (st, text) = deliver(&s.base, "github", "push", &guid(), &body, Some(SECRET)).await;
+    assert_eq!(st, 202, "{text}");
+}
+
+/// Polls run `id` of acme/shop until `pred` holds (up to `secs`).
+pub async fn run_until(
+    s: &Server,
+    id: u64,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&octocrab::models::workflows::Run) -> bool,
+) -> octocrab::models::workflows::Run {
+    let octo = s.octocrab(READER_TOKEN);
+    let start = Instant::now();
+    loop {
+        let run = octo
+            .workflows("acme", "shop")
+            .get(id.into())
+            .await
+            .expect("get run");
+        if pred(&run) {
+            return run;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}; run is {} / {:?}\n{}",
+            run.status,
+            run.conclusion,
+            s.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Run `id` once it has completed (up to 120 s).
+pub async fn completed(s: &Server, id: u64) -> octocrab::models::workflows::Run {
+    run_until(s, id, 120, "the run to complete", |r| {
+        r.status == "completed"
+    })
+    .await
+}
+
+/// The jobs of run `id` (latest attempt) through the API.
+pub async fn jobs(s: &Server, id: u64) -> Vec<octocrab::models::workflows::Job> {
+    s.octocrab(READER_TOKEN)
+        .workflows("acme", "shop")
+        .list_jobs(id.into())
+        .send()
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// A job's log through the API.
+pub async fn job_log(s: &Server, job: &octocrab::models::workflows::Job) -> String {
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v3/repos/acme/shop/actions/jobs/{}/logs",
+            s.base, job.id
+        ))
+        .bearer_auth(READER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
+/// Whether process `pid` still runs (a zombie has exited; only its entry is left).
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The pid a step wrote into `path`, once it is there.
+pub async fn read_pid(path: &std::path::Path) -> i32 {
+    wait_for("the step's pid file", || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    })
+    .await
+}

@@ -13,8 +13,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 #[derive(Default)]
 struct JobView {
     name: String,
-    /// Buffered lines of the running step (quiet mode, or inside a group).
-    held: Vec<String>,
+    /// Buffered lines of the running step (quiet mode, or inside a group), each with the
+    /// length of its `[job] ` prefix.
+    held: Vec<(String, usize)>,
     group_depth: usize,
     bar: Option<ProgressBar>,
 }
@@ -120,7 +121,7 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                     let hold = opts.quiet || v.group_depth > 0;
                     if hold {
                         for line in text.split_terminator('\n') {
-                            v.held.push(format!("{prefix}{line}"));
+                            v.held.push((format!("{prefix}{line}"), prefix.len()));
                         }
                     } else if mp.is_none() {
                         // Hot path: no allocation per line.
@@ -156,6 +157,7 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                 }
                 RunEvent::Annotation {
                     job,
+                    step,
                     severity,
                     message,
                     file,
@@ -163,6 +165,15 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                     ..
                 } => {
                     let v = jobs.entry(job.to_string()).or_default();
+                    // A set-up failure (quiet mode): the lines held before it say what was
+                    // being set up; its `Error:` line is the annotation's cause again.
+                    if opts.quiet && step.is_none() && severity == "error" && v.group_depth == 0 {
+                        for (l, at) in std::mem::take(&mut v.held) {
+                            if !repeats_cause(&l[at..], message) {
+                                print(&mp, &mut out, &l);
+                            }
+                        }
+                    }
                     let loc = match (file, line) {
                         (Some(f), Some(l)) => format!(" {f}:{l}"),
                         (Some(f), None) => format!(" {f}"),
@@ -186,7 +197,7 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                 } => {
                     let v = jobs.entry(job.to_string()).or_default();
                     if *outcome == Status::Failure {
-                        for l in std::mem::take(&mut v.held) {
+                        for (l, _) in std::mem::take(&mut v.held) {
                             print(&mp, &mut out, &l);
                         }
                     } else {
@@ -218,7 +229,7 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
                     let v = jobs.entry(job.to_string()).or_default();
                     // Lines held outside a step (quiet mode) are the failure's cause.
                     if *result == Status::Failure {
-                        for l in std::mem::take(&mut v.held) {
+                        for (l, _) in std::mem::take(&mut v.held) {
                             print(&mp, &mut out, &l);
                         }
                     }
@@ -252,6 +263,17 @@ pub fn spawn(mut sub: BatchedSubscription, opts: Options) -> std::thread::JoinHa
         }
         let _ = out.flush();
     })
+}
+
+/// Whether a log line only repeats an annotation's cause: the engine logs a job set-up
+/// failure as `Error: CAUSE` and annotates it `job set-up failed: CAUSE` (the other lines
+/// of a multi-line cause as they are).
+fn repeats_cause(text: &str, annotation: &str) -> bool {
+    let t = text.strip_prefix("Error: ").unwrap_or(text);
+    let cause = annotation
+        .strip_prefix("job set-up failed: ")
+        .unwrap_or(annotation);
+    !t.trim().is_empty() && cause.lines().any(|l| l == t)
 }
 
 /// Prints the final table and the critical path.
@@ -301,4 +323,22 @@ pub fn print_summary(summary: &gantry_engine::store::RunSummary, color: bool) {
     ));
     print!("{s}");
     let _ = std::io::stdout().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeats_cause;
+
+    #[test]
+    fn a_set_up_error_line_repeats_its_annotation() {
+        let ann = "job set-up failed: image 'x:1' is not available locally: hint\nsecond line";
+        assert!(repeats_cause(
+            "Error: image 'x:1' is not available locally: hint",
+            ann
+        ));
+        assert!(repeats_cause("second line", ann));
+        assert!(!repeats_cause("Starting job container (x:1)", ann));
+        assert!(!repeats_cause("hint", ann), "only a whole cause counts");
+        assert!(!repeats_cause("Error: ", ann));
+    }
 }

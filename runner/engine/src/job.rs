@@ -116,11 +116,6 @@ pub fn eval_number(v: &Option<Spanned<OrExpr<f64>>>, ctx: &Ctx) -> Result<Option
     }
 }
 
-fn minutes(n: Option<f64>) -> Option<Duration> {
-    n.filter(|m| m.is_finite() && *m > 0.0)
-        .map(|m| Duration::from_secs_f64(m * 60.0))
-}
-
 fn eval_container(c: &Container, ctx: &Ctx) -> Result<ContainerSpec, String> {
     let image = ctx
         .eval_string(&c.image.value)

@@ -344,17 +344,15 @@ pub async fn check(cfg: &RunConfig) -> Vec<Finding> {
     out
 }
 
+/// The run's own hint for a missing image (the same words as when the run stops at it).
 fn image_fix(image: &str, from: &str) -> String {
-    let base = format!(
-        "build it locally (docker build -t {image} …, or `gantry image build` for Gantry's \
-         images) or point the name at a local image with --image {image}=LOCAL (or `images:` \
-         in .gantry/config.yml)"
-    );
-    if from == "runs-on" {
-        format!("{base}; or map the label with -P LABEL=IMAGE or run on this machine with --host")
+    use crate::backend::docker::{ImageUse, missing_image_hint};
+    let used = if from == "runs-on" {
+        ImageUse::Label
     } else {
-        base
-    }
+        ImageUse::Named
+    };
+    missing_image_hint(image, used)
 }
 
 async fn connect() -> Option<bollard::Docker> {

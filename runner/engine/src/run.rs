@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gantry_expr::Value;
 use gantry_workflow::Workflow;
@@ -142,6 +142,21 @@ pub struct RunConfig {
     /// Wraps the local job executor (`None`: jobs run on it directly). Tests put a
     /// serializing layer here; a dispatcher to remote agents would go here too.
     pub wrap_executor: Option<crate::executor::WrapExecutor>,
+    /// The most any job may run (a server's limit): a longer `timeout-minutes` is cut to
+    /// it. `None`: a job's own timeout holds.
+    pub job_timeout_cap: Option<JobTimeoutCap>,
+}
+
+/// GitHub's `timeout-minutes` when a job gives none (GHA-SEMANTICS §5.6).
+pub const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
+
+/// A limit on every job's timeout (see [`RunConfig::job_timeout_cap`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobTimeoutCap {
+    /// Minutes (fractions allowed).
+    pub minutes: f64,
+    /// What a job's log calls the limit (`the server's job_timeout_minutes`).
+    pub setting: String,
 }
 
 /// Job slots and concurrency groups several runs share (see [`RunConfig::shared`]).
@@ -200,6 +215,37 @@ impl RunConfig {
             shared: None,
             plan_only: false,
             wrap_executor: None,
+            job_timeout_cap: None,
+        }
+    }
+
+    /// A job's timeout from its `timeout-minutes` (`None`: absent or not positive, so
+    /// GitHub's 360), cut to [`Self::job_timeout_cap`]; when cut, also the line that says
+    /// so in the job's log.
+    pub fn job_timeout(&self, asked: Option<f64>) -> (Duration, Option<String>) {
+        let own = asked
+            .filter(|m| m.is_finite() && *m > 0.0)
+            .unwrap_or(DEFAULT_JOB_TIMEOUT_MINUTES);
+        let cap = self
+            .job_timeout_cap
+            .as_ref()
+            .filter(|c| c.minutes.is_finite() && c.minutes > 0.0 && c.minutes < own);
+        // A huge `timeout-minutes` (1e300) is no duration: it waits for ever.
+        let dur = |m: f64| Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::MAX);
+        match cap {
+            None => (dur(own), None),
+            Some(c) => {
+                let default = if asked.is_some() { "" } else { ", the default" };
+                let note = format!(
+                    "The job's timeout-minutes ({}{default}) is above {} ({}): the job is \
+                     cancelled after {} minutes.",
+                    gantry_expr::format_number(own),
+                    c.setting,
+                    gantry_expr::format_number(c.minutes),
+                    gantry_expr::format_number(c.minutes),
+                );
+                (dur(c.minutes), Some(note))
+            }
         }
     }
 }
@@ -418,4 +464,38 @@ pub async fn execute(
 /// Minimal error plumbing without pulling anyhow into the engine.
 pub mod anyhow_like {
     pub type Result<T> = std::result::Result<T, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_cuts_longer_job_timeouts_and_says_so() {
+        let mut cfg = RunConfig::new(PathBuf::from("."), vec![]);
+        assert_eq!(cfg.job_timeout(None), (Duration::from_secs(360 * 60), None));
+        assert_eq!(cfg.job_timeout(Some(0.5)), (Duration::from_secs(30), None));
+        // Not a duration: waits for ever rather than panicking.
+        assert_eq!(cfg.job_timeout(Some(1e300)).0, Duration::MAX);
+        cfg.job_timeout_cap = Some(JobTimeoutCap {
+            minutes: 0.05,
+            setting: "the server's job_timeout_minutes".into(),
+        });
+        let (t, note) = cfg.job_timeout(Some(100.0));
+        assert_eq!(t, Duration::from_secs(3));
+        assert_eq!(
+            note.as_deref(),
+            Some(
+                "The job's timeout-minutes (100) is above the server's job_timeout_minutes \
+                 (0.05): the job is cancelled after 0.05 minutes."
+            )
+        );
+        let (t, note) = cfg.job_timeout(None);
+        assert_eq!(t, Duration::from_secs(3));
+        assert!(note.unwrap().contains("(360, the default)"));
+        assert_eq!(
+            cfg.job_timeout(Some(0.01)),
+            (Duration::from_millis(600), None)
+        );
+    }
 }

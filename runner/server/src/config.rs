@@ -148,6 +148,29 @@ pub enum LabelTarget {
     Docker(String),
 }
 
+/// What a run may take of the server (`limits:`), in minutes (fractions allowed). Jobs run
+/// other people's code: no workflow may hold the server's capacity for ever.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// The most a job may run: a job's `timeout-minutes` (default 360) above it is cut to
+    /// it.
+    pub job_timeout_minutes: f64,
+    /// The most a run may take from the moment this server starts it, waits for
+    /// approvals included; then it is cancelled.
+    pub run_timeout_minutes: f64,
+}
+
+impl Default for Limits {
+    /// GitHub's own limits for self-hosted runners, what a server running jobs on its
+    /// own machine is: a job 5 days, a workflow run 35 days.
+    fn default() -> Self {
+        Limits {
+            job_timeout_minutes: 5.0 * 24.0 * 60.0,
+            run_timeout_minutes: 35.0 * 24.0 * 60.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -159,6 +182,7 @@ pub struct ServerConfig {
     pub repositories: Vec<Repository>,
     pub labels: IndexMap<String, LabelTarget>,
     pub executor_capacity: usize,
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -173,6 +197,7 @@ impl ServerConfig {
             repositories: Vec::new(),
             labels: IndexMap::new(),
             executor_capacity: 2,
+            limits: Limits::default(),
         }
     }
 
@@ -287,6 +312,7 @@ fn read_root(r: &mut Reader, root: &Spanned<Node>, base: &Path, cfg: &mut Server
         "repositories",
         "labels",
         "executor",
+        "limits",
     ];
     let Some(map) = r.map(root, "the server config", KEYS) else {
         return;
@@ -339,6 +365,7 @@ fn read_root(r: &mut Reader, root: &Spanned<Node>, base: &Path, cfg: &mut Server
             "users" => cfg.users = crate::config_read::users(r, v),
             "repositories" => cfg.repositories = crate::config_read::repositories(r, v),
             "labels" => cfg.labels = crate::config_read::labels(r, v),
+            "limits" => crate::config_read::limits(r, v, &mut cfg.limits),
             "executor" => {
                 if let Some(m) = r.map(v, "executor", &["capacity"]) {
                     for (_, cv) in m {
@@ -400,6 +427,31 @@ mod tests {
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("10s5"), None);
+    }
+
+    #[test]
+    fn limits_default_to_githubs_self_hosted_ones_and_take_fractions() {
+        let none = |_: &str| None;
+        let cfg = parse("s.yml", "listen: 127.0.0.1:0\n", Path::new("."), &none).unwrap();
+        assert_eq!(cfg.limits.job_timeout_minutes, 7200.0);
+        assert_eq!(cfg.limits.run_timeout_minutes, 50400.0);
+        let text = "limits:\n  job_timeout_minutes: 0.05\n";
+        let cfg = parse("s.yml", text, Path::new("."), &none).unwrap();
+        assert_eq!(cfg.limits.job_timeout_minutes, 0.05);
+        assert_eq!(
+            cfg.limits.run_timeout_minutes, 50400.0,
+            "unset keeps its default"
+        );
+        for bad in ["-1", "0", "'10m'", ".inf"] {
+            let text = format!("limits: {{ run_timeout_minutes: {bad} }}\n");
+            let err = parse("s.yml", &text, Path::new("."), &none).unwrap_err();
+            assert!(
+                err.rendered
+                    .contains("expected a number of minutes above 0"),
+                "{bad}: {}",
+                err.rendered
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use gantry_workflow::{Diagnostic, Node, Severity, Span, Spanned};
 use indexmap::IndexMap;
 
 use crate::config::{
-    Environment, Forge, LabelTarget, Repository, Role, Secret, User, parse_duration, token_sha256,
+    Environment, Forge, LabelTarget, Limits, Repository, Role, Secret, User, parse_duration,
+    token_sha256,
 };
 
 type Entries<'a> = &'a [(Spanned<String>, Spanned<Node>)];
@@ -176,6 +177,20 @@ impl<'a> Reader<'a> {
                 self.error(
                     n.span,
                     format!("{what}: expected a whole number of at least 1"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Minutes above 0, fractions allowed (as `timeout-minutes`, so a test can say 0.05).
+    fn minutes(&mut self, n: &Spanned<Node>, what: &str) -> Option<f64> {
+        match n.value {
+            Node::Number(x) if x.is_finite() && x > 0.0 => Some(x),
+            _ => {
+                self.error(
+                    n.span,
+                    format!("{what}: expected a number of minutes above 0 (such as 360 or 0.5)"),
                 );
                 None
             }
@@ -425,6 +440,30 @@ fn environment(r: &mut Reader, n: &Spanned<Node>, name: &str) -> Option<Environm
         );
     }
     Some(e)
+}
+
+/// `limits:`; a key not given keeps its default.
+pub(crate) fn limits(r: &mut Reader, n: &Spanned<Node>, limits: &mut Limits) {
+    const KEYS: &[&str] = &["job_timeout_minutes", "run_timeout_minutes"];
+    let Some(m) = r.map(n, "limits", KEYS) else {
+        return;
+    };
+    for (k, v) in m {
+        let what = format!("limits.{}", k.value);
+        match k.value.as_str() {
+            "job_timeout_minutes" => {
+                if let Some(x) = r.minutes(v, &what) {
+                    limits.job_timeout_minutes = x;
+                }
+            }
+            "run_timeout_minutes" => {
+                if let Some(x) = r.minutes(v, &what) {
+                    limits.run_timeout_minutes = x;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 pub(crate) fn labels(r: &mut Reader, n: &Spanned<Node>) -> IndexMap<String, LabelTarget> {

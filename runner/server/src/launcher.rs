@@ -200,7 +200,10 @@ async fn start_queued(
             .insert(id, cancel.clone());
         let app = app.clone();
         runs.spawn(async move {
-            if let Err(e) = execute_run(app.clone(), &run, cancel).await {
+            let timer = crate::limits::start_run_timer(app.clone(), run.clone(), cancel.clone());
+            let result = execute_run(app.clone(), &run, cancel).await;
+            timer.abort();
+            if let Err(e) = result {
                 tracing::error!(run_id = run.id, "{e}");
                 if let Err(e2) = fail_run(&app, &run, &e.to_string()).await {
                     tracing::error!(run_id = run.id, "recording the failure: {e2}");
@@ -350,6 +353,7 @@ pub async fn execute_run(
     req.options.max_jobs = Some(app.cfg.executor_capacity.max(1));
     req.options.shared = Some(app.limits_for(&run.repo));
     req.options.host_env = Some(host_step_env(std::env::vars()));
+    req.options.job_timeout_cap = Some(crate::limits::job_timeout_cap(&app));
     req.invocation = serde_json::json!({ "server_run": run.id, "attempt": run.run_attempt });
     // "Re-run failed jobs": the jobs this attempt does not list keep their results.
     req.reuse = app.store.reused_jobs(run.id, run.run_attempt).await?;

@@ -13,6 +13,7 @@ pub mod exec_metrics;
 pub mod gate;
 pub mod hooks;
 pub mod launcher;
+pub mod limits;
 pub mod mirror;
 pub mod server;
 pub mod state;

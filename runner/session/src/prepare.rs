@@ -193,6 +193,7 @@ fn run_config(request: &RunRequest, workflows: Vec<WorkflowEntry>) -> RunConfig 
     cfg.reuse = request.reuse.clone();
     cfg.host_env = o.host_env.clone();
     cfg.shared = o.shared.clone();
+    cfg.job_timeout_cap = o.job_timeout_cap.clone();
     cfg.workflow_texts = request.workflow_texts.clone();
     cfg
 }

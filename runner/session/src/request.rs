@@ -9,7 +9,7 @@ use gantry_engine::actions::ResolverConfig;
 use gantry_engine::backend::KillPolicy;
 use gantry_engine::events::EventBus;
 use gantry_engine::gate::DeliveryGates;
-use gantry_engine::run::{Platform, ReusedJob, SharedLimits};
+use gantry_engine::run::{JobTimeoutCap, Platform, ReusedJob, SharedLimits};
 use gantry_engine::store::WorkflowText;
 use gantry_workflow::{Loaded, Workflow};
 use indexmap::IndexMap;
@@ -99,6 +99,8 @@ pub struct RunOptions {
     pub host_env: Option<IndexMap<String, String>>,
     /// Job slots and concurrency groups shared with other runs (a server's executor).
     pub shared: Option<SharedLimits>,
+    /// The most any job may run (a server's `limits.job_timeout_minutes`).
+    pub job_timeout_cap: Option<JobTimeoutCap>,
 }
 
 /// Which workflow files the run considers.

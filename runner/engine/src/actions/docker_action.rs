@@ -267,7 +267,10 @@ pub async fn ensure_image(
                 item.map_err(|e| {
                     format!(
                         "image '{img}' is not available locally and cannot be pulled ({e}); {}",
-                        crate::backend::docker::missing_image_hint(img, "")
+                        crate::backend::docker::missing_image_hint(
+                            img,
+                            crate::backend::docker::ImageUse::Named,
+                        )
                     )
                 })?;
             }

@@ -3,7 +3,7 @@
 //!
 //! * One bollard client per backend (API version negotiated once; the daemon may speak 1.41).
 //! * Nothing is pulled when an image exists locally; a missing image is an immediate
-//!   [`BackendError::MissingImage`] naming `gantry image build`, unless the reference names a
+//!   [`BackendError::MissingImage`] naming `--image` (and `-P`, `gantry image build`), unless the reference names a
 //!   registry or carries credentials, in which case one pull is attempted.
 //! * Everything created (network, containers, named volumes) carries the labels
 //!   `dev.gantry.managed=true`, `gantry.run=<run_id>`, `gantry.job=<job_key>`, the backend's
@@ -31,7 +31,7 @@
 
 mod cleanup;
 mod create;
-pub use create::missing_image_hint;
+pub use create::{ImageUse, missing_image_hint};
 mod env;
 pub mod options;
 mod service;

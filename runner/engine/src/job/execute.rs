@@ -5,7 +5,7 @@
 //! both on the scheduler's side.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gantry_expr::Value;
 use indexmap::IndexMap;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     SERVICE_LOG_LINES_FAILED, SERVICE_LOG_LINES_OK, at, eval_container, eval_number, job_value,
-    minutes, platform, runner_log, secrets_value,
+    platform, runner_log, secrets_value,
 };
 use crate::backend::{Backend, ContainerSpec, JobEnv, JobEnvSpec};
 use crate::events::{Status, Text};
@@ -200,7 +200,14 @@ pub(crate) async fn run_assignment(
     // Job timeout → cancellation of the job.
     let job_cancel = cancel.child_token();
     let timeout = match eval_number(&job.timeout_minutes, &ctx) {
-        Ok(t) => minutes(t).unwrap_or(Duration::from_secs(360 * 60)),
+        Ok(t) => {
+            // The default and a server's cap are the run's (`RunConfig::job_timeout`).
+            let (t, capped) = shared.cfg.job_timeout(t);
+            if let Some(line) = capped {
+                runner_log(&shared, &key, None, line);
+            }
+            t
+        }
         Err(e) => {
             cleanup_dirs(&shared, &tree);
             return fail(format!("timeout-minutes: {e}"), &masker);

@@ -84,9 +84,10 @@ impl StepRunner<'_> {
             if let Some(r) = started {
                 return r;
             }
+            // A timeout too large for a duration (1e300 minutes) is none, not a panic.
             let sleep = tokio::time::sleep(
                 timeout
-                    .map(|m| Duration::from_secs_f64(m * 60.0))
+                    .and_then(|m| Duration::try_from_secs_f64(m * 60.0).ok())
                     .unwrap_or(Duration::from_secs(u32::MAX as u64)),
             );
             tokio::pin!(sleep);

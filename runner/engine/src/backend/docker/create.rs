@@ -231,6 +231,17 @@ impl DockerBackend {
     /// Create a container; a missing image is pulled only when a registry is plausible.
     pub(super) async fn create(&self, p: &Prepared, created: &Registry) -> BackendResult<String> {
         let image = p.config.image.clone().unwrap_or_default();
+        let is_job = p
+            .config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_ROLE))
+            .is_some_and(|r| r == "job");
+        let used = if is_job {
+            ImageUse::JobContainer
+        } else {
+            ImageUse::Named
+        };
         let mut name = p.name.clone();
         let mut opts = CreateContainerOptionsBuilder::default().name(&name).build();
         let mut pulled = false;
@@ -247,7 +258,7 @@ impl DockerBackend {
                 }
                 Err(e) if is_status(&e, 404) && !pulled => {
                     pulled = true;
-                    self.pull_if_plausible(&image, p.credentials.clone())
+                    self.pull_if_plausible(&image, used, p.credentials.clone())
                         .await?;
                 }
                 Err(e) if is_status(&e, 409) && attempts < 3 => {
@@ -283,11 +294,12 @@ impl DockerBackend {
     async fn pull_if_plausible(
         &self,
         image: &str,
+        used: ImageUse,
         credentials: Option<DockerCredentials>,
     ) -> BackendResult<()> {
         let missing = |extra: String| BackendError::MissingImage {
             image: image.to_string(),
-            hint: missing_image_hint(image, &extra),
+            hint: format!("{}{extra}", missing_image_hint(image, used)),
         };
         if credentials.is_none() && registry_of(image).is_none() {
             return Err(missing(String::new()));
@@ -308,17 +320,46 @@ impl DockerBackend {
     }
 }
 
-/// What to do about a missing image: Gantry's own images are built; any other name (as
-/// workflows write `postgres:15`) can be pointed at a local image.
-pub fn missing_image_hint(image: &str, extra: &str) -> String {
-    if image.starts_with("gantry/") {
-        format!("{BUILD_HINT}{extra}")
-    } else {
-        format!(
-            "map it to a local image with --image {image}=LOCAL (e.g. --image postgres:15=gantry/postgres:15) \
-             or `images:` in .gantry/config.yml, or {BUILD_HINT}{extra}"
-        )
+/// Which part of a job named a missing image: what the hint can suggest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageUse {
+    /// The image a `runs-on` label maps to (`-P LABEL=IMAGE`).
+    Label,
+    /// The job container: its `container:` or its `runs-on` label's image (the backend
+    /// cannot tell which).
+    JobContainer,
+    /// An image the workflow names: `container:`, a service, a `docker://` step, a
+    /// container action.
+    Named,
+}
+
+/// What to do about a missing image, the same wherever it is missing (job container,
+/// service, `-P` label, `docker://` step, container action, preflight): point the name at
+/// a local image with `--image`, for a label's image choose another with `-P`, and build
+/// Gantry's own images.
+pub fn missing_image_hint(image: &str, used: ImageUse) -> String {
+    let mut hint = format!(
+        "map it to a local image with --image {image}=LOCAL (or `images:` in .gantry/config.yml)"
+    );
+    match used {
+        ImageUse::Label => hint.push_str(
+            ", map the runs-on label to another image with -P LABEL=IMAGE, or run the job on \
+             this machine with --host",
+        ),
+        ImageUse::JobContainer => hint.push_str(
+            "; when a runs-on label chose it, -P LABEL=IMAGE maps the label to another image \
+             (--host runs the job on this machine)",
+        ),
+        ImageUse::Named => {}
     }
+    if image.starts_with("gantry/") {
+        hint.push_str(&format!("; for Gantry's own images, {BUILD_HINT}"));
+    } else {
+        hint.push_str(&format!(
+            "; or build it locally (docker build -t {image} …)"
+        ));
+    }
+    hint
 }
 
 /// The registry host of an image reference, when it names one (`ghcr.io/x/y`,
