@@ -5,7 +5,6 @@
 //! for real on the host, in a real git repository.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -130,34 +129,24 @@ impl JobExecutor for JsonLayer {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
+/// A repository on `main` with one commit of `README`.
+fn repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README"), "boundary\n").unwrap();
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new("README")).unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@e").unwrap();
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[])
+        .unwrap();
+    repo.set_head("refs/heads/main").unwrap();
+    dir
 }
 
 #[tokio::test]
 async fn jobs_cross_the_executor_boundary_as_data_after_admission() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("README"), "boundary\n").unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(dir.path(), &["add", "."]);
-    git(
-        dir.path(),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
+    let dir = repository();
 
     let loaded = gantry_workflow::parse_workflow(".github/workflows/ci.yml", WORKFLOW);
     let workflow = loaded.value.expect("the workflow parses");
