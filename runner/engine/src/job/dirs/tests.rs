@@ -17,8 +17,8 @@ fn repo(root: &Path) -> Snapshot {
     Snapshot::scan(root, false).unwrap()
 }
 
-/// Every entry under `dir`: type, mode, content or link target.
-fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
+/// Every entry under `dir`: type, mode, links and bytes (or link target).
+pub(super) fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -34,9 +34,9 @@ fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
                 format!("dir {mode:o}")
             } else {
                 format!(
-                    "file {mode:o} nlink {} {:?}",
+                    "file {mode:o} nlink {} {}",
                     m.nlink(),
-                    std::fs::read_to_string(&p).unwrap()
+                    std::fs::read(&p).unwrap().escape_ascii()
                 )
             };
             out.insert(rel, what);

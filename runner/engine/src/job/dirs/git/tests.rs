@@ -1,9 +1,9 @@
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::super::{JobDirs, JobTree, SETTLED};
+use crate::job::dirs::tests::listing;
 use crate::workspace::Snapshot;
 
 /// A repository with two commits on `main` and a nested file.
@@ -36,34 +36,6 @@ fn repo(root: &Path) -> Snapshot {
     let snap = Snapshot::scan(root, false).unwrap();
     assert!(snap.git.is_some());
     snap
-}
-
-/// Every entry under `dir`: type, mode, links and bytes (or link target).
-fn listing(dir: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-            let mode = m.mode() & 0o7777;
-            let what = if m.file_type().is_symlink() {
-                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
-            } else if m.is_dir() {
-                stack.push(p.clone());
-                format!("dir {mode:o}")
-            } else {
-                format!(
-                    "file {mode:o} nlink {} {}",
-                    m.nlink(),
-                    std::fs::read(&p).unwrap().escape_ascii()
-                )
-            };
-            out.insert(rel, what);
-        }
-    }
-    out
 }
 
 /// `git` in `dir`, isolated from this machine's configuration; its stdout.
