@@ -6,9 +6,9 @@
 #[path = "serve_support.rs"]
 mod serve_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use octocrab::models::workflows::{Conclusion, Job, Run, Status};
+use octocrab::models::workflows::{Conclusion, Job, Status};
 use serde_json::{Value as J, json};
 use serve_support::*;
 use sha2::{Digest, Sha256};
@@ -50,29 +50,6 @@ async fn push(s: &Server, before: &str, after: &str, msg: &str) {
     let body = serde_json::to_vec(&body).unwrap();
     let (st, text) = deliver(&s.base, "github", "push", &guid(), &body, Some(SECRET)).await;
     assert_eq!(st, 202, "{text}");
-}
-
-async fn run_until(s: &Server, id: u64, what: &str, pred: impl Fn(&Run) -> bool) -> Run {
-    let octo = s.octocrab(READER_TOKEN);
-    let start = Instant::now();
-    loop {
-        let run = octo
-            .workflows("acme", "shop")
-            .get(id.into())
-            .await
-            .expect("get run");
-        if pred(&run) {
-            return run;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}; run is {} / {:?}\n{}",
-            run.status,
-            run.conclusion,
-            s.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn jobs(s: &Server, id: u64) -> Vec<Job> {
@@ -130,7 +107,7 @@ async fn decide(s: &Server, token: &str, run: u64, body: J) -> Result<J, (u16, S
 /// Waits until the run shows `waiting` with its pending deployment; that deployment as
 /// `token` sees it.
 async fn pending_as(s: &Server, token: &str, run: u64) -> J {
-    run_until(s, run, "the run to wait", |r| r.status == "waiting").await;
+    run_until(s, run, 120, "the run to wait", |r| r.status == "waiting").await;
     let path = format!("/repos/acme/shop/actions/runs/{run}/pending_deployments");
     let list = get(s, token, &path).await;
     let list = list.as_array().unwrap();
@@ -262,7 +239,7 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
         .expect_err("alice's approval was accepted");
     assert_eq!(status, 422, "{message}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = run_until(&s, run, "the run to still wait", |_| true).await;
+    let r = run_until(&s, run, 120, "the run to still wait", |_| true).await;
     assert_eq!(
         r.status, "waiting",
         "alice's refused approval released nothing"
@@ -277,7 +254,10 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
     )
     .await
     .expect("bob's approval");
-    let done = run_until(&s, run, "the run to complete", |r| r.status == "completed").await;
+    let done = run_until(&s, run, 120, "the run to complete", |r| {
+        r.status == "completed"
+    })
+    .await;
     assert_eq!(
         done.conclusion.as_deref(),
         Some("success"),
@@ -368,7 +348,7 @@ async fn deploy_waits_for_bob_and_a_commit_cannot_drop_him() {
     )
     .await
     .expect("bob's approval");
-    let done = run_until(&s, run2, "the second run to complete", |r| {
+    let done = run_until(&s, run2, 120, "the second run to complete", |r| {
         r.status == "completed"
     })
     .await;
@@ -409,7 +389,10 @@ async fn rejection_fails_the_deploy_with_the_comment() {
     )
     .await
     .expect("bob's rejection");
-    let done = run_until(&s, run, "the run to complete", |r| r.status == "completed").await;
+    let done = run_until(&s, run, 120, "the run to complete", |r| {
+        r.status == "completed"
+    })
+    .await;
     assert_eq!(
         done.conclusion.as_deref(),
         Some("failure"),
