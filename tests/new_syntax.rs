@@ -1,6 +1,6 @@
-//! End-to-end tests of newer GitHub syntax (issue 14): `parallel:` step groups and the
-//! `$/` self-repository references for reusable workflows and actions, in real git
-//! repositories run on the host.
+//! End-to-end tests of newer GitHub syntax (issue 14): `parallel:` step groups, background
+//! steps with `wait`, `wait-all` and `cancel`, and the `$/` self-repository references for
+//! reusable workflows and actions, in real git repositories run on the host.
 
 use gantry_tests::*;
 
@@ -266,4 +266,215 @@ jobs:
         all.contains("the workflow's repository at the run's commit"),
         "{all}"
     );
+}
+
+/// Waits (bounded) for `$RUNNER_TEMP/<name>`, failing the step if it never appears.
+fn await_file(name: &str) -> String {
+    format!(
+        r#"for i in $(seq 1 200); do [ -f "$RUNNER_TEMP/{name}" ] && break; sleep 0.05; done
+          test -f "$RUNNER_TEMP/{name}" || {{ echo "{name} never appeared"; exit 1; }}"#
+    )
+}
+
+#[test]
+fn a_background_step_runs_beside_later_steps_and_wait_takes_its_results_back() {
+    let wf = format!(
+        r#"name: bg
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: server
+        id: server
+        background: true
+        run: |
+          echo "v=from-server" >> "$GITHUB_OUTPUT"
+          echo "ENV_S=set-by-server" >> "$GITHUB_ENV"
+          touch "$RUNNER_TEMP/server.up"
+          {client_done}
+      - name: client
+        run: |
+          {server_up}
+          # not taken back before the wait
+          test -z "${{{{ steps.server.outputs.v }}}}"
+          test -z "$ENV_S"
+          touch "$RUNNER_TEMP/client.done"
+      - wait: server
+      - name: after
+        run: |
+          test "${{{{ steps.server.outputs.v }}}}" = from-server
+          test "${{{{ steps.server.conclusion }}}}" = success
+          test "$ENV_S" = set-by-server
+"#,
+        client_done = await_file("client.done"),
+        server_up = await_file("server.up"),
+    );
+    let r = git_repo_with(&[(".github/workflows/bg.yml", &wf)]);
+    let v = gantry(r.path(), &["validate", ".github/workflows/bg.yml"]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let ev = events(&out);
+    for name in ["server", "client", "Wait for server", "after"] {
+        assert_eq!(step_conclusion(&ev, name), "success", "{name}: {all}");
+    }
+    // The background step keeps its place in the job's numbering.
+    assert_eq!(step_index(&ev, "server"), 0);
+    assert_eq!(step_index(&ev, "Wait for server"), 2);
+}
+
+#[test]
+fn a_failed_background_step_fails_its_wait_and_cancel_stops_one_without_failing() {
+    let wf = r#"name: bg
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: bad
+        id: bad
+        background: true
+        run: exit 3
+      - name: monitor
+        id: monitor
+        background: true
+        run: |
+          sleep 120 &
+          echo $! > "$RUNNER_TEMP/monitor.pid"
+          wait
+          echo "monitor ran to its end"
+      - name: meanwhile
+        run: sleep 0.3
+      - name: stop monitor
+        cancel: monitor
+      - name: wait bad
+        wait: bad
+      - name: skipped after failure
+        run: echo must-not-run
+      - name: always
+        if: always()
+        run: |
+          test "${{ steps.monitor.outcome }}" = cancelled
+          test "${{ steps.bad.outcome }}" = failure
+          ! kill -0 "$(cat "$RUNNER_TEMP/monitor.pid")" 2>/dev/null
+"#;
+    let r = git_repo_with(&[(".github/workflows/bg.yml", wf)]);
+    let out = gantry(r.path(), &["run", "--host", "--json", "--kill-after", "1"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let ev = events(&out);
+    assert_eq!(step_conclusion(&ev, "meanwhile"), "success", "{all}");
+    assert_eq!(step_conclusion(&ev, "stop monitor"), "success", "{all}");
+    assert_eq!(step_conclusion(&ev, "monitor"), "cancelled", "{all}");
+    assert_eq!(step_conclusion(&ev, "wait bad"), "failure", "{all}");
+    assert_eq!(
+        step_conclusion(&ev, "skipped after failure"),
+        "skipped",
+        "{all}"
+    );
+    assert_eq!(step_conclusion(&ev, "always"), "success", "{all}");
+    assert!(!all.contains("monitor ran to its end"), "{all}");
+    assert!(
+        step_log(&ev, step_index(&ev, "wait bad")).contains("background step #1 'bad' failed"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_job_end_waits_for_background_steps_and_their_failures_count() {
+    let wf = r#"name: bg
+on: push
+jobs:
+  unwaited:
+    runs-on: ubuntu-latest
+    steps:
+      - name: late failure
+        background: true
+        run: |
+          sleep 0.3
+          exit 5
+      - name: tolerated
+        background: true
+        continue-on-error: true
+        run: exit 6
+      - run: echo foreground done
+  tolerated-only:
+    runs-on: ubuntu-latest
+    steps:
+      - name: tolerated
+        background: true
+        continue-on-error: true
+        run: exit 6
+      - run: echo foreground done
+"#;
+    let r = git_repo_with(&[(".github/workflows/bg.yml", wf)]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    let all = text(&out);
+    let ev = events(&out);
+    let result = |job: &str| {
+        ev.iter()
+            .find(|e| e["type"] == "job_finished" && e["name"] == job)
+            .and_then(|e| e["result"].as_str())
+            .unwrap_or_else(|| panic!("no result for {job}: {all}"))
+            .to_string()
+    };
+    assert_eq!(result("unwaited"), "failure", "{all}");
+    assert_eq!(result("tolerated-only"), "success", "{all}");
+    assert!(
+        all.contains("background step #1 'late failure' failed"),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_mask_added_by_a_background_step_hides_the_value_in_other_steps() {
+    let wf = format!(
+        r#"name: bg
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: masker
+        background: true
+        run: |
+          echo "::add-mask::bg-only-value-4711"
+          touch "$RUNNER_TEMP/masked"
+          sleep 1
+      - name: printer
+        run: |
+          {masked}
+          sleep 0.3
+          echo "printed: bg-only-value-4711"
+"#,
+        masked = await_file("masked")
+    );
+    let r = git_repo_with(&[(".github/workflows/bg.yml", &wf)]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("printed: ***"), "{all}");
+    assert!(!all.contains("bg-only-value-4711"), "{all}");
+    let events = std::fs::read_to_string(r.path().join(".gantry/runs/1/events.jsonl")).unwrap();
+    assert!(
+        !events.contains("bg-only-value-4711"),
+        "the run record holds it"
+    );
+}
+
+#[test]
+fn wait_and_cancel_must_name_an_earlier_background_step() {
+    let wf = "name: bg\non: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - id: fg\n        run: echo hi\n      - wait: fg\n      - cancel: nowhere\n";
+    let r = git_repo_with(&[(".github/workflows/bg.yml", wf)]);
+    let v = gantry(r.path(), &["validate", ".github/workflows/bg.yml"]);
+    let all = text(&v);
+    assert_ne!(v.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("'fg' is not the id of an earlier step with `background: true`"),
+        "{all}"
+    );
+    assert!(all.contains("bg.yml:9:15"), "wait's line and column: {all}");
+    assert!(all.contains("'nowhere' is not the id"), "{all}");
 }

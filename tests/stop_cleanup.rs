@@ -5,6 +5,7 @@
 //!   labelled for the job is left in `docker ps -a`, `docker network ls`, `docker volume
 //!   ls`, no step process survives, the work directory is gone and the run record says
 //!   cancelled;
+//! - `cancel-timeout-minutes` stops an `always()` step that outlives it, with its children;
 //! - two repositories' runs with the same run number and job id: cancelling one during its
 //!   container start leaves the other running to success;
 //! - `gantry prune` removes what a provably dead gantry left, and keeps what another host
@@ -677,4 +678,50 @@ jobs:
             "{f} {p} survived the forced stop\n{context}"
         );
     }
+}
+
+/// `cancel-timeout-minutes` bounds the clean-up after a cancellation (GHA-SEMANTICS §5.6):
+/// an `always()` step still running when it expires is stopped with its children, and no
+/// later step starts. The job's own timeout is the cancellation here.
+#[test]
+fn cancel_timeout_stops_an_always_step_that_outlives_it() {
+    let r = repo_with_workflow(
+        r#"
+on: push
+jobs:
+  slow-cleanup:
+    runs-on: ubuntu-latest
+    timeout-minutes: 0.02
+    cancel-timeout-minutes: 0.03
+    steps:
+      - run: sleep 300
+      - if: always()
+        run: |
+          sleep 300 &
+          echo $! > "$MARK_DIR/cleanup.pid"
+          echo "cleanup started"
+          wait
+          echo "cleanup finished"
+      - if: always()
+        run: touch "$MARK_DIR/later"
+"#,
+    );
+    let marks = tempfile::tempdir().unwrap();
+    let mut child = start_gantry(r.path(), marks.path(), &["--kill-after", "1"]);
+    let code = wait_exit(&mut child, Duration::from_secs(60), marks.path());
+    let out = output_of(marks.path());
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("cleanup started"), "{out}");
+    assert!(!out.contains("cleanup finished"), "{out}");
+    assert!(
+        out.contains("ran past cancel-timeout-minutes (0.03)"),
+        "the log says why the step was stopped:\n{out}"
+    );
+    assert!(
+        !marks.path().join("later").exists(),
+        "a step started after cancel-timeout-minutes"
+    );
+    let pid = read_pid(marks.path(), "cleanup.pid").expect("the clean-up step's child pid");
+    assert!(!process_alive(pid), "the clean-up step's child outlived it");
+    assert_recorded_cancelled(r.path(), "slow-cleanup", &out);
 }

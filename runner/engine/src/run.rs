@@ -150,6 +150,9 @@ pub struct RunConfig {
 /// GitHub's `timeout-minutes` when a job gives none (GHA-SEMANTICS §5.6).
 pub const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
 
+/// GitHub's `cancel-timeout-minutes` when a job gives none (GHA-SEMANTICS §1.3).
+pub const DEFAULT_CANCEL_TIMEOUT_MINUTES: f64 = 5.0;
+
 /// A limit on every job's timeout (see [`RunConfig::job_timeout_cap`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobTimeoutCap {
@@ -247,6 +250,21 @@ impl RunConfig {
                 (dur(c.minutes), Some(note))
             }
         }
+    }
+
+    /// How long a job's clean-up may run after its cancellation, from its
+    /// `cancel-timeout-minutes` (absent or not positive: GitHub's 5), never longer than
+    /// [`Self::job_timeout_cap`]; also the minutes as the job's log names them.
+    pub fn cancel_timeout(&self, asked: Option<f64>) -> (Duration, String) {
+        let own = asked
+            .filter(|m| m.is_finite() && *m > 0.0)
+            .unwrap_or(DEFAULT_CANCEL_TIMEOUT_MINUTES);
+        let m = match &self.job_timeout_cap {
+            Some(c) if c.minutes.is_finite() && c.minutes > 0.0 => own.min(c.minutes),
+            _ => own,
+        };
+        let d = Duration::try_from_secs_f64(m * 60.0).unwrap_or(Duration::MAX);
+        (d, gantry_expr::format_number(m))
     }
 }
 
@@ -497,5 +515,30 @@ mod tests {
             cfg.job_timeout(Some(0.01)),
             (Duration::from_millis(600), None)
         );
+    }
+
+    #[test]
+    fn cancel_timeout_defaults_to_five_minutes_and_a_cap_bounds_it() {
+        let mut cfg = RunConfig::new(PathBuf::from("."), vec![]);
+        assert_eq!(
+            cfg.cancel_timeout(None),
+            (Duration::from_secs(300), "5".into())
+        );
+        assert_eq!(cfg.cancel_timeout(Some(0.0)).0, Duration::from_secs(300));
+        assert_eq!(
+            cfg.cancel_timeout(Some(f64::NAN)).0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(cfg.cancel_timeout(Some(0.5)).0, Duration::from_secs(30));
+        assert_eq!(cfg.cancel_timeout(Some(1e300)).0, Duration::MAX);
+        cfg.job_timeout_cap = Some(JobTimeoutCap {
+            minutes: 0.05,
+            setting: "the server's job_timeout_minutes".into(),
+        });
+        assert_eq!(
+            cfg.cancel_timeout(Some(1e300)),
+            (Duration::from_secs(3), "0.05".into())
+        );
+        assert_eq!(cfg.cancel_timeout(Some(0.01)).0, Duration::from_millis(600));
     }
 }

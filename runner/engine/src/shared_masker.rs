@@ -14,6 +14,8 @@ use crate::masker::{self, MaskSet};
 pub struct Masker {
     inner: Arc<masker::Masker>,
     snap: Arc<MaskSet>,
+    /// The inner version `snap` was taken at (or before).
+    snap_version: u64,
 }
 
 impl std::fmt::Debug for Masker {
@@ -31,10 +33,12 @@ impl Masker {
     pub fn with_secrets<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
         let inner = masker::Masker::new();
         inner.add_secrets(values.into_iter().map(|s| s.as_str()));
+        let snap_version = inner.version();
         let snap = inner.snapshot();
         Masker {
             inner: Arc::new(inner),
             snap,
+            snap_version,
         }
     }
 
@@ -53,6 +57,16 @@ impl Masker {
     /// Picks up values registered through another clone.
     pub fn refresh(&mut self) {
         self.snap = self.inner.snapshot();
+    }
+
+    /// [`Masker::refresh`] when another clone registered something since: one atomic
+    /// load otherwise, so a stream can call it per line. Steps that run at once
+    /// (background steps, `parallel:` members) see each other's `::add-mask::` values.
+    pub fn refresh_if_changed(&mut self) {
+        if self.inner.version() != self.snap_version {
+            self.snap_version = self.inner.version();
+            self.snap = self.inner.snapshot();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,5 +98,21 @@ mod tests {
         assert_eq!(m.mask("pw hunter2"), "pw ***");
         assert!(m.would_mask("hunter2"));
         assert_eq!(m.mask("nothing"), "nothing");
+    }
+
+    #[test]
+    fn a_clone_sees_values_another_clone_registers_once_it_refreshes() {
+        let mut a = Masker::with_secrets([&"s3cret".to_string()]);
+        let mut b = a.clone();
+        a.add("from-a");
+        assert_eq!(
+            b.mask("from-a"),
+            "from-a",
+            "a snapshot holds until refreshed"
+        );
+        b.refresh_if_changed();
+        assert_eq!(b.mask("from-a s3cret"), "*** ***");
+        b.refresh_if_changed();
+        assert_eq!(b.mask("from-a"), "***");
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod action_exec;
+pub mod background;
 mod builtin;
 mod docker_step;
 mod node_step;
@@ -72,6 +73,8 @@ pub struct JobState {
     /// The conclusion of the last step that ended (a `parallel:` group's members report
     /// theirs through it).
     pub last_conclusion: Status,
+    /// In a background step: fired by a `cancel` step naming it.
+    pub stop_step: Option<CancellationToken>,
 }
 
 impl JobState {
@@ -93,6 +96,7 @@ impl JobState {
             container_node: None,
             resolve_failed: Default::default(),
             last_conclusion: Status::Skipped,
+            stop_step: None,
         }
     }
 }
@@ -114,7 +118,12 @@ pub struct StepRunner<'a> {
     pub workspace_host: std::path::PathBuf,
     /// The workflow's own repository at the running commit (`$/` actions resolve here).
     pub repo_root: std::path::PathBuf,
+    /// The job's cancellation (a user, a concurrency group, `timeout-minutes`): the
+    /// running step's `if` is re-evaluated and only `always()`/`cancelled()` steps go on.
     pub cancel: CancellationToken,
+    /// Fired `cancel-timeout-minutes` after `cancel`: the clean-up took too long, so every
+    /// process is stopped and no further step or post stage starts.
+    pub stop_now: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
     /// The last step's script and file-command files, recycled once the next process runs.
@@ -163,6 +172,7 @@ impl OutputPipe {
             self.flush();
             self.batch_stream = stream;
         }
+        self.masker.refresh_if_changed();
         let masked = self.masker.mask(line);
         self.batch.push_str(&masked);
         self.batch.push('\n');
@@ -323,6 +333,17 @@ impl StepRunner<'_> {
         Box::pin(self.run_step(i, step, ctx, state))
     }
 
+    fn emit_started(&self, state: &JobState, i: usize, name: &str) {
+        self.emit_step(
+            state,
+            RunEvent::StepStarted {
+                job: self.key.clone(),
+                step: i,
+                name: name.to_string(),
+            },
+        );
+    }
+
     fn emit_step(&self, state: &JobState, ev: RunEvent) {
         if state.nest.is_none() {
             self.shared.bus.emit(ev);
@@ -331,6 +352,11 @@ impl StepRunner<'_> {
 
     /// Runs step `i`, updating `ctx` (`steps`, `env`, `job`) and `state`.
     pub async fn run_step(&self, i: usize, step: &Step, ctx: &mut Ctx, state: &mut JobState) {
+        if self.stop_now.is_cancelled() {
+            // Past `cancel-timeout-minutes`: nothing starts (composite and parallel members
+            // come through here too).
+            return;
+        }
         if !step.parallel.is_empty() {
             return self.run_parallel(i, step, ctx, state).await;
         }
@@ -358,14 +384,7 @@ impl StepRunner<'_> {
         let run_it = match ctx.eval_if(cond) {
             Ok(b) => b,
             Err(e) => {
-                self.emit_step(
-                    state,
-                    RunEvent::StepStarted {
-                        job: self.key.clone(),
-                        step: i,
-                        name: name.clone(),
-                    },
-                );
+                self.emit_started(state, i, &name);
                 let msg = match &step.if_cond {
                     Some(c) => at(c, &format!("The step's if condition failed: {e}")),
                     None => e.to_string(),
@@ -385,14 +404,7 @@ impl StepRunner<'_> {
             }
         };
         if !run_it {
-            self.emit_step(
-                state,
-                RunEvent::StepStarted {
-                    job: self.key.clone(),
-                    step: i,
-                    name: name.clone(),
-                },
-            );
+            self.emit_started(state, i, &name);
             state.last_conclusion = Status::Skipped;
             self.record(
                 id.as_deref(),
@@ -414,14 +426,7 @@ impl StepRunner<'_> {
             );
             return;
         }
-        self.emit_step(
-            state,
-            RunEvent::StepStarted {
-                job: self.key.clone(),
-                step: i,
-                name: name.clone(),
-            },
-        );
+        self.emit_started(state, i, &name);
         let coe = match eval_bool(&step.continue_on_error, ctx) {
             Ok(b) => b,
             Err(e) => {
@@ -524,6 +529,8 @@ impl StepRunner<'_> {
             shell::run_display_name(&r.value)
         } else if let Some(u) = &step.uses {
             format!("Run {}", u.value)
+        } else if let Some(c) = &step.control {
+            background::control_display_name(c)
         } else {
             "Run".to_string()
         };

@@ -49,6 +49,7 @@ pub(crate) fn convert(id: Spanned<String>, n: &YNode, d: &mut Diagnostics) -> Jo
             "defaults" => job.defaults = defaults(v),
             "steps" => job.steps = steps(v, false, d),
             "timeout-minutes" => job.timeout_minutes = or_num(v),
+            "cancel-timeout-minutes" => job.cancel_timeout_minutes = or_num(v),
             "strategy" => job.strategy = strategy(v, d),
             "continue-on-error" => job.continue_on_error = or_bool(v),
             "container" => job.container = container_checked(v, d),
@@ -93,11 +94,34 @@ pub(crate) fn convert(id: Spanned<String>, n: &YNode, d: &mut Diagnostics) -> Jo
 pub(crate) fn steps(n: &YNode, composite: bool, d: &mut Diagnostics) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
+    // Ids of the background steps so far: what `wait` and `cancel` may name.
+    let mut background: Vec<String> = Vec::new();
     for it in items(n) {
         if !matches!(it.kind, YKind::Map(_)) {
             continue;
         }
         let s = step::convert(it, composite, d);
+        let targets: &[Spanned<String>] = match &s.control {
+            Some(StepControl::Wait(ids)) => ids,
+            Some(StepControl::Cancel(id)) => std::slice::from_ref(id),
+            _ => &[],
+        };
+        for t in targets {
+            if !background.contains(&t.value.to_ascii_lowercase()) {
+                d.semantic(
+                    t.span,
+                    format!(
+                        "'{}' is not the id of an earlier step with `background: true`.",
+                        t.value
+                    ),
+                );
+            }
+        }
+        if s.background
+            && let Some(id) = &s.id
+        {
+            background.push(id.value.to_ascii_lowercase());
+        }
         // A `parallel:` group's members share the job's scope of step ids.
         for one in std::iter::once(&s).chain(s.parallel.iter()) {
             if let Some(id) = &one.id

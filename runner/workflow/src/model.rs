@@ -238,6 +238,8 @@ pub struct Job {
     pub defaults: Defaults,
     pub steps: Vec<Step>,
     pub timeout_minutes: Option<Spanned<OrExpr<f64>>>,
+    /// How long the clean-up after a cancellation may take (GitHub's default: 5).
+    pub cancel_timeout_minutes: Option<Spanned<OrExpr<f64>>>,
     pub strategy: Option<Strategy>,
     pub continue_on_error: Option<Spanned<OrExpr<bool>>>,
     pub container: Option<Container>,
@@ -327,6 +329,22 @@ pub struct Step {
     /// `parallel:` group: these steps run at once, and the group ends when all have
     /// ended (empty for an ordinary step).
     pub parallel: Vec<Step>,
+    /// `background: true`: the step runs while the job goes on; `wait`, `wait-all` and
+    /// `cancel` steps (and the job's end) take it back.
+    pub background: bool,
+    /// A `wait`, `wait-all` or `cancel` step: it runs nothing itself.
+    pub control: Option<StepControl>,
+}
+
+/// What a `wait`, `wait-all` or `cancel` step does with background steps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum StepControl {
+    /// `wait: id` or `wait: [ids]`: until those background steps have ended.
+    Wait(Vec<Spanned<String>>),
+    /// `wait-all:`: until every background step started so far has ended.
+    WaitAll,
+    /// `cancel: id`: stops that background step (as a cancellation stops a step).
+    Cancel(Spanned<String>),
 }
 
 /// An action's metadata file (`action.yml` / `action.yaml`).

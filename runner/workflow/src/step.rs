@@ -27,6 +27,12 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
             "working-directory" => s.working_directory = sstr(v),
             "continue-on-error" => s.continue_on_error = or_bool(v),
             "timeout-minutes" => s.timeout_minutes = or_num(v),
+            "background" => s.background = crate::workflow::bool_of(Some(v)),
+            "wait" => s.control = Some(StepControl::Wait(crate::workflow::str_list(v))),
+            "wait-all" if !matches!(v.kind, crate::load::YKind::Bool(false)) => {
+                s.control = Some(StepControl::WaitAll)
+            }
+            "cancel" => s.control = sstr(v).map(StepControl::Cancel),
             "parallel" => {
                 s.parallel = crate::workflow::items(v)
                     .iter()
@@ -41,6 +47,13 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
         && !is_expr(&id.value)
     {
         validate::check_id(id, "step", d);
+    }
+    if composite && (s.background || s.control.is_some()) {
+        // GitHub: a composite action can run as a background step, not declare one.
+        d.semantic(
+            s.span,
+            "Background steps and wait, wait-all and cancel steps cannot be used inside a composite action.",
+        );
     }
     if let Some(c) = &s.if_cond {
         let bits = if composite {

@@ -23,6 +23,7 @@ use crate::expr_scope::{Ctx, StatusMode};
 use crate::github_contexts::{self as context, JobFacts};
 use crate::run::{Platform, RunShared};
 use crate::shared_masker::Masker;
+use crate::step::background::BackgroundSteps;
 use crate::step::{JobState, StepRunner};
 use crate::workspace::sanitize;
 
@@ -213,6 +214,13 @@ pub(crate) async fn run_assignment(
             return fail(format!("timeout-minutes: {e}"), &masker);
         }
     };
+    let cancel_timeout = match eval_number(&job.cancel_timeout_minutes, &ctx) {
+        Ok(t) => shared.cfg.cancel_timeout(t),
+        Err(e) => {
+            cleanup_dirs(&shared, &tree);
+            return fail(format!("cancel-timeout-minutes: {e}"), &masker);
+        }
+    };
     let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timer = {
         let jc = job_cancel.clone();
@@ -221,6 +229,29 @@ pub(crate) async fn run_assignment(
             tokio::time::sleep(timeout).await;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             jc.cancel();
+        })
+    };
+
+    // `cancel-timeout-minutes` after a cancellation, whatever still runs is stopped
+    // (GHA-SEMANTICS §5.6); the tear-down below is not bounded by it.
+    let stop_now = CancellationToken::new();
+    let stop_timer = {
+        let (jc, stop) = (job_cancel.clone(), stop_now.clone());
+        let (shared, key) = (shared.clone(), key.clone());
+        tokio::spawn(async move {
+            jc.cancelled().await;
+            tokio::time::sleep(cancel_timeout.0).await;
+            runner_log(
+                &shared,
+                &key,
+                None,
+                format!(
+                    "The job's clean-up after its cancellation ran past cancel-timeout-minutes \
+                     ({}): its processes were stopped and no further step or post step ran.",
+                    cancel_timeout.1
+                ),
+            );
+            stop.cancel();
         })
     };
 
@@ -244,6 +275,7 @@ pub(crate) async fn run_assignment(
         Some(Ok(e)) => e,
         other => {
             timer.abort();
+            stop_timer.abort();
             drop(log_tx);
             let _ = fwd.await;
             cleanup_dirs(&shared, &tree);
@@ -302,26 +334,50 @@ pub(crate) async fn run_assignment(
         workspace_host: workspace.clone(),
         repo_root: a.repo_root.clone(),
         cancel: job_cancel.clone(),
+        stop_now: stop_now.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),
         leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
     };
     // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
     runner.run_pre_stages(&mut ctx, &mut state).await;
+    let mut background = BackgroundSteps::default();
     for (i, step) in job.steps.iter().enumerate() {
+        if stop_now.is_cancelled() {
+            break;
+        }
         if job_cancel.is_cancelled() && state.status != Status::Cancelled {
             state.status = Status::Cancelled;
         }
+        // Files renamed ahead for "the next step" would go to whichever step asks first.
+        let ahead = job.steps.get(i + 1).is_some_and(|s| s.run.is_some())
+            && background.is_empty()
+            && !step.background;
+        runner.leftovers.set_ahead(ahead);
         runner
-            .leftovers
-            .set_ahead(job.steps.get(i + 1).is_some_and(|s| s.run.is_some()));
-        runner.run_step(i, step, &mut ctx, &mut state).await;
+            .run_job_step(i, step, &mut ctx, &mut state, &mut background)
+            .await;
     }
+    // The implicit `wait-all` before post stages: a background step no wait took back
+    // still fails the job.
+    for (k, name) in background.wait_all(&runner, &mut state).await {
+        runner_log(
+            &shared,
+            &key,
+            Some(k),
+            format!("Error: background step #{} '{name}' failed.", k + 1),
+        );
+        if state.status == Status::Success {
+            state.status = Status::Failure;
+        }
+    }
+    drop(background);
     if job_cancel.is_cancelled() && state.status == Status::Success {
         state.status = Status::Cancelled;
     }
     runner.run_post_stages(&mut ctx, &mut state).await;
     timer.abort();
+    stop_timer.abort();
 
     // Job outputs (§6.3).
     ctx.status = StatusMode::None;

@@ -68,6 +68,8 @@ impl StepRunner<'_> {
         };
         let (tx, mut rx) = mpsc::channel::<Output>(64);
         let step_cancel = CancellationToken::new();
+        // A `cancel` step naming this background step (never fires for other steps).
+        let cancel_step = state.stop_step.clone().unwrap_or_default();
         let exec = launch(tx, step_cancel.clone());
         let timeout = control.timeout.filter(|m| m.is_finite() && *m > 0.0);
         let mut timed_out = false;
@@ -92,9 +94,19 @@ impl StepRunner<'_> {
             );
             tokio::pin!(sleep);
             let mut job_cancel_seen = control.cancel_if.is_none();
+            let mut stopped = false;
             loop {
                 tokio::select! {
                     r = &mut exec => break r,
+                    // Past `cancel-timeout-minutes`, `always()` steps and post stages too.
+                    _ = self.stop_now.cancelled(), if !stopped => {
+                        stopped = true;
+                        step_cancel.cancel();
+                    }
+                    _ = cancel_step.cancelled(), if !stopped => {
+                        stopped = true;
+                        step_cancel.cancel();
+                    }
                     _ = self.cancel.cancelled(), if !job_cancel_seen => {
                         job_cancel_seen = true;
                         let mut c2 = ctx.clone();

@@ -96,13 +96,25 @@ impl StepRunner<'_> {
         state: &mut JobState,
     ) -> Result<(Status, IndexMap<String, String>), String> {
         let aenv = self.builtin_env(step_env, state);
-        let result = builtin::run_builtin(
-            name,
-            with,
-            |d| ctx.eval_string(d).map_err(|e| e.to_string()),
-            &aenv,
-        )
-        .await;
+        let cancel_step = state.stop_step.clone().unwrap_or_default();
+        let result = tokio::select! {
+            r = builtin::run_builtin(
+                name,
+                with,
+                |d| ctx.eval_string(d).map_err(|e| e.to_string()),
+                &aenv,
+            ) => r,
+            // Past `cancel-timeout-minutes`: the built-in's work is dropped (a Docker build
+            // ends with its connection).
+            _ = self.stop_now.cancelled() => {
+                self.log(i, &state.masker, "Error: The operation was canceled.");
+                return Ok((Status::Cancelled, IndexMap::new()));
+            }
+            _ = cancel_step.cancelled() => {
+                self.log(i, &state.masker, "Error: The operation was canceled.");
+                return Ok((Status::Cancelled, IndexMap::new()));
+            }
+        };
         drop(aenv);
         let (inputs, res) = match result {
             Ok(x) => x,

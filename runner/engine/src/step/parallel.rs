@@ -37,14 +37,7 @@ impl StepRunner<'_> {
                 .into_owned(),
             None => format!("Parallel ({n} steps)"),
         };
-        self.emit_step(
-            state,
-            RunEvent::StepStarted {
-                job: self.key.clone(),
-                step: i,
-                name: name.clone(),
-            },
-        );
+        self.emit_started(state, i, &name);
         // Event indices of the members, after the workflow's steps.
         let first = self.job.steps.len() + state.extra_steps;
         state.extra_steps += n;

@@ -208,6 +208,9 @@ impl StepRunner<'_> {
     /// Runs the registered post stages, last registered first.
     pub async fn run_post_stages(&self, ctx: &mut Ctx, state: &mut JobState) {
         for e in state.post.drain_in_run_order() {
+            if self.stop_now.is_cancelled() {
+                return;
+            }
             ctx.status = StatusMode::Step(state.status);
             ctx.set("steps", Value::object(state.steps.clone()));
             ctx.set("job", job_value(state.status, self.env, self.is_container));
