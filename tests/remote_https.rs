@@ -3,7 +3,8 @@
 //! TLS listener whose certificate a test CA signs; see https_git_server.rs). The CA is
 //! trusted through `SSL_CERT_FILE`, or through git's `http.sslCAInfo`; a wrong CA, a missing
 //! repository and a private repository without a token fail with errors that say so and
-//! name the reference and the URL; the token is sent but never printed.
+//! name the reference and the URL; the token is sent but never printed. `actions/checkout`
+//! of another repository goes over the same transport.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -86,6 +87,17 @@ fn run(
     env: &[(&str, &str)],
     home_gitconfig: Option<&str>,
 ) -> Output {
+    run_with(s, workflow, env, home_gitconfig, &[])
+}
+
+/// [`run`] with more arguments for `gantry run` (`-s NAME`).
+fn run_with(
+    s: &GitServer,
+    workflow: &str,
+    env: &[(&str, &str)],
+    home_gitconfig: Option<&str>,
+    args: &[&str],
+) -> Output {
     let repo = git_repo_with(&[(".github/workflows/ci.yml", workflow)]);
     let home = tempfile::tempdir().unwrap();
     if let Some(cfg) = home_gitconfig {
@@ -103,6 +115,7 @@ fn run(
         "--action-cache",
     ])
     .arg(&cache)
+    .args(args)
     .current_dir(repo.path())
     .stdin(Stdio::null())
     .env("HOME", home.path())
@@ -282,4 +295,70 @@ fn private_repository_with_token_is_fetched_and_the_token_never_printed() {
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("a token was offered and refused"), "{t}");
     assert!(!t.contains(&bad), "the wrong token appears in the output");
+}
+
+/// `actions/checkout` of another, private repository over HTTPS with `token:` from a
+/// secret: the files arrive at `path:` as a repository of their own at the tag, the token
+/// went with the request and is printed nowhere; without the token the step fails saying
+/// why.
+#[test]
+fn checkout_of_another_repository_over_https_with_a_token() {
+    let s = server();
+    let url = format!("https://127.0.0.1:{}/private/tool.git", s.port);
+    let workflow = format!(
+        r#"on: push
+jobs:
+  co:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          repository: {url}
+          ref: v1
+          path: tool
+          token: ${{{{ secrets.TOOL_TOKEN }}}}
+      - run: |
+          grep -q PRIVATE-ACTION-RAN tool/action.yml
+          test "$(git -C tool rev-parse HEAD)" = "$(git -C tool rev-parse 'v1^{{commit}}')"
+          git -C tool ls-files | grep -qx action.yml
+          echo CHECKED-OUT-OVER-HTTPS
+"#
+    );
+    let out = run_with(
+        &s,
+        &workflow,
+        &[("SSL_CERT_FILE", &ca(&s)), ("TOOL_TOKEN", &s.token)],
+        None,
+        &["-s", "TOOL_TOKEN"],
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "run failed:\n{}",
+        t.replace(&s.token, "<TOKEN>")
+    );
+    assert!(t.contains("CHECKED-OUT-OVER-HTTPS"), "{t}");
+    assert!(!t.contains(&s.token), "the token appears in the output");
+    let reqs = s.requests.lock().unwrap().clone();
+    assert!(
+        reqs.iter()
+            .any(|(p, auth)| p.starts_with("/private/tool.git/") && *auth),
+        "the checkout never sent the token: {reqs:?}"
+    );
+
+    // No token: the step fails and says it was an authentication refusal.
+    let out = run_with(
+        &s,
+        &workflow,
+        &[("SSL_CERT_FILE", &ca(&s)), ("TOOL_TOKEN", "")],
+        None,
+        &["-s", "TOOL_TOKEN"],
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(!t.contains("CHECKED-OUT-OVER-HTTPS"), "{t}");
+    assert!(
+        t.to_lowercase().contains("authentication"),
+        "the error says what failed:\n{t}"
+    );
 }
