@@ -215,15 +215,7 @@ async fn a_jobs_annotations_summary_and_artifact_through_the_api() {
     assert_eq!(ann[1]["message"], "careful now");
 
     // The run page (the API's header works there too) shows both and links the zip.
-    let page = http
-        .get(format!("{}/acme/shop/actions/runs/{}", s.base, run.id))
-        .bearer_auth(READER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = run_page(&s, run.id.0).await;
     assert!(
         page.contains("src/lib.rs:3:7") && page.contains("careful now"),
         "{page}"

@@ -342,3 +342,71 @@ async fn sigterm_cancels_and_records_the_running_job() {
     let jobs = jobs(&s, run.id.0).await;
     assert_eq!(jobs[0].conclusion, Some(Conclusion::Cancelled));
 }
+
+const CALLER: &str = r#"name: CI
+on: push
+jobs:
+  build:
+    runs-on: self-hosted
+    steps:
+      - run: echo build
+  call:
+    needs: build
+    uses: ./.github/workflows/called.yml
+  after:
+    needs: call
+    runs-on: self-hosted
+    steps:
+      - run: echo after
+"#;
+
+const CALLED: &str = r#"on: workflow_call
+jobs:
+  one:
+    runs-on: self-hosted
+    steps:
+      - run: echo "callee one"
+  two:
+    needs: one
+    runs-on: self-hosted
+    steps:
+      - run: echo "callee two"
+"#;
+
+/// A call of a workflow of the same commit is listed as its callee's jobs from the moment
+/// the run is queued (as GitHub does), the engine's jobs take those rows, and no row is
+/// left for the caller itself; the run page draws the callee's jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_reusable_workflow_is_listed_as_its_jobs_from_the_start() {
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[
+            (".github/workflows/ci.yml", CALLER),
+            (".github/workflows/called.yml", CALLED),
+        ],
+        "first",
+    );
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    push(&s, ZERO, &sha, "first").await;
+    let run = run_of(&s, &sha).await;
+    let names = |jobs: &[octocrab::models::workflows::Job]| {
+        let mut v: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        v.sort();
+        v
+    };
+    let want = ["after", "build", "call / one", "call / two"];
+    assert_eq!(names(&jobs(&s, run.id.0).await), want, "queued rows");
+    let run = completed(&s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", s.output());
+    let done = jobs(&s, run.id.0).await;
+    assert_eq!(names(&done), want, "no row was added or left over");
+    for j in &done {
+        assert_eq!(j.conclusion, Some(Conclusion::Success), "{}", j.name);
+    }
+    let two = done.iter().find(|j| j.name == "call / two").unwrap();
+    assert!(job_log(&s, two).await.contains("callee two"));
+
+    let page = run_page(&s, run.id.0).await;
+    assert!(page.contains("call / one"), "{page}");
+}

@@ -649,6 +649,19 @@ pub async fn jobs(s: &Server, id: u64) -> Vec<octocrab::models::workflows::Job> 
         .items
 }
 
+/// The run page of run `id` of acme/shop, read with the reader's API token.
+pub async fn run_page(s: &Server, id: u64) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/acme/shop/actions/runs/{id}", s.base))
+        .bearer_auth(READER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A job's log through the API.
 pub async fn job_log(s: &Server, job: &octocrab::models::workflows::Job) -> String {
     let resp = reqwest::Client::new()

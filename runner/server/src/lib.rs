@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod launcher;
 pub mod limits;
 pub mod mirror;
+mod planned;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -10,7 +10,7 @@ use serde_json::{Value as J, json};
 use crate::config::{Forge, Repository};
 use crate::mirror::{self, CommitInfo};
 use crate::state::App;
-use crate::store_runs::{NewJob, NewRun};
+use crate::store_runs::NewRun;
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -346,26 +346,7 @@ pub async fn queue(
             }
         };
         // File order, legs in leg order (as GitHub lists a run's jobs).
-        let jobs = plan
-            .jobs
-            .values()
-            .flat_map(|jp| jp.nodes.iter())
-            .map(|&n| {
-                let node = plan.node(n);
-                let job = &wf.jobs[&node.job_id];
-                NewJob {
-                    key: node.job_id.clone(),
-                    name: node.name.clone(),
-                    needs: plan.jobs[&node.job_id].needs.clone(),
-                    labels: job
-                        .runs_on
-                        .as_ref()
-                        .map(|r| r.labels.iter().map(|l| l.value.clone()).collect())
-                        .unwrap_or_default(),
-                    environment: job.environment.as_ref().map(|e| e.name.value.clone()),
-                }
-            })
-            .collect();
+        let jobs = crate::planned::rows(&wf, &plan, &files);
         let name = wf
             .name
             .as_ref()
