@@ -478,3 +478,43 @@ fn wait_and_cancel_must_name_an_earlier_background_step() {
     assert!(all.contains("bg.yml:9:15"), "wait's line and column: {all}");
     assert!(all.contains("'nowhere' is not the id"), "{all}");
 }
+
+#[test]
+fn a_parallel_group_runs_at_most_ten_members_at_once() {
+    let mut members = String::new();
+    for k in 0..12 {
+        members.push_str(&format!(
+            r#"          - name: m{k}
+            run: |
+              mkdir -p "$RUNNER_TEMP/running/m{k}"
+              ls "$RUNNER_TEMP/running" | wc -l >> "$RUNNER_TEMP/counts"
+              sleep 0.5
+              rmdir "$RUNNER_TEMP/running/m{k}"
+"#
+        ));
+    }
+    let wf = format!(
+        r#"name: par
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p "$RUNNER_TEMP/running"
+      - name: twelve
+        parallel:
+{members}      - name: check
+        run: |
+          max=$(sort -n "$RUNNER_TEMP/counts" | tail -1)
+          echo "most at once: $max"
+          test "$(wc -l < "$RUNNER_TEMP/counts")" -eq 12
+          test "$max" -le 10
+          test "$max" -ge 2
+"#
+    );
+    let r = git_repo_with(&[(".github/workflows/par.yml", &wf)]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_eq!(step_conclusion(&events(&out), "check"), "success", "{all}");
+}

@@ -48,11 +48,11 @@ pub(crate) fn convert(n: &YNode, composite: bool, d: &mut Diagnostics) -> Step {
     {
         validate::check_id(id, "step", d);
     }
-    if composite && (s.background || s.control.is_some()) {
+    if composite && (s.background || s.control.is_some() || !s.parallel.is_empty()) {
         // GitHub: a composite action can run as a background step, not declare one.
         d.semantic(
             s.span,
-            "Background steps and wait, wait-all and cancel steps cannot be used inside a composite action.",
+            "Background steps, parallel groups and wait, wait-all and cancel steps cannot be used inside a composite action.",
         );
     }
     if let Some(c) = &s.if_cond {
@@ -180,6 +180,24 @@ mod tests {
             "{:?}",
             l.diagnostics
         );
+    }
+
+    #[test]
+    fn composite_actions_cannot_declare_steps_that_run_at_once() {
+        for step in [
+            "      - shell: bash\n        background: true\n        run: x\n",
+            "      - parallel:\n          - shell: bash\n            run: x\n",
+        ] {
+            let text = format!("name: a\nruns:\n  using: composite\n  steps:\n{step}");
+            let l = crate::parse_action("action.yml", &text);
+            assert!(
+                l.diagnostics.iter().any(|d| d
+                    .message
+                    .contains("cannot be used inside a composite action")),
+                "{step}: {:?}",
+                l.diagnostics
+            );
+        }
     }
 
     #[test]

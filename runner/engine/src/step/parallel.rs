@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use gantry_workflow::Step;
 use indexmap::IndexMap;
 
@@ -69,14 +70,18 @@ impl StepRunner<'_> {
         );
         // Files renamed ahead for "the next step" would go to whichever member asks first.
         self.leftovers.set_ahead(false);
-        futures_util::future::join_all(
-            forks
-                .iter_mut()
-                .zip(&group.parallel)
-                .enumerate()
-                .map(|(k, ((c, s), m))| self.run_step_boxed(first + k, m, c, s)),
-        )
-        .await;
+        // At most GitHub's 10 at once; the rest start, in order, as members end.
+        // (Collected first: a lazy `map` in the stream is not `Send` for every lifetime.)
+        let runs: Vec<_> = forks
+            .iter_mut()
+            .zip(&group.parallel)
+            .enumerate()
+            .map(|(k, ((c, s), m))| self.run_step_boxed(first + k, m, c, s))
+            .collect();
+        futures_util::stream::iter(runs)
+            .buffer_unordered(super::background::MAX_RUNNING)
+            .collect::<Vec<()>>()
+            .await;
 
         // The worst member conclusion; all skipped makes a skipped group.
         let mut outcome = Status::Skipped;
