@@ -16,6 +16,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::actions::reference::{UsesRef, parse_uses};
+use crate::backend::docker::Daemon;
 use crate::job::platform::{PlatformChoice, choose};
 use crate::run::{Platform, RunConfig};
 
@@ -355,22 +356,15 @@ fn image_fix(image: &str, from: &str) -> String {
     missing_image_hint(image, used)
 }
 
-async fn connect() -> Option<bollard::Docker> {
-    let d = bollard::Docker::connect_with_local_defaults().ok()?;
-    d.negotiate_version().await.ok()
+async fn connect() -> Option<Daemon> {
+    Daemon::connect().await.ok()
 }
 
-async fn image_present(docker: Option<&bollard::Docker>, image: &str) -> Result<(), String> {
+async fn image_present(docker: Option<&Daemon>, image: &str) -> Result<(), String> {
     let Some(d) = docker else {
         return Err("cannot be checked: no Docker daemon answers".into());
     };
-    match d.inspect_image(image).await {
-        Ok(_) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Err("is not in the local Docker daemon (Gantry never pulls)".into()),
-        Err(e) => Err(format!("cannot be inspected: {e}")),
-    }
+    d.find_image(image).await
 }
 
 #[cfg(test)]

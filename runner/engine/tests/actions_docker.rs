@@ -131,7 +131,7 @@ async fn dockerfile_action_runs_with_mounts() {
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
 
-    let docker = match gantry_engine::actions::builtin::docker::connect().await {
+    let docker = match gantry_engine::backend::docker::Daemon::connect().await {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };
@@ -177,12 +177,7 @@ async fn dockerfile_action_runs_with_mounts() {
     }
     let spec = docker_action::assemble(&tag, None, args, &step_env, &runs_env, &paths, None);
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let run = docker_action::run_container(
-        &docker,
-        &spec,
-        tx,
-        tokio_util::sync::CancellationToken::new(),
-    );
+    let run = docker.run_container(&spec, tx, tokio_util::sync::CancellationToken::new());
     let collect = async {
         let mut s = Vec::new();
         while let Some(o) = rx.recv().await {

@@ -45,7 +45,7 @@ static BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn ensure_busybox(b: &DockerBackend) {
     let _guard = BUILD_LOCK.lock().await;
-    if b.client().inspect_image(BUSYBOX_IMAGE).await.is_ok() {
+    if b.daemon().has_image(BUSYBOX_IMAGE).await {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker/build-images.sh");
@@ -165,7 +165,7 @@ async fn run(env: &dyn JobEnv, script: &str) -> Ran {
 }
 
 /// Containers and networks still carrying this run's label.
-async fn leftovers(b: &DockerBackend, run_id: &str) -> (usize, usize) {
+async fn leftovers(run_id: &str) -> (usize, usize) {
     let filters: HashMap<String, Vec<String>> = HashMap::from([(
         "label".to_string(),
         vec![
@@ -173,8 +173,9 @@ async fn leftovers(b: &DockerBackend, run_id: &str) -> (usize, usize) {
             format!("{LABEL_RUN}={run_id}"),
         ],
     )]);
-    let c = b
-        .client()
+    // The daemon's own view, through a client of the test's.
+    let client = gantry_engine::backend::docker::connect().await.unwrap();
+    let c = client
         .list_containers(Some(
             bollard::query_parameters::ListContainersOptionsBuilder::default()
                 .all(true)
@@ -183,8 +184,7 @@ async fn leftovers(b: &DockerBackend, run_id: &str) -> (usize, usize) {
         ))
         .await
         .unwrap();
-    let n = b
-        .client()
+    let n = client
         .list_networks(Some(
             bollard::query_parameters::ListNetworksOptionsBuilder::default()
                 .filters(&filters)
@@ -265,7 +265,7 @@ async fn exec_streams_output_and_reports_exit_codes() {
     );
 
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -403,7 +403,7 @@ async fn healthy_service_is_reachable_by_name_and_mapped_port() {
     assert_eq!(r.stdout, "hello-from-service\n");
     assert!(http_get_host(&port).await.contains("hello-from-service"));
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -429,7 +429,7 @@ async fn host_job_services_publish_ports() {
         .clone();
     assert!(http_get_host(&port).await.contains("hello-from-service"));
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -462,7 +462,7 @@ async fn unhealthy_service_fails_start_with_its_logs() {
     );
     assert!(err.contains("check-said-no"), "{err}");
     assert_eq!(
-        leftovers(&b, &spec.run_id).await,
+        leftovers(&spec.run_id).await,
         (0, 0),
         "failed start cleaned up"
     );
@@ -544,7 +544,7 @@ async fn cancellation_stops_processes_and_stop_leaves_nothing() {
     assert!(took < Duration::from_secs(4), "cancel took {took:?}");
 
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -569,7 +569,7 @@ async fn missing_image_names_the_build_command() {
         "no pull attempt: {:?}",
         t.elapsed()
     );
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -585,7 +585,7 @@ async fn bad_options_fail_before_creating_anything() {
         .expect("must fail")
         .to_string();
     assert!(err.contains("unsupported flag '--frobnicate'"), "{err}");
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -594,10 +594,10 @@ async fn dropped_env_is_cleaned_up_and_prune_removes_by_run() {
     let (spec, _dirs) = job_spec(busybox(), vec![]);
     let env = b.start(&spec, logger()).await.unwrap();
     // No services: the job container sits on the default bridge, no network is created.
-    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (1, 0));
     drop(env);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while leftovers(&b, &spec.run_id).await != (0, 0) {
+    while leftovers(&spec.run_id).await != (0, 0) {
         assert!(Instant::now() < deadline, "drop did not clean up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -606,7 +606,7 @@ async fn dropped_env_is_cleaned_up_and_prune_removes_by_run() {
     let env2 = b.start(&spec2, logger()).await.unwrap();
     let report = docker::prune(Some(&spec2.run_id)).await.unwrap();
     assert_eq!((report.containers, report.networks), (1, 0));
-    assert_eq!(leftovers(&b, &spec2.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec2.run_id).await, (0, 0));
     env2.stop().await.unwrap(); // already pruned: still fine
 }
 
@@ -617,9 +617,9 @@ async fn prune_stale_keeps_resources_of_live_runs() {
     let env = b.start(&spec, logger()).await.unwrap();
     // This process is alive: its resources are not stale.
     docker::prune_stale().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (1, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (1, 0));
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -646,7 +646,7 @@ async fn host_job_steps_run_on_the_host_backend_and_reach_services() {
     assert_eq!(r.status, ExitStatus::Code(0), "stderr: {}", r.stderr);
     assert!(r.stdout.contains("hello-from-service"), "{}", r.stdout);
     env.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -663,7 +663,7 @@ async fn abandoned_start_is_cleaned_up() {
     let r = tokio::time::timeout(Duration::from_millis(2500), b.start(&spec, logger())).await;
     assert!(r.is_err(), "start should still be waiting for the service");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while leftovers(&b, &spec.run_id).await != (0, 0) {
+    while leftovers(&spec.run_id).await != (0, 0) {
         assert!(
             Instant::now() < deadline,
             "abandoned start leaked resources"
@@ -682,12 +682,12 @@ async fn same_run_id_and_job_key_twice_do_not_collide() {
     spec2.run_id = spec.run_id.clone();
     let env1 = b.start(&spec, logger()).await.unwrap();
     let env2 = b.start(&spec2, logger()).await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (4, 2));
+    assert_eq!(leftovers(&spec.run_id).await, (4, 2));
     assert_eq!(run(env1.as_ref(), "echo one").await.stdout, "one\n");
     assert_eq!(run(env2.as_ref(), "echo two").await.stdout, "two\n");
     env1.stop().await.unwrap();
     env2.stop().await.unwrap();
-    assert_eq!(leftovers(&b, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }
 
 #[tokio::test]
@@ -715,8 +715,8 @@ async fn an_abandoned_start_leaves_another_runs_same_numbered_job_alone() {
     // The abandoned start's background cleanup, then the end-of-run sweep by run key.
     tokio::time::sleep(Duration::from_secs(2)).await;
     second.cleanup_run().await.unwrap();
-    assert_eq!(leftovers(&first, &spec.run_id).await, (2, 1));
+    assert_eq!(leftovers(&spec.run_id).await, (2, 1));
     assert_eq!(run(env1.as_ref(), "echo alive").await.stdout, "alive\n");
     env1.stop().await.unwrap();
-    assert_eq!(leftovers(&first, &spec.run_id).await, (0, 0));
+    assert_eq!(leftovers(&spec.run_id).await, (0, 0));
 }

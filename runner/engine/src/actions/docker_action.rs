@@ -1,19 +1,16 @@
-//! Docker container actions (GHA-SEMANTICS §7.5): the image (a `Dockerfile` built with
-//! bollard and cached by content hash, or a pulled `docker://` image), entrypoint and args,
-//! environment, and the mounts GitHub uses (`/github/workspace`, `/github/file_commands`,
+//! Docker container actions (GHA-SEMANTICS §7.5): the image (a `Dockerfile` built by the
+//! Docker daemon and cached by content hash, or a pulled `docker://` image), entrypoint and
+//! args, environment, and the mounts GitHub uses (`/github/workspace`, `/github/file_commands`,
 //! `/github/home`, `/github/workflow`, `/github/runner_temp`).
 
 use std::path::{Path, PathBuf};
 
-use bollard::Docker;
-use futures_util::StreamExt;
 use indexmap::IndexMap;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::backend::{ExitStatus, Output};
+pub use crate::backend::docker::DockerRunSpec;
+use crate::backend::docker::{BuildSpec, Daemon};
 
-use super::builtin::docker::{BuildSpec, build_image, split_tag};
+use super::builtin::docker::build_image;
 use super::builtin::files;
 
 /// Where the action's image comes from.
@@ -77,21 +74,6 @@ pub struct DockerActionPaths {
     pub workspace: PathBuf,
     /// RUNNER_TEMP on the host (holds `_runner_file_commands`, `_github_home`, `_github_workflow`).
     pub temp: PathBuf,
-}
-
-/// What to run.
-#[derive(Debug, Clone, Default)]
-pub struct DockerRunSpec {
-    pub image: String,
-    pub entrypoint: Option<String>,
-    pub args: Vec<String>,
-    /// The complete environment (already translated to container paths).
-    pub env: IndexMap<String, String>,
-    /// `(host, container)` bind mounts.
-    pub mounts: Vec<(String, String)>,
-    pub workdir: String,
-    /// The job network (service containers reachable by label).
-    pub network: Option<String>,
 }
 
 /// The args: `runs.args` each evaluated with `inputs` (done by `eval`), else `with.args`
@@ -234,14 +216,14 @@ pub fn dir_hash(dir: &Path) -> String {
 /// (`gantry-action:<hash>`; reused across steps, jobs and runs), an image is pulled when
 /// missing. Returns the image reference and log lines.
 pub async fn ensure_image(
-    docker: &Docker,
+    daemon: &Daemon,
     source: &ImageSource,
     action_dir: &Path,
 ) -> Result<(String, Vec<String>), String> {
     match source {
         ImageSource::Dockerfile(file) => {
             let tag = format!("gantry-action:{}", &dir_hash(action_dir)[..20]);
-            if docker.inspect_image(&tag).await.is_ok() {
+            if daemon.has_image(&tag).await {
                 return Ok((tag, vec!["Using the cached action image".into()]));
             }
             let spec = BuildSpec {
@@ -250,125 +232,23 @@ pub async fn ensure_image(
                 tags: vec![tag.clone()],
                 ..Default::default()
             };
-            let (_, logs) = build_image(docker, &spec).await?;
+            let (_, logs) = build_image(daemon, &spec).await?;
             Ok((tag, logs))
         }
         ImageSource::Image(img) => {
-            if docker.inspect_image(img).await.is_ok() {
+            if daemon.has_image(img).await {
                 return Ok((img.clone(), Vec::new()));
             }
-            let (repo, tag) = split_tag(img);
-            let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
-                .from_image(&repo)
-                .tag(&tag)
-                .build();
-            let mut s = docker.create_image(Some(opts), None, None);
-            while let Some(item) = s.next().await {
-                item.map_err(|e| {
-                    format!(
-                        "image '{img}' is not available locally and cannot be pulled ({e}); {}",
-                        crate::backend::docker::missing_image_hint(
-                            img,
-                            crate::backend::docker::ImageUse::Named,
-                        )
+            daemon.pull(img).await.map_err(|e| {
+                format!(
+                    "image '{img}' is not available locally and cannot be pulled ({e}); {}",
+                    crate::backend::docker::missing_image_hint(
+                        img,
+                        crate::backend::docker::ImageUse::Named,
                     )
-                })?;
-            }
+                )
+            })?;
             Ok((img.clone(), vec![format!("Pulled {img}")]))
         }
     }
-}
-
-/// Runs the action container to completion (`--rm`), streaming its output.
-pub async fn run_container(
-    docker: &Docker,
-    spec: &DockerRunSpec,
-    out: mpsc::Sender<Output>,
-    cancel: CancellationToken,
-) -> Result<ExitStatus, String> {
-    use bollard::models::{ContainerCreateBody, HostConfig};
-    let name = format!("gantry-action-{}", uuid::Uuid::new_v4().simple());
-    let binds: Vec<String> = spec
-        .mounts
-        .iter()
-        .map(|(h, c)| format!("{h}:{c}"))
-        .collect();
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        entrypoint: spec.entrypoint.clone().map(|e| vec![e]),
-        cmd: if spec.args.is_empty() && spec.entrypoint.is_none() {
-            None
-        } else {
-            Some(spec.args.clone())
-        },
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        working_dir: Some(spec.workdir.clone()),
-        labels: Some(
-            [("gantry.action".to_string(), "true".to_string())]
-                .into_iter()
-                .collect(),
-        ),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            network_mode: spec.network.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default()
-        .name(&name)
-        .build();
-    let created = docker
-        .create_container(Some(opts), body)
-        .await
-        .map_err(|e| format!("cannot create the action container: {e}"))?;
-    let id = created.id;
-    let remove = || async {
-        let o = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .build();
-        let _ = docker.remove_container(&id, Some(o)).await;
-    };
-    if let Err(e) = docker
-        .start_container(
-            &id,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-    {
-        remove().await;
-        return Err(format!("cannot start the action container: {e}"));
-    }
-    let logs_opts = bollard::query_parameters::LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut logs = docker.logs(&id, Some(logs_opts));
-    let mut cancelled = false;
-    loop {
-        tokio::select! {
-            item = logs.next() => match item {
-                Some(Ok(bollard::container::LogOutput::StdErr { message })) => { let _ = out.send(Output::Stderr(message.to_vec())).await; }
-                Some(Ok(o)) => { let _ = out.send(Output::Stdout(o.into_bytes().to_vec())).await; }
-                Some(Err(_)) | None => break,
-            },
-            _ = cancel.cancelled(), if !cancelled => {
-                cancelled = true;
-                let _ = docker.kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>).await;
-            }
-        }
-    }
-    let mut wait =
-        docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-    let code = match wait.next().await {
-        Some(Ok(r)) => r.status_code,
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-        _ => -1,
-    };
-    remove().await;
-    if cancelled {
-        return Ok(ExitStatus::Cancelled);
-    }
-    Ok(ExitStatus::Code(code as i32))
 }

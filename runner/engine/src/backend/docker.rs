@@ -33,6 +33,8 @@ mod cleanup;
 mod create;
 pub use create::{ImageUse, missing_image_hint};
 mod env;
+mod images;
+pub use images::{BuildFailure, BuildSpec, Daemon, DockerRunSpec, RegistryLogin};
 pub mod options;
 mod service;
 
@@ -248,8 +250,9 @@ impl DockerBackend {
         self
     }
 
-    pub fn client(&self) -> &Docker {
-        &self.docker
+    /// The daemon's image and one-off container verbs, on this backend's connection.
+    pub fn daemon(&self) -> Daemon {
+        Daemon::from_client(self.docker.clone())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Docker container actions run from a step (GHA-SEMANTICS §7.5): `runs.image` (a
-//! Dockerfile built with bollard and cached by content hash, or an image), `docker://`
+//! Dockerfile built with the Docker daemon and cached by content hash, or an image), `docker://`
 //! steps, `args`/`entrypoint`/`env` with the `inputs` context, `INPUT_*`, and the mounts
 //! GitHub uses (`/github/workspace`, `/github/file_commands`, `/github/home`,
 //! `/github/workflow`). Host jobs and container jobs alike: the action container is a
@@ -34,9 +34,8 @@ pub(super) struct PreparedDocker {
 }
 
 impl StepRunner<'_> {
-    async fn docker_client(&self) -> Result<bollard::Docker, String> {
-        let d = self.shared.docker().await?;
-        Ok(d.client().clone())
+    async fn docker_client(&self) -> Result<crate::backend::docker::Daemon, String> {
+        Ok(self.shared.docker().await?.daemon())
     }
 
     /// Builds or finds the image and evaluates `args`, `env` and the entrypoints.
@@ -309,7 +308,7 @@ impl StepRunner<'_> {
             network,
         );
         self.run_stage_process(i, files, control, ctx, state, |tx, cancel| async move {
-            docker_action::run_container(&docker, &spec, tx, cancel).await
+            docker.run_container(&spec, tx, cancel).await
         })
         .await
     }

@@ -1,22 +1,21 @@
 //! `docker/setup-buildx-action`, `docker/login-action` and `docker/build-push-action` on the
-//! local daemon through bollard (classic builder; no buildx). Registry credentials from
-//! `login-action` live in memory only (never written to disk) for the rest of the run.
+//! local daemon through the Docker backend's `Daemon` (classic builder; no buildx). Registry
+//! credentials from `login-action` live in memory only (never written to disk) for the rest
+//! of the run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use futures_util::StreamExt;
 use indexmap::IndexMap;
 
 use super::files;
 use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list};
+use crate::backend::docker::{BuildFailure, BuildSpec, Daemon, RegistryLogin};
 
 /// Logins by (run dir, registry host).
-static LOGINS: Mutex<Vec<(PathBuf, String, DockerCredentials)>> = Mutex::new(Vec::new());
+static LOGINS: Mutex<Vec<(PathBuf, String, RegistryLogin)>> = Mutex::new(Vec::new());
 
 /// The registry host of an image reference (`docker.io` for Docker Hub).
 pub fn registry_of(image: &str) -> String {
@@ -28,22 +27,13 @@ pub fn registry_of(image: &str) -> String {
     }
 }
 
-fn credentials_for(run_dir: &Path, registry: &str) -> Option<DockerCredentials> {
+fn credentials_for(run_dir: &Path, registry: &str) -> Option<RegistryLogin> {
     LOGINS
         .lock()
         .unwrap()
         .iter()
         .find(|(r, reg, _)| r == run_dir && reg == registry)
         .map(|(_, _, c)| c.clone())
-}
-
-/// Connects to the daemon and negotiates the API version.
-pub async fn connect() -> Result<Docker, String> {
-    let d =
-        Docker::connect_with_defaults().map_err(|e| format!("cannot connect to Docker: {e}"))?;
-    d.negotiate_version()
-        .await
-        .map_err(|e| format!("cannot reach the Docker daemon: {e}"))
 }
 
 /// A ustar archive of a directory (the build context), `.git` and `.dockerignore`d
@@ -125,141 +115,26 @@ fn tar_header(out: &mut Vec<u8>, name: &str, size: u64, mode: u32, kind: u8) {
     out.extend_from_slice(&h);
 }
 
-/// What to build.
-#[derive(Debug, Clone, Default)]
-pub struct BuildSpec {
-    pub context: PathBuf,
-    /// Dockerfile path relative to the context (default `Dockerfile`).
-    pub dockerfile: String,
-    pub tags: Vec<String>,
-    pub labels: HashMap<String, String>,
-    pub build_args: HashMap<String, String>,
-    pub target: Option<String>,
-    pub no_cache: bool,
-    pub pull: bool,
-}
-
-/// A failed build: the error and the whole build log up to it.
-#[derive(Debug, Clone)]
-pub struct BuildFailure {
-    pub error: String,
-    pub log: Vec<String>,
-}
-
-impl BuildFailure {
-    /// The error, then the whole build log (its last line is the error line): it goes to
-    /// the step's log, which the run record keeps (masked like every step line).
-    pub fn message(&self) -> String {
-        let mut m = format!("docker build failed: {}", self.error);
-        if !self.log.is_empty() {
-            m.push_str("\nthe build's log:");
-            for l in &self.log {
-                m.push_str("\n  ");
-                m.push_str(l);
-            }
-        }
-        m
-    }
-}
-
-/// Builds an image; returns its id and the build log. The error carries the build's log.
+/// Builds `spec` (its context sent as a tar archive); the error carries the build's log.
 pub async fn build_image(
-    docker: &Docker,
+    daemon: &Daemon,
     spec: &BuildSpec,
 ) -> Result<(String, Vec<String>), String> {
-    build_image_logged(docker, spec)
+    build_image_logged(daemon, spec)
         .await
         .map_err(|f| f.message())
 }
 
 /// Like [`build_image`], keeping the whole log of a failed build.
 pub async fn build_image_logged(
-    docker: &Docker,
+    daemon: &Daemon,
     spec: &BuildSpec,
 ) -> Result<(String, Vec<String>), BuildFailure> {
-    let fail = |error: String, log: &[String]| BuildFailure {
+    let tar = tar_dir(&spec.context).map_err(|error| BuildFailure {
         error,
-        log: log.to_vec(),
-    };
-    let tar = tar_dir(&spec.context).map_err(|e| fail(e, &[]))?;
-    let first_tag = spec
-        .tags
-        .first()
-        .cloned()
-        .unwrap_or_else(|| format!("gantry-build:{}", uuid::Uuid::new_v4().simple()));
-    let mut b = bollard::query_parameters::BuildImageOptionsBuilder::default()
-        .dockerfile(if spec.dockerfile.is_empty() {
-            "Dockerfile"
-        } else {
-            &spec.dockerfile
-        })
-        .t(&first_tag)
-        .rm(true)
-        // A failed step's container is removed too (else it is left unlabelled, unseen by
-        // `gantry prune`).
-        .forcerm(true)
-        .nocache(spec.no_cache)
-        .buildargs(&spec.build_args)
-        .labels(&spec.labels);
-    if let Some(t) = &spec.target {
-        b = b.target(t);
-    }
-    if spec.pull {
-        b = b.pull("1");
-    }
-    let mut logs = Vec::new();
-    let mut stream = docker.build_image(b.build(), None, Some(bollard::body_full(tar.into())));
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(s) = info.stream {
-                    logs.extend(
-                        s.lines()
-                            .filter(|l| !l.trim().is_empty())
-                            .map(str::to_string),
-                    );
-                }
-                if let Some(e) = info.error_detail {
-                    let msg = e.message.unwrap_or_default();
-                    logs.push(msg.clone());
-                    return Err(fail(msg, &logs));
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                logs.push(msg.clone());
-                return Err(fail(msg, &logs));
-            }
-        }
-    }
-    let id = docker
-        .inspect_image(&first_tag)
-        .await
-        .map_err(|e| fail(format!("built image not found: {e}"), &logs))?
-        .id
-        .unwrap_or_default();
-    for t in spec.tags.iter().skip(1) {
-        let (repo, tag) = split_tag(t);
-        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
-            .repo(&repo)
-            .tag(&tag)
-            .build();
-        docker
-            .tag_image(&id, Some(opts))
-            .await
-            .map_err(|e| fail(format!("cannot tag {t}: {e}"), &logs))?;
-    }
-    Ok((id, logs))
-}
-
-/// `repo[:tag]` → (repo, tag), where a `:` inside the registry host is not a tag.
-pub fn split_tag(image: &str) -> (String, String) {
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => {
-            (image[..i].to_string(), image[i + 1..].to_string())
-        }
-        _ => (image.to_string(), "latest".to_string()),
-    }
+        log: Vec::new(),
+    })?;
+    daemon.build(spec, tar).await
 }
 
 fn is_loopback(registry: &str) -> bool {
@@ -494,11 +369,10 @@ impl BuiltinAction for Login {
         )
         .await?;
         res.log(format!("{registry}: {how}"));
-        let creds = DockerCredentials {
+        let creds = RegistryLogin {
             username,
             password,
-            serveraddress: Some(registry.clone()),
-            ..Default::default()
+            server: registry.clone(),
         };
         {
             let mut l = LOGINS.lock().unwrap();
@@ -594,8 +468,8 @@ impl BuiltinAction for BuildPush {
             no_cache: input_bool(inputs, "no-cache", false),
             pull: input_bool(inputs, "pull", false),
         };
-        let docker = connect().await?;
-        let (id, logs) = match build_image_logged(&docker, &spec).await {
+        let daemon = Daemon::connect().await?;
+        let (id, logs) = match build_image_logged(&daemon, &spec).await {
             Ok(x) => x,
             Err(f) => return Err(f.message()),
         };
@@ -610,26 +484,10 @@ impl BuiltinAction for BuildPush {
                         "offline: not pushing {t} to {registry} (only loopback registries are reachable with --offline)"
                     ));
                 }
-                let (repo, tag) = split_tag(t);
                 let creds = credentials_for(&env.run_dir, &registry);
-                let opts = bollard::query_parameters::PushImageOptionsBuilder::default()
-                    .tag(&tag)
-                    .build();
-                let mut s = docker.push_image(&repo, Some(opts), creds);
-                while let Some(item) = s.next().await {
-                    match item {
-                        Ok(info) => {
-                            if let Some(e) = info.error_detail {
-                                return Err(format!("push {t}: {}", e.message.unwrap_or_default()));
-                            }
-                            if let Some(st) = info.status
-                                && let Some(d) = st.split("digest: ").nth(1)
-                            {
-                                digest = d.split_whitespace().next().unwrap_or("").to_string();
-                            }
-                        }
-                        Err(e) => return Err(format!("push {t}: {e}")),
-                    }
+                let pushed = daemon.push(t, creds.as_ref()).await?;
+                if !pushed.is_empty() {
+                    digest = pushed;
                 }
                 res.log(format!("Pushed {t}"));
             }

@@ -371,7 +371,7 @@ pub fn registry_of(image: &str) -> Option<String> {
 }
 
 /// `repo[:tag][@digest]` → (repo, tag-or-digest); the default tag is `latest`.
-fn split_tag(image: &str) -> (&str, &str) {
+pub(super) fn split_tag(image: &str) -> (&str, &str) {
     if let Some((repo, digest)) = image.split_once('@') {
         return (repo, digest);
     }
