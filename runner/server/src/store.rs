@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery claims",
         include_str!("../migrations/0007_delivery_claims.sql"),
     ),
+    (
+        8,
+        "log chunk sizes",
+        include_str!("../migrations/0008_log_chunk_sizes.sql"),
+    ),
 ];
 
 /// Delivery row ids are taken from their counter this many at a time: recording a
@@ -136,6 +141,12 @@ pub struct ArtifactRecord {
     pub size_in_bytes: i64,
     pub created_at: String,
     pub expires_at: String,
+}
+
+/// Lines of a stored chunk as the job page numbers them: a chunk's end always ends a line.
+pub(crate) fn chunk_lines(text: &str) -> usize {
+    let newlines = text.bytes().filter(|&b| b == b'\n').count();
+    newlines + usize::from(!text.is_empty() && !text.ends_with('\n'))
 }
 
 /// One row of the delivery log, as written.
@@ -424,12 +435,16 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let seq: i64 = row.try_get(0)?;
-        sqlx::query("INSERT INTO log_chunks (job_id, seq, body) VALUES ($1, $2, $3)")
-            .bind(job_id)
-            .bind(seq + 1)
-            .bind(text.as_ref())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO log_chunks (job_id, seq, body, bytes, lines) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(job_id)
+        .bind(seq + 1)
+        .bind(text.as_ref())
+        .bind(text.len() as i64)
+        .bind(chunk_lines(&text) as i64)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(seq + 1)
     }

@@ -1,6 +1,8 @@
-//! Tests of the store's delivery log against a SQLite file.
+//! Tests of the store's delivery log and log chunks against a SQLite file.
 
-use crate::store::{Admission, Store};
+use sqlx::Row;
+
+use crate::store::{Admission, Store, chunk_lines};
 
 async fn open(dir: &tempfile::TempDir) -> Store {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
@@ -81,4 +83,56 @@ async fn delivery_row_ids_are_unique_across_stores_on_one_database() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), n);
+}
+
+#[test]
+fn lines_of_a_chunk() {
+    assert_eq!(chunk_lines(""), 0);
+    assert_eq!(chunk_lines("a"), 1);
+    assert_eq!(chunk_lines("a\n"), 1);
+    assert_eq!(chunk_lines("a\nb"), 2);
+    assert_eq!(chunk_lines("\n\n"), 2);
+}
+
+#[tokio::test]
+async fn chunks_keep_their_sizes_and_migration_8_counts_old_ones_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let masker = gantry_engine::masker::Masker::new();
+    let bodies = ["", "a", "a\n", "a\nb", "\n\n", "é\n"];
+    for b in bodies {
+        s.append_log(7, b, &masker).await.unwrap();
+    }
+    let sizes = "SELECT bytes, lines FROM log_chunks WHERE job_id = 7 ORDER BY seq";
+    let stored: Vec<(i64, i64)> = sqlx::query(sizes)
+        .fetch_all(&s.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(i64, i64)> = bodies
+        .iter()
+        .map(|b| (b.len() as i64, chunk_lines(b) as i64))
+        .collect();
+    assert_eq!(stored, want);
+    // The migration's backfill gives chunks stored before it the same figures.
+    let backfill = include_str!("../migrations/0008_log_chunk_sizes.sql");
+    let update = backfill
+        .split(';')
+        .find(|st| st.contains("UPDATE log_chunks"))
+        .unwrap();
+    sqlx::query("UPDATE log_chunks SET bytes = -1, lines = -1")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    sqlx::query(update).execute(&s.pool).await.unwrap();
+    let again: Vec<(i64, i64)> = sqlx::query(sizes)
+        .fetch_all(&s.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(again, want);
 }
