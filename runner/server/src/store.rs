@@ -305,7 +305,8 @@ impl Store {
         .await?;
         let last: i64 = row.try_get(0)?;
         let first = last - DELIVERY_ID_BLOCK + 1;
-        // Requests racing here each got a block of their own; the newest one is kept.
+        // Requests racing here each took a block of their own; the one stored last is
+        // kept and the rest of the other is skipped (a gap, never a duplicate).
         *self.delivery_ids.lock().unwrap_or_else(|e| e.into_inner()) = first + 1..last + 1;
         Ok(first)
     }
