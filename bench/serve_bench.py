@@ -6,6 +6,8 @@
                                (verify + dedupe + record), all sent at once over --conns
                                keep-alive connections by an asyncio client (pre-signed
                                raw requests, so the client is not what is measured)
+  static GET after each push   the same client's GET /-/ui.css right after each push's 202:
+                               the floor of the accept measurement (client + machine)
   webhook -> first step p50/p99 a push whose one host step writes `date +%s.%N`
   idle RSS                     VmRSS of the server after start-up, and after the load
 
@@ -141,6 +143,18 @@ def post_hook(host, port, event, body):
     return resp.status, dt
 
 
+def get_static(host, port):
+    """Time of a GET of the UI's stylesheet over a new connection: no store, no HMAC."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    t0 = time.perf_counter()
+    conn.request("GET", "/-/ui.css")
+    resp = conn.getresponse()
+    resp.read()
+    dt = time.perf_counter() - t0
+    conn.close()
+    return dt
+
+
 def signed_request(host, port, event, body, delivery):
     """One raw HTTP/1.1 request (keep-alive), signed, ready to write."""
     sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -212,18 +226,20 @@ def pct(xs, p):
 
 
 def first_step_after(work, bare, markers, host, port, before, n):
-    """Pushes commit `n`, delivers its push; returns (sha, accept s, webhook->step s)."""
+    """Pushes commit `n`, delivers its push; returns (sha, accept s, webhook->step s,
+    static GET s)."""
     sha = commit(work, bare, n)
     sent = time.time()
     st, dt = post_hook(host, port, "push", push_body(before, sha))
     assert st == 202, st
+    static = get_static(host, port)
     mark = markers / sha
     deadline = time.time() + 60
     while not (mark.exists() and mark.read_text().strip()):
         if time.time() > deadline:
             sys.exit(f"no step started for {sha}")
         time.sleep(0.001)
-    return sha, dt, float(mark.read_text()) - sent
+    return sha, dt, float(mark.read_text()) - sent, static
 
 
 def machine():
@@ -277,12 +293,13 @@ def main():
             # Pushes: accept latency and webhook -> first step started. The first push
             # clones the mirror; it is reported on its own.
             before = git(work, "rev-parse", "HEAD")
-            before, cold_accept, cold_step = first_step_after(work, bare, markers, host, port, before, 0)
-            accept, first_step = [], []
+            before, cold_accept, cold_step, _ = first_step_after(work, bare, markers, host, port, before, 0)
+            accept, first_step, static = [], [], []
             for i in range(1, a.pushes + 1):
-                before, dt, step = first_step_after(work, bare, markers, host, port, before, i)
+                before, dt, step, get = first_step_after(work, bare, markers, host, port, before, i)
                 accept.append(dt)
                 first_step.append(step)
+                static.append(get)
             loaded = rss_mib(proc.pid)
         finally:
             proc.terminate()
@@ -293,6 +310,8 @@ def main():
     rows = [
         ("webhook accepted (push, time to the 202)", "p99 ≤ 5 ms",
          f"p50 {ms(statistics.median(accept))}, p99 {ms(acc99)} (n={len(accept)})", ok(acc99 <= 0.005)),
+        ("same client: GET `/-/ui.css` right after each push (the floor)", "—",
+         f"p50 {ms(statistics.median(static))}, p99 {ms(pct(static, 99))} (n={len(static)})", ""),
         ("webhook → first step started (warm mirror)", "p99 ≤ 250 ms",
          f"p50 {ms(statistics.median(first_step))}, p99 {ms(step99)} (n={len(first_step)})", ok(step99 <= 0.25)),
         ("signed deliveries/s that start nothing", "≥ 1,000/s",

@@ -388,7 +388,8 @@ pub async fn execute_run(
     if let Some(h) = pending {
         let _ = h.await;
     }
-    drop(ws);
+    // Removing the checkout is blocking file-system work: not on a worker that answers HTTP.
+    let _ = tokio::task::spawn_blocking(move || drop(ws)).await;
     outcome
         .map(|_| ())
         .map_err(|e| LaunchError::Engine(e.to_string()))

@@ -4,6 +4,8 @@
 //! deployments and artifacts.
 
 use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -46,12 +48,29 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job outputs",
         include_str!("../migrations/0006_job_outputs.sql"),
     ),
+    (
+        7,
+        "delivery claims",
+        include_str!("../migrations/0007_delivery_claims.sql"),
+    ),
+    (
+        8,
+        "log chunk sizes",
+        include_str!("../migrations/0008_log_chunk_sizes.sql"),
+    ),
 ];
+
+/// Delivery row ids are taken from their counter this many at a time: recording a
+/// delivery is then one statement, not a counter round trip and an insert. Blocks keep
+/// ids unique across server processes sharing a database; a restart leaves a gap.
+const DELIVERY_ID_BLOCK: i64 = 64;
 
 /// The store: a connection pool to SQLite or PostgreSQL.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// Delivery row ids not handed out yet (see [`DELIVERY_ID_BLOCK`]).
+    delivery_ids: Arc<Mutex<Range<i64>>>,
 }
 
 /// The current time as GitHub writes it: `2026-01-02T03:04:05Z`.
@@ -122,6 +141,12 @@ pub struct ArtifactRecord {
     pub size_in_bytes: i64,
     pub created_at: String,
     pub expires_at: String,
+}
+
+/// Lines of a stored chunk as the job page numbers them: a chunk's end always ends a line.
+pub(crate) fn chunk_lines(text: &str) -> usize {
+    let newlines = text.bytes().filter(|&b| b == b'\n').count();
+    newlines + usize::from(!text.is_empty() && !text.ends_with('\n'))
 }
 
 /// One row of the delivery log, as written.
@@ -212,7 +237,10 @@ impl Store {
             no_tx: false,
         };
         migrator.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            delivery_ids: Arc::default(),
+        })
     }
 
     /// The next id of a kind (`runs`, `jobs`, …): a counter row, since the two databases
@@ -246,7 +274,6 @@ impl Store {
         status_code: u16,
         reason: &str,
     ) -> Result<i64> {
-        let mut conn = self.pool.acquire().await?;
         let row = DeliveryRow {
             forge,
             delivery_id,
@@ -256,39 +283,72 @@ impl Store {
             status_code,
             reason,
         };
-        self.insert_delivery(&mut conn, &row).await
+        Ok(self.insert_delivery(&row, false).await?.unwrap_or_default())
     }
 
-    /// Inserts one row of the delivery log and returns its id (the caller's connection,
-    /// so a transaction's claim and its record commit together).
-    async fn insert_delivery(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        d: &DeliveryRow<'_>,
-    ) -> Result<i64> {
-        let id = self.next_id(&mut *conn, "deliveries").await?;
-        sqlx::query(
-            "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, status_code, \
-             reason, run_ids, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9)",
+    /// A new delivery row id: from the block in hand, else from a new block of the counter.
+    async fn delivery_row_id(&self) -> Result<i64> {
+        let taken = {
+            let mut ids = self.delivery_ids.lock().unwrap_or_else(|e| e.into_inner());
+            ids.next()
+        };
+        if let Some(id) = taken {
+            return Ok(id);
+        }
+        let row = sqlx::query(
+            "INSERT INTO counters (name, next_value) VALUES ('deliveries', $1) \
+             ON CONFLICT (name) DO UPDATE SET next_value = counters.next_value + $1 \
+             RETURNING next_value",
         )
-        .bind(id)
-        .bind(d.forge)
-        .bind(d.delivery_id)
-        .bind(d.event)
-        .bind(d.repo)
-        .bind(d.result)
-        .bind(d.status_code as i64)
-        .bind(d.reason)
-        .bind(now())
-        .execute(&mut *conn)
+        .bind(DELIVERY_ID_BLOCK)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(id)
+        let last: i64 = row.try_get(0)?;
+        let first = last - DELIVERY_ID_BLOCK + 1;
+        // Requests racing here each took a block of their own; the one stored last is
+        // kept and the rest of the other is skipped (a gap, never a duplicate).
+        *self.delivery_ids.lock().unwrap_or_else(|e| e.into_inner()) = first + 1..last + 1;
+        Ok(first)
     }
 
-    /// A verified delivery in one transaction: claims its id and records it with
-    /// `result`, `status_code` and `reason`, or, when the id was claimed before (a
-    /// redelivery), records it as `duplicate` with `duplicate_reason`. One commit instead
-    /// of three, and no claimed id without its record.
+    /// Inserts one row of the delivery log and returns its id. `claim`: the row also
+    /// claims its delivery id (one autocommitted statement, so the claim never commits
+    /// without its record); `None` when the id was claimed before and nothing was written.
+    async fn insert_delivery(&self, d: &DeliveryRow<'_>, claim: bool) -> Result<Option<i64>> {
+        let id = self.delivery_row_id().await?;
+        let columns = "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, \
+                       status_code, reason, run_ids, received_at, claimed)";
+        let sql = if claim {
+            // A claim made before migration 7 is in `delivery_ids`.
+            format!(
+                "{columns} SELECT $1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, 1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM delivery_ids WHERE forge = $2 AND delivery_id = $3) \
+                 ON CONFLICT (forge, delivery_id) WHERE claimed = 1 DO NOTHING RETURNING id"
+            )
+        } else {
+            format!(
+                "{columns} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, NULL) RETURNING id"
+            )
+        };
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(d.forge)
+            .bind(d.delivery_id)
+            .bind(d.event)
+            .bind(d.repo)
+            .bind(d.result)
+            .bind(d.status_code as i64)
+            .bind(d.reason)
+            .bind(now())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|_| id))
+    }
+
+    /// A verified delivery: claims its id and records it with `result`, `status_code` and
+    /// `reason` in one statement (the webhook's answer waits on one commit), or, when the
+    /// id was claimed before (a redelivery), records it as `duplicate` with
+    /// `duplicate_reason`.
     #[allow(clippy::too_many_arguments)]
     pub async fn admit_delivery(
         &self,
@@ -301,22 +361,7 @@ impl Store {
         reason: &str,
         duplicate_reason: &str,
     ) -> Result<Admission> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO delivery_ids (forge, delivery_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(forge)
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let (result, status_code, reason) = if claimed {
-            (result, status_code, reason)
-        } else {
-            ("duplicate", 200, duplicate_reason)
-        };
-        let row = DeliveryRow {
+        let mut row = DeliveryRow {
             forge,
             delivery_id: Some(delivery_id),
             event: Some(event),
@@ -325,13 +370,12 @@ impl Store {
             status_code,
             reason,
         };
-        let id = self.insert_delivery(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(if claimed {
-            Admission::New(id)
-        } else {
-            Admission::Duplicate(id)
-        })
+        if let Some(id) = self.insert_delivery(&row, true).await? {
+            return Ok(Admission::New(id));
+        }
+        (row.result, row.status_code, row.reason) = ("duplicate", 200, duplicate_reason);
+        let id = self.insert_delivery(&row, false).await?;
+        Ok(Admission::Duplicate(id.unwrap_or_default()))
     }
 
     /// The outcome of processing a delivery after it was answered.
@@ -392,12 +436,16 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let seq: i64 = row.try_get(0)?;
-        sqlx::query("INSERT INTO log_chunks (job_id, seq, body) VALUES ($1, $2, $3)")
-            .bind(job_id)
-            .bind(seq + 1)
-            .bind(text.as_ref())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO log_chunks (job_id, seq, body, bytes, lines) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(job_id)
+        .bind(seq + 1)
+        .bind(text.as_ref())
+        .bind(text.len() as i64)
+        .bind(chunk_lines(&text) as i64)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(seq + 1)
     }
@@ -603,3 +651,7 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

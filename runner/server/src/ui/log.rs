@@ -32,18 +32,17 @@ use crate::store_runs::JobRecord;
 pub const WINDOW: i64 = 512 * 1024;
 /// Chunks read per query when streaming.
 const BATCH: i64 = 64;
+/// Chunk sizes read per query when finding a window.
+const SIZE_BATCH: i64 = 256;
 
-/// Lines in the job's chunks with `seq` below `before` (each chunk ends a line, as the
-/// page renders them).
+/// Lines in the job's chunks with `seq` below `before`, summed from each chunk's stored
+/// line count (the `log_chunk_sizes` index: no chunk's text is read).
 async fn lines_before(app: &App, job: i64, before: i64) -> Result<u64, StoreError> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN body = '' THEN 0 \
-           WHEN SUBSTR(body, LENGTH(body), 1) = $2 THEN LENGTH(body) - LENGTH(REPLACE(body, $2, '')) \
-           ELSE LENGTH(body) - LENGTH(REPLACE(body, $2, '')) + 1 END), 0) \
-         FROM log_chunks WHERE job_id = $1 AND seq < $3",
+        "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) FROM log_chunks \
+         WHERE job_id = $1 AND seq < $2",
     )
     .bind(job)
-    .bind("\n")
     .bind(before)
     .fetch_one(&app.store.pool)
     .await?;
@@ -73,43 +72,51 @@ async fn chunks(
         .collect()
 }
 
-/// The seq range of the window: forward from `from`, else back from `before` (default:
-/// the tail), summing chunk lengths up to `WINDOW`.
+/// The seq range of the window and the last seq: forward from `from`, else back from
+/// `before` (default: the tail), adding stored chunk sizes up to `WINDOW`. The sizes come
+/// from the index in batches, so the cost follows the window, not the length of the log.
 async fn window(
     app: &App,
     job: i64,
     from: Option<i64>,
     before: Option<i64>,
 ) -> Result<(i64, i64, i64), StoreError> {
-    let rows =
-        sqlx::query("SELECT seq, LENGTH(body) FROM log_chunks WHERE job_id = $1 ORDER BY seq")
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&app.store.pool)
+        .await?;
+    let max: i64 = row.try_get(0)?;
+    let forward = from.is_some();
+    let sql = if forward {
+        "SELECT seq, bytes FROM log_chunks WHERE job_id = $1 AND seq >= $2 \
+         ORDER BY seq LIMIT $3"
+    } else {
+        "SELECT seq, bytes FROM log_chunks WHERE job_id = $1 AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3"
+    };
+    // The next batch starts at `cursor` (inclusive going forward, exclusive going back).
+    let mut cursor = from.unwrap_or_else(|| before.unwrap_or(i64::MAX));
+    let (mut total, mut seqs) = (0, Vec::new());
+    'batches: loop {
+        let rows = sqlx::query(sql)
             .bind(job)
+            .bind(cursor)
+            .bind(SIZE_BATCH)
             .fetch_all(&app.store.pool)
             .await?;
-    let sizes: Vec<(i64, i64)> = rows
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    let max = sizes.last().map_or(0, |s| s.0);
-    let pick = |iter: &mut dyn Iterator<Item = &(i64, i64)>| {
-        let mut total = 0;
-        let mut seqs = Vec::new();
-        for (seq, len) in iter {
+        for r in &rows {
+            let (seq, len): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
             if total + len > WINDOW && !seqs.is_empty() {
-                break;
+                break 'batches;
             }
             total += len;
-            seqs.push(*seq);
+            seqs.push(seq);
+            cursor = if forward { seq + 1 } else { seq };
         }
-        seqs
-    };
-    let seqs = match from {
-        Some(f) => pick(&mut sizes.iter().filter(|s| s.0 >= f)),
-        None => {
-            let b = before.unwrap_or(i64::MAX);
-            pick(&mut sizes.iter().rev().filter(|s| s.0 < b))
+        if (rows.len() as i64) < SIZE_BATCH {
+            break;
         }
-    };
+    }
     let lo = seqs.iter().copied().min().unwrap_or(max + 1);
     let hi = seqs.iter().copied().max().unwrap_or(max);
     Ok((lo, hi, max))
@@ -326,4 +333,85 @@ pub async fn raw(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window as it was found before chunk sizes were stored: from every chunk.
+    fn reference(sizes: &[i64], from: Option<i64>, before: Option<i64>) -> (i64, i64, i64) {
+        let sizes: Vec<(i64, i64)> = (1..).zip(sizes.iter().copied()).collect();
+        let max = sizes.last().map_or(0, |s| s.0);
+        let mut total = 0;
+        let mut seqs = Vec::new();
+        let mut pick = |iter: &mut dyn Iterator<Item = &(i64, i64)>| {
+            for (seq, len) in iter {
+                if total + len > WINDOW && !seqs.is_empty() {
+                    break;
+                }
+                total += len;
+                seqs.push(*seq);
+            }
+        };
+        match from {
+            Some(f) => pick(&mut sizes.iter().filter(|s| s.0 >= f)),
+            None => pick(
+                &mut sizes
+                    .iter()
+                    .rev()
+                    .filter(|s| s.0 < before.unwrap_or(i64::MAX)),
+            ),
+        }
+        let lo = seqs.iter().copied().min().unwrap_or(max + 1);
+        let hi = seqs.iter().copied().max().unwrap_or(max);
+        (lo, hi, max)
+    }
+
+    #[tokio::test]
+    async fn windows_and_line_numbers_from_the_stored_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        let store = crate::store::Store::open(&url).await.unwrap();
+        let app = App::new(crate::ServerConfig::embedded_default(), store);
+        let masker = gantry_engine::masker::Masker::new();
+        // Job 1: big chunks; job 2: small ones (windows span several batches); job 3: one
+        // chunk over the window; job 4: nothing.
+        let jobs: [(i64, Vec<String>); 4] = [
+            (
+                1,
+                (0..10).map(|i| format!("{i}\n").repeat(100_000)).collect(),
+            ),
+            (2, (0..1200).map(|i| format!("line {i}\nmore")).collect()),
+            (3, vec!["x".repeat(WINDOW as usize + 10)]),
+            (4, Vec::new()),
+        ];
+        for (job, chunks) in &jobs {
+            for c in chunks {
+                app.store.append_log(*job, c, &masker).await.unwrap();
+            }
+            let sizes: Vec<i64> = chunks.iter().map(|c| c.len() as i64).collect();
+            let n = sizes.len() as i64;
+            for (from, before) in [
+                (None, None),
+                (Some(1), None),
+                (Some(n / 2), None),
+                (None, Some(n)),
+                (None, Some(n / 3)),
+                (Some(n + 5), None),
+            ] {
+                let got = window(&app, *job, from, before).await.unwrap();
+                assert_eq!(
+                    got,
+                    reference(&sizes, from, before),
+                    "job {job} {from:?} {before:?}"
+                );
+                let lines: usize = chunks[..(got.0 - 1).clamp(0, n) as usize]
+                    .iter()
+                    .map(|c| crate::store::chunk_lines(c))
+                    .sum();
+                assert_eq!(lines_before(&app, *job, got.0).await.unwrap(), lines as u64);
+            }
+        }
+    }
 }
