@@ -177,11 +177,26 @@ pub(crate) async fn run_assignment(
     // Workspace, RUNNER_TEMP and the event file: a recycled tree of an earlier job of the
     // run when there is one (see `dirs`). `_home` is made by the docker backend, the only
     // one that uses it.
-    if let Err(e) = shared
-        .job_dirs
-        .prepare(&shared.snapshot, &mut tree, &shared.event_json)
-    {
-        cleanup_dirs(&shared, &tree);
+    let (prepared, filled) = {
+        // Copying the snapshot and writing the `.git` is file-system work: on a blocking
+        // thread, so a server's workers stay free to answer (webhooks, the UI) meanwhile.
+        let shared = shared.clone();
+        let mut t = tree.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = shared
+                .job_dirs
+                .prepare(&shared.snapshot, &mut t, &shared.event_json);
+            (t, r)
+        })
+        .await;
+        match r {
+            Ok((t, r)) => (t, r),
+            Err(e) => (tree.clone(), Err(std::io::Error::other(e.to_string()))),
+        }
+    };
+    tree = prepared;
+    if let Err(e) = filled {
+        cleanup_dirs(&shared, &tree).await;
         return fail(format!("cannot prepare the workspace: {e}"), &masker);
     }
     let tool_cache = shared.job_dirs.tool_cache();
@@ -210,14 +225,14 @@ pub(crate) async fn run_assignment(
             t
         }
         Err(e) => {
-            cleanup_dirs(&shared, &tree);
+            cleanup_dirs(&shared, &tree).await;
             return fail(format!("timeout-minutes: {e}"), &masker);
         }
     };
     let cancel_timeout = match eval_number(&job.cancel_timeout_minutes, &ctx) {
         Ok(t) => shared.cfg.cancel_timeout(t),
         Err(e) => {
-            cleanup_dirs(&shared, &tree);
+            cleanup_dirs(&shared, &tree).await;
             return fail(format!("cancel-timeout-minutes: {e}"), &masker);
         }
     };
@@ -278,7 +293,7 @@ pub(crate) async fn run_assignment(
             stop_timer.abort();
             drop(log_tx);
             let _ = fwd.await;
-            cleanup_dirs(&shared, &tree);
+            cleanup_dirs(&shared, &tree).await;
             return match other {
                 Some(Err(e)) if !cancel.is_cancelled() => fail(format!("{e}"), &masker),
                 Some(Err(e)) => {
@@ -391,7 +406,7 @@ pub(crate) async fn run_assignment(
     drop(env);
     drop(log_tx);
     let _ = fwd.await;
-    cleanup_dirs(&shared, &tree);
+    cleanup_dirs(&shared, &tree).await;
 
     let mut result = state.status;
     if timed_out.load(std::sync::atomic::Ordering::SeqCst) && result != Status::Success {
@@ -494,8 +509,13 @@ async fn tear_down(shared: &RunShared, key: &Text, env: &dyn JobEnv, state: &mut
 }
 
 /// The job's tree goes back to the run's spares (or away); `--keep-work` keeps it.
-fn cleanup_dirs(shared: &RunShared, tree: &super::dirs::JobTree) {
-    if !shared.cfg.keep_work {
-        shared.job_dirs.release(&shared.snapshot, tree);
+/// Parks or deletes the job's tree, on a blocking thread (pruning a tree and reading
+/// `/proc` is file-system work that must not hold up the async workers).
+async fn cleanup_dirs(shared: &Arc<RunShared>, tree: &super::dirs::JobTree) {
+    if shared.cfg.keep_work {
+        return;
     }
+    let (shared, tree) = (shared.clone(), tree.clone());
+    let _ =
+        tokio::task::spawn_blocking(move || shared.job_dirs.release(&shared.snapshot, &tree)).await;
 }
