@@ -145,6 +145,11 @@ pub struct RunConfig {
     /// The most any job may run (a server's limit): a longer `timeout-minutes` is cut to
     /// it. `None`: a job's own timeout holds.
     pub job_timeout_cap: Option<JobTimeoutCap>,
+    /// Prepare and release job trees (snapshot copies, the workspace's `.git`, pruning,
+    /// the `/proc` scan) on blocking threads, so the async workers stay free: what a
+    /// server wants. A one-run CLI keeps them inline: two thread hand-offs per job cost
+    /// P6 (1,000 no-op jobs) about 10 % and buy it nothing.
+    pub blocking_job_dirs: bool,
 }
 
 /// GitHub's `timeout-minutes` when a job gives none (GHA-SEMANTICS §5.6).
@@ -219,6 +224,7 @@ impl RunConfig {
             plan_only: false,
             wrap_executor: None,
             job_timeout_cap: None,
+            blocking_job_dirs: false,
         }
     }
 

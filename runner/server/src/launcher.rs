@@ -354,6 +354,8 @@ pub async fn execute_run(
     req.options.shared = Some(app.limits_for(&run.repo));
     req.options.host_env = Some(host_step_env(std::env::vars()));
     req.options.job_timeout_cap = Some(crate::limits::job_timeout_cap(&app));
+    // The server's workers answer webhooks and pages while jobs start and end.
+    req.options.blocking_job_dirs = true;
     req.invocation = serde_json::json!({ "server_run": run.id, "attempt": run.run_attempt });
     // "Re-run failed jobs": the jobs this attempt does not list keep their results.
     req.reuse = app.store.reused_jobs(run.id, run.run_attempt).await?;

@@ -194,6 +194,7 @@ fn run_config(request: &RunRequest, workflows: Vec<WorkflowEntry>) -> RunConfig 
     cfg.host_env = o.host_env.clone();
     cfg.shared = o.shared.clone();
     cfg.job_timeout_cap = o.job_timeout_cap.clone();
+    cfg.blocking_job_dirs = o.blocking_job_dirs;
     cfg.workflow_texts = request.workflow_texts.clone();
     cfg
 }

@@ -101,6 +101,9 @@ pub struct RunOptions {
     pub shared: Option<SharedLimits>,
     /// The most any job may run (a server's `limits.job_timeout_minutes`).
     pub job_timeout_cap: Option<JobTimeoutCap>,
+    /// Job trees prepared and released on blocking threads (see
+    /// `RunConfig::blocking_job_dirs`).
+    pub blocking_job_dirs: bool,
 }
 
 /// Which workflow files the run considers.

@@ -177,7 +177,11 @@ pub(crate) async fn run_assignment(
     // Workspace, RUNNER_TEMP and the event file: a recycled tree of an earlier job of the
     // run when there is one (see `dirs`). `_home` is made by the docker backend, the only
     // one that uses it.
-    let (prepared, filled) = {
+    let filled = if !shared.cfg.blocking_job_dirs {
+        shared
+            .job_dirs
+            .prepare(&shared.snapshot, &mut tree, &shared.event_json)
+    } else {
         // Copying the snapshot and writing the `.git` is file-system work: on a blocking
         // thread, so a server's workers stay free to answer (webhooks, the UI) meanwhile.
         let shared = shared.clone();
@@ -190,11 +194,13 @@ pub(crate) async fn run_assignment(
         })
         .await;
         match r {
-            Ok((t, r)) => (t, r),
-            Err(e) => (tree.clone(), Err(std::io::Error::other(e.to_string()))),
+            Ok((t, r)) => {
+                tree = t;
+                r
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
         }
     };
-    tree = prepared;
     if let Err(e) = filled {
         cleanup_dirs(&shared, &tree).await;
         return fail(format!("cannot prepare the workspace: {e}"), &masker);
@@ -509,10 +515,14 @@ async fn tear_down(shared: &RunShared, key: &Text, env: &dyn JobEnv, state: &mut
 }
 
 /// The job's tree goes back to the run's spares (or away); `--keep-work` keeps it.
-/// Parks or deletes the job's tree, on a blocking thread (pruning a tree and reading
-/// `/proc` is file-system work that must not hold up the async workers).
+/// Parks or deletes the job's tree; on a blocking thread when the run asks
+/// ([`crate::run::RunConfig::blocking_job_dirs`]).
 async fn cleanup_dirs(shared: &Arc<RunShared>, tree: &super::dirs::JobTree) {
     if shared.cfg.keep_work {
+        return;
+    }
+    if !shared.cfg.blocking_job_dirs {
+        shared.job_dirs.release(&shared.snapshot, tree);
         return;
     }
     let (shared, tree) = (shared.clone(), tree.clone());
