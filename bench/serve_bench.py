@@ -11,7 +11,8 @@
   webhook -> first step p50/p99 a push whose one host step writes `date +%s.%N`
   idle RSS                     VmRSS of the server after start-up, and after the load
 
-Usage: bench/serve_bench.py [--pushes 50] [--deliveries 5000] [--conns 16] [--write]
+Usage: bench/serve_bench.py [--pushes 50] [--deliveries 5000] [--conns 16]
+                           [--database postgres://…] [--write]
 GANTRY_BIN chooses the binary (default $CARGO_TARGET_DIR/release/gantry, then debug).
 Only the standard library and `git` are needed.
 """
@@ -80,7 +81,7 @@ def commit(work, bare, n):
     return git(work, "rev-parse", "HEAD")
 
 
-def start_server(tmp, bare):
+def start_server(tmp, bare, database=None):
     cfg = tmp / "gantry-server.yml"
     cfg.write_text(
         f"""listen: 127.0.0.1:0
@@ -99,8 +100,11 @@ executor: {{ capacity: 4 }}
 """
     )
     env = dict(os.environ, BENCH_TOKEN=TOKEN, BENCH_SECRET=SECRET)
+    args = [gantry_bin(), "serve", "--config", str(cfg)]
+    if database:
+        args += ["--database", database]
     proc = subprocess.Popen(
-        [gantry_bin(), "serve", "--config", str(cfg)],
+        args,
         cwd=tmp,
         env=env,
         stderr=subprocess.PIPE,
@@ -257,6 +261,11 @@ def main():
     ap.add_argument("--deliveries", type=int, default=5000)
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument(
+        "--database",
+        help="the run store's URL (postgres://…; default SQLite in the data directory); "
+        "the database must be empty",
+    )
+    ap.add_argument(
         "--write",
         action="store_true",
         help="write bench/results/serve-<date>.md and the server section of docs/benchmarks.md",
@@ -268,7 +277,7 @@ def main():
         markers = tmp / "markers"
         markers.mkdir()
         work, bare = make_repo(tmp, markers)
-        proc, host, port = start_server(tmp, bare)
+        proc, host, port = start_server(tmp, bare, a.database)
         # The server's stderr is drained so that a full pipe never blocks it.
         threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
         try:
