@@ -17,18 +17,29 @@ use crate::store_runs::NewJob;
 /// GitHub's nesting limit of reusable workflows (the top one and nine called).
 const MAX_DEPTH: usize = 10;
 
+/// The most rows expanding calls may produce. A commit's workflows could call each other
+/// many times per level (k calls, 10 levels: k^10 jobs); past this the calls stay one row
+/// each, and the engine's own limits decide what runs.
+const MAX_ROWS: usize = 1000;
+
 /// The rows of `plan` (of `wf`), with local calls expanded from `files` (the workflows of
 /// the commit).
 pub fn rows(wf: &Workflow, plan: &Plan, files: &[WorkflowFile]) -> Vec<NewJob> {
-    let mut out = Vec::new();
-    let level = Level {
-        key_prefix: String::new(),
-        name_prefix: String::new(),
-        entry_needs: Vec::new(),
-        depth: 1,
-    };
-    push_level(&mut out, wf, plan, files, &level);
-    out
+    for max_depth in [MAX_DEPTH, 1] {
+        let mut out = Vec::new();
+        let level = Level {
+            key_prefix: String::new(),
+            name_prefix: String::new(),
+            entry_needs: Vec::new(),
+            depth: 1,
+            max_depth,
+        };
+        if push_level(&mut out, wf, plan, files, &level).is_some() {
+            return out;
+        }
+    }
+    // Without expansion there is one row per planned leg, which the plan already bounds.
+    Vec::new()
 }
 
 /// Where one workflow's jobs go among the rows.
@@ -40,17 +51,19 @@ struct Level {
     /// The caller's needs: what the callee's jobs without needs wait for.
     entry_needs: Vec<String>,
     depth: usize,
+    max_depth: usize,
 }
 
 /// Pushes the rows of one workflow's plan; returns the keys its last jobs have (what a job
-/// needing the whole call waits for).
+/// needing the whole call waits for), or `None` once expanding calls made more than
+/// [`MAX_ROWS`] rows.
 fn push_level(
     out: &mut Vec<NewJob>,
     wf: &Workflow,
     plan: &Plan,
     files: &[WorkflowFile],
     level: &Level,
-) -> Vec<String> {
+) -> Option<Vec<String>> {
     let start = out.len();
     // Caller key → the keys of its callee's last jobs.
     let mut ends: HashMap<String, Vec<String>> = HashMap::new();
@@ -66,7 +79,7 @@ fn push_level(
             needs = level.entry_needs.clone();
         }
         if let [node] = jp.nodes.as_slice()
-            && level.depth < MAX_DEPTH
+            && level.depth < level.max_depth
             && let Some((callee, callee_plan)) = local_callee(wf, job_id, files)
         {
             let inner = Level {
@@ -74,8 +87,9 @@ fn push_level(
                 name_prefix: format!("{}{} / ", level.name_prefix, plan.node(*node).name),
                 entry_needs: needs,
                 depth: level.depth + 1,
+                max_depth: level.max_depth,
             };
-            let last = push_level(out, &callee, &callee_plan, files, &inner);
+            let last = push_level(out, &callee, &callee_plan, files, &inner)?;
             ends.insert(key, last);
             continue;
         }
@@ -92,6 +106,9 @@ fn push_level(
                 environment: job.environment.as_ref().map(|e| e.name.value.clone()),
             });
         }
+        if level.max_depth > 1 && out.len() > MAX_ROWS {
+            return None;
+        }
     }
     // A job needing a call waits for the call's last jobs.
     for row in &mut out[start..] {
@@ -105,14 +122,16 @@ fn push_level(
     }
     // This workflow's last jobs: those no other job of it needs.
     let needed: Vec<&String> = plan.jobs.values().flat_map(|j| j.needs.iter()).collect();
-    plan.jobs
+    let last = plan
+        .jobs
         .keys()
         .filter(|id| !needed.contains(id))
         .flat_map(|id| {
             let key = format!("{}{id}", level.key_prefix);
             ends.get(&key).cloned().unwrap_or_else(|| vec![key])
         })
-        .collect()
+        .collect();
+    Some(last)
 }
 
 /// The callee of job `job_id` when it is a call of a workflow of this commit that parses
@@ -190,5 +209,18 @@ mod tests {
         let files = [file(".github/workflows/called.yml", CALLED)];
         let r = rows_of(matrix, &files);
         assert!(r.iter().all(|(k, _, _)| k == "call"), "{r:?}");
+    }
+
+    #[test]
+    fn calls_that_fan_out_past_the_row_limit_stay_one_row_each() {
+        // Eight calls of itself per level, ten levels deep: 8^9 jobs if expanded.
+        let mut fan = String::from("on: [push, workflow_call]\njobs:\n");
+        for k in 0..8 {
+            fan.push_str(&format!("  c{k}:\n    uses: ./.github/workflows/fan.yml\n"));
+        }
+        let files = [file(".github/workflows/fan.yml", &fan)];
+        let r = rows_of(&fan, &files);
+        let keys: Vec<&str> = r.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]);
     }
 }
