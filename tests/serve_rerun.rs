@@ -128,18 +128,7 @@ async fn rerun_failed_jobs_runs_only_the_failed_job_with_the_recorded_outputs() 
         .unwrap()
         .items;
     let flaky = jobs.iter().find(|j| j.name == "flaky").expect("flaky job");
-    let log = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v3/repos/acme/shop/actions/jobs/{}/logs",
-            s.base, flaky.id
-        ))
-        .bearer_auth(READER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log = job_log(&s, flaky).await;
     assert!(
         log.contains(&format!("flaky got {built}")),
         "the re-run job sees the first attempt's outputs:\n{log}"

@@ -103,14 +103,16 @@ async fn chunks_keep_their_sizes_and_migration_8_counts_old_ones_alike() {
     for b in bodies {
         s.append_log(7, b, &masker).await.unwrap();
     }
-    let sizes = "SELECT bytes, lines FROM log_chunks WHERE job_id = 7 ORDER BY seq";
-    let stored: Vec<(i64, i64)> = sqlx::query(sizes)
-        .fetch_all(&s.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let sizes = || async {
+        sqlx::query("SELECT bytes, lines FROM log_chunks WHERE job_id = 7 ORDER BY seq")
+            .fetch_all(&s.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(i64, i64)>>()
+    };
+    let stored = sizes().await;
     let want: Vec<(i64, i64)> = bodies
         .iter()
         .map(|b| (b.len() as i64, chunk_lines(b) as i64))
@@ -127,12 +129,5 @@ async fn chunks_keep_their_sizes_and_migration_8_counts_old_ones_alike() {
         .await
         .unwrap();
     sqlx::query(update).execute(&s.pool).await.unwrap();
-    let again: Vec<(i64, i64)> = sqlx::query(sizes)
-        .fetch_all(&s.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(again, want);
+    assert_eq!(sizes().await, want);
 }
