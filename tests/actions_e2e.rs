@@ -628,3 +628,64 @@ jobs:
         "{names:?}"
     );
 }
+
+#[test]
+fn pre_and_post_stages_of_actions_in_a_parallel_group() {
+    let src = sources();
+    let wf = r#"name: ci
+on: push
+jobs:
+  par:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo FIRST-STEP
+      - name: both
+        parallel:
+          - id: a
+            uses: acme/js-action@v1
+            with:
+              name: alpha
+          - id: b
+            uses: acme/js-action@v1
+            with:
+              name: beta
+      - run: echo "AFTER ${{ steps.a.outputs.greeting }} / ${{ steps.b.outputs.greeting }}"
+"#;
+    let r = repo_with_workflow(wf);
+    let out = run(r.path(), &src, "cache", &["--host"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ev = events(&out);
+    let lines = log_lines(&ev);
+    let all = lines.join("\n");
+    // Each member's pre stage ran at set-up, before the job's first step, and its main
+    // and post stages saw the state it saved.
+    let first_step = position(&lines, "FIRST-STEP");
+    assert!(position(&lines, "JS-PRE alpha") < first_step, "{all}");
+    assert!(position(&lines, "JS-PRE beta") < first_step, "{all}");
+    assert!(
+        has_line(&lines, "JS-MAIN alpha octo=1 pre=P-alpha"),
+        "{all}"
+    );
+    assert!(has_line(&lines, "JS-MAIN beta octo=1 pre=P-beta"), "{all}");
+    assert!(
+        has_line(&lines, "JS-POST alpha pre=P-alpha main=M-alpha cmd=C-alpha"),
+        "{all}"
+    );
+    assert!(
+        has_line(&lines, "JS-POST beta pre=P-beta main=M-beta cmd=C-beta"),
+        "{all}"
+    );
+    assert!(has_line(&lines, "AFTER hi alpha / hi beta"), "{all}");
+    // One pre and one post stage per member, no more.
+    let names = step_names(&ev, "par");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("Pre ")).count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("Post ")).count(),
+        2,
+        "{names:?}"
+    );
+}

@@ -479,10 +479,11 @@ fn wait_and_cancel_must_name_an_earlier_background_step() {
     assert!(all.contains("'nowhere' is not the id"), "{all}");
 }
 
-#[test]
-fn a_parallel_group_runs_at_most_ten_members_at_once() {
+/// `n` members of a `parallel:` group that each record how many steps run at that moment
+/// (entries of `$RUNNER_TEMP/running`) in `$RUNNER_TEMP/counts`.
+fn counting_members(n: usize) -> String {
     let mut members = String::new();
-    for k in 0..12 {
+    for k in 0..n {
         members.push_str(&format!(
             r#"          - name: m{k}
             run: |
@@ -493,6 +494,12 @@ fn a_parallel_group_runs_at_most_ten_members_at_once() {
 "#
         ));
     }
+    members
+}
+
+#[test]
+fn a_parallel_group_runs_at_most_ten_members_at_once() {
+    let members = counting_members(12);
     let wf = format!(
         r#"name: par
 on: push
@@ -517,4 +524,61 @@ jobs:
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert_eq!(step_conclusion(&events(&out), "check"), "success", "{all}");
+}
+
+#[test]
+fn background_steps_and_parallel_members_share_the_ten_slots() {
+    // Four background steps hold four of GitHub's ten slots while an eight-member group
+    // runs: counted apart, twelve steps would run at once.
+    let mut bg = String::new();
+    for k in 0..4 {
+        bg.push_str(&format!(
+            r#"      - name: bg{k}
+        background: true
+        run: |
+          mkdir -p "$RUNNER_TEMP/running/bg{k}"
+          sleep 2
+          rmdir "$RUNNER_TEMP/running/bg{k}"
+"#
+        ));
+    }
+    let members = counting_members(8);
+    let wf = format!(
+        r#"name: shared
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p "$RUNNER_TEMP/running"
+{bg}      - name: four started
+        run: |
+          for i in $(seq 1 100); do
+            [ "$(ls "$RUNNER_TEMP/running" | wc -l)" -ge 4 ] && exit 0
+            sleep 0.05
+          done
+          exit 1
+      - name: eight
+        parallel:
+{members}      - wait-all:
+      - name: check
+        run: |
+          max=$(sort -n "$RUNNER_TEMP/counts" | tail -1)
+          echo "most at once: $max"
+          test "$(wc -l < "$RUNNER_TEMP/counts")" -eq 8
+          test "$max" -le 10
+          test "$max" -ge 7
+"#
+    );
+    let r = git_repo_with(&[(".github/workflows/shared.yml", &wf)]);
+    let out = gantry(r.path(), &["run", "--host", "--json"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let ev = events(&out);
+    assert_eq!(step_conclusion(&ev, "check"), "success", "{all}");
+    let group = step_log(&ev, step_index(&ev, "eight"));
+    assert!(
+        group.contains("4 background steps are running (10 steps at most run at once)"),
+        "{group}"
+    );
 }

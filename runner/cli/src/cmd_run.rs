@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use gantry_engine::actions::{GitCredentials, ResolverConfig};
 use gantry_engine::backend::KillPolicy;
+use gantry_engine::backend::Placement;
 use gantry_engine::events::EventBus;
 use gantry_engine::github_contexts::parse_dotenv;
-use gantry_engine::run::{Platform, RunConfig};
+use gantry_engine::run::RunConfig;
 use gantry_session::{
     GateSource, LocalRunStore, Pending, PreparedRun, RunOptions, RunRequest, RunSubscriber,
     Session, SessionError, WorkflowFiles, WorkflowSource, rel_to,
@@ -208,12 +209,7 @@ fn run_options(
 ) -> anyhow::Result<RunOptions> {
     let mut o = RunOptions::default();
     for (k, v) in kv(&args.platform, '=', "-P")? {
-        let p = if v.eq_ignore_ascii_case("host") || v == "-self-hosted" {
-            Platform::Host
-        } else {
-            Platform::Image(v)
-        };
-        o.platforms.insert(k, p);
+        o.platforms.insert(k, Placement::from_flag(&v));
     }
     o.all_host = args.host;
     o.max_jobs = args.max_jobs;

@@ -18,7 +18,7 @@ use crate::run::{RunShared, Scope};
 
 pub mod dirs;
 pub mod execute;
-pub mod platform;
+pub mod placement;
 
 /// A job instance ready to run.
 #[derive(Clone)]
@@ -207,11 +207,10 @@ pub fn secrets_value(secrets: &IndexMap<String, String>) -> Value {
 }
 
 /// The `job` context.
-pub fn job_value(status: Status, env: &dyn JobEnv, container: bool) -> Value {
+pub fn job_value(status: Status, env: &dyn JobEnv) -> Value {
     let mut o = Object::new();
     o.insert("status", Value::string(status.as_str()));
-    if container {
-        let info = env.container().unwrap_or_default();
+    if let Some(info) = env.container() {
         let mut c = Object::new();
         c.insert("id", Value::string(&info.id));
         c.insert("network", Value::string(&info.network));

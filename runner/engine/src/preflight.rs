@@ -17,8 +17,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::actions::reference::{UsesRef, parse_uses};
 use crate::backend::docker::Daemon;
-use crate::job::platform::{PlatformChoice, choose};
-use crate::run::{Platform, RunConfig};
+use crate::job::placement::{PlacementChoice, choose};
+use crate::run::RunConfig;
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -201,10 +201,12 @@ pub async fn check(cfg: &RunConfig) -> Vec<Finding> {
                 .unwrap_or_default();
             if job.uses.is_none() && !labels.iter().any(|l| is_expr(l)) {
                 match choose(&labels, &cfg.platforms, cfg.all_host) {
-                    PlatformChoice::Run(Platform::Image(i)) if job.container.is_none() => {
-                        images.push((None, i, "runs-on"))
+                    PlacementChoice::Run(p) if job.container.is_none() => {
+                        if let Some(i) = p.image {
+                            images.push((None, i, "runs-on"))
+                        }
                     }
-                    PlatformChoice::Unavailable(why) => out.push(mk(
+                    PlacementChoice::Unavailable(why) => out.push(mk(
                         Kind::Platform,
                         id,
                         None,

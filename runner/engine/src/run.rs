@@ -11,20 +11,11 @@ use gantry_workflow::Workflow;
 use indexmap::IndexMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, KillPolicy};
+use crate::backend::{BackendRegistry, KillPolicy, Placement};
 use crate::events::{EventBus, RunEvent, Status, millis};
 use crate::gate::{DeliveryGates, NoGates};
 use crate::github_contexts::{GitInfo, RunFacts};
 use crate::workspace::Snapshot;
-
-/// Where jobs with a given `runs-on` label run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Platform {
-    /// On this machine, in a job workspace.
-    Host,
-    /// In a container of this image.
-    Image(String),
-}
 
 /// A job reused from an earlier run (`gantry rerun --failed`).
 #[derive(Debug, Clone)]
@@ -98,8 +89,8 @@ pub struct RunConfig {
     pub env: IndexMap<String, String>,
     /// `--input K=V` (over the event payload's `inputs`).
     pub inputs: IndexMap<String, String>,
-    /// `-P label=image|host`.
-    pub platforms: IndexMap<String, Platform>,
+    /// `-P label=image|host`: where jobs with these `runs-on` labels run.
+    pub platforms: IndexMap<String, Placement>,
     /// `--host`: every label on the host.
     pub all_host: bool,
     /// `--image NAME=LOCAL` and `.gantry/config.yml` `images:`: the local image to use for
@@ -284,8 +275,8 @@ pub struct RunShared {
     pub snapshot: Snapshot,
     /// Job directory trees parked for reuse by later jobs of the run.
     pub job_dirs: crate::job::dirs::JobDirs,
-    pub host: Arc<dyn Backend>,
-    pub docker: tokio::sync::OnceCell<Result<Arc<crate::backend::docker::DockerBackend>, String>>,
+    /// Where jobs run (`host`, `docker`), each backend connected on first use.
+    pub backends: BackendRegistry,
     /// Fired by Ctrl-C (or [`RunHandle::cancel`]).
     pub cancel: CancellationToken,
     /// `inputs` context per workflow index.
@@ -320,18 +311,6 @@ impl RunShared {
             m.add_secret(v);
         }
         m
-    }
-
-    pub async fn docker(&self) -> Result<Arc<crate::backend::docker::DockerBackend>, String> {
-        self.docker
-            .get_or_init(|| async {
-                crate::backend::docker::DockerBackend::connect()
-                    .await
-                    .map(|d| Arc::new(d.with_host_backend(self.host.clone())))
-                    .map_err(|e| format!("cannot connect to Docker: {e}"))
-            })
-            .await
-            .clone()
     }
 }
 
@@ -447,8 +426,7 @@ pub async fn execute(
         job_dirs: crate::job::dirs::JobDirs::new(&work_root),
         work_root,
         snapshot,
-        host: crate::backend::host::default_backend(),
-        docker: tokio::sync::OnceCell::new(),
+        backends: BackendRegistry::local(crate::backend::host::default_backend()),
         cancel,
         inputs,
         secret_masker,

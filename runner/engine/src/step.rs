@@ -37,6 +37,10 @@ use crate::shell::{self, Shell};
 const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Mutable job state carried from step to step.
+/// A step that may have a pre stage: its workflow step index and, for a member of a
+/// `parallel:` group, its index in the group.
+pub type PreKey = (usize, Option<usize>);
+
 #[derive(Clone)]
 pub struct JobState {
     /// `env` context below the step's own env: workflow, job, then `GITHUB_ENV` writes.
@@ -61,8 +65,11 @@ pub struct JobState {
     /// Post stages of actions (run at job end, last registered first) and the state
     /// (`GITHUB_STATE`) of each action instance.
     pub post: crate::actions::PostStack,
-    /// Pre stages that ran at job set-up: workflow step index → action instance.
-    pub pre_done: std::collections::HashMap<usize, usize>,
+    /// Pre stages that ran at job set-up: the step ([`PreKey`]) → action instance.
+    pub pre_done: std::collections::HashMap<PreKey, usize>,
+    /// In a member of a `parallel:` group: (the group's workflow step index, the member's
+    /// index in the group), the member's [`PreKey`].
+    pub member: Option<(usize, usize)>,
     /// Steps shown besides the workflow's (pre and post stages), for their event indices.
     pub extra_steps: usize,
     /// The node runtime of container jobs, once found (program and leading arguments).
@@ -92,6 +99,7 @@ impl JobState {
             depth: 0,
             post: crate::actions::PostStack::new(),
             pre_done: Default::default(),
+            member: None,
             extra_steps: 0,
             container_node: None,
             resolve_failed: Default::default(),
@@ -112,7 +120,8 @@ pub struct StepRunner<'a> {
     pub base_env: IndexMap<String, String>,
     /// `GITHUB_*` / `RUNNER_*` / `CI` / `HOME` (containers).
     pub default_env: IndexMap<String, String>,
-    pub is_container: bool,
+    /// What the job's steps share with this machine (env, programs, files).
+    pub sharing: crate::backend::Sharing,
     pub temp_host: std::path::PathBuf,
     pub workspace_view: String,
     pub workspace_host: std::path::PathBuf,
@@ -126,6 +135,9 @@ pub struct StepRunner<'a> {
     pub stop_now: CancellationToken,
     pub kill: KillPolicy,
     pub bash_cache: std::sync::OnceLock<bool>,
+    /// The job's slots for steps running beside others (background steps and `parallel:`
+    /// members: GitHub's 10 at once in all).
+    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// The last step's script and file-command files, recycled once the next process runs.
     pub leftovers: crate::envfile::spare::Leftovers,
 }
@@ -312,10 +324,28 @@ impl StepRunner<'_> {
     }
 
     fn bash_available(&self, path: &str) -> bool {
-        if self.is_container {
+        if !self.sharing.runner_programs {
             return self.bash_cache.get().copied().unwrap_or(true);
         }
         self.which("bash", path).is_some()
+    }
+
+    /// The step's `PATH`: `GITHUB_PATH` additions before the environment's own. An
+    /// environment that keeps its own variables (an image's) gets `PATH` set only when
+    /// something was added, so the image's value stays otherwise.
+    fn step_path(&self, penv: &mut IndexMap<String, String>, state: &JobState) -> String {
+        let orig_path = penv.get("PATH").cloned().unwrap_or_else(|| {
+            if self.sharing.runner_env {
+                String::new()
+            } else {
+                CONTAINER_PATH.into()
+            }
+        });
+        let path = envfile::build_path(&state.path_prepend, &orig_path);
+        if !state.path_prepend.is_empty() || self.sharing.runner_env {
+            penv.insert("PATH".into(), path.clone());
+        }
+        path
     }
 
     fn which(&self, program: &str, path: &str) -> Option<std::path::PathBuf> {
@@ -363,7 +393,7 @@ impl StepRunner<'_> {
         let started = Instant::now();
         let i = state.nest.unwrap_or(i);
         ctx.set("steps", Value::object(state.steps.clone()));
-        ctx.set("job", job_value(state.status, self.env, self.is_container));
+        ctx.set("job", job_value(state.status, self.env));
         ctx.status = StatusMode::Step(state.status);
 
         // Step env (evaluated before `if` so that `if` sees it; errors surface only if the
@@ -624,17 +654,7 @@ impl StepRunner<'_> {
         for (var, p) in &file_vars {
             penv.insert(var.to_string(), p.clone());
         }
-        let orig_path = penv.get("PATH").cloned().unwrap_or_else(|| {
-            if self.is_container {
-                CONTAINER_PATH.into()
-            } else {
-                String::new()
-            }
-        });
-        let path = envfile::build_path(&state.path_prepend, &orig_path);
-        if !state.path_prepend.is_empty() || !self.is_container {
-            penv.insert("PATH".into(), path.clone());
-        }
+        let path = self.step_path(&mut penv, state);
 
         // Shell.
         let shell_name = step
@@ -656,7 +676,8 @@ impl StepRunner<'_> {
             },
             None => None,
         };
-        if self.is_container && shell_name.is_none() && self.bash_cache.get().is_none() {
+        if !self.sharing.runner_programs && shell_name.is_none() && self.bash_cache.get().is_none()
+        {
             // Is bash in the image? One probe per job container.
             let (tx, mut rx) = mpsc::channel::<Output>(4);
             let probe = ExecSpec {
@@ -679,7 +700,8 @@ impl StepRunner<'_> {
             Ok(s) => s,
             Err(e) => return fail(self, state, e.to_string()),
         };
-        let program = if self.is_container {
+        let program = if !self.sharing.runner_programs {
+            // Found by the environment's own PATH when the process starts.
             sh.program.clone()
         } else {
             match self.which(&sh.program, &path) {

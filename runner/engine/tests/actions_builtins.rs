@@ -20,7 +20,7 @@ fn env_for(root: &Path) -> ActionEnv<'static> {
         run_dir: root.join("run"),
         cache_dir: root.join("cache"),
         job: None,
-        is_container: false,
+        sharing: gantry_engine::backend::Sharing::RUNNER,
         github: GithubFacts {
             sha: "0123456789abcdef0123456789abcdef01234567".into(),
             git_ref: "refs/heads/main".into(),

@@ -141,7 +141,7 @@ async fn run_builtin_applies_defaults_and_warns() {
         run_dir: tmp.path().join("run"),
         cache_dir: tmp.path().join("cache"),
         job: None,
-        is_container: false,
+        sharing: gantry_engine::backend::Sharing::RUNNER,
         github: GithubFacts {
             git_ref: "refs/heads/main".into(),
             sha: "1234567890".into(),

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use std::time::Duration;
 
+use gantry_engine::backend::Placement;
 use gantry_engine::events::EventBus;
 use gantry_engine::masker::Masker;
-use gantry_engine::run::Platform;
 use gantry_session::{GateSource, RunRequest, Session, WorkflowFiles, WorkflowSource};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -344,8 +344,8 @@ pub async fn execute_run(
         .iter()
         .map(|(label, target)| {
             let p = match target {
-                LabelTarget::Host => Platform::Host,
-                LabelTarget::Docker(image) => Platform::Image(image.clone()),
+                LabelTarget::Host => Placement::host(),
+                LabelTarget::Docker(image) => Placement::image(image.clone()),
             };
             (label.clone(), p)
         })

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use gantry_engine::actions::ResolverConfig;
 use gantry_engine::backend::KillPolicy;
+use gantry_engine::backend::Placement;
 use gantry_engine::events::EventBus;
 use gantry_engine::gate::DeliveryGates;
-use gantry_engine::run::{JobTimeoutCap, Platform, ReusedJob, SharedLimits};
+use gantry_engine::run::{JobTimeoutCap, ReusedJob, SharedLimits};
 use gantry_engine::store::WorkflowText;
 use gantry_workflow::{Loaded, Workflow};
 use indexmap::IndexMap;
@@ -75,7 +76,7 @@ impl RunRequest {
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// `runs-on` label → image or host.
-    pub platforms: IndexMap<String, Platform>,
+    pub platforms: IndexMap<String, Placement>,
     /// Every job on the host whatever its `runs-on`.
     pub all_host: bool,
     /// Jobs at once (default: the number of CPUs).

@@ -440,6 +440,27 @@ impl Backend for DockerBackend {
         "docker"
     }
 
+    fn image_daemon(&self) -> Option<Daemon> {
+        Some(self.daemon())
+    }
+
+    /// Every job removed what it created by id, but an abandoned start (a job cancelled
+    /// while its services were starting) cleans up in the background and a create in
+    /// flight may land after it. Whatever still carries this run's key goes before the run
+    /// counts as finished; after a cancellation look twice, since the daemon may still be
+    /// completing such a create.
+    async fn finish_run(&self, cancelled: bool) {
+        let passes = if cancelled { 2 } else { 1 };
+        for pass in 0..passes {
+            if pass > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            if let Err(e) = self.cleanup_run().await {
+                tracing::warn!("removing the run's docker resources: {e}");
+            }
+        }
+    }
+
     async fn start(
         &self,
         spec: &JobEnvSpec,

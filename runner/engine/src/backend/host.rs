@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Backend, BackendError, BackendResult, ExecSpec, ExitStatus, JobEnv, JobEnvSpec, JobPaths,
-    KillPolicy, Output, ServiceInfo,
+    KillPolicy, Output, ServiceInfo, Sharing,
 };
 
 mod spawn;
@@ -328,6 +328,10 @@ async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Dura
 impl JobEnv for HostJobEnv {
     fn paths(&self) -> &JobPaths {
         &self.paths
+    }
+
+    fn sharing(&self) -> Sharing {
+        Sharing::RUNNER
     }
 
     fn services(&self) -> &[ServiceInfo] {

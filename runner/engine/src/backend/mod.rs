@@ -1,8 +1,10 @@
 //! Backends: where a job's steps run. Every executor (host, docker, later kubernetes)
 //! implements the same handful of verbs, in the spirit of Woodpecker's backend trait:
 //! `start` a job environment, `exec` commands in it, `stop` it. The step runner above it
-//! knows nothing about containers; it only sees [`JobPaths`] (paths as the step sees them)
-//! and byte streams.
+//! knows nothing about containers; it only sees [`JobPaths`] (paths as the step sees them),
+//! [`Sharing`] (what the steps share with this machine) and byte streams. The run's
+//! [`BackendRegistry`] holds the backends by name; a job's `runs-on` labels give its
+//! [`Placement`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub mod docker;
 pub mod host;
 pub mod owner;
+pub mod registry;
+
+pub use registry::{BackendRegistry, Placement};
 
 /// Everything a backend needs to prepare a job environment.
 #[derive(Debug, Clone)]
@@ -69,6 +74,41 @@ pub struct JobPaths {
     pub temp: String,
     pub tool_cache: String,
     pub home: Option<String>,
+}
+
+/// What a job environment's steps share with the machine Gantry runs on. The step runner
+/// and the built-ins ask these, never "is it a container", so a backend whose steps run
+/// elsewhere fits by declaring what it shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharing {
+    /// Steps start from the runner's environment variables (what `gantry run` was started
+    /// with, or the server's clean set); otherwise from their environment's own (an image's
+    /// `ENV` and `PATH`), with only what the workflow sets added.
+    pub runner_env: bool,
+    /// Steps' programs are the runner machine's: shells, `node` and toolchains are found on
+    /// its `PATH`, and setting one up changes this machine. Otherwise they are looked up
+    /// inside the environment.
+    pub runner_programs: bool,
+    /// Steps see the runner machine's files: any path it has is theirs (`~`, an action's
+    /// directory in the action cache). Otherwise they see only what is mounted, the job's
+    /// workspace, temp dir, tool cache and home ([`JobEnv::to_job_path`]).
+    pub runner_files: bool,
+}
+
+impl Sharing {
+    /// Steps are processes of this machine.
+    pub const RUNNER: Sharing = Sharing {
+        runner_env: true,
+        runner_programs: true,
+        runner_files: true,
+    };
+    /// Steps run in an environment of their own (a container) that shares only the job's
+    /// directories.
+    pub const ISOLATED: Sharing = Sharing {
+        runner_env: false,
+        runner_programs: false,
+        runner_files: false,
+    };
 }
 
 /// What a started service exposes: `job.services.<id>` in the job context.
@@ -169,6 +209,12 @@ pub enum BackendError {
     MissingImage { image: String, hint: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A placement names a backend this runner does not have.
+    #[error("no backend '{name}' (this runner has: {known})")]
+    UnknownBackend { name: String, known: String },
+    /// The backend could not be reached (its connect failed; the reason says how).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
@@ -185,12 +231,22 @@ pub trait Backend: Send + Sync {
         spec: &JobEnvSpec,
         log: mpsc::UnboundedSender<String>,
     ) -> BackendResult<Box<dyn JobEnv>>;
+    /// The image daemon of a backend that runs images: builds, pulls and pushes for
+    /// container actions, `docker://` steps and the `docker/*` built-ins.
+    fn image_daemon(&self) -> Option<docker::Daemon> {
+        None
+    }
+    /// The run ended (`cancelled`: by a cancellation): remove whatever the run's jobs left
+    /// that their own `stop` could not (a create still in flight when a job was cancelled).
+    async fn finish_run(&self, _cancelled: bool) {}
 }
 
 /// A running job environment.
 #[async_trait]
 pub trait JobEnv: Send + Sync {
     fn paths(&self) -> &JobPaths;
+    /// What the steps share with this machine.
+    fn sharing(&self) -> Sharing;
     fn services(&self) -> &[ServiceInfo];
     /// The job container, when steps run in one.
     fn container(&self) -> Option<ContainerInfo> {
@@ -204,6 +260,9 @@ pub trait JobEnv: Send + Sync {
     fn to_job_path(&self, host: &std::path::Path) -> String;
     /// Run one process to completion, streaming its output to `out`. When `cancel` fires the
     /// process gets SIGINT, SIGTERM and SIGKILL per `kill`, and the result is `Cancelled`.
+    /// When it returns, the job's workspace and temp directory on this machine hold what the
+    /// process wrote there (file commands, step summaries): a backend whose steps run on
+    /// another machine copies them back before returning.
     async fn exec(
         &self,
         spec: ExecSpec,

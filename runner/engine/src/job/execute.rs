@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     SERVICE_LOG_LINES_FAILED, SERVICE_LOG_LINES_OK, at, eval_container, eval_number, job_value,
-    platform, runner_log, secrets_value,
+    placement, runner_log, secrets_value,
 };
 use crate::backend::{Backend, ContainerSpec, JobEnv, JobEnvSpec};
 use crate::events::{Status, Text};
 use crate::executor::{ExecutedJob, JobAssignment};
 use crate::expr_scope::{Ctx, StatusMode};
 use crate::github_contexts::{self as context, JobFacts};
-use crate::run::{Platform, RunShared};
+use crate::run::RunShared;
 use crate::shared_masker::Masker;
 use crate::step::background::BackgroundSteps;
 use crate::step::{JobState, StepRunner};
@@ -126,81 +126,20 @@ pub(crate) async fn run_assignment(
         Err(e) => return fail(e, &masker),
     };
 
-    // Backend choice.
-    let platform = match platform::choose_platform(&shared, job, &ctx) {
-        Ok(platform::PlatformChoice::Run(p)) => p,
-        Ok(platform::PlatformChoice::Unavailable(why)) => {
+    let Placed {
+        backend,
+        container,
+        services,
+    } = match placed(&shared, job, &ctx).await {
+        Ok(p) => p,
+        Err(NotPlaced::Skipped(why)) => {
             runner_log(&shared, &key, None, format!("Skipped: {why}"));
             return ended(Status::Skipped);
         }
-        Err(e) => return fail(e, &masker),
-    };
-    let mut container = None;
-    if let Some(c) = &job.container {
-        match eval_container(c, &ctx) {
-            Ok(spec) if !spec.image.is_empty() => container = Some(spec),
-            Ok(_) => {}
-            Err(e) => return fail(format!("container: {e}"), &masker),
-        }
-    }
-    if container.is_none()
-        && let Platform::Image(img) = &platform
-    {
-        container = Some(ContainerSpec {
-            image: img.clone(),
-            ..Default::default()
-        });
-    }
-    if let Some(c) = &mut container {
-        c.image = shared.cfg.local_image(&c.image);
-    }
-    let mut services = IndexMap::new();
-    for (id, s) in &job.services {
-        match eval_container(s, &ctx) {
-            Ok(mut spec) if !spec.image.is_empty() => {
-                spec.image = shared.cfg.local_image(&spec.image);
-                services.insert(id.clone(), spec);
-            }
-            Ok(_) => {}
-            Err(e) => return fail(format!("services.{id}: {e}"), &masker),
-        }
-    }
-    let backend: Arc<dyn Backend> = if container.is_some() || !services.is_empty() {
-        match shared.docker().await {
-            Ok(d) => d,
-            Err(e) => return fail(e, &masker),
-        }
-    } else {
-        shared.host.clone()
+        Err(NotPlaced::Failed(e)) => return fail(e, &masker),
     };
 
-    // Workspace, RUNNER_TEMP and the event file: a recycled tree of an earlier job of the
-    // run when there is one (see `dirs`). `_home` is made by the docker backend, the only
-    // one that uses it.
-    let filled = if !shared.cfg.blocking_job_dirs {
-        shared
-            .job_dirs
-            .prepare(&shared.snapshot, &mut tree, &shared.event_json)
-    } else {
-        // Copying the snapshot and writing the `.git` is file-system work: on a blocking
-        // thread, so a server's workers stay free to answer (webhooks, the UI) meanwhile.
-        let shared = shared.clone();
-        let mut t = tree.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let r = shared
-                .job_dirs
-                .prepare(&shared.snapshot, &mut t, &shared.event_json);
-            (t, r)
-        })
-        .await;
-        match r {
-            Ok((t, r)) => {
-                tree = t;
-                r
-            }
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        }
-    };
+    let filled = fill_tree(&shared, &mut tree).await;
     if let Err(e) = filled {
         cleanup_dirs(&shared, &tree).await;
         return fail(format!("cannot prepare the workspace: {e}"), &masker);
@@ -242,39 +181,8 @@ pub(crate) async fn run_assignment(
             return fail(format!("cancel-timeout-minutes: {e}"), &masker);
         }
     };
-    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timer = {
-        let jc = job_cancel.clone();
-        let flag = timed_out.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            jc.cancel();
-        })
-    };
-
-    // `cancel-timeout-minutes` after a cancellation, whatever still runs is stopped
-    // (GHA-SEMANTICS §5.6); the tear-down below is not bounded by it.
-    let stop_now = CancellationToken::new();
-    let stop_timer = {
-        let (jc, stop) = (job_cancel.clone(), stop_now.clone());
-        let (shared, key) = (shared.clone(), key.clone());
-        tokio::spawn(async move {
-            jc.cancelled().await;
-            tokio::time::sleep(cancel_timeout.0).await;
-            runner_log(
-                &shared,
-                &key,
-                None,
-                format!(
-                    "The job's clean-up after its cancellation ran past cancel-timeout-minutes \
-                     ({}): its processes were stopped and no further step or post step ran.",
-                    cancel_timeout.1
-                ),
-            );
-            stop.cancel();
-        })
-    };
+    let timers = JobTimers::arm(&shared, &key, &job_cancel, timeout, cancel_timeout);
+    let stop_now = timers.stop_now.clone();
 
     // Start the environment; backend progress goes to the job's log.
     let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
@@ -295,8 +203,7 @@ pub(crate) async fn run_assignment(
     let env: Box<dyn JobEnv> = match start {
         Some(Ok(e)) => e,
         other => {
-            timer.abort();
-            stop_timer.abort();
+            timers.disarm();
             drop(log_tx);
             let _ = fwd.await;
             cleanup_dirs(&shared, &tree).await;
@@ -328,17 +235,14 @@ pub(crate) async fn run_assignment(
     }
     ctx.set("github", github_value.clone());
     ctx.set("runner", runner_value);
-    ctx.set(
-        "job",
-        job_value(Status::Success, env.as_ref(), container.is_some()),
-    );
+    ctx.set("job", job_value(Status::Success, env.as_ref()));
     ctx.workspace = Some(workspace.clone());
 
-    let is_container = container.is_some();
-    let base_env = if is_container {
-        IndexMap::new()
-    } else {
+    let sharing = env.sharing();
+    let base_env = if sharing.runner_env {
         shared.process_env.clone()
+    } else {
+        IndexMap::new()
     };
     let mut state = JobState::new(env_ctx, masker, github_value);
     let runner = StepRunner {
@@ -349,7 +253,7 @@ pub(crate) async fn run_assignment(
         workflow: wf,
         base_env,
         default_env,
-        is_container,
+        sharing,
         temp_host: temp_dir.clone(),
         workspace_view: paths.workspace.clone(),
         workspace_host: workspace.clone(),
@@ -358,53 +262,20 @@ pub(crate) async fn run_assignment(
         stop_now: stop_now.clone(),
         kill: shared.cfg.kill,
         bash_cache: std::sync::OnceLock::new(),
+        slots: crate::step::background::step_slots(),
         leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
     };
     // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
     runner.run_pre_stages(&mut ctx, &mut state).await;
-    let mut background = BackgroundSteps::default();
-    for (i, step) in job.steps.iter().enumerate() {
-        if stop_now.is_cancelled() {
-            break;
-        }
-        if job_cancel.is_cancelled() && state.status != Status::Cancelled {
-            state.status = Status::Cancelled;
-        }
-        // Files renamed ahead for "the next step" would go to whichever step asks first.
-        let ahead = job.steps.get(i + 1).is_some_and(|s| s.run.is_some())
-            && background.is_empty()
-            && !step.background;
-        runner.leftovers.set_ahead(ahead);
-        runner
-            .run_job_step(i, step, &mut ctx, &mut state, &mut background)
-            .await;
-    }
-    // The implicit `wait-all` before post stages: a background step no wait took back
-    // still fails the job.
-    for (k, name) in background.wait_all(&runner, &mut state).await {
-        runner_log(
-            &shared,
-            &key,
-            Some(k),
-            format!("Error: background step #{} '{name}' failed.", k + 1),
-        );
-        if state.status == Status::Success {
-            state.status = Status::Failure;
-        }
-    }
-    drop(background);
-    if job_cancel.is_cancelled() && state.status == Status::Success {
-        state.status = Status::Cancelled;
-    }
+    run_steps(&runner, job, &mut ctx, &mut state).await;
     runner.run_post_stages(&mut ctx, &mut state).await;
-    timer.abort();
-    stop_timer.abort();
+    timers.disarm();
 
     // Job outputs (§6.3).
     ctx.status = StatusMode::None;
     ctx.set("steps", Value::object(state.steps.clone()));
     ctx.set("env", context::string_map_value(state.env_ctx.iter()));
-    ctx.set("job", job_value(state.status, env.as_ref(), is_container));
+    ctx.set("job", job_value(state.status, env.as_ref()));
     let outputs = job_outputs(&shared, &key, job, &ctx, &mut state);
 
     tear_down(&shared, &key, env.as_ref(), &mut state).await;
@@ -415,7 +286,7 @@ pub(crate) async fn run_assignment(
     cleanup_dirs(&shared, &tree).await;
 
     let mut result = state.status;
-    if timed_out.load(std::sync::atomic::Ordering::SeqCst) && result != Status::Success {
+    if timers.timed_out() && result != Status::Success {
         runner_log(
             &shared,
             &key,
@@ -441,6 +312,215 @@ pub(crate) async fn run_assignment(
         outputs,
         environment_url,
         duration: started.elapsed(),
+    }
+}
+
+/// Where a job runs: the backend and what it starts (job container, services).
+struct Placed {
+    backend: Arc<dyn Backend>,
+    container: Option<ContainerSpec>,
+    services: IndexMap<String, ContainerSpec>,
+}
+
+enum NotPlaced {
+    /// No placement for the job's labels: skipped, for this reason.
+    Skipped(String),
+    Failed(String),
+}
+
+/// The job's labels' placement, its `container:` (or the placement's image) and services
+/// evaluated and named as local images, then that backend from the run's registry.
+async fn placed(
+    shared: &RunShared,
+    job: &gantry_workflow::Job,
+    ctx: &Ctx,
+) -> Result<Placed, NotPlaced> {
+    let placement = match placement::choose_placement(shared, job, ctx) {
+        Ok(placement::PlacementChoice::Run(p)) => p,
+        Ok(placement::PlacementChoice::Unavailable(why)) => return Err(NotPlaced::Skipped(why)),
+        Err(e) => return Err(NotPlaced::Failed(e)),
+    };
+    let mut container = None;
+    if let Some(c) = &job.container {
+        match eval_container(c, ctx) {
+            Ok(spec) if !spec.image.is_empty() => container = Some(spec),
+            Ok(_) => {}
+            Err(e) => return Err(NotPlaced::Failed(format!("container: {e}"))),
+        }
+    }
+    if container.is_none()
+        && let Some(img) = &placement.image
+    {
+        container = Some(ContainerSpec {
+            image: img.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(c) = &mut container {
+        c.image = shared.cfg.local_image(&c.image);
+    }
+    let mut services = IndexMap::new();
+    for (id, s) in &job.services {
+        match eval_container(s, ctx) {
+            Ok(mut spec) if !spec.image.is_empty() => {
+                spec.image = shared.cfg.local_image(&spec.image);
+                services.insert(id.clone(), spec);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(NotPlaced::Failed(format!("services.{id}: {e}"))),
+        }
+    }
+    let needs_images = container.is_some() || !services.is_empty();
+    let backend = shared
+        .backends
+        .for_job(&placement, needs_images)
+        .await
+        .map_err(|e| NotPlaced::Failed(e.to_string()))?;
+    Ok(Placed {
+        backend,
+        container,
+        services,
+    })
+}
+
+/// Fills the job's tree: workspace, RUNNER_TEMP and the event file, in a recycled tree of
+/// an earlier job of the run when there is one (see `dirs`). `_home` is made by the docker
+/// backend, the only one that uses it.
+async fn fill_tree(
+    shared: &Arc<RunShared>,
+    tree: &mut super::dirs::JobTree,
+) -> std::io::Result<()> {
+    if !shared.cfg.blocking_job_dirs {
+        return shared
+            .job_dirs
+            .prepare(&shared.snapshot, tree, &shared.event_json);
+    }
+    // Copying the snapshot and writing the `.git` is file-system work: on a blocking
+    // thread, so a server's workers stay free to answer (webhooks, the UI) meanwhile.
+    let shared = shared.clone();
+    let mut t = tree.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let r = shared
+            .job_dirs
+            .prepare(&shared.snapshot, &mut t, &shared.event_json);
+        (t, r)
+    })
+    .await;
+    match r {
+        Ok((t, r)) => {
+            *tree = t;
+            r
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+/// The job's two clocks: `timeout-minutes` cancels the job; `cancel-timeout-minutes` after
+/// a cancellation fires `stop_now`, and whatever still runs is stopped (GHA-SEMANTICS
+/// §5.6). The tear-down after the steps is not bounded by either.
+struct JobTimers {
+    timer: tokio::task::JoinHandle<()>,
+    stop_timer: tokio::task::JoinHandle<()>,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+    stop_now: CancellationToken,
+}
+
+impl JobTimers {
+    fn arm(
+        shared: &Arc<RunShared>,
+        key: &Text,
+        job_cancel: &CancellationToken,
+        timeout: std::time::Duration,
+        cancel_timeout: (std::time::Duration, String),
+    ) -> Self {
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let timer = {
+            let jc = job_cancel.clone();
+            let flag = timed_out.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                jc.cancel();
+            })
+        };
+        let stop_now = CancellationToken::new();
+        let stop_timer = {
+            let (jc, stop) = (job_cancel.clone(), stop_now.clone());
+            let (shared, key) = (shared.clone(), key.clone());
+            tokio::spawn(async move {
+                jc.cancelled().await;
+                tokio::time::sleep(cancel_timeout.0).await;
+                runner_log(
+                    &shared,
+                    &key,
+                    None,
+                    format!(
+                        "The job's clean-up after its cancellation ran past cancel-timeout-minutes \
+                         ({}): its processes were stopped and no further step or post step ran.",
+                        cancel_timeout.1
+                    ),
+                );
+                stop.cancel();
+            })
+        };
+        JobTimers {
+            timer,
+            stop_timer,
+            timed_out,
+            stop_now,
+        }
+    }
+
+    fn disarm(&self) {
+        self.timer.abort();
+        self.stop_timer.abort();
+    }
+
+    /// `timeout-minutes` passed (the job was cancelled by its clock).
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The job's workflow steps in order, background steps beside them, then the implicit
+/// `wait-all` before post stages: a background step no wait took back still fails the job.
+async fn run_steps(
+    runner: &StepRunner<'_>,
+    job: &gantry_workflow::Job,
+    ctx: &mut Ctx,
+    state: &mut JobState,
+) {
+    let mut background = BackgroundSteps::default();
+    for (i, step) in job.steps.iter().enumerate() {
+        if runner.stop_now.is_cancelled() {
+            break;
+        }
+        if runner.cancel.is_cancelled() && state.status != Status::Cancelled {
+            state.status = Status::Cancelled;
+        }
+        // Files renamed ahead for "the next step" would go to whichever step asks first.
+        let ahead = job.steps.get(i + 1).is_some_and(|s| s.run.is_some())
+            && background.is_empty()
+            && !step.background;
+        runner.leftovers.set_ahead(ahead);
+        runner
+            .run_job_step(i, step, ctx, state, &mut background)
+            .await;
+    }
+    for (k, name) in background.wait_all(runner, state).await {
+        runner_log(
+            &runner.shared,
+            &runner.key,
+            Some(k),
+            format!("Error: background step #{} '{name}' failed.", k + 1),
+        );
+        if state.status == Status::Success {
+            state.status = Status::Failure;
+        }
+    }
+    drop(background);
+    if runner.cancel.is_cancelled() && state.status == Status::Success {
+        state.status = Status::Cancelled;
     }
 }
 

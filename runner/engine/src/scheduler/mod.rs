@@ -13,7 +13,6 @@ mod leg;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use gantry_expr::{Object, Value};
@@ -120,23 +119,12 @@ pub async fn run_all(shared: Arc<RunShared>) -> Vec<JobRecord> {
     records
 }
 
-/// The end of a run: every job removed what it created by id, but an abandoned start (a
-/// job cancelled while its services were starting) cleans up in the background and a
-/// create in flight may land after it. Remove whatever still carries this run's key
-/// before the run counts as finished; after a cancellation look twice, since the daemon
-/// may still be completing such a create.
+/// The end of a run: each backend the run used removes what its jobs could not (see
+/// [`crate::backend::Backend::finish_run`]).
 async fn remove_run_leftovers(shared: &RunShared) {
-    let Some(Ok(docker)) = shared.docker.get() else {
-        return;
-    };
-    let passes = if shared.cancel.is_cancelled() { 2 } else { 1 };
-    for pass in 0..passes {
-        if pass > 0 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        if let Err(e) = docker.cleanup_run().await {
-            tracing::warn!("removing the run's docker resources: {e}");
-        }
+    let cancelled = shared.cancel.is_cancelled();
+    for backend in shared.backends.connected() {
+        backend.finish_run(cancelled).await;
     }
 }
 

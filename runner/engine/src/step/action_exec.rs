@@ -111,7 +111,7 @@ impl StepRunner<'_> {
                         job_cancel_seen = true;
                         let mut c2 = ctx.clone();
                         c2.status = StatusMode::Step(Status::Cancelled);
-                        c2.set("job", job_value(Status::Cancelled, self.env, self.is_container));
+                        c2.set("job", job_value(Status::Cancelled, self.env));
                         let keep = c2
                             .eval_if(control.cancel_if.flatten())
                             .unwrap_or(false);

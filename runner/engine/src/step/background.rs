@@ -8,7 +8,8 @@
 //! job, unless the wait step or the background step has `continue-on-error`). `cancel`
 //! stops one (as a cancellation stops a step: SIGINT, SIGTERM, SIGKILL) and takes it back
 //! without failing the job. An implicit `wait-all` runs before the post stages. At most
-//! [`MAX_RUNNING`] run at once; more wait in order for a free slot.
+//! [`MAX_RUNNING`] steps run at once, background steps and `parallel:` members together
+//! (one count, `StepRunner::slots`); more wait in order for a free slot.
 //!
 //! The steps are futures polled by the job's own task while the foreground step runs (no
 //! task per step), so they borrow the job's runner like any step does.
@@ -21,14 +22,21 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use gantry_workflow::{Step, StepControl};
 use indexmap::IndexMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{JobState, StepRunner};
 use crate::events::Status;
 use crate::expr_scope::Ctx;
 
-/// GitHub's limit on background steps running at once in a job.
+/// GitHub's limit on steps running at once in a job (background steps and `parallel:`
+/// members together).
 pub const MAX_RUNNING: usize = 10;
+
+/// A job's slots for steps that run beside others: [`MAX_RUNNING`] of them.
+pub fn step_slots() -> std::sync::Arc<Semaphore> {
+    std::sync::Arc::new(Semaphore::new(MAX_RUNNING))
+}
 
 /// What the fork of a background step started from, to take back only what it changed.
 struct Base {
@@ -45,7 +53,7 @@ struct Ended {
     state: JobState,
 }
 
-/// A background step not started yet (all [`MAX_RUNNING`] slots were busy).
+/// A background step not started yet (all [`MAX_RUNNING`] slots were taken).
 struct Queued<'r> {
     index: usize,
     step: &'r Step,
@@ -81,13 +89,24 @@ impl<'r> BackgroundSteps<'r> {
         tokio::pin!(work);
         loop {
             self.start_queued(runner);
-            if self.running.is_empty() {
+            if self.running.is_empty() && self.queued.is_empty() {
                 return work.await;
             }
+            // A queued step also starts when a `parallel:` member of the foreground step
+            // frees a slot.
+            let queued = !self.queued.is_empty();
+            let free_slot = runner.slots.clone().acquire_owned();
             tokio::select! {
                 biased;
                 out = &mut work => return out,
-                Some(done) = self.running.next() => self.ended.push(done),
+                Some(done) = self.running.next(), if !self.running.is_empty() => {
+                    self.ended.push(done)
+                }
+                Ok(slot) = free_slot, if queued => {
+                    if let Some(q) = self.queued.pop_front() {
+                        self.launch(runner, q, slot);
+                    }
+                }
             }
         }
     }
@@ -113,15 +132,18 @@ impl<'r> BackgroundSteps<'r> {
     }
 
     fn start_queued(&mut self, runner: &'r StepRunner<'_>) {
-        while self.running.len() < MAX_RUNNING {
-            let Some(q) = self.queued.pop_front() else {
+        while !self.queued.is_empty() {
+            let Ok(slot) = runner.slots.clone().try_acquire_owned() else {
                 return;
             };
-            self.launch(runner, q);
+            if let Some(q) = self.queued.pop_front() {
+                self.launch(runner, q, slot);
+            }
         }
     }
 
-    fn launch(&mut self, runner: &'r StepRunner<'_>, q: Queued<'r>) {
+    /// Starts `q`; it holds `slot` until it ends.
+    fn launch(&mut self, runner: &'r StepRunner<'_>, q: Queued<'r>, slot: OwnedSemaphorePermit) {
         let Queued {
             index,
             step,
@@ -132,6 +154,7 @@ impl<'r> BackgroundSteps<'r> {
         let name = runner.display_name(step, &ctx, &state.masker);
         self.running.push(Box::pin(async move {
             runner.run_step(index, step, &mut ctx, &mut state).await;
+            drop(slot);
             Ended {
                 index,
                 name,
@@ -281,7 +304,8 @@ impl<'a> StepRunner<'a> {
                 i,
                 &state.masker,
                 &format!(
-                    "{MAX_RUNNING} background steps are running: this one starts when one ends."
+                    "{MAX_RUNNING} steps are running at once (background steps and parallel \
+                     members): this one starts when one ends."
                 ),
             );
         }

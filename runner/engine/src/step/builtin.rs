@@ -43,7 +43,7 @@ impl StepRunner<'_> {
                 .join(&self.shared.facts.run_id),
             cache_dir: root.join(".gantry").join("cache"),
             job: Some(self.env),
-            is_container: self.is_container,
+            sharing: self.sharing,
             github: GithubFacts::from_json(&state.github_value.to_json()),
             env,
             job_status: state.status.as_str().to_string(),

@@ -35,7 +35,15 @@ pub(super) struct PreparedDocker {
 
 impl StepRunner<'_> {
     async fn docker_client(&self) -> Result<crate::backend::docker::Daemon, String> {
-        Ok(self.shared.docker().await?.daemon())
+        let backend = self
+            .shared
+            .backends
+            .images()
+            .await
+            .map_err(|e| e.to_string())?;
+        backend
+            .image_daemon()
+            .ok_or_else(|| format!("the '{}' backend has no image daemon", backend.name()))
     }
 
     /// Builds or finds the image and evaluates `args`, `env` and the entrypoints.

@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::action_exec::{StageControl, StageOutcome};
-use super::{CONTAINER_PATH, JobState, StepRunner};
+use super::{JobState, StepRunner};
 use crate::actions::ActionInstance;
 use crate::actions::node;
 use crate::backend::{ExecSpec, ExitStatus, Output};
-use crate::envfile::{self, FileCommandFiles};
+use crate::envfile::FileCommandFiles;
 use crate::events::Status;
 use crate::expr_scope::Ctx;
 
@@ -29,7 +29,7 @@ impl StepRunner<'_> {
         state: &mut JobState,
     ) -> Result<Vec<String>, String> {
         let major = node::required_major(using)?;
-        if !self.is_container {
+        if self.sharing.runner_programs {
             let rt = node::host_node(path)?;
             if !node::satisfies(&rt.version, major) {
                 self.log(
@@ -195,17 +195,7 @@ impl StepRunner<'_> {
         for (k, v) in &call.inputs {
             penv.insert(crate::actions::input_env_name(k), v.clone());
         }
-        let orig_path = penv.get("PATH").cloned().unwrap_or_else(|| {
-            if self.is_container {
-                CONTAINER_PATH.into()
-            } else {
-                String::new()
-            }
-        });
-        let path = envfile::build_path(&state.path_prepend, &orig_path);
-        if !state.path_prepend.is_empty() || !self.is_container {
-            penv.insert("PATH".into(), path.clone());
-        }
+        let path = self.step_path(&mut penv, state);
         let mut argv = match self.node_command(i, using, &path, state).await {
             Ok(a) => a,
             Err(e) => {

@@ -48,6 +48,7 @@ impl StepRunner<'_> {
             .map(|k| {
                 let mut s = state.clone();
                 s.post = state.post.fork(k);
+                s.member = Some((i, k));
                 (ctx.clone(), s)
             })
             .collect();
@@ -70,13 +71,30 @@ impl StepRunner<'_> {
         );
         // Files renamed ahead for "the next step" would go to whichever member asks first.
         self.leftovers.set_ahead(false);
-        // At most GitHub's 10 at once; the rest start, in order, as members end.
-        // (Collected first: a lazy `map` in the stream is not `Send` for every lifetime.)
+        // At most GitHub's 10 at once, counted with the job's background steps (the job's
+        // slots); the rest start, in order, as members end. (Collected first: a lazy `map`
+        // in the stream is not `Send` for every lifetime.)
+        let free = self.slots.available_permits();
+        if free < n.min(super::background::MAX_RUNNING) {
+            self.log(
+                i,
+                &state.masker,
+                &format!(
+                    "{} background steps are running ({} steps at most run at once): members \
+                     start as those end.",
+                    super::background::MAX_RUNNING - free,
+                    super::background::MAX_RUNNING
+                ),
+            );
+        }
         let runs: Vec<_> = forks
             .iter_mut()
             .zip(&group.parallel)
             .enumerate()
-            .map(|(k, ((c, s), m))| self.run_step_boxed(first + k, m, c, s))
+            .map(|(k, ((c, s), m))| async move {
+                let _slot = self.slots.acquire().await;
+                self.run_step_boxed(first + k, m, c, s).await
+            })
             .collect();
         futures_util::stream::iter(runs)
             .buffer_unordered(super::background::MAX_RUNNING)

@@ -8,13 +8,13 @@
 use std::time::Instant;
 
 use gantry_expr::{Object, Template, Value};
-use gantry_workflow::ActionRuns;
+use gantry_workflow::{ActionRuns, Step};
 use indexmap::IndexMap;
 
 use super::action_exec::StageControl;
 use super::docker_step::PreparedDocker;
 use super::uses::cond_or_always;
-use super::{JobState, StepRunner, allow_unsecure};
+use super::{JobState, PreKey, StepRunner, allow_unsecure};
 use crate::actions::{PostEntry, PostKind, ResolvedKind, UsesRef};
 use crate::events::{RunEvent, Status};
 use crate::expr_scope::{Ctx, StatusMode};
@@ -65,7 +65,20 @@ impl StepRunner<'_> {
     /// Runs the pre stages of the job's remote actions ("Set up job"). Resolution errors
     /// are left to the step itself, which reports them where it stands.
     pub async fn run_pre_stages(&self, ctx: &mut Ctx, state: &mut JobState) {
-        for (i, step) in self.job.steps.iter().enumerate() {
+        // Every action of the job, `parallel:` members included (a member's post stage and
+        // state are registered under its group's step index).
+        let steps = self.job.steps.iter().enumerate().flat_map(|(i, step)| {
+            let members: Vec<(PreKey, &Step)> = if step.parallel.is_empty() {
+                vec![((i, None), step)]
+            } else {
+                (step.parallel.iter().enumerate())
+                    .map(|(k, m)| ((i, Some(k)), m))
+                    .collect()
+            };
+            members
+        });
+        for (key, step) in steps {
+            let i = key.0;
             if self.cancel.is_cancelled() {
                 return;
             }
@@ -103,7 +116,7 @@ impl StepRunner<'_> {
             // Contexts of a pre stage: no `steps`; the step's env.
             ctx.status = StatusMode::Step(state.status);
             ctx.set("steps", Value::object(Object::new()));
-            ctx.set("job", job_value(state.status, self.env, self.is_container));
+            ctx.set("job", job_value(state.status, self.env));
             ctx.set("env", context::string_map_value(state.env_ctx.iter()));
             let step_env = eval_string_map(&step.env, ctx).unwrap_or_default();
             let mut env_view = state.env_ctx.clone();
@@ -191,7 +204,7 @@ impl StepRunner<'_> {
                 }
             };
             state.post.save_state(call.instance, outcome.state);
-            state.pre_done.insert(i, call.instance);
+            state.pre_done.insert(key, call.instance);
             self.finish(
                 idx,
                 &name,
@@ -213,7 +226,7 @@ impl StepRunner<'_> {
             }
             ctx.status = StatusMode::Step(state.status);
             ctx.set("steps", Value::object(state.steps.clone()));
-            ctx.set("job", job_value(state.status, self.env, self.is_container));
+            ctx.set("job", job_value(state.status, self.env));
             ctx.set("env", context::string_map_value(state.env_ctx.iter()));
             let started = Instant::now();
             let name = e.display_name.clone();

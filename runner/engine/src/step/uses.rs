@@ -222,10 +222,11 @@ impl StepRunner<'_> {
         }
     }
 
-    /// The action directory as the job sees it: container jobs get a copy under the job's
-    /// temp dir (mounted) unless the directory is in the workspace already.
+    /// The action directory as the job sees it: a job that does not see this machine's
+    /// files (a container job) gets a copy under its temp dir (mounted) unless the
+    /// directory is in the workspace already.
     pub(super) fn visible_action_dir(&self, dir: &Path) -> Result<PathBuf, String> {
-        if !self.is_container || dir.starts_with(&self.workspace_host) {
+        if self.sharing.runner_files || dir.starts_with(&self.workspace_host) {
             return Ok(dir.to_path_buf());
         }
         let root = &self.shared.cfg.resolver.config().cache_root;
@@ -309,7 +310,11 @@ impl StepRunner<'_> {
                 .unwrap_or_else(|| uses.value.clone()),
         };
         let from_pre = if state.nest.is_none() {
-            state.pre_done.remove(&i)
+            let key = match state.member {
+                Some((group, k)) => (group, Some(k)),
+                None => (i, None),
+            };
+            state.pre_done.remove(&key)
         } else {
             None
         };

@@ -62,7 +62,7 @@ pub fn input_error(input: &str, e: BeneathError) -> String {
 pub fn place(env: &ActionEnv<'_>, input: &str, raw: &str) -> Result<Place, String> {
     let outside = |why: &str| format!("input '{input}': '{raw}' {why}");
     let expanded = match raw.strip_prefix("~/").or((raw == "~").then_some("")) {
-        Some(_) if env.is_container => {
+        Some(_) if !env.sharing.runner_files => {
             return Err(outside(
                 "is outside the workspace; a container job's built-ins reach only its workspace",
             ));
@@ -86,7 +86,7 @@ pub fn place(env: &ActionEnv<'_>, input: &str, raw: &str) -> Result<Place, Strin
     if let Ok(rel) = abs.strip_prefix(lexical(&env.workspace)) {
         return workspace_place(rel);
     }
-    if env.is_container {
+    if !env.sharing.runner_files {
         // The job names container paths; only the workspace mount maps to the host here.
         if let Some(job) = env.job
             && let Ok(rel) = abs.strip_prefix(&job.paths().workspace)

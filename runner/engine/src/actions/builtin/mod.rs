@@ -93,7 +93,9 @@ pub struct ActionEnv<'a> {
     pub cache_dir: PathBuf,
     /// The job environment, to run commands in the job's image (container jobs).
     pub job: Option<&'a dyn JobEnv>,
-    pub is_container: bool,
+    /// What the job's steps share with this machine: a built-in runs here, so a job
+    /// whose programs or files are not this machine's is reached through `job`.
+    pub sharing: crate::backend::Sharing,
     pub github: GithubFacts,
     /// The environment the step's process would get (PATH, `SLACK_WEBHOOK_URL`, …).
     pub env: IndexMap<String, String>,

@@ -144,7 +144,7 @@ pub fn version_matches(spec: &str, version: &str) -> bool {
 /// Runs `argv` in the job environment (container jobs) or on the host, capturing stdout and
 /// stderr together. `None` when the program cannot be started.
 pub async fn capture(env: &ActionEnv<'_>, argv: &[String]) -> Option<(i32, String)> {
-    if env.is_container {
+    if !env.sharing.runner_programs {
         let job = env.job?;
         let (tx, mut rx) = mpsc::channel(16);
         let spec = ExecSpec {
@@ -298,13 +298,14 @@ impl Setup {
                 Err(why) => {
                     res.warnings.push(format!(
                         "setup-python: {bin} cannot make a venv ({why}); pip would install into the interpreter's own site-packages{}",
-                        if env.is_container {
-                            ""
-                        } else {
+                        if env.sharing.runner_programs {
                             ", so PIP_REQUIRE_VIRTUALENV=true is set (install python3-venv)"
+                        } else {
+                            ""
                         }
                     ));
-                    if !env.is_container {
+                    // Not this machine's interpreter: pip changing it is the job's affair.
+                    if env.sharing.runner_programs {
                         res.env
                             .insert("PIP_REQUIRE_VIRTUALENV".into(), "true".into());
                     }
@@ -341,10 +342,10 @@ impl Setup {
                 res.output("go-version", ver);
             }
             Setup::Java => {
-                let real = if env.is_container {
-                    bin.into()
-                } else {
+                let real = if env.sharing.runner_files {
                     std::fs::canonicalize(bin).unwrap_or_else(|_| bin.into())
+                } else {
+                    bin.into()
                 };
                 let home = real
                     .parent()
@@ -439,10 +440,10 @@ impl BuiltinAction for Setup {
         } else {
             format!("version '{spec}'")
         };
-        let where_ = if env.is_container {
-            "in the job's image"
-        } else {
+        let where_ = if env.sharing.runner_programs {
             "on this host"
+        } else {
+            "in the job's image"
         };
         let found = if search.found.is_empty() {
             "none found".to_string()

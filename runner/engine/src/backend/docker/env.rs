@@ -26,7 +26,7 @@ use super::cleanup::cleanup_in_background;
 use super::{ContainerPaths, Created, Registry, docker_err, remove_created};
 use crate::backend::{
     BackendError, BackendResult, ContainerInfo, ExecSpec, ExitStatus, JobEnv, JobPaths, KillPolicy,
-    Output, ServiceInfo, ServiceLog,
+    Output, ServiceInfo, ServiceLog, Sharing,
 };
 
 /// A job environment created by [`super::DockerBackend`].
@@ -302,6 +302,14 @@ async fn signal_in_container(docker: &Docker, container: &str, sig: &str) {
 impl JobEnv for DockerJobEnv {
     fn paths(&self) -> &JobPaths {
         &self.paths
+    }
+
+    /// A job without `container:` (services only) runs its steps on the host.
+    fn sharing(&self) -> Sharing {
+        match &self.host {
+            Some(h) if self.container.is_none() => h.sharing(),
+            _ => Sharing::ISOLATED,
+        }
     }
 
     fn services(&self) -> &[ServiceInfo] {

@@ -183,7 +183,7 @@ async fn probe(env: &ActionEnv<'_>, tool: Setup, bin: &str) -> Option<String> {
 
 /// Finds `program` on the job's `PATH` (inside the container for container jobs).
 async fn locate(env: &ActionEnv<'_>, program: &str) -> Option<String> {
-    if env.is_container {
+    if !env.sharing.runner_programs {
         let (code, out) = capture(
             env,
             &["sh".into(), "-c".into(), format!("command -v {program}")],

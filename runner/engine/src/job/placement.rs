@@ -8,13 +8,15 @@ use gantry_expr::Value;
 use gantry_workflow::Job;
 
 use super::at;
+use crate::backend::Placement;
+use crate::backend::registry::default_placement;
 use crate::expr_scope::Ctx;
-use crate::run::{Platform, RunShared};
+use crate::run::RunShared;
 
-/// The outcome of the platform choice.
+/// The outcome of the placement choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlatformChoice {
-    Run(Platform),
+pub enum PlacementChoice {
+    Run(Placement),
     /// No platform for these labels: the job is skipped, for this reason.
     Unavailable(String),
 }
@@ -40,7 +42,11 @@ fn labels(job: &Job, ctx: &Ctx) -> Result<Vec<String>, String> {
     Ok(labels)
 }
 
-pub fn choose_platform(shared: &RunShared, job: &Job, ctx: &Ctx) -> Result<PlatformChoice, String> {
+pub fn choose_placement(
+    shared: &RunShared,
+    job: &Job,
+    ctx: &Ctx,
+) -> Result<PlacementChoice, String> {
     let labels = labels(job, ctx)?;
     Ok(choose(&labels, &shared.cfg.platforms, shared.cfg.all_host))
 }
@@ -54,25 +60,25 @@ fn foreign_os(label: &str) -> bool {
 /// The choice for `labels` given the `-P` mappings and `--host`.
 pub fn choose(
     labels: &[String],
-    platforms: &indexmap::IndexMap<String, Platform>,
+    platforms: &indexmap::IndexMap<String, Placement>,
     all_host: bool,
-) -> PlatformChoice {
+) -> PlacementChoice {
     for l in labels {
         if let Some((_, p)) = platforms.iter().find(|(k, _)| k.eq_ignore_ascii_case(l)) {
-            return PlatformChoice::Run(p.clone());
+            return PlacementChoice::Run(p.clone());
         }
     }
     if labels.is_empty() {
-        return PlatformChoice::Run(Platform::Host);
+        return PlacementChoice::Run(Placement::host());
     }
     let foreign: Vec<&String> = labels.iter().filter(|l| foreign_os(l)).collect();
     if all_host && foreign.is_empty() {
-        return PlatformChoice::Run(Platform::Host);
+        return PlacementChoice::Run(Placement::host());
     }
     if foreign.is_empty() {
         for l in labels {
-            if let Some(img) = crate::backend::docker::default_image_for_label(l) {
-                return PlatformChoice::Run(Platform::Image(img.to_string()));
+            if let Some(p) = default_placement(l) {
+                return PlacementChoice::Run(p);
             }
         }
     }
@@ -83,7 +89,7 @@ pub fn choose(
     } else {
         "Gantry runs Linux jobs only"
     };
-    PlatformChoice::Unavailable(format!(
+    PlacementChoice::Unavailable(format!(
         "runs-on [{shown}]: {what}; map the label with -P {first}=IMAGE (a local Docker image) \
          or -P {first}=host (act's spelling: -P {first}=-self-hosted) to run it"
     ))
@@ -101,16 +107,14 @@ mod tests {
     #[test]
     fn labels_as_act() {
         let none = IndexMap::new();
-        let debian = PlatformChoice::Run(Platform::Image(
-            crate::backend::docker::DEBIAN_IMAGE.to_string(),
-        ));
+        let debian = PlacementChoice::Run(Placement::image(crate::backend::docker::DEBIAN_IMAGE));
         assert_eq!(choose(&l(&["ubuntu-latest"]), &none, false), debian);
         assert_eq!(choose(&l(&["ubuntu-slim"]), &none, false), debian);
         assert_eq!(choose(&l(&["ubuntu-26.04"]), &none, false), debian);
         assert_eq!(choose(&l(&["self-hosted", "linux"]), &none, false), debian);
         assert_eq!(
             choose(&l(&["ubuntu-latest"]), &none, true),
-            PlatformChoice::Run(Platform::Host)
+            PlacementChoice::Run(Placement::host())
         );
         for skipped in [
             &["windows-latest"][..],
@@ -119,7 +123,7 @@ mod tests {
             &["gpu-box"],
         ] {
             let c = choose(&l(skipped), &none, false);
-            let PlatformChoice::Unavailable(why) = c else {
+            let PlacementChoice::Unavailable(why) = c else {
                 panic!("{skipped:?} not skipped: {c:?}");
             };
             assert!(why.contains(&format!("-P {}=", skipped[0])), "{why}");
@@ -127,22 +131,22 @@ mod tests {
         // --host does not make a Windows job a Linux one.
         assert!(matches!(
             choose(&l(&["windows-latest"]), &none, true),
-            PlatformChoice::Unavailable(_)
+            PlacementChoice::Unavailable(_)
         ));
         assert_eq!(
             choose(&l(&["self-hosted"]), &none, true),
-            PlatformChoice::Run(Platform::Host)
+            PlacementChoice::Run(Placement::host())
         );
         let mut p = IndexMap::new();
-        p.insert("windows-latest".to_string(), Platform::Host);
-        p.insert("gpu-box".to_string(), Platform::Image("x/y".into()));
+        p.insert("windows-latest".to_string(), Placement::host());
+        p.insert("gpu-box".to_string(), Placement::image("x/y"));
         assert_eq!(
             choose(&l(&["windows-latest"]), &p, false),
-            PlatformChoice::Run(Platform::Host)
+            PlacementChoice::Run(Placement::host())
         );
         assert_eq!(
             choose(&l(&["GPU-box"]), &p, false),
-            PlatformChoice::Run(Platform::Image("x/y".into()))
+            PlacementChoice::Run(Placement::image("x/y"))
         );
     }
 }
