@@ -78,6 +78,24 @@ pub struct WalkEntry {
     pub kind: Kind,
 }
 
+/// A single path component made of `s`, safe for directory and container names: other
+/// characters than ASCII letters, digits, `-`, `_` and `.` become `_`, no leading or
+/// trailing dots (never `.` or `..`), never empty.
+pub fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let out = out.trim_matches('.').to_string();
+    if out.is_empty() { "job".into() } else { out }
+}
+
 /// Lexically cleans a path relative to a root: drops `.`, resolves `..` against earlier
 /// components. `None` when the path is absolute or climbs above the root. `""` is the root.
 pub fn clean_relative(path: &Path) -> Option<PathBuf> {

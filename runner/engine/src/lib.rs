@@ -1,7 +1,8 @@
 //! Gantry's execution engine: scheduler, step runner, backends, run events, reporters.
 
 pub mod actions;
-pub mod backend;
+/// Where steps run (its own crate; re-exported so `gantry_engine::backend` paths stay).
+pub use gantry_backend as backend;
 pub mod commands;
 pub mod concurrency;
 pub mod envfile;

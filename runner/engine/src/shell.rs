@@ -257,22 +257,7 @@ pub fn split_arguments(s: &str) -> Vec<String> {
     out
 }
 
-/// Finds `program` like `which`: a name containing `/` is taken as is (if it exists);
-/// otherwise the first executable file of that name in the `:`-separated `path`.
-pub fn which(program: &str, path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return is_exec(&p).then_some(p);
-    }
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| is_exec(p))
-}
+pub use gantry_backend::host::which;
 
 /// [`which`] results of a run, per (program, PATH). Only programs found are kept: one
 /// installed into a PATH directory by an earlier step is still found by a later one, and a

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub mod git;
+pub use gantry_git::repo as git;
 
 /// The files of the repository to copy into each job workspace.
 #[derive(Debug, Clone)]
@@ -160,21 +160,7 @@ fn git_files(root: &Path) -> Option<Vec<PathBuf>> {
     Some(files)
 }
 
-/// A name safe for directories and container names.
-pub fn sanitize(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let out = out.trim_matches('.').to_string();
-    if out.is_empty() { "job".into() } else { out }
-}
+pub use gantry_beneath::sanitize;
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 //! ```
 
 mod action;
+pub mod action_inputs;
 mod calls;
 pub mod diagnostic;
 mod exprs;

@@ -9,15 +9,16 @@
 //!    [`node`], [`docker_action`] or [`composite::run_composite`] (with its [`StepHost`]);
 //! 3. registers post stages on a [`PostStack`] and runs them at job end in reverse order.
 
-pub mod builtin;
+/// The built-in actions (their own crate; re-exported so `actions::builtin` paths stay).
+pub use gantry_builtins as builtin;
 pub mod composite;
 pub mod docker_action;
-pub mod inputs;
+pub use gantry_workflow::action_inputs as inputs;
 pub mod node;
 pub mod post;
 pub mod reference;
 pub mod resolve;
-pub mod transport;
+pub use gantry_git::transport;
 pub mod workflow_call;
 
 pub use builtin::{ActionEnv, ActionResult, BuiltinAction, GithubFacts};

@@ -48,13 +48,7 @@ impl RemoteRef {
     }
 }
 
-pub(crate) fn is_hex_sha(s: &str) -> bool {
-    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-pub(crate) fn is_full_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
+pub(crate) use gantry_git::{is_full_sha, is_hex_sha};
 
 impl fmt::Display for UsesRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

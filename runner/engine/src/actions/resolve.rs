@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 
 use super::builtin;
 use super::reference::{RemoteRef, UsesRef, is_full_sha, is_hex_sha, parse_uses};
-use super::transport::{self, Attempt, GitCredentials};
+use super::transport::{self, GitCredentials};
 
 /// The default source: GitHub.
 pub const DEFAULT_SOURCE: &str = "https://github.com/{owner}/{repo}";
@@ -473,33 +473,7 @@ impl ActionResolver {
     }
 }
 
-/// Fetches every branch and tag of `url` into `repo` (and `git_ref` itself when it is a
-/// commit no branch or tag reaches), over any transport git2 knows (file, HTTPS).
-pub(crate) fn fetch_into(
-    repo: &git2::Repository,
-    url: &str,
-    creds: &GitCredentials,
-    git_ref: &str,
-) -> Result<(), String> {
-    let attempt = Attempt::default();
-    let fail = |e: git2::Error| transport::describe_error(url, &e, &attempt);
-    let mut remote = repo.remote_anonymous(url).map_err(fail)?;
-    let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-    let mut opts = transport::fetch_options(url, creds, &attempt);
-    opts.download_tags(git2::AutotagOption::All);
-    remote.fetch(&specs, Some(&mut opts), None).map_err(fail)?;
-    if is_full_sha(git_ref)
-        && repo
-            .find_commit(git2::Oid::from_str(git_ref).unwrap())
-            .is_err()
-    {
-        // A commit not reachable from any branch or tag: ask for it directly.
-        let attempt = Attempt::default();
-        let mut opts = transport::fetch_options(url, creds, &attempt);
-        let _ = remote.fetch(&[git_ref], Some(&mut opts), None);
-    }
-    Ok(())
-}
+pub(crate) use gantry_git::fetch_into;
 
 /// An exclusive lock on `<dir>/.lock`, released on drop.
 fn lock_repo(dir: &Path) -> Result<File, String> {

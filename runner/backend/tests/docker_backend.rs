@@ -6,10 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gantry_engine::backend::docker::{
-    self, BUSYBOX_IMAGE, DockerBackend, LABEL_MANAGED, LABEL_RUN,
-};
-use gantry_engine::backend::{
+use gantry_backend::docker::{self, BUSYBOX_IMAGE, DockerBackend, LABEL_MANAGED, LABEL_RUN};
+use gantry_backend::{
     Backend, BackendError, ContainerSpec, ExecSpec, ExitStatus, JobEnv, JobEnvSpec, KillPolicy,
     Output,
 };
@@ -174,7 +172,7 @@ async fn leftovers(run_id: &str) -> (usize, usize) {
         ],
     )]);
     // The daemon's own view, through a client of the test's.
-    let client = gantry_engine::backend::docker::connect().await.unwrap();
+    let client = gantry_backend::docker::connect().await.unwrap();
     let c = client
         .list_containers(Some(
             bollard::query_parameters::ListContainersOptionsBuilder::default()
@@ -625,9 +623,7 @@ async fn prune_stale_keeps_resources_of_live_runs() {
 #[tokio::test]
 async fn host_job_steps_run_on_the_host_backend_and_reach_services() {
     let Some(b) = backend().await else { return };
-    let b = b.with_host_backend(std::sync::Arc::new(
-        gantry_engine::backend::host::HostBackend::new(),
-    ));
+    let b = b.with_host_backend(std::sync::Arc::new(gantry_backend::host::HostBackend::new()));
     let (spec, dirs) = job_spec(None, vec![("web", web_service(50))]);
     let env = b.start(&spec, logger()).await.unwrap();
     // Host paths: the host backend's view.

@@ -1,12 +1,14 @@
 //! Built-in actions against real files, git repositories, the local toolchains, a recording
 //! HTTP server and (when a daemon answers) Docker.
 
+// The git fixture helpers of the engine's action tests.
+#[path = "../../engine/tests/actions_common.rs"]
 mod actions_common;
 
 use std::path::{Path, PathBuf};
 
-use gantry_engine::actions::builtin::{self, ActionEnv, GithubFacts, artifact, metadata};
-use gantry_engine::actions::inputs::resolve_inputs;
+use gantry_builtins::{self as builtin, ActionEnv, GithubFacts, artifact, metadata};
+use gantry_workflow::action_inputs::resolve_inputs;
 use indexmap::IndexMap;
 
 fn env_for(root: &Path) -> ActionEnv<'static> {
@@ -20,7 +22,7 @@ fn env_for(root: &Path) -> ActionEnv<'static> {
         run_dir: root.join("run"),
         cache_dir: root.join("cache"),
         job: None,
-        sharing: gantry_engine::backend::Sharing::RUNNER,
+        sharing: gantry_backend::Sharing::RUNNER,
         github: GithubFacts {
             sha: "0123456789abcdef0123456789abcdef01234567".into(),
             git_ref: "refs/heads/main".into(),

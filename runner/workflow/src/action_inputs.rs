@@ -2,8 +2,8 @@
 //! expressions), "Unexpected input(s)" warnings, deprecation warnings, and the `INPUT_*`
 //! environment of JavaScript and Docker actions.
 
+use crate::Action;
 use gantry_expr::{Object, Value};
-use gantry_workflow::Action;
 use indexmap::IndexMap;
 
 /// Inputs after defaults, with the warnings to show.

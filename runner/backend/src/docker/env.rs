@@ -9,7 +9,7 @@
 //! not visible (a remote daemon, Docker Desktop), a helper exec runs `kill -s SIG -1` inside
 //! the container, which signals every process there except PID 1 (`tail -f /dev/null`).
 //! Escalation follows [`KillPolicy`]: SIGINT, SIGTERM after `term_after`, SIGKILL after
-//! `kill_after` more; [`crate::backend::hurry`] (a second interrupt) skips the delays.
+//! `kill_after` more; [`crate::hurry`] (a second interrupt) skips the delays.
 
 use std::path::Path;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cleanup::cleanup_in_background;
 use super::{ContainerPaths, Created, Registry, docker_err, remove_created};
-use crate::backend::{
+use crate::{
     BackendError, BackendResult, ContainerInfo, ExecSpec, ExitStatus, JobEnv, JobPaths, KillPolicy,
     Output, ServiceInfo, ServiceLog, Sharing,
 };
@@ -144,7 +144,7 @@ impl DockerJobEnv {
                 }
                 _ = sleep_until_opt(after_kill_deadline) => break,
                 // A second interrupt: SIGKILL goes out now, so stop waiting soon after.
-                _ = crate::backend::hurry().cancelled(), if cancelled && !hurried => {
+                _ = crate::hurry().cancelled(), if cancelled && !hurried => {
                     hurried = true;
                     after_kill_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
                     continue;
@@ -233,7 +233,7 @@ async fn escalate(docker: &Docker, exec_id: &str, container: &str, kill: KillPol
     for (sig, name, wait) in steps {
         if !wait.is_zero() {
             // A second interrupt ends the wait at once.
-            crate::backend::escalation_delay(wait).await;
+            crate::escalation_delay(wait).await;
         }
         match pid {
             Some(pid) => {

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::files;
 use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list};
-use crate::backend::docker::{BuildFailure, BuildSpec, Daemon, RegistryLogin};
+use gantry_backend::docker::{BuildFailure, BuildSpec, Daemon, RegistryLogin};
 
 /// Logins by (run dir, registry host).
 static LOGINS: Mutex<Vec<(PathBuf, String, RegistryLogin)>> = Mutex::new(Vec::new());

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
 use super::{DockerBackend, docker_err, options};
-use crate::backend::{BackendError, BackendResult, ServiceInfo};
+use crate::{BackendError, BackendResult, ServiceInfo};
 
 impl DockerBackend {
     /// Poll a service until it is ready (no health check, or `healthy`); read its ports.

@@ -18,8 +18,8 @@ use super::{
     LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_PIDNS, LABEL_ROLE, LABEL_RUN, LABEL_RUN_KEY,
     Registry, container_workspace, docker_err, is_status, sanitize_name, short_id,
 };
-use crate::backend::owner::{OwnerState, ProcessOwner};
-use crate::backend::{BackendError, BackendResult, ContainerSpec, JobEnvSpec};
+use crate::owner::{OwnerState, ProcessOwner};
+use crate::{BackendError, BackendResult, ContainerSpec, JobEnvSpec};
 
 /// Everything parsed up front so that bad input fails before anything is created.
 pub(super) struct Prepared {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::create::split_tag;
-use crate::backend::{ExitStatus, Output};
+use crate::{ExitStatus, Output};
 
 /// A connection to the Docker daemon (API version negotiated).
 #[derive(Clone)]

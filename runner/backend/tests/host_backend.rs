@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use gantry_engine::backend::host::HostBackend;
-use gantry_engine::backend::{
+use gantry_backend::host::HostBackend;
+use gantry_backend::{
     Backend, ContainerSpec, ExecSpec, ExitStatus, JobEnv, JobEnvSpec, KillPolicy, Output,
 };
 use indexmap::IndexMap;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ActionEnv, ActionResult, BuiltinAction, input};
-use crate::backend::{ExecSpec, ExitStatus, KillPolicy, Output};
+use gantry_backend::{ExecSpec, ExitStatus, KillPolicy, Output};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {

@@ -15,8 +15,8 @@ use super::{
     LABEL_HOST, LABEL_JOB, LABEL_MANAGED, LABEL_PID, LABEL_PID_START, LABEL_PIDNS, LABEL_RUN,
     LABEL_RUN_KEY, docker_err, is_status,
 };
-use crate::backend::owner::{OwnerState, ProcessOwner};
-use crate::backend::{BackendError, BackendResult};
+use crate::owner::{OwnerState, ProcessOwner};
+use crate::{BackendError, BackendResult};
 
 /// Everything one job environment created, in creation order, for cleanup.
 #[derive(Debug, Default)]

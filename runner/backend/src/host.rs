@@ -3,7 +3,7 @@
 //! Each `exec` spawns the program directly (no wrapper shell) in a new process group, with
 //! exactly `spec.env` as its environment, and pumps stdout/stderr in 64 KiB chunks. On
 //! cancellation the whole group gets SIGINT, SIGTERM and SIGKILL per [`KillPolicy`], until no
-//! process of the group is left (a second interrupt, [`crate::backend::hurry`], cuts the
+//! process of the group is left (a second interrupt, [`crate::hurry`], cuts the
 //! delays short). Background processes that outlive a step (`server &`) keep running for
 //! later steps, as on GitHub, and are killed by [`JobEnv::stop`] together with everything
 //! else the job started, `setsid` and double-forked children included (see [`tree`]).
@@ -153,8 +153,7 @@ fn resolve_program(program: &str, spec: &ExecSpec, workdir: &Path) -> BackendRes
         Some(p) => p.clone(),
         None => std::env::var("PATH").unwrap_or_default(),
     };
-    crate::shell::which(program, &path)
-        .ok_or_else(|| msg(format!("'{program}' was not found on PATH ({path})")))
+    which(program, &path).ok_or_else(|| msg(format!("'{program}' was not found on PATH ({path})")))
 }
 
 async fn send_or_detach(
@@ -318,7 +317,7 @@ async fn wait_group(child: &mut Child, reaped: &mut bool, pgid: i32, limit: Dura
         if *reaped && !group_alive(pgid) {
             return true;
         }
-        if Instant::now() >= deadline || crate::backend::hurry().is_cancelled() {
+        if Instant::now() >= deadline || crate::hurry().is_cancelled() {
             return false;
         }
     }
@@ -470,4 +469,21 @@ impl JobEnv for HostJobEnv {
 /// The host backend as a shared trait object.
 pub fn default_backend() -> std::sync::Arc<dyn Backend> {
     std::sync::Arc::new(HostBackend::new())
+}
+
+/// Finds `program` like `which`: a name containing `/` is taken as is (if it exists);
+/// otherwise the first executable file of that name in the `:`-separated `path`.
+pub fn which(program: &str, path: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| is_exec(p))
 }

@@ -194,7 +194,7 @@ async fn locate(env: &ActionEnv<'_>, program: &str) -> Option<String> {
             .filter(|s| !s.is_empty());
     }
     let path = env.env.get("PATH").cloned().unwrap_or_default();
-    crate::shell::which(program, &path).map(|p| p.display().to_string())
+    gantry_backend::host::which(program, &path).map(|p| p.display().to_string())
 }
 
 /// Every installed `tool` the job can see, for `spec` (which picks the `pythonX.Y` names).

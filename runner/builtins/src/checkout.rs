@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
 use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool};
-use crate::actions::transport::GitCredentials;
-use crate::workspace::git::{self, GitDir, GitDirSpec, Tags};
+use gantry_git::repo::{self as git, GitDir, GitDirSpec, Tags};
+use gantry_git::transport::GitCredentials;
 
 pub struct Checkout;
 
@@ -161,11 +161,11 @@ fn checkout(req: &Request) -> Result<(GitDir, String), String> {
             if req.offline {
                 return Err(format!(
                     "--offline: cannot fetch {} for actions/checkout",
-                    crate::actions::transport::redact_url(url)
+                    gantry_git::transport::redact_url(url)
                 ));
             }
-            let dir = req.cache.join(crate::workspace::sanitize(
-                &crate::actions::transport::redact_url(url),
+            let dir = req.cache.join(gantry_beneath::sanitize(
+                &gantry_git::transport::redact_url(url),
             ));
             std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
             let repo = match git2::Repository::open_bare(&dir) {
@@ -176,12 +176,7 @@ fn checkout(req: &Request) -> Result<(GitDir, String), String> {
                 any_host: token.clone(),
                 github: None,
             };
-            crate::actions::resolve::fetch_into(
-                &repo,
-                url,
-                &creds,
-                req.git_ref.as_deref().unwrap_or(""),
-            )?;
+            gantry_git::fetch_into(&repo, url, &creds, req.git_ref.as_deref().unwrap_or(""))?;
             (repo, url.clone(), None, true)
         }
     };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
-use crate::backend::JobEnv;
+use gantry_backend::JobEnv;
 
 pub mod artifact;
 pub mod cache;
@@ -95,7 +95,7 @@ pub struct ActionEnv<'a> {
     pub job: Option<&'a dyn JobEnv>,
     /// What the job's steps share with this machine: a built-in runs here, so a job
     /// whose programs or files are not this machine's is reached through `job`.
-    pub sharing: crate::backend::Sharing,
+    pub sharing: gantry_backend::Sharing,
     pub github: GithubFacts,
     /// The environment the step's process would get (PATH, `SLACK_WEBHOOK_URL`, …).
     pub env: IndexMap<String, String>,
@@ -175,7 +175,7 @@ macro_rules! metadata {
         /// The embedded `action.yml` of a built-in.
         pub fn metadata_text(name: &str) -> Option<&'static str> {
             match name {
-                $($name => Some(include_str!(concat!("../../../../../actions/", $name, "/action.yml"))),)*
+                $($name => Some(include_str!(concat!("../../../actions/", $name, "/action.yml"))),)*
                 _ => None,
             }
         }
@@ -299,7 +299,7 @@ pub async fn run_builtin(
 ) -> Result<(IndexMap<String, String>, ActionResult), String> {
     let b = get(name).ok_or_else(|| format!("'{name}' is not a Gantry built-in"))?;
     let meta = metadata(name);
-    let inputs = super::inputs::resolve_inputs(meta.as_ref(), with, eval_default)?;
+    let inputs = gantry_workflow::action_inputs::resolve_inputs(meta.as_ref(), with, eval_default)?;
     let mut res = b.run(&inputs.values, env).await?;
     let mut warnings = inputs.warnings;
     warnings.append(&mut res.warnings);
