@@ -373,16 +373,153 @@ jobs:
       - run: echo "callee two"
 "#;
 
+fn sorted_names(jobs: &[octocrab::models::workflows::Job]) -> Vec<String> {
+    let mut v: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    v.sort();
+    v
+}
+
+/// Pushes `files` to `s`'s repository and checks that the run's jobs are `want` right
+/// after the push and again once it completed (no row added or left over), that every job
+/// ran and succeeded, that `callee`'s log shows the callee ran, and that the run page
+/// draws `callee`.
+async fn listed_from_the_start(
+    s: &Server,
+    bare: &BareRepo,
+    files: &[(&str, &str)],
+    want: &[&str],
+    callee: &str,
+) {
+    let sha = bare.commit("main", files, "first");
+    push(s, ZERO, &sha, "first").await;
+    let run = run_of(s, &sha).await;
+    assert_eq!(sorted_names(&jobs(s, run.id.0).await), want, "queued rows");
+    let run = completed(s, run.id.0).await;
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", s.output());
+    let done = jobs(s, run.id.0).await;
+    assert_eq!(sorted_names(&done), want, "no row was added or left over");
+    for j in &done {
+        assert_eq!(j.conclusion, Some(Conclusion::Success), "{}", j.name);
+        assert!(!j.steps.is_empty(), "{} ran", j.name);
+    }
+    let two = done.iter().find(|j| j.name == callee).unwrap();
+    assert!(job_log(s, two).await.contains("callee two"));
+    let page = run_page(s, run.id.0).await;
+    assert!(page.contains(callee), "{page}");
+}
+
 /// A call of a workflow of the same commit is listed as its callee's jobs from the moment
 /// the run is queued (as GitHub does), the engine's jobs take those rows, and no row is
 /// left for the caller itself; the run page draws the callee's jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_reusable_workflow_is_listed_as_its_jobs_from_the_start() {
     let bare = BareRepo::new();
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    let files = [
+        (".github/workflows/ci.yml", CALLER),
+        (".github/workflows/called.yml", CALLED),
+    ];
+    let want = ["after", "build", "call / one", "call / two"];
+    listed_from_the_start(&s, &bare, &files, &want, "call / two").await;
+}
+
+/// A static matrix over a local call is listed as every leg's callee jobs from the moment
+/// the run is queued (`call (lin) / one`), and the engine's jobs take exactly those rows:
+/// none added, none left queued or skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_over_a_call_is_listed_as_each_legs_jobs_from_the_start() {
+    let bare = BareRepo::new();
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    // CALLER with a matrix over `call`.
+    let caller = CALLER.replace(
+        "    uses: ./",
+        "    strategy:\n      matrix:\n        os: [lin, win]\n    uses: ./",
+    );
+    let files = [
+        (".github/workflows/ci.yml", caller.as_str()),
+        (".github/workflows/called.yml", CALLED),
+    ];
+    let want = [
+        "after",
+        "build",
+        "call (lin) / one",
+        "call (lin) / two",
+        "call (win) / one",
+        "call (win) / two",
+    ];
+    listed_from_the_start(&s, &bare, &files, &want, "call (win) / two").await;
+}
+
+/// A call of another repository pinned to a full sha that the engine's cache holds (a
+/// run fetched it before) is listed as its callee's jobs at once, read from that cache
+/// with no network; the run then resolves the same sha from the same cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_pinned_to_a_cached_sha_is_listed_as_its_jobs_from_the_start() {
+    let flows = BareRepo::new();
+    let callee_sha = flows.commit("main", &[(".github/workflows/c.yml", CALLED)], "reusable");
+    // Warm the cache the way a run does: the engine's resolver fetching from a source.
+    let cache_home = tempfile::tempdir().unwrap();
+    let resolver =
+        gantry_engine::actions::ActionResolver::new(gantry_engine::actions::ResolverConfig {
+            sources: vec![flows.url()],
+            cache_root: cache_home.path().join("gantry/actions"),
+            ..Default::default()
+        });
+    let uses = format!("acme/flows/.github/workflows/c.yml@{callee_sha}");
+    resolver.resolve(&uses, cache_home.path()).unwrap();
+
+    let bare = BareRepo::new();
+    let home = cache_home.path().to_str().unwrap();
+    let s = Server::start_with_env(
+        &config_yaml(&bare.url(), None),
+        &[],
+        &[("XDG_CACHE_HOME", home)],
+    );
+    let caller = format!(
+        "name: CI\non: push\njobs:\n  ext:\n    uses: {uses}\n  after:\n    needs: ext\n    runs-on: self-hosted\n    steps:\n      - run: echo after\n"
+    );
+    let files = [(".github/workflows/ci.yml", caller.as_str())];
+    let want = ["after", "ext / one", "ext / two"];
+    listed_from_the_start(&s, &bare, &files, &want, "ext / two").await;
+}
+
+const CALLS_DECIDED_AT_RUN_TIME: &str = r#"name: CI
+on: push
+jobs:
+  build:
+    runs-on: self-hosted
+    outputs:
+      legs: ${{ steps.m.outputs.legs }}
+    steps:
+      - run: for i in $(seq 600); do [ -e "GO_FILE" ] && break; sleep 0.1; done
+      - id: m
+        run: echo 'legs=["x","y"]' >> "$GITHUB_OUTPUT"
+  dyn:
+    needs: build
+    strategy:
+      matrix:
+        n: ${{ fromJSON(needs.build.outputs.legs) }}
+    uses: ./.github/workflows/called.yml
+  off:
+    needs: build
+    if: false
+    uses: ./.github/workflows/called.yml
+"#;
+
+/// Calls that run otherwise than their queued rows say leave no stale row: a matrix from
+/// `needs` is one row `dyn` until its legs start, then the legs' jobs (the first takes that
+/// row); a call skipped by its `if:` is one skipped row `off`, not its callee's jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_decided_at_run_time_leave_no_stale_rows() {
+    // `build` waits for this file: the queued rows are read before any call starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let go = tmp.path().join("go");
+    let workflow = CALLS_DECIDED_AT_RUN_TIME.replace("GO_FILE", go.to_str().unwrap());
+    let bare = BareRepo::new();
     let sha = bare.commit(
         "main",
         &[
-            (".github/workflows/ci.yml", CALLER),
+            (".github/workflows/ci.yml", &workflow),
             (".github/workflows/called.yml", CALLED),
         ],
         "first",
@@ -390,23 +527,35 @@ async fn a_local_reusable_workflow_is_listed_as_its_jobs_from_the_start() {
     let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
     push(&s, ZERO, &sha, "first").await;
     let run = run_of(&s, &sha).await;
-    let names = |jobs: &[octocrab::models::workflows::Job]| {
-        let mut v: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-        v.sort();
-        v
-    };
-    let want = ["after", "build", "call / one", "call / two"];
-    assert_eq!(names(&jobs(&s, run.id.0).await), want, "queued rows");
+    assert_eq!(
+        sorted_names(&jobs(&s, run.id.0).await),
+        ["build", "dyn", "off / one", "off / two"],
+        "queued rows"
+    );
+    std::fs::write(&go, "").unwrap();
     let run = completed(&s, run.id.0).await;
     assert_eq!(run.conclusion.as_deref(), Some("success"), "{}", s.output());
     let done = jobs(&s, run.id.0).await;
-    assert_eq!(names(&done), want, "no row was added or left over");
+    assert_eq!(
+        sorted_names(&done),
+        [
+            "build",
+            "dyn (x) / one",
+            "dyn (x) / two",
+            "dyn (y) / one",
+            "dyn (y) / two",
+            "off",
+        ],
+        "{done:#?}"
+    );
     for j in &done {
-        assert_eq!(j.conclusion, Some(Conclusion::Success), "{}", j.name);
+        let want = if j.name == "off" {
+            Conclusion::Skipped
+        } else {
+            Conclusion::Success
+        };
+        assert_eq!(j.conclusion, Some(want), "{}", j.name);
     }
-    let two = done.iter().find(|j| j.name == "call / two").unwrap();
-    assert!(job_log(&s, two).await.contains("callee two"));
-
     let page = run_page(&s, run.id.0).await;
-    assert!(page.contains("call / one"), "{page}");
+    assert!(!page.contains("off / one"), "{page}");
 }

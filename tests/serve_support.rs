@@ -99,6 +99,12 @@ impl Server {
 
     /// A server with `extra` arguments after `serve --config FILE`.
     pub fn start_with(config: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(config, extra, &[])
+    }
+
+    /// [`Server::start_with`] with more environment variables (`XDG_CACHE_HOME`: the
+    /// engine's action and workflow cache).
+    pub fn start_with_env(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("gantry-server.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -111,7 +117,7 @@ impl Server {
             .env("GANTRY_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in env_vars() {
+        for (k, v) in env_vars().into_iter().chain(env.iter().copied()) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start gantry serve");

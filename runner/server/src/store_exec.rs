@@ -65,6 +65,29 @@ impl Store {
         Ok(id)
     }
 
+    /// Gives the queued row `keep` to an engine job (`job`'s key, name and needs) and deletes
+    /// the queued rows `drop`, in one transaction: a page never shows both the planned rows
+    /// and the job that replaces them.
+    pub async fn replace_planned(&self, keep: i64, job: &NewJob, drop: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET job_key = $1, name = $2, needs = $3 WHERE id = $4")
+            .bind(&job.key)
+            .bind(&job.name)
+            .bind(serde_json::to_string(&job.needs).unwrap_or_default())
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        for id in drop {
+            // Only a row nothing ran in: it has no steps, log or review.
+            sqlx::query("DELETE FROM jobs WHERE id = $1 AND status = 'queued'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Marks a job started, unless the deployment gate already holds it `waiting`: the
     /// engine reports the start before it asks the gate, but the recorder may write that
     /// report after the gate's `waiting`; the gate itself sets `in_progress` on approval.
@@ -260,7 +283,8 @@ impl Recorder {
 
     /// The row for an engine job (`job_id` is the workflow's job id, `name` the leg's
     /// display name): the queued row of that job and name, else the first free row of that
-    /// job, else a new row.
+    /// job, else a row planned for a call that ran otherwise ([`Recorder::stand_ins`]),
+    /// else a new row.
     async fn row_for(&mut self, job_id: &str, name: &str, needs: &[String]) -> Result<i64> {
         let taken: Vec<i64> = self.jobs.values().map(|j| j.id).collect();
         let free = |r: &&JobRecord| r.key == job_id && !taken.contains(&r.id);
@@ -281,10 +305,63 @@ impl Recorder {
             labels: Vec::new(),
             environment: None,
         };
+        if let [keep, drop @ ..] = self.stand_ins(job_id, name, &taken).as_slice() {
+            self.app.store.replace_planned(*keep, &job, drop).await?;
+            // `rows` keeps the kept row as planned: its caller name still tells which leg
+            // took it.
+            self.rows.retain(|r| !drop.contains(&r.id));
+            self.run_changed();
+            return Ok(*keep);
+        }
         self.app
             .store
             .add_job(self.run_id, self.attempt, &job)
             .await
+    }
+
+    /// Free rows the engine job `job_id` (`name`) replaces, the one it takes first:
+    /// - the row of the call it belongs to, when the server kept one row for a call it
+    ///   could not expand (job `call/one` (`call (1) / one`) takes row `call (1)`; a matrix
+    ///   known only at run time has one row `call` for all legs);
+    /// - the rows planned for the callee of a caller that ends as a whole (skipped by its
+    ///   `if:`, or the call failed): job `call` (`call`) takes `call / one` and the leg's
+    ///   other planned rows go, as none of them will run.
+    fn stand_ins(&self, job_id: &str, name: &str, taken: &[i64]) -> Vec<i64> {
+        let free = |r: &&JobRecord| !taken.contains(&r.id);
+        let callers: Vec<&JobRecord> = self
+            .rows
+            .iter()
+            .filter(|r| job_id.starts_with(&format!("{}/", r.key)))
+            .collect();
+        if !callers.is_empty() {
+            let leg = |r: &&&JobRecord| name.starts_with(&format!("{} / ", r.name));
+            // A leg's row, once another job of that leg took it, is not for this job.
+            let pick = if callers.iter().any(|r| leg(&r)) {
+                callers.iter().filter(leg).find(|r| free(r))
+            } else {
+                callers.iter().find(|r| free(r))
+            };
+            return pick.map(|r| vec![r.id]).unwrap_or_default();
+        }
+        let inside = format!("{job_id}/");
+        let planned: Vec<&JobRecord> = self
+            .rows
+            .iter()
+            .filter(free)
+            .filter(|r| r.key.starts_with(&inside))
+            .collect();
+        let leg = format!("{name} / ");
+        let of_leg: Vec<i64> = planned
+            .iter()
+            .filter(|r| r.name.starts_with(&leg))
+            .map(|r| r.id)
+            .collect();
+        if of_leg.is_empty() {
+            // The whole matrix ended (its `if:` is false): every leg's rows.
+            planned.iter().map(|r| r.id).collect()
+        } else {
+            of_leg
+        }
     }
 
     async fn apply(&mut self, ev: &RunEvent) -> Result<()> {

@@ -294,6 +294,8 @@ pub async fn queue(
     .map_err(|e| TriggerError::Invalid(format!("mirror task: {e}")))?;
     drop(guard);
     let (info, files, changed, git_ref) = read?;
+    // Shared with the planning tasks below.
+    let files = Arc::new(files);
     if inc.git_ref == DEFAULT_BRANCH {
         inc.head_branch = git_ref.trim_start_matches("refs/heads/").to_string();
         inc.payload["branch"] = J::String(inc.head_branch.clone());
@@ -314,7 +316,7 @@ pub async fn queue(
     let mut run_ids = Vec::new();
     let mut reasons = Vec::new();
     let mut found_only = false;
-    for f in &files {
+    for f in files.iter() {
         if let Some(only) = &inc.only_workflow {
             let base = f.path.rsplit('/').next().unwrap_or_default();
             if base != only {
@@ -345,13 +347,27 @@ pub async fn queue(
                 continue;
             }
         };
-        // File order, legs in leg order (as GitHub lists a run's jobs).
-        let jobs = crate::planned::rows(&wf, &plan, &files);
         let name = wf
             .name
             .as_ref()
             .map(|n| n.value.clone())
             .unwrap_or_else(|| f.path.clone());
+        // File order, legs in leg order (as GitHub lists a run's jobs). Off the webhook's
+        // worker: expanding calls parses their callees and may read the resolver cache.
+        let jobs = {
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || {
+                // The cache the launcher's runs resolve through (the session's default).
+                let cache = gantry_engine::actions::ResolverConfig::default().cache_root;
+                let callees = crate::planned::Callees {
+                    files: &files,
+                    cache_root: Some(&cache),
+                };
+                crate::planned::rows(&wf, &plan, &callees)
+            })
+            .await
+            .map_err(|e| TriggerError::Invalid(format!("planning task: {e}")))?
+        };
         let run = NewRun {
             repo: repo.name.clone(),
             workflow_path: f.path.clone(),
