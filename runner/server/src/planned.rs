@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use gantry_engine::actions::{UsesRef, parse_uses};
+use gantry_engine::actions::{UsesRef, cached_commit_dir, parse_uses};
 use gantry_plan::{NodeKind, Plan, PlanOptions};
 use gantry_workflow::Workflow;
 
@@ -214,12 +214,8 @@ fn callee(
             };
             (rel, text, tree.clone())
         }
-        UsesRef::RemoteWorkflow(r) if is_full_sha(&r.git_ref) => {
-            let root = callees
-                .cache_root?
-                .join(r.owner.to_ascii_lowercase())
-                .join(r.repo.to_ascii_lowercase())
-                .join(r.git_ref.to_ascii_lowercase());
+        UsesRef::RemoteWorkflow(r) => {
+            let root = cached_commit_dir(callees.cache_root?, &r)?;
             let text = read_cached(&root, &r.path)?;
             (r.path.clone(), text, Tree::Cached(root))
         }
@@ -232,11 +228,6 @@ fn callee(
     let callee = loaded.value?;
     let plan = gantry_plan::plan(&callee, &PlanOptions::default()).ok()?;
     Some((callee, plan, tree))
-}
-
-/// A 40-digit commit sha: the one ref the engine answers from its cache without fetching.
-fn is_full_sha(r: &str) -> bool {
-    r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The text of `rel` in the cached checkout at `root`: a regular file reached through real

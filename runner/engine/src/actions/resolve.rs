@@ -283,10 +283,7 @@ impl ActionResolver {
     }
 
     fn repo_dir(&self, r: &RemoteRef) -> PathBuf {
-        self.cfg
-            .cache_root
-            .join(r.owner.to_ascii_lowercase())
-            .join(r.repo.to_ascii_lowercase())
+        cached_repo_dir(&self.cfg.cache_root, r)
     }
 
     fn load_index(&self, key: &str, dir: &Path) -> IndexMap<String, String> {
@@ -474,6 +471,24 @@ impl ActionResolver {
 }
 
 pub(crate) use gantry_git::fetch_into;
+
+/// Where the cache under `cache_root` keeps `r`'s repository: every fetched commit in a
+/// directory named by its sha, `refs.json` mapping refs to them.
+pub fn cached_repo_dir(cache_root: &Path, r: &RemoteRef) -> PathBuf {
+    cache_root
+        .join(r.owner.to_ascii_lowercase())
+        .join(r.repo.to_ascii_lowercase())
+}
+
+/// The cached checkout of `r` when its ref is a full sha the cache holds: the one kind of
+/// ref the resolver answers without the network (a tag or branch is fetched again).
+pub fn cached_commit_dir(cache_root: &Path, r: &RemoteRef) -> Option<PathBuf> {
+    if !is_full_sha(&r.git_ref) {
+        return None;
+    }
+    let dir = cached_repo_dir(cache_root, r).join(r.git_ref.to_ascii_lowercase());
+    dir.is_dir().then_some(dir)
+}
 
 /// An exclusive lock on `<dir>/.lock`, released on drop.
 fn lock_repo(dir: &Path) -> Result<File, String> {
