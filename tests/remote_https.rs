@@ -362,3 +362,30 @@ jobs:
         "the error says what failed:\n{t}"
     );
 }
+
+/// The kinds `gantry-git` reports, asked of the library itself (what the resolver and
+/// `actions/checkout` get): a missing repository, a private one without a token, and one
+/// with the token.
+#[test]
+fn fetch_failures_have_their_kind() {
+    use gantry_git::transport::{FetchFailure, GitCredentials};
+    let s = server();
+    // SAFETY: set once, before this process's first TLS connection (the CLI tests run
+    // `gantry` in child processes and do not share it).
+    unsafe { git2::opts::set_ssl_cert_file(&s.ca_file).unwrap() };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(dir.path().join("m.git")).unwrap();
+    let url = |p: &str| format!("https://127.0.0.1:{}/{p}", s.port);
+    let none = GitCredentials::default();
+    let e = gantry_git::fetch_into(&repo, &url("acme/nothing-here.git"), &none, "v1").unwrap_err();
+    assert_eq!(e.kind, FetchFailure::NotFound, "{e}");
+    let e = gantry_git::fetch_into(&repo, &url("private/tool.git"), &none, "v1").unwrap_err();
+    assert_eq!(e.kind, FetchFailure::Authentication, "{e}");
+    assert!(e.to_string().contains("no credentials were offered"), "{e}");
+    let token = GitCredentials {
+        any_host: Some(s.token.clone()),
+        github: None,
+    };
+    gantry_git::fetch_into(&repo, &url("private/tool.git"), &token, "v1").unwrap();
+    assert!(repo.find_reference("refs/tags/v1").is_ok());
+}

@@ -176,7 +176,8 @@ fn checkout(req: &Request) -> Result<(GitDir, String), String> {
                 any_host: token.clone(),
                 github: None,
             };
-            gantry_git::fetch_into(&repo, url, &creds, req.git_ref.as_deref().unwrap_or(""))?;
+            gantry_git::fetch_into(&repo, url, &creds, req.git_ref.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?;
             (repo, url.clone(), None, true)
         }
     };
@@ -201,7 +202,8 @@ fn checkout(req: &Request) -> Result<(GitDir, String), String> {
         push_url,
         snapshot: req.keep_tree,
     };
-    let dir = GitDir::build(&source, &spec)?;
+    let dir = GitDir::build(&source, &spec)
+        .map_err(|e| format!("cannot build the git directory: {e}"))?;
     dir.write(&req.target).map_err(|err| err.to_string())?;
     if !req.keep_tree {
         check_out_tree(&req.target, commit, req.clean)?;

@@ -6,7 +6,7 @@
 pub mod repo;
 pub mod transport;
 
-use transport::{Attempt, GitCredentials};
+use transport::{Attempt, FetchError, GitCredentials};
 
 /// Fetches every branch and tag of `url` into `repo` (and `git_ref` itself when it is a
 /// commit no branch or tag reaches), over any transport git2 knows (file, HTTPS).
@@ -15,9 +15,9 @@ pub fn fetch_into(
     url: &str,
     creds: &GitCredentials,
     git_ref: &str,
-) -> Result<(), String> {
+) -> Result<(), FetchError> {
     let attempt = Attempt::default();
-    let fail = |e: git2::Error| transport::describe_error(url, &e, &attempt);
+    let fail = |e: git2::Error| FetchError::new(url, &e, &attempt);
     let mut remote = repo.remote_anonymous(url).map_err(fail)?;
     let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
     let mut opts = transport::fetch_options(url, creds, &attempt);

@@ -16,6 +16,16 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Why a job's git directory could not be built: reading the source repository's objects
+/// or writing the pack and index.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{}", .0.message())]
+    Git(#[from] git2::Error),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
 /// Config key marking a git directory Gantry wrote from the run's snapshot.
 pub const MARK_KEY: &str = "gantry.workspace";
 
@@ -117,8 +127,7 @@ impl GitDir {
     }
 
     /// Builds the directory from `source`'s objects (read only).
-    pub fn build(source: &git2::Repository, spec: &GitDirSpec) -> Result<GitDir, String> {
-        let e = |e: git2::Error| e.message().to_string();
+    pub fn build(source: &git2::Repository, spec: &GitDirSpec) -> Result<GitDir, RepoError> {
         // Breadth first from the commit: a commit at distance `depth - 1` with parents is
         // a shallow boundary, as in `git fetch --depth`.
         let mut included: Vec<git2::Oid> = Vec::new();
@@ -128,7 +137,7 @@ impl GitDir {
         queue.push_back((spec.commit, 0));
         seen.insert(spec.commit);
         while let Some((oid, d)) = queue.pop_front() {
-            let commit = source.find_commit(oid).map_err(e)?;
+            let commit = source.find_commit(oid)?;
             included.push(oid);
             if spec.depth > 0 && d + 1 >= spec.depth {
                 if commit.parent_count() > 0 {
@@ -142,14 +151,14 @@ impl GitDir {
                 }
             }
         }
-        let mut pb = source.packbuilder().map_err(e)?;
+        let mut pb = source.packbuilder()?;
         for c in &included {
-            pb.insert_commit(*c).map_err(e)?;
+            pb.insert_commit(*c)?;
         }
         // refs: name → (target, peeled commit when the target is an annotated tag)
         let mut refs: Vec<(String, git2::Oid, Option<git2::Oid>)> = Vec::new();
         let in_history: HashSet<git2::Oid> = included.iter().copied().collect();
-        let mut add_tag = |name: &str, pb: &mut git2::PackBuilder<'_>| -> Result<(), String> {
+        let mut add_tag = |name: &str, pb: &mut git2::PackBuilder<'_>| -> Result<(), RepoError> {
             let Ok(r) = source.find_reference(name) else {
                 return Ok(());
             };
@@ -164,7 +173,7 @@ impl GitDir {
             }
             let peeled = (target != commit.id()).then_some(commit.id());
             if peeled.is_some() {
-                pb.insert_object(target, None).map_err(e)?;
+                pb.insert_object(target, None)?;
             }
             refs.push((name.to_string(), target, peeled));
             Ok(())
@@ -174,8 +183,7 @@ impl GitDir {
             Tags::One(name) => add_tag(&format!("refs/tags/{name}"), &mut pb)?,
             Tags::Reachable => {
                 let names: Vec<String> = source
-                    .references_glob("refs/tags/*")
-                    .map_err(e)?
+                    .references_glob("refs/tags/*")?
                     .flatten()
                     .filter_map(|r| r.name().ok().map(str::to_string))
                     .collect();
@@ -191,14 +199,14 @@ impl GitDir {
         refs.sort_by(|a, b| a.0.cmp(&b.0));
         refs.dedup_by(|a, b| a.0 == b.0);
 
-        let tmp = tempfile::tempdir().map_err(|err| err.to_string())?;
-        pb.write(tmp.path(), 0o644).map_err(e)?;
+        let tmp = tempfile::tempdir()?;
+        pb.write(tmp.path(), 0o644)?;
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-        for entry in std::fs::read_dir(tmp.path()).map_err(|err| err.to_string())? {
-            let entry = entry.map_err(|err| err.to_string())?;
+        for entry in std::fs::read_dir(tmp.path())? {
+            let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".pack") || name.ends_with(".idx") {
-                let bytes = std::fs::read(entry.path()).map_err(|err| err.to_string())?;
+                let bytes = std::fs::read(entry.path())?;
                 files.push((Path::new("objects/pack").join(name), bytes));
             }
         }
@@ -206,18 +214,12 @@ impl GitDir {
         // `git status` shows the snapshot's uncommitted edits as changes.
         let index_path = tmp.path().join("index");
         {
-            let tree = source
-                .find_commit(spec.commit)
-                .and_then(|c| c.tree())
-                .map_err(e)?;
-            let mut index = git2::Index::open(&index_path).map_err(e)?;
-            index.read_tree(&tree).map_err(e)?;
-            index.write().map_err(e)?;
+            let tree = source.find_commit(spec.commit).and_then(|c| c.tree())?;
+            let mut index = git2::Index::open(&index_path)?;
+            index.read_tree(&tree)?;
+            index.write()?;
         }
-        files.push((
-            "index".into(),
-            std::fs::read(&index_path).map_err(|err| err.to_string())?,
-        ));
+        files.push(("index".into(), std::fs::read(&index_path)?));
         let head = match &spec.branch {
             Some(b) => format!("ref: refs/heads/{b}\n"),
             None => format!("{}\n", spec.commit),
@@ -290,7 +292,7 @@ pub fn origin_of(repo: &git2::Repository, root: &Path) -> (String, Option<String
 
 /// The git directory of the run's snapshot: the repository at `root`'s `HEAD`, depth 1,
 /// on `HEAD`'s branch. `None` when `root` is not the work tree of a repository.
-pub fn for_snapshot(root: &Path) -> Option<Result<GitDir, String>> {
+pub fn for_snapshot(root: &Path) -> Option<Result<GitDir, RepoError>> {
     let repo = git2::Repository::open(root).ok()?;
     if repo.workdir()?.canonicalize().ok()? != root {
         return None;

@@ -164,42 +164,78 @@ pub fn fetch_options<'a>(
     opts
 }
 
-/// A fetch failure as a sentence that names the URL (without credentials) and says what to
-/// do about certificate, authentication and not-found failures.
-pub fn describe_error(url: &str, e: &git2::Error, attempt: &Attempt) -> String {
-    let shown = redact_url(url);
-    let msg = e.message();
-    let lower = msg.to_ascii_lowercase();
-    if e.code() == git2::ErrorCode::Certificate
-        || e.class() == git2::ErrorClass::Ssl
-        || lower.contains("certificate")
-    {
-        return format!(
-            "{shown}: TLS certificate not trusted ({msg}); point SSL_CERT_FILE (or git's \
-             http.sslCAInfo) at the CA bundle that signs the server's certificate"
-        );
-    }
-    let auth = e.code() == git2::ErrorCode::Auth
-        || attempt.asked.get()
-        || lower.contains("401")
-        || lower.contains("authentication");
-    if auth {
-        let how = match attempt.offered.get() {
-            Some(what) => format!("{what} was offered and refused"),
-            None => "no credentials were offered".to_string(),
+/// What went wrong with a fetch, for callers that treat them differently (the resolver
+/// tells a refused token from a missing repository; tests assert the kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The server's TLS certificate is not trusted.
+    Certificate,
+    /// The server wants credentials, and none or refused ones were offered.
+    Authentication,
+    /// No such repository (HTTP 404).
+    NotFound,
+    /// This build of git2 cannot speak TLS.
+    NoTls,
+    Other,
+}
+
+/// A failed fetch: its kind and a sentence that names the URL (without credentials) and
+/// says what to do about certificate, authentication and not-found failures.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    pub kind: FetchFailure,
+    message: String,
+}
+
+impl FetchError {
+    pub fn new(url: &str, e: &git2::Error, attempt: &Attempt) -> Self {
+        let shown = redact_url(url);
+        let msg = e.message();
+        let lower = msg.to_ascii_lowercase();
+        let (kind, message) = if e.code() == git2::ErrorCode::Certificate
+            || e.class() == git2::ErrorClass::Ssl
+            || lower.contains("certificate")
+        {
+            (
+                FetchFailure::Certificate,
+                format!(
+                    "{shown}: TLS certificate not trusted ({msg}); point SSL_CERT_FILE (or \
+                     git's http.sslCAInfo) at the CA bundle that signs the server's certificate"
+                ),
+            )
+        } else if e.code() == git2::ErrorCode::Auth
+            || attempt.asked.get()
+            || lower.contains("401")
+            || lower.contains("authentication")
+        {
+            let how = match attempt.offered.get() {
+                Some(what) => format!("{what} was offered and refused"),
+                None => "no credentials were offered".to_string(),
+            };
+            (
+                FetchFailure::Authentication,
+                format!(
+                    "{shown}: authentication required ({how}); set GANTRY_GIT_TOKEN (any host) \
+                     or GITHUB_TOKEN / --secret GITHUB_TOKEN (github.com), or configure a git \
+                     credential helper"
+                ),
+            )
+        } else if lower.contains("404") || lower.contains("not found") {
+            (
+                FetchFailure::NotFound,
+                format!("{shown}: repository not found (HTTP 404)"),
+            )
+        } else if lower.contains("there is no tls stream available") {
+            (
+                FetchFailure::NoTls,
+                format!("{shown}: this build of Gantry has no TLS support for git ({msg})"),
+            )
+        } else {
+            (FetchFailure::Other, format!("{shown}: {msg}"))
         };
-        return format!(
-            "{shown}: authentication required ({how}); set GANTRY_GIT_TOKEN (any host) or \
-             GITHUB_TOKEN / --secret GITHUB_TOKEN (github.com), or configure a git credential helper"
-        );
+        FetchError { kind, message }
     }
-    if lower.contains("404") || lower.contains("not found") {
-        return format!("{shown}: repository not found (HTTP 404)");
-    }
-    if lower.contains("there is no tls stream available") {
-        return format!("{shown}: this build of Gantry has no TLS support for git ({msg})");
-    }
-    format!("{shown}: {msg}")
 }
 
 #[cfg(test)]

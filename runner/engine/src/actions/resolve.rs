@@ -412,7 +412,7 @@ impl ActionResolver {
                 git2::Repository::init_bare(&mirror).map_err(|e| local(e.message().to_string()))?
             }
         };
-        fetch_into(&repo, url, &self.cfg.credentials, git_ref)?;
+        fetch_into(&repo, url, &self.cfg.credentials, git_ref).map_err(|e| e.to_string())?;
         let sha = find_commit(&repo, git_ref).map_err(local)?;
         self.materialize(&repo, dir, &sha).map_err(local)?;
         Ok(sha)
