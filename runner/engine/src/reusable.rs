@@ -169,17 +169,10 @@ pub(crate) async fn run_call(
     let callee_wf = callee.workflow;
 
     // Inputs: `with:` evaluated with the leg's context; typed and defaulted by the callee.
-    let mut with = IndexMap::new();
-    for (k, v) in &job.with {
-        let value = match &v.value {
-            Node::String(s) if s.contains("${{") => match leg.ctx.eval_template(s) {
-                Ok(x) => x,
-                Err(e) => return fail(at(v, &format!("with.{k}: {e}"))),
-            },
-            other => Value::from_json(&other.to_json()),
-        };
-        with.insert(k.clone(), value);
-    }
+    let with = match evaluate_with(job, &leg.ctx) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
     let mut default_ctx = Ctx::new();
     for name in ["github", "inputs", "vars"] {
         if let Some(v) = leg.ctx.get(name) {
@@ -194,19 +187,10 @@ pub(crate) async fn run_call(
     };
 
     // Secrets: named ones evaluated with the caller's secrets; `inherit` passes them all.
-    let mut evaluated = IndexMap::new();
-    if let Some(CallSecrets::Map(m)) = &job.secrets {
-        let mut c = leg.ctx.clone();
-        c.set("secrets", secrets_value(&scope.secrets));
-        for (k, v) in m {
-            match c.eval_string(&v.value) {
-                Ok(x) => {
-                    evaluated.insert(k.clone(), x);
-                }
-                Err(e) => return fail(at(v, &format!("secrets.{k}: {e}"))),
-            }
-        }
-    }
+    let evaluated = match evaluate_secrets(job, &leg.ctx, &scope.secrets) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
     let secrets = match workflow_call::call_secrets(
         &callee_wf,
         job.secrets.as_ref(),
@@ -248,25 +232,6 @@ pub(crate) async fn run_call(
     let mut records = graph.records;
 
     // Outputs: `on.workflow_call.outputs.*.value` with github, inputs, vars and jobs.
-    let mut jobs = Object::new();
-    for (id, (st, outs)) in &graph.jobs {
-        let mut e = Object::new();
-        e.insert("result", Value::string(st.as_str()));
-        let mut o = Object::new();
-        for (k, v) in outs {
-            o.insert(k.clone(), Value::string(v));
-        }
-        e.insert("outputs", Value::object(o));
-        jobs.insert(id.clone(), Value::object(e));
-    }
-    let mut octx = Ctx::new();
-    for name in ["github", "vars"] {
-        if let Some(v) = leg.ctx.get(name) {
-            octx.set(name, v.clone());
-        }
-    }
-    octx.set("inputs", inputs);
-    octx.set("jobs", Value::object(jobs));
     let masker = crate::shared_masker::Masker::with_secrets(
         shared
             .cfg
@@ -274,22 +239,9 @@ pub(crate) async fn run_call(
             .values()
             .chain(callee_scope.secrets.values()),
     );
-    let mut outputs = IndexMap::new();
-    let mut problems = Vec::new();
-    for (name, template) in &outputs_def {
-        match octx.eval_string(template) {
-            Ok(v) if v.is_empty() => {}
-            Ok(v) if masker.would_mask(&v) => {
-                problems.push(format!("Skip output '{name}' since it may contain secret."));
-            }
-            Ok(v) => {
-                outputs.insert(name.clone(), v);
-            }
-            Err(e) => {
-                problems.push(format!("Error: on.workflow_call.outputs.{name}: {e}"));
-                result = Status::Failure;
-            }
-        }
+    let (outputs, problems) = callee_outputs(&leg.ctx, inputs, &graph.jobs, &outputs_def, &masker);
+    if problems.iter().any(|p| p.starts_with("Error: ")) {
+        result = Status::Failure;
     }
     if !problems.is_empty() {
         // Reported on the caller, which has no job of its own: one record carries them.
@@ -321,4 +273,87 @@ pub(crate) async fn run_call(
             duration: started.elapsed(),
         },
     )
+}
+
+/// `jobs.<id>.with`, each value evaluated with the leg's context (a value without an
+/// expression keeps its YAML type).
+fn evaluate_with(job: &gantry_workflow::Job, ctx: &Ctx) -> Result<IndexMap<String, Value>, String> {
+    let mut with = IndexMap::new();
+    for (k, v) in &job.with {
+        let value = match &v.value {
+            Node::String(s) if s.contains("${{") => ctx
+                .eval_template(s)
+                .map_err(|e| at(v, &format!("with.{k}: {e}")))?,
+            other => Value::from_json(&other.to_json()),
+        };
+        with.insert(k.clone(), value);
+    }
+    Ok(with)
+}
+
+/// `jobs.<id>.secrets` when it names them: each evaluated with the caller's secrets.
+fn evaluate_secrets(
+    job: &gantry_workflow::Job,
+    ctx: &Ctx,
+    caller_secrets: &IndexMap<String, String>,
+) -> Result<IndexMap<String, String>, String> {
+    let mut evaluated = IndexMap::new();
+    if let Some(CallSecrets::Map(m)) = &job.secrets {
+        let mut c = ctx.clone();
+        c.set("secrets", secrets_value(caller_secrets));
+        for (k, v) in m {
+            let x = c
+                .eval_string(&v.value)
+                .map_err(|e| at(v, &format!("secrets.{k}: {e}")))?;
+            evaluated.insert(k.clone(), x);
+        }
+    }
+    Ok(evaluated)
+}
+
+/// The call's outputs (`on.workflow_call.outputs.*.value`, with the caller's `github` and
+/// `vars`, the call's `inputs` and the callee's `jobs`) and the lines to report: a value
+/// that would be masked is left out, an evaluation error (a line starting `Error: `)
+/// fails the call.
+fn callee_outputs(
+    caller_ctx: &Ctx,
+    inputs: Value,
+    callee_jobs: &IndexMap<String, (Status, IndexMap<String, String>)>,
+    outputs_def: &IndexMap<String, String>,
+    masker: &crate::shared_masker::Masker,
+) -> (IndexMap<String, String>, Vec<String>) {
+    let mut jobs = Object::new();
+    for (id, (st, outs)) in callee_jobs {
+        let mut e = Object::new();
+        e.insert("result", Value::string(st.as_str()));
+        let mut o = Object::new();
+        for (k, v) in outs {
+            o.insert(k.clone(), Value::string(v));
+        }
+        e.insert("outputs", Value::object(o));
+        jobs.insert(id.clone(), Value::object(e));
+    }
+    let mut octx = Ctx::new();
+    for name in ["github", "vars"] {
+        if let Some(v) = caller_ctx.get(name) {
+            octx.set(name, v.clone());
+        }
+    }
+    octx.set("inputs", inputs);
+    octx.set("jobs", Value::object(jobs));
+    let mut outputs = IndexMap::new();
+    let mut problems = Vec::new();
+    for (name, template) in outputs_def {
+        match octx.eval_string(template) {
+            Ok(v) if v.is_empty() => {}
+            Ok(v) if masker.would_mask(&v) => {
+                problems.push(format!("Skip output '{name}' since it may contain secret."));
+            }
+            Ok(v) => {
+                outputs.insert(name.clone(), v);
+            }
+            Err(e) => problems.push(format!("Error: on.workflow_call.outputs.{name}: {e}")),
+        }
+    }
+    (outputs, problems)
 }

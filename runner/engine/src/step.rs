@@ -9,7 +9,6 @@ use std::time::Instant;
 use gantry_expr::{Object, Value};
 use gantry_workflow::{Job, Step, Workflow};
 use indexmap::IndexMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod action_exec;
@@ -18,19 +17,20 @@ mod builtin;
 mod docker_step;
 mod node_step;
 mod parallel;
+mod script;
 mod stages;
 mod uses;
 
-use crate::backend::{ExecSpec, ExitStatus, JobEnv, KillPolicy, Output};
+use crate::backend::{JobEnv, KillPolicy};
 use crate::commands::{Command, CommandProcessor, LineAction};
-use crate::envfile::{self, FileCommandFiles};
+use crate::envfile;
 use crate::events::{EventBus, RunEvent, Status, Stream, Text, millis};
 use crate::expr_scope::{Ctx, StatusMode};
 use crate::github_contexts as context;
-use crate::job::{at, eval_bool, eval_number, eval_string_map, job_value, join_view, runner_log};
+use crate::job::{at, eval_bool, eval_string_map, job_value, runner_log};
 use crate::run::RunShared;
 use crate::shared_masker::Masker;
-use crate::shell::{self, Shell};
+use crate::shell;
 
 /// PATH inside containers when the job prepends entries (the image's own PATH is not known
 /// to the engine).
@@ -348,6 +348,39 @@ impl StepRunner<'_> {
         path
     }
 
+    /// A step process's environment (GHA-SEMANTICS §5.2): the job environment's base, the
+    /// `env` context, the enclosing composite steps' env, the step's own, the runner's
+    /// defaults (`CI` kept when the workflow set it), `GITHUB_ACTION` and the file-command
+    /// paths. The caller adds what its kind of step has (action path, inputs, state).
+    fn process_env(
+        &self,
+        state: &JobState,
+        step_env: &IndexMap<String, String>,
+        action_name: &str,
+        file_vars: &[(&'static str, String)],
+    ) -> IndexMap<String, String> {
+        let mut penv = self.base_env.clone();
+        for (k, v) in state
+            .env_ctx
+            .iter()
+            .chain(state.scope_env.iter())
+            .chain(step_env.iter())
+        {
+            penv.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.default_env {
+            if k == "CI" && penv.contains_key("CI") {
+                continue;
+            }
+            penv.insert(k.clone(), v.clone());
+        }
+        penv.insert("GITHUB_ACTION".into(), action_name.to_string());
+        for (var, p) in file_vars {
+            penv.insert(var.to_string(), p.clone());
+        }
+        penv
+    }
+
     fn which(&self, program: &str, path: &str) -> Option<std::path::PathBuf> {
         self.shared.programs.which(program, path)
     }
@@ -565,209 +598,5 @@ impl StepRunner<'_> {
             "Run".to_string()
         };
         masker.mask(&raw).into_owned()
-    }
-
-    async fn run_script(
-        &self,
-        i: usize,
-        step: &Step,
-        run: &gantry_workflow::Spanned<String>,
-        step_env: &IndexMap<String, String>,
-        ctx: &mut Ctx,
-        state: &mut JobState,
-    ) -> (Status, IndexMap<String, String>) {
-        let fail = |this: &Self, state: &JobState, msg: String| {
-            this.log(i, &state.masker, &format!("Error: {msg}"));
-            (Status::Failure, IndexMap::new())
-        };
-        // Fresh file-command files.
-        let files = match self.leftovers.take_files().map_or_else(
-            || FileCommandFiles::create(self.leftovers.pool(), &self.temp_host),
-            Ok,
-        ) {
-            Ok(f) => f,
-            Err(e) => {
-                return fail(
-                    self,
-                    state,
-                    format!("cannot create the file-command files: {e}"),
-                );
-            }
-        };
-        let file_vars = files.env_vars(|p| self.env.to_job_path(p));
-
-        // github context with per-step fields.
-        let action_name = step
-            .id
-            .as_ref()
-            .map(|s| s.value.clone())
-            .unwrap_or_else(|| format!("__run_{i}"));
-        {
-            // Clone the job's github object (values are shared) and set the step fields.
-            let mut o = match &state.github_value {
-                Value::Object(o) => (**o).clone(),
-                _ => Object::new(),
-            };
-            o.insert("action", Value::string(&action_name));
-            if let Some(ap) = &state.action_path {
-                o.insert("action_path", Value::string(ap));
-            }
-            for (var, p) in &file_vars {
-                let k = match *var {
-                    "GITHUB_OUTPUT" => "output",
-                    "GITHUB_ENV" => "env",
-                    "GITHUB_PATH" => "path",
-                    "GITHUB_STATE" => "state",
-                    _ => "step_summary",
-                };
-                o.insert(k, Value::string(p));
-            }
-            ctx.set("github", Value::object(o));
-        }
-
-        let script = match ctx.eval_string(&run.value) {
-            Ok(s) => s,
-            Err(e) => return fail(self, state, at(run, &e.to_string())),
-        };
-
-        // Process environment (§5.2).
-        let mut penv = self.base_env.clone();
-        for (k, v) in &state.env_ctx {
-            penv.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &state.scope_env {
-            penv.insert(k.clone(), v.clone());
-        }
-        for (k, v) in step_env {
-            penv.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &self.default_env {
-            if k == "CI" && penv.contains_key("CI") {
-                continue;
-            }
-            penv.insert(k.clone(), v.clone());
-        }
-        penv.insert("GITHUB_ACTION".into(), action_name);
-        if let Some(ap) = &state.action_path {
-            penv.insert("GITHUB_ACTION_PATH".into(), ap.clone());
-        }
-        for (var, p) in &file_vars {
-            penv.insert(var.to_string(), p.clone());
-        }
-        let path = self.step_path(&mut penv, state);
-
-        // Shell.
-        let shell_name = step
-            .shell
-            .as_ref()
-            .map(|s| s.value.clone())
-            .or_else(|| self.job.defaults.shell.as_ref().map(|s| s.value.clone()))
-            .or_else(|| {
-                self.workflow
-                    .defaults
-                    .shell
-                    .as_ref()
-                    .map(|s| s.value.clone())
-            });
-        let shell_name = match shell_name {
-            Some(s) => match ctx.eval_string(&s) {
-                Ok(s) => Some(s),
-                Err(e) => return fail(self, state, format!("shell: {e}")),
-            },
-            None => None,
-        };
-        if !self.sharing.runner_programs && shell_name.is_none() && self.bash_cache.get().is_none()
-        {
-            // Is bash in the image? One probe per job container.
-            let (tx, mut rx) = mpsc::channel::<Output>(4);
-            let probe = ExecSpec {
-                argv: vec!["sh".into(), "-c".into(), "command -v bash".into()],
-                env: IndexMap::new(),
-                workdir: "/".into(),
-            };
-            let drain = async { while rx.recv().await.is_some() {} };
-            let (r, ()) = tokio::join!(
-                self.env
-                    .exec(probe, tx, CancellationToken::new(), self.kill),
-                drain
-            );
-            let _ = self.bash_cache.set(matches!(r, Ok(ExitStatus::Code(0))));
-        }
-        let sh = match Shell::resolve(
-            shell_name.as_deref(),
-            shell_name.is_some() || self.bash_available(&path),
-        ) {
-            Ok(s) => s,
-            Err(e) => return fail(self, state, e.to_string()),
-        };
-        let program = if !self.sharing.runner_programs {
-            // Found by the environment's own PATH when the process starts.
-            sh.program.clone()
-        } else {
-            match self.which(&sh.program, &path) {
-                Some(p) => p.display().to_string(),
-                None => {
-                    return fail(
-                        self,
-                        state,
-                        format!("{}: command not found (shell '{}')", sh.program, sh.program),
-                    );
-                }
-            }
-        };
-        let ready = self.leftovers.take_script(&self.temp_host, sh.extension);
-        let script_path =
-            match sh.write_script(self.leftovers.pool(), &self.temp_host, &script, ready) {
-                Ok(p) => p,
-                Err(e) => return fail(self, state, format!("cannot write the script: {e}")),
-            };
-        let argv = sh.argv(&program, &self.env.to_job_path(&script_path));
-
-        // Working directory.
-        let wd = step
-            .working_directory
-            .as_ref()
-            .or(self.job.defaults.working_directory.as_ref())
-            .or(self.workflow.defaults.working_directory.as_ref());
-        let wd = match wd {
-            Some(w) => match ctx.eval_string(&w.value) {
-                Ok(s) => s,
-                Err(e) => return fail(self, state, at(w, &e.to_string())),
-            },
-            None => String::new(),
-        };
-        // A missing working directory is reported by the backend when the process cannot
-        // start there (no `stat` before every step).
-        let workdir = join_view(&self.workspace_view, &wd);
-
-        // Execute with streaming output.
-        let timeout = match eval_number(&step.timeout_minutes, ctx) {
-            Ok(t) => t.filter(|m| m.is_finite() && *m > 0.0),
-            Err(e) => return fail(self, state, format!("timeout-minutes: {e}")),
-        };
-        // The process runs like an action stage: streaming output through the pipe,
-        // timeout and cancellation (the step's `if` re-evaluated), then file commands.
-        let control = action_exec::StageControl {
-            allow_unsecure: allow_unsecure(&penv),
-            timeout,
-            cancel_if: Some(step.if_cond.as_ref().map(|c| c.value.as_str())),
-            label: step
-                .name
-                .as_ref()
-                .map_or_else(|| "run".to_string(), |n| n.value.clone()),
-        };
-        let spec = ExecSpec {
-            argv,
-            env: penv,
-            workdir,
-        };
-        let out = self
-            .run_stage_process(i, files, control, ctx, state, |tx, cancel| {
-                let exec = self.env.exec(spec, tx, cancel, self.kill);
-                async move { exec.await.map_err(|e| e.to_string()) }
-            })
-            .await;
-        self.leftovers.script(&self.temp_host, script_path);
-        (out.outcome, out.outputs)
     }
 }

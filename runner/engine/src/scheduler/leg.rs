@@ -3,15 +3,18 @@
 
 use std::sync::Arc;
 
+use gantry_expr::Value;
 use indexmap::IndexMap;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Done, Sched, finish_record};
 use crate::events::{RunEvent, Status, Text};
-use crate::job::{JobInstance, JobOutcome, runner_log};
+use crate::expr_scope::Ctx;
+use crate::github_contexts::StrategyFacts;
+use crate::job::{JobInstance, JobOutcome, eval_bool, runner_log, secrets_value};
 use crate::reusable::{self, CallLeg};
-use crate::run::{JobRecord, RunShared};
+use crate::run::{JobRecord, RunShared, Scope};
 
 pub(super) enum LegWork {
     Job(JobInstance),
@@ -28,6 +31,103 @@ pub(super) struct Leg {
     /// `strategy.fail-fast`: a failure of this leg cancels its siblings.
     pub fail_fast: bool,
     pub work: LegWork,
+}
+
+/// What every leg of one node shares when the node is dispatched.
+pub(super) struct NodeLaunch<'a> {
+    pub node: usize,
+    pub scope: &'a Arc<Scope>,
+    pub job_id: &'a str,
+    /// The job-level context (`github`, `inputs`, `vars`, `needs`).
+    pub ctx: &'a Ctx,
+    pub needs: &'a Value,
+    pub needs_ids: &'a [String],
+    pub fail_fast: bool,
+    pub max_parallel: usize,
+    pub total: usize,
+}
+
+impl super::Graph<'_> {
+    /// Leg `idx` of a node: its unique key, `strategy` and `matrix`, its concurrency group
+    /// (evaluated with the leg's matrix), and the work: a reusable-workflow call, or a job
+    /// (announced as queued now).
+    pub(super) fn leg(
+        &mut self,
+        l: &NodeLaunch<'_>,
+        idx: usize,
+        values: Option<serde_json::Map<String, serde_json::Value>>,
+        name: String,
+    ) -> Leg {
+        let shared = self.shared;
+        let scope = l.scope;
+        let job_id = l.job_id;
+        let job = &scope.workflow.jobs[job_id];
+        let base_key = if l.total > 1 {
+            format!("{}{job_id}-{}", scope.key_prefix, idx + 1)
+        } else {
+            format!("{}{job_id}", scope.key_prefix)
+        };
+        let key = self.sched.unique_key(&base_key);
+        let strategy = StrategyFacts {
+            fail_fast: l.fail_fast,
+            job_index: idx,
+            job_total: l.total,
+            max_parallel: l.max_parallel,
+        };
+        let mut leg_ctx = l.ctx.clone();
+        leg_ctx.set("strategy", strategy.value());
+        leg_ctx.set(
+            "matrix",
+            values
+                .as_ref()
+                .map(|m| Value::from_json(&serde_json::Value::Object(m.clone())))
+                .unwrap_or(Value::Null),
+        );
+        let group = job.concurrency.as_ref().and_then(|c| {
+            let mut c2 = leg_ctx.clone();
+            c2.set("secrets", secrets_value(&IndexMap::new()));
+            let g = c2.eval_string(&c.value.group.value).ok()?;
+            let cip = eval_bool(&c.value.cancel_in_progress, &c2).unwrap_or(false);
+            (!g.is_empty()).then_some((g, cip))
+        });
+        let needs_ids = l.needs_ids.to_vec();
+        let work = if job.uses.is_some() {
+            LegWork::Call(CallLeg {
+                scope: scope.clone(),
+                job_id: job_id.to_string(),
+                key: key.clone(),
+                name: name.clone(),
+                ctx: leg_ctx,
+                needs: needs_ids.clone(),
+            })
+        } else {
+            shared.bus.emit(RunEvent::JobQueued {
+                job: key.clone(),
+                job_id: format!("{}{job_id}", scope.id_prefix),
+                name: name.clone(),
+                workflow: shared.cfg.workflows[scope.top].rel_path.clone(),
+                needs: needs_ids.clone(),
+            });
+            LegWork::Job(JobInstance {
+                key: key.clone(),
+                scope: scope.clone(),
+                job_id: job_id.to_string(),
+                name: name.clone(),
+                matrix: values,
+                strategy,
+                needs: l.needs.clone(),
+            })
+        };
+        Leg {
+            node: l.node,
+            key,
+            name,
+            needs: needs_ids,
+            group,
+            fail_fast: l.fail_fast,
+            work,
+        }
+    }
 }
 
 /// Runs one leg: waits for `max-parallel`, the concurrency group and (for a normal job) a

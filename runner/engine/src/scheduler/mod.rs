@@ -24,12 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::Groups;
 use crate::events::{RunEvent, Status, Text};
 use crate::expr_scope::{Ctx, StatusMode};
-use crate::github_contexts::{self as context, StrategyFacts};
-use crate::job::{JobInstance, JobOutcome, eval_bool, runner_log, secrets_value};
-use crate::reusable::CallLeg;
+use crate::github_contexts as context;
+use crate::job::{JobOutcome, runner_log};
 use crate::run::{JobRecord, RunShared, Scope};
 
-use leg::{Leg, LegWork, run_leg};
+use leg::{NodeLaunch, run_leg};
 
 struct Node {
     scope: Arc<Scope>,
@@ -470,26 +469,8 @@ impl Graph<'_> {
             return true;
         }
 
-        // Job-level context: github, inputs, vars, needs (§4.2).
-        let mut ctx = Ctx::new();
-        let f = context::JobFacts {
-            run: &shared.facts,
-            workflow_name: entry.workflow.display_name(),
-            workflow_path: &entry.rel_path,
-            job_id: &job_id,
-            workspace: "",
-            temp: "",
-            tool_cache: "",
-            event_path: "",
-            os: context::host_os(),
-            arch: context::host_arch(),
-            runner_name: "gantry",
-        };
-        ctx.set("github", context::github_value(&f));
-        ctx.set("inputs", scope.inputs.clone());
-        ctx.set("vars", context::string_map_value(shared.cfg.vars.iter()));
         let needs = needs_value(nodes, n);
-        ctx.set("needs", needs.clone());
+        let mut ctx = job_level_context(shared, &scope, &job_id, needs.clone());
         let run_cancelled = shared.cancel.is_cancelled();
         ctx.status = StatusMode::Job {
             ancestors: ancestors(nodes, n),
@@ -549,73 +530,19 @@ impl Graph<'_> {
         nodes[n].legs_total = total;
         nodes[n].fail_fast = fail_fast;
         let leg_sem = Arc::new(Semaphore::new(max_parallel.unwrap_or(total).max(1)));
+        let launch = NodeLaunch {
+            node: n,
+            scope: &scope,
+            job_id: &job_id,
+            ctx: &ctx,
+            needs: &needs,
+            needs_ids: &needs_ids,
+            fail_fast,
+            max_parallel: max_parallel.unwrap_or(total),
+            total,
+        };
         for (idx, (values, name)) in legs.into_iter().enumerate() {
-            let base_key = if total > 1 {
-                format!("{}{job_id}-{}", scope.key_prefix, idx + 1)
-            } else {
-                format!("{}{job_id}", scope.key_prefix)
-            };
-            let key = self.sched.unique_key(&base_key);
-            let name = shown(&name);
-            let strategy = StrategyFacts {
-                fail_fast,
-                job_index: idx,
-                job_total: total,
-                max_parallel: max_parallel.unwrap_or(total),
-            };
-            let mut leg_ctx = ctx.clone();
-            leg_ctx.set("strategy", strategy.value());
-            leg_ctx.set(
-                "matrix",
-                values
-                    .as_ref()
-                    .map(|m| Value::from_json(&serde_json::Value::Object(m.clone())))
-                    .unwrap_or(Value::Null),
-            );
-            // Concurrency group (within this run): evaluated with the leg's matrix.
-            let group = job.concurrency.as_ref().and_then(|c| {
-                let mut c2 = leg_ctx.clone();
-                c2.set("secrets", secrets_value(&IndexMap::new()));
-                let g = c2.eval_string(&c.value.group.value).ok()?;
-                let cip = eval_bool(&c.value.cancel_in_progress, &c2).unwrap_or(false);
-                (!g.is_empty()).then_some((g, cip))
-            });
-            let work = if job.uses.is_some() {
-                LegWork::Call(CallLeg {
-                    scope: scope.clone(),
-                    job_id: job_id.clone(),
-                    key: key.clone(),
-                    name: name.clone(),
-                    ctx: leg_ctx,
-                    needs: needs_ids.clone(),
-                })
-            } else {
-                shared.bus.emit(RunEvent::JobQueued {
-                    job: key.clone(),
-                    job_id: format!("{}{job_id}", scope.id_prefix),
-                    name: name.clone(),
-                    workflow: entry.rel_path.clone(),
-                    needs: needs_ids.clone(),
-                });
-                LegWork::Job(JobInstance {
-                    key: key.clone(),
-                    scope: scope.clone(),
-                    job_id: job_id.clone(),
-                    name: name.clone(),
-                    matrix: values,
-                    strategy,
-                    needs: needs.clone(),
-                })
-            };
-            let leg = Leg {
-                node: n,
-                key,
-                name,
-                needs: needs_ids.clone(),
-                group,
-                fail_fast,
-                work,
-            };
+            let leg = self.leg(&launch, idx, values, shown(&name));
             // Boxed first: a job's future is large (every step's state is inline), and
             // `spawn` moves it twice more; a box moves as a pointer.
             tokio::spawn(Box::pin(run_leg(
@@ -629,6 +556,31 @@ impl Graph<'_> {
         }
         false
     }
+}
+
+/// A job's context before its legs (GHA-SEMANTICS §4.2): `github` without paths, the
+/// scope's `inputs`, the run's `vars` and `needs`.
+fn job_level_context(shared: &RunShared, scope: &Scope, job_id: &str, needs: Value) -> Ctx {
+    let entry = &shared.cfg.workflows[scope.top];
+    let mut ctx = Ctx::new();
+    let f = context::JobFacts {
+        run: &shared.facts,
+        workflow_name: entry.workflow.display_name(),
+        workflow_path: &entry.rel_path,
+        job_id,
+        workspace: "",
+        temp: "",
+        tool_cache: "",
+        event_path: "",
+        os: context::host_os(),
+        arch: context::host_arch(),
+        runner_name: "gantry",
+    };
+    ctx.set("github", context::github_value(&f));
+    ctx.set("inputs", scope.inputs.clone());
+    ctx.set("vars", context::string_map_value(shared.cfg.vars.iter()));
+    ctx.set("needs", needs);
+    ctx
 }
 
 /// The legs of a node (matrix values, display name), its fail-fast and max-parallel.

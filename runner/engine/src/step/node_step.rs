@@ -167,29 +167,11 @@ impl StepRunner<'_> {
             Err(e) => return fail(state, format!("cannot create the file-command files: {e}")),
         };
         let file_vars = files.env_vars(|p| self.env.to_job_path(p));
-        let mut penv = self.base_env.clone();
-        for (k, v) in state
-            .env_ctx
-            .iter()
-            .chain(state.scope_env.iter())
-            .chain(call.step_env.iter())
-        {
-            penv.insert(k.clone(), v.clone());
-        }
-        for (k, v) in &self.default_env {
-            if k == "CI" && penv.contains_key("CI") {
-                continue;
-            }
-            penv.insert(k.clone(), v.clone());
-        }
-        penv.insert("GITHUB_ACTION".into(), call.action_name.clone());
+        let mut penv = self.process_env(state, &call.step_env, &call.action_name, &file_vars);
         penv.insert("GITHUB_ACTION_PATH".into(), call.dir_view.clone());
         if !call.repository.is_empty() {
             penv.insert("GITHUB_ACTION_REPOSITORY".into(), call.repository.clone());
             penv.insert("GITHUB_ACTION_REF".into(), call.git_ref.clone());
-        }
-        for (var, p) in &file_vars {
-            penv.insert(var.to_string(), p.clone());
         }
         penv.extend(node::state_env(&state.post.state(call.instance)));
         for (k, v) in &call.inputs {
