@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::files;
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines};
+use super::{ActionEnv, ActionResult, BuiltinAction, BuiltinError, input, input_bool, input_lines};
 
 /// One stored artifact (for the run summary).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,14 +62,14 @@ impl BuiltinAction for Upload {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let name = input(inputs, "name")
             .unwrap_or("artifact")
             .trim()
             .to_string();
         if !valid_name(&name) {
-            return Err(format!("invalid artifact name '{name}'"));
+            return Err(format!("invalid artifact name '{name}'").into());
         }
         let lines = input_lines(inputs, "path");
         if lines.is_empty() {
@@ -94,7 +94,7 @@ impl BuiltinAction for Upload {
                 lines.join(", ")
             );
             return match input(inputs, "if-no-files-found").unwrap_or("warn") {
-                "error" => Err(msg),
+                "error" => Err(msg.into()),
                 "ignore" => {
                     res.log(msg);
                     Ok(res)
@@ -128,7 +128,7 @@ impl BuiltinAction for Upload {
             };
             if let Err(e) = files::copy_out(&f.place, &tmp.join(rel)) {
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Err(e);
+                return Err(e.into());
             }
             size += f.len;
         }
@@ -138,7 +138,7 @@ impl BuiltinAction for Upload {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(format!(
                     "an artifact named '{name}' already exists in this run (set overwrite: true to replace it)"
-                ));
+                ).into());
             }
             let old = base.join(format!(".old-{}", uuid::Uuid::new_v4().simple()));
             let _ = std::fs::rename(&dest, &old);
@@ -146,7 +146,7 @@ impl BuiltinAction for Upload {
         }
         if let Err(e) = std::fs::rename(&tmp, &dest) {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(format!("cannot store artifact '{name}': {e}"));
+            return Err(format!("cannot store artifact '{name}': {e}").into());
         }
         let id = list_artifacts(&env.run_dir)
             .iter()
@@ -199,7 +199,7 @@ impl BuiltinAction for Download {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let dest = files::place(env, "path", input(inputs, "path").unwrap_or(""))?;
         let all = list_artifacts(&env.run_dir);

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::files;
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines};
+use super::{ActionEnv, ActionResult, BuiltinAction, BuiltinError, input, input_bool, input_lines};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cache {
@@ -221,7 +221,7 @@ impl BuiltinAction for Cache {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let (key, paths) = key_and_paths(inputs)?;
         if *self == Cache::Save {
@@ -255,7 +255,7 @@ impl BuiltinAction for Cache {
                 if input_bool(inputs, "fail-on-cache-miss", false) {
                     return Err(format!(
                         "Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {key}"
-                    ));
+                    ).into());
                 }
                 res.log(format!(
                     "Cache not found for input keys: {}",
@@ -283,7 +283,7 @@ impl BuiltinAction for Cache {
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
         state: &IndexMap<String, String>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         if state.get("CACHE_RESULT").map(String::as_str) == Some("hit") {
             res.log("Cache hit occurred on the primary key, not saving cache.");

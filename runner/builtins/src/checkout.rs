@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool};
+use super::{ActionEnv, ActionResult, BuiltinAction, BuiltinError, input, input_bool};
 use gantry_git::repo::{self as git, GitDir, GitDirSpec, Tags};
 use gantry_git::transport::GitCredentials;
 
@@ -54,7 +54,7 @@ impl BuiltinAction for Checkout {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let other = input(inputs, "repository").filter(|r| {
             env.github.repository.is_empty() || !r.eq_ignore_ascii_case(&env.github.repository)
@@ -63,9 +63,7 @@ impl BuiltinAction for Checkout {
         // GitHub refuses a path outside GITHUB_WORKSPACE; a symlink on the way out counts.
         let place = super::files::place(env, "path", path)?;
         if place.base != env.workspace {
-            return Err(format!(
-                "input 'path': '{path}' is outside the workspace; refused"
-            ));
+            return Err(format!("input 'path': '{path}' is outside the workspace; refused").into());
         }
         place
             .root()?

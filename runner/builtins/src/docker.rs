@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 
 use super::files;
-use super::{ActionEnv, ActionResult, BuiltinAction, input, input_bool, input_lines, input_list};
+use super::{
+    ActionEnv, ActionResult, BuiltinAction, BuiltinError, input, input_bool, input_lines,
+    input_list,
+};
 use gantry_backend::docker::{BuildFailure, BuildSpec, Daemon, RegistryLogin};
 
 /// Logins by (run dir, registry host).
@@ -307,7 +310,7 @@ impl BuiltinAction for SetupBuildx {
         &self,
         _inputs: &IndexMap<String, String>,
         _env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         res.log("Builds use the local Docker daemon through its API (docker/build-push-action is built in); no buildx builder is created.");
         res.output("name", "default");
@@ -339,7 +342,7 @@ impl BuiltinAction for Login {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let registry = input(inputs, "registry")
             .map(|r| {
@@ -358,9 +361,9 @@ impl BuiltinAction for Login {
             return Err("Username and password required".into());
         }
         if env.offline && !is_loopback(&registry) {
-            return Err(format!(
+            return Err(BuiltinError::Offline(format!(
                 "offline: not logging in to {registry} (the credentials cannot be checked without the network; loopback registries are allowed)"
-            ));
+            )));
         }
         let how = verify_login(
             &registry,
@@ -393,7 +396,7 @@ impl BuiltinAction for Login {
         _inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
         state: &IndexMap<String, String>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let reg = state.get("registry").cloned().unwrap_or_default();
         LOGINS
             .lock()
@@ -426,7 +429,7 @@ impl BuiltinAction for BuildPush {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let context =
             files::place(env, "context", input(inputs, "context").unwrap_or("."))?.host_path();
@@ -471,7 +474,7 @@ impl BuiltinAction for BuildPush {
         let daemon = Daemon::connect().await?;
         let (id, logs) = match build_image_logged(&daemon, &spec).await {
             Ok(x) => x,
-            Err(f) => return Err(f.message()),
+            Err(f) => return Err(f.message().into()),
         };
         res.logs.extend(logs);
         res.log(format!("Built {id}"));
@@ -480,9 +483,9 @@ impl BuiltinAction for BuildPush {
             for t in &spec.tags {
                 let registry = registry_of(t);
                 if env.offline && !is_loopback(&registry) {
-                    return Err(format!(
+                    return Err(BuiltinError::Offline(format!(
                         "offline: not pushing {t} to {registry} (only loopback registries are reachable with --offline)"
-                    ));
+                    )));
                 }
                 let creds = credentials_for(&env.run_dir, &registry);
                 let pushed = daemon.push(t, creds.as_ref()).await?;

@@ -141,6 +141,36 @@ impl ActionResult {
     }
 }
 
+/// Why a built-in failed. The step's log shows it (`Display`); the kinds say where it came
+/// from, for callers and tests that tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    /// The job's environment or the image daemon refused or could not be reached.
+    #[error(transparent)]
+    Backend(#[from] gantry_backend::BackendError),
+    /// Fetching a repository failed (`actions/checkout` of another repository).
+    #[error(transparent)]
+    Fetch(#[from] gantry_git::transport::FetchError),
+    /// `--offline` refused something that needs the network (the message says so).
+    #[error("{0}")]
+    Offline(String),
+    /// Anything else: bad inputs, files, a registry's or a webhook's answer.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for BuiltinError {
+    fn from(s: String) -> Self {
+        BuiltinError::Failed(s)
+    }
+}
+
+impl From<&str> for BuiltinError {
+    fn from(s: &str) -> Self {
+        BuiltinError::Failed(s.to_string())
+    }
+}
+
 /// One natively implemented action.
 #[async_trait]
 pub trait BuiltinAction: Send + Sync {
@@ -151,7 +181,7 @@ pub trait BuiltinAction: Send + Sync {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String>;
+    ) -> Result<ActionResult, BuiltinError>;
     /// The post stage (only when `run` set [`ActionResult::post`]); `state` is what `run`
     /// saved.
     async fn post(
@@ -159,7 +189,7 @@ pub trait BuiltinAction: Send + Sync {
         _inputs: &IndexMap<String, String>,
         _env: &ActionEnv<'_>,
         _state: &IndexMap<String, String>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         Ok(ActionResult::default())
     }
     /// `post-if` (not wrapped in `success() && …`).
@@ -296,7 +326,7 @@ pub async fn run_builtin(
     with: &IndexMap<String, String>,
     eval_default: impl FnMut(&str) -> Result<String, String>,
     env: &ActionEnv<'_>,
-) -> Result<(IndexMap<String, String>, ActionResult), String> {
+) -> Result<(IndexMap<String, String>, ActionResult), BuiltinError> {
     let b = get(name).ok_or_else(|| format!("'{name}' is not a Gantry built-in"))?;
     let meta = metadata(name);
     let inputs = gantry_workflow::action_inputs::resolve_inputs(meta.as_ref(), with, eval_default)?;

@@ -6,7 +6,10 @@
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
-use super::{ActionEnv, ActionResult, BuiltinAction, GithubFacts, input, input_lines, input_list};
+use super::{
+    ActionEnv, ActionResult, BuiltinAction, BuiltinError, GithubFacts, input, input_lines,
+    input_list,
+};
 
 pub struct Metadata;
 
@@ -462,7 +465,7 @@ impl BuiltinAction for Metadata {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let images = input_list(inputs, "images");
         let (meta, warnings) = compute(

@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ActionEnv, ActionResult, BuiltinAction, input};
+use super::{ActionEnv, ActionResult, BuiltinAction, BuiltinError, input};
 use gantry_backend::{ExecSpec, ExitStatus, KillPolicy, Output};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,7 +427,7 @@ impl BuiltinAction for Setup {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let spec = self.spec(inputs, env)?;
         let search = find::search(*self, &spec, env).await;
@@ -462,9 +462,9 @@ impl BuiltinAction for Setup {
             search.tried.join("; ")
         );
         if env.offline {
-            return Err(format!(
+            return Err(BuiltinError::Offline(format!(
                 "{msg}; offline: the real action (which downloads toolchains) is not tried: install it or use a job container that has it"
-            ));
+            )));
         }
         res.log(format!("{msg}; falling back to the real action"));
         res.fallback = Some(fallback_ref(self.name()));

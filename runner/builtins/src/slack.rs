@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
-use super::{ActionEnv, ActionResult, BuiltinAction, GithubFacts, input, input_list};
+use super::{ActionEnv, ActionResult, BuiltinAction, BuiltinError, GithubFacts, input, input_list};
 
 /// POSTs JSON to a webhook; the URL is never logged (it is a secret).
 pub async fn post_json(url: &str, body: &Value) -> Result<String, String> {
@@ -209,7 +209,7 @@ impl BuiltinAction for ActionSlack {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         let url = webhook(inputs, env, "webhook_url")?;
         res.masks.push(url.clone());
@@ -258,7 +258,7 @@ impl BuiltinAction for SlackGithubAction {
         &self,
         inputs: &IndexMap<String, String>,
         env: &ActionEnv<'_>,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<ActionResult, BuiltinError> {
         let mut res = ActionResult::default();
         if input(inputs, "method").is_some()
             || (input(inputs, "token").is_some() && input(inputs, "webhook").is_none())

@@ -55,15 +55,24 @@ fn inputs(name: &str, with: &[(&str, &str)]) -> IndexMap<String, String> {
     .values
 }
 
+async fn run_typed(
+    name: &str,
+    with: &[(&str, &str)],
+    env: &ActionEnv<'_>,
+) -> Result<builtin::ActionResult, builtin::BuiltinError> {
+    builtin::get(name)
+        .unwrap()
+        .run(&inputs(name, with), env)
+        .await
+}
+
+/// [`run_typed`] with the error as the step's log shows it.
 async fn run(
     name: &str,
     with: &[(&str, &str)],
     env: &ActionEnv<'_>,
 ) -> Result<builtin::ActionResult, String> {
-    builtin::get(name)
-        .unwrap()
-        .run(&inputs(name, with), env)
-        .await
+    run_typed(name, with, env).await.map_err(|e| e.to_string())
 }
 
 #[test]
@@ -562,9 +571,13 @@ async fn setup_python_finds_python3() {
     let mut env2 = env_for(tmp.path());
     env2.env
         .insert("PATH".into(), tmp.path().display().to_string());
-    let e = run("actions/setup-go", &[("go-version", "1.22")], &env2)
+    let e = run_typed("actions/setup-go", &[("go-version", "1.22")], &env2)
         .await
         .unwrap_err();
+    // Refused because the run is offline (the fallback to the real action needs the
+    // network), and the message names what was looked for and where.
+    assert!(matches!(e, builtin::BuiltinError::Offline(_)), "{e:?}");
+    let e = e.to_string();
     // The message names what was looked for and where, and why the real action was not run.
     assert!(
         e.contains("no go matching version '1.22'") && e.contains("tried") && e.contains("offline"),

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::create::split_tag;
-use crate::{ExitStatus, Output};
+use crate::{BackendError, BackendResult, ExitStatus, Output};
 
 /// A connection to the Docker daemon (API version negotiated).
 #[derive(Clone)]
@@ -99,13 +99,12 @@ pub struct DockerRunSpec {
 
 impl Daemon {
     /// Connects (`DOCKER_HOST` or the local socket) and negotiates the API version.
-    pub async fn connect() -> Result<Daemon, String> {
+    pub async fn connect() -> BackendResult<Daemon> {
         let docker = Docker::connect_with_defaults()
-            .map_err(|e| format!("cannot connect to Docker: {e}"))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| format!("cannot reach the Docker daemon: {e}"))?;
+            .map_err(|e| BackendError::Unavailable(format!("cannot connect to Docker: {e}")))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            BackendError::Unavailable(format!("cannot reach the Docker daemon: {e}"))
+        })?;
         Ok(Daemon { docker })
     }
 
@@ -130,7 +129,7 @@ impl Daemon {
     }
 
     /// Pulls `image`; the error is the daemon's.
-    pub async fn pull(&self, image: &str) -> Result<(), String> {
+    pub async fn pull(&self, image: &str) -> BackendResult<()> {
         let (repo, tag) = split_tag(image);
         let opts = q::CreateImageOptionsBuilder::default()
             .from_image(repo)
@@ -138,7 +137,7 @@ impl Daemon {
             .build();
         let mut s = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = s.next().await {
-            item.map_err(|e| e.to_string())?;
+            item.map_err(|e| BackendError::Message(e.to_string()))?;
         }
         Ok(())
     }
@@ -231,7 +230,7 @@ impl Daemon {
 
     /// Pushes `image` (with `login` when given); returns the digest the registry reported
     /// (empty when it reported none).
-    pub async fn push(&self, image: &str, login: Option<&RegistryLogin>) -> Result<String, String> {
+    pub async fn push(&self, image: &str, login: Option<&RegistryLogin>) -> BackendResult<String> {
         let (repo, tag) = split_tag(image);
         let opts = q::PushImageOptionsBuilder::default().tag(tag).build();
         let mut s = self
@@ -239,9 +238,12 @@ impl Daemon {
             .push_image(repo, Some(opts), login.map(RegistryLogin::credentials));
         let mut digest = String::new();
         while let Some(item) = s.next().await {
-            let info = item.map_err(|e| format!("push {image}: {e}"))?;
+            let info = item.map_err(|e| BackendError::Message(format!("push {image}: {e}")))?;
             if let Some(e) = info.error_detail {
-                return Err(format!("push {image}: {}", e.message.unwrap_or_default()));
+                return Err(BackendError::Message(format!(
+                    "push {image}: {}",
+                    e.message.unwrap_or_default()
+                )));
             }
             if let Some(st) = info.status
                 && let Some(d) = st.split("digest: ").nth(1)
@@ -259,7 +261,7 @@ impl Daemon {
         spec: &DockerRunSpec,
         out: mpsc::Sender<Output>,
         cancel: CancellationToken,
-    ) -> Result<ExitStatus, String> {
+    ) -> BackendResult<ExitStatus> {
         use bollard::models::{ContainerCreateBody, HostConfig};
         let docker = &self.docker;
         let name = format!("gantry-action-{}", uuid::Uuid::new_v4().simple());
@@ -296,7 +298,9 @@ impl Daemon {
         let created = docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| format!("cannot create the action container: {e}"))?;
+            .map_err(|e| {
+                BackendError::Message(format!("cannot create the action container: {e}"))
+            })?;
         let id = created.id;
         let remove = || async {
             let o = q::RemoveContainerOptionsBuilder::default()
@@ -309,7 +313,9 @@ impl Daemon {
             .await
         {
             remove().await;
-            return Err(format!("cannot start the action container: {e}"));
+            return Err(BackendError::Message(format!(
+                "cannot start the action container: {e}"
+            )));
         }
         let logs_opts = q::LogsOptionsBuilder::default()
             .follow(true)

@@ -175,5 +175,5 @@ pub async fn run_builtin_post(
     env: &ActionEnv<'_>,
 ) -> Result<ActionResult, String> {
     let b = builtin::get(name).ok_or_else(|| format!("unknown built-in {name}"))?;
-    b.post(inputs, env, state).await
+    b.post(inputs, env, state).await.map_err(|e| e.to_string())
 }

@@ -53,7 +53,7 @@ impl StepRunner<'_> {
     ) -> StageOutcome
     where
         F: FnOnce(mpsc::Sender<Output>, CancellationToken) -> Fut,
-        Fut: Future<Output = Result<ExitStatus, String>>,
+        Fut: Future<Output = crate::backend::BackendResult<ExitStatus>>,
     {
         let mut pipe = OutputPipe {
             bus: self.shared.bus.clone(),

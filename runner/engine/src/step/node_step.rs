@@ -196,10 +196,7 @@ impl StepRunner<'_> {
             workdir: self.workspace_view.clone(),
         };
         self.run_stage_process(i, files, control, ctx, state, |tx, cancel| async move {
-            self.env
-                .exec(spec, tx, cancel, self.kill)
-                .await
-                .map_err(|e| e.to_string())
+            self.env.exec(spec, tx, cancel, self.kill).await
         })
         .await
     }

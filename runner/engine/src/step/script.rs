@@ -97,8 +97,7 @@ impl StepRunner<'_> {
         };
         let out = self
             .run_stage_process(i, files, control, ctx, state, |tx, cancel| {
-                let exec = self.env.exec(spec, tx, cancel, self.kill);
-                async move { exec.await.map_err(|e| e.to_string()) }
+                self.env.exec(spec, tx, cancel, self.kill)
             })
             .await;
         self.leftovers.script(&self.temp_host, script_path);
