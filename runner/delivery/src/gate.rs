@@ -323,7 +323,9 @@ impl Delivery {
                                 line,
                             })
                         };
-                        r.redeploy(req, p, admission, &output).await
+                        r.redeploy(req, p, admission, &output)
+                            .await
+                            .map_err(|e| e.to_string())
                     }
                 }
             }

@@ -33,7 +33,23 @@ pub trait Redeploy: Send + Sync {
         previous: &DeploymentRecord,
         admission: &Admission,
         output: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(), String>;
+    ) -> Result<(), RedeployError>;
+}
+
+/// Why a redeploy of the previous deployment did not put it back.
+#[derive(Debug, thiserror::Error)]
+pub enum RedeployError {
+    /// The previous deployment cannot be run again as recorded (no recorded inputs, its
+    /// workflow no longer triggered by the recorded event, its commit not checked out).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The redeploy ran, and its job ended otherwise than `success`.
+    #[error("the redeploy of job `{job}` at {sha} ended with {result}")]
+    JobFailed {
+        job: String,
+        sha: String,
+        result: String,
+    },
 }
 
 /// The environment variables a rollback script sees (besides the environment's vars and

@@ -252,7 +252,7 @@ impl Redeploy for FakeEngine {
         previous: &DeploymentRecord,
         _admission: &gantry_engine::gate::Admission,
         output: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), gantry_delivery::rollback::RedeployError> {
         self.calls
             .lock()
             .unwrap()

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use gantry_delivery::history::DeploymentRecord;
-use gantry_delivery::rollback::Redeploy;
+use gantry_delivery::rollback::{Redeploy, RedeployError};
 use gantry_engine::events::{RunEvent, Status, Subscription};
 use gantry_engine::gate::{
     Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, Verification,
@@ -234,17 +234,18 @@ impl Redeploy for RunRedeploy {
         previous: &DeploymentRecord,
         admission: &Admission,
         output: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), RedeployError> {
         let rec = &previous.inputs;
         let (Some(workflow), Some(job_id)) = (rec["workflow"].as_str(), rec["job_id"].as_str())
         else {
-            return Err(format!(
+            return Err(RedeployError::Unavailable(format!(
                 "the deployment of {} (run {}) has no recorded inputs to redeploy with",
                 &previous.sha[..previous.sha.len().min(7)],
                 previous.run_id
-            ));
+            )));
         };
-        let wt = Worktree::add(&self.request.root, &previous.sha)?;
+        let wt =
+            Worktree::add(&self.request.root, &previous.sha).map_err(RedeployError::Unavailable)?;
         output(format!(
             "redeploying job `{job_id}` of {workflow} at {} (run {})",
             &previous.sha[..previous.sha.len().min(7)],
@@ -281,23 +282,25 @@ impl Redeploy for RunRedeploy {
                 );
             }
         }
-        let prepared = Session::prepare(request).map_err(|e| e.to_string())?;
+        let prepared =
+            Session::prepare(request).map_err(|e| RedeployError::Unavailable(e.to_string()))?;
         if prepared.is_empty() {
-            return Err(format!(
+            return Err(RedeployError::Unavailable(format!(
                 "{workflow} at {} is not triggered by its recorded event",
                 &previous.sha[..7.min(previous.sha.len())]
-            ));
+            )));
         }
         let result = prepared
             .execute_within(&req.run_id, output)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RedeployError::Unavailable(e.to_string()))?;
         match result {
             Status::Success => Ok(()),
-            other => Err(format!(
-                "the redeploy of job `{job_id}` at {} ended with {other}",
-                &previous.sha[..7.min(previous.sha.len())]
-            )),
+            other => Err(RedeployError::JobFailed {
+                job: job_id.to_string(),
+                sha: previous.sha[..7.min(previous.sha.len())].to_string(),
+                result: other.to_string(),
+            }),
         }
     }
 }
