@@ -12,7 +12,12 @@
   idle RSS                     VmRSS of the server after start-up, and after the load
 
 Usage: bench/serve_bench.py [--pushes 50] [--deliveries 5000] [--conns 16]
-                           [--database postgres://…] [--write]
+                           [--database postgres://…] [--repo one-file|realistic] [--write]
+       bench/serve_bench.py --reads [--seconds 20] [--readers 4] [--rate 1000] [--repo …]
+
+--repo realistic serves bench/make_repo.py's 2,000 files / 20 MB / 300 commits instead of
+a one-file repository (the goals above were set with one file). --reads measures API and
+UI read latency idle and under webhook load instead (bench/serve_reads.py).
 GANTRY_BIN chooses the binary (default $CARGO_TARGET_DIR/release/gantry, then debug).
 Only the standard library and `git` are needed.
 """
@@ -56,19 +61,34 @@ def git(repo, *args):
     ).stdout.strip()
 
 
-def make_repo(tmp, marker_dir):
+def make_repo(tmp, marker_dir, realistic=False, log_lines=0):
+    """The served repository: one workflow (a host step that writes `date +%s.%N` to a
+    marker file, then `log_lines` lines of log 10 ms apart), in a one-file repository or,
+    `realistic`, in bench/make_repo.py's 2,000 files / 20 MB / 300 commits."""
     work = tmp / "src"
     bare = tmp / "shop.git"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "main")
-    wf = work / ".github" / "workflows"
-    wf.mkdir(parents=True)
-    (wf / "ci.yml").write_text(
+    workflow = (
         "name: CI\non: push\njobs:\n  mark:\n    runs-on: self-hosted\n    steps:\n"
         f"      - run: date +%s.%N > {marker_dir}/$GITHUB_SHA\n"
     )
-    git(work, "add", ".")
-    git(work, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "init")
+    if log_lines:
+        workflow += (
+            f"      - run: for i in $(seq 1 {log_lines}); do echo \"log line $i of the job\"; "
+            "sleep 0.01; done\n"
+        )
+    if realistic:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import make_repo as big
+
+        big.make(work, workflow=workflow)
+    else:
+        work.mkdir()
+        git(work, "init", "-q", "-b", "main")
+        wf = work / ".github" / "workflows"
+        wf.mkdir(parents=True)
+        (wf / "ci.yml").write_text(workflow)
+        git(work, "add", ".")
+        git(work, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "init")
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     return work, bare
 
@@ -270,13 +290,32 @@ def main():
         action="store_true",
         help="write bench/results/serve-<date>.md and the server section of docs/benchmarks.md",
     )
+    ap.add_argument(
+        "--repo",
+        choices=["one-file", "realistic"],
+        default="one-file",
+        help="the served repository: one file, or bench/make_repo.py's 2,000 files / 20 MB",
+    )
+    ap.add_argument(
+        "--reads",
+        action="store_true",
+        help="instead: API and UI read latency, idle and under webhook load (see reads())",
+    )
+    ap.add_argument("--seconds", type=float, default=20, help="--reads: length of each phase")
+    ap.add_argument("--readers", type=int, default=4, help="--reads: concurrent readers")
+    ap.add_argument("--rate", type=int, default=1000, help="--reads: deliveries/s of the load")
     a = ap.parse_args()
+    if a.reads:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import serve_reads
+
+        return serve_reads.main(a)
     load = machine()
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         markers = tmp / "markers"
         markers.mkdir()
-        work, bare = make_repo(tmp, markers)
+        work, bare = make_repo(tmp, markers, realistic=a.repo == "realistic")
         proc, host, port = start_server(tmp, bare, a.database)
         # The server's stderr is drained so that a full pipe never blocks it.
         threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
@@ -330,7 +369,7 @@ def main():
     ]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        f"Measured {stamp} with `{gantry_bin()}`; machine: {load}.",
+        f"Measured {stamp} with `{gantry_bin()}`; machine: {load}; repository: {a.repo}.",
         "",
         f"First push (cold: clones the mirror): accepted in {ms(cold_accept)}, first step after {ms(cold_step)}.",
         "",

@@ -559,3 +559,128 @@ async fn calls_decided_at_run_time_leave_no_stale_rows() {
     let page = run_page(&s, run.id.0).await;
     assert!(!page.contains("off / one"), "{page}");
 }
+
+/// Every file under `dir` with its bytes and permissions (a snapshot of a repository).
+fn files_of(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let mode = e.metadata().unwrap().permissions().mode();
+                out.insert(p.clone(), (std::fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    out
+}
+
+/// Git's own writes in a repository a job can reach: a commit and a tag, then `REPACK`.
+const GIT_WRITES: &str = r#"set -e
+          git -c user.name=j -c user.email=j@x commit --allow-empty -qm "job commit"
+          git tag job-tag
+          REPACK"#;
+
+/// Then junk appended to every object file there and in any alternate object store: a
+/// file shared with the mirror (a hard link, an alternate) would carry it into the mirror.
+const JUNK: &str = r#"n=0
+          for f in $(find .git/objects -type f); do chmod u+w "$f"; echo junk >> "$f"; n=$((n+1)); done
+          if [ -f .git/objects/info/alternates ]; then
+            for d in $(cat .git/objects/info/alternates); do
+              for f in $(find "$d" -type f); do chmod u+w "$f"; echo junk >> "$f"; done
+            done
+          fi
+          echo "vandalised $n object files in $PWD""#;
+
+/// A job that commits, tags, repacks and then writes into every object file of its
+/// workspace and of the run's checkout (where a rollback script runs) leaves the server's
+/// mirror as it was, byte for byte: the checkout's objects are its own, not the mirror's
+/// (a checkout with hard-linked packs fails this test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writing_into_its_git_objects_cannot_change_the_mirror() {
+    let bare = BareRepo::new();
+    let first = bare.commit("main", &[("a.txt", "one")], "first");
+    let s = Server::start_with(&config_yaml(&bare.url(), None), &[]);
+    let data = s.dir.path().join("data");
+    let go = s.dir.path().join("go");
+    let workflow = format!(
+        r#"name: CI
+on: push
+jobs:
+  vandal:
+    runs-on: self-hosted
+    steps:
+      - run: while [ ! -f {go} ]; do sleep 0.05; done
+      - run: |
+          {job}
+          {JUNK}
+      - run: |
+          cd {data}/work/*/repo
+          {checkout}
+          {JUNK}
+"#,
+        // In the run's checkout a repack that keeps the packs it was given (`gc` would
+        // replace them, and the junk must reach the files as the checkout made them).
+        job = GIT_WRITES.replace("REPACK", "git gc -q --prune=now && git repack -q -a -d"),
+        checkout = GIT_WRITES.replace("REPACK", "git repack -q -d && git prune --expire=now"),
+        go = go.display(),
+        data = data.display(),
+    );
+    let sha = bare.commit("main", &[(".github/workflows/ci.yml", &workflow)], "vandal");
+    push(&s, &first, &sha, "vandal").await;
+    let run = run_of(&s, &sha).await;
+    run_until(&s, run.id.0, 60, "in_progress", |r| {
+        r.status == "in_progress"
+    })
+    .await;
+    // The mirror has the commit (it was fetched before the checkout) and the job waits.
+    let mirror = data.join("mirrors").join("acme+shop.git");
+    let before = files_of(&mirror);
+    assert!(
+        before
+            .keys()
+            .any(|p| p.extension().is_some_and(|e| e == "pack"))
+    );
+    std::fs::write(&go, "").unwrap();
+
+    let run = completed(&s, run.id.0).await;
+    let job = &jobs(&s, run.id.0).await[0];
+    let log = job_log(&s, job).await;
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{log}");
+    let places: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("vandalised ").map(|(_, p)| p))
+        // Not the script's own text, which the log shows too.
+        .filter(|p| p.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(places.len(), 2, "{log}");
+    let checkout = format!("{}/work/", data.display());
+    assert!(
+        places
+            .iter()
+            .any(|p| p.contains(&checkout) && p.ends_with("/repo")),
+        "the run's checkout was reached: {places:?}"
+    );
+    let after = files_of(&mirror);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "files of the mirror came or went"
+    );
+    for (p, v) in &before {
+        assert!(after[p] == *v, "{} changed", p.display());
+    }
+    let mirror_repo = git2::Repository::open_bare(&mirror).unwrap();
+    assert!(mirror_repo.find_reference("refs/tags/job-tag").is_err());
+    assert_eq!(
+        mirror_repo
+            .refname_to_id("refs/heads/main")
+            .unwrap()
+            .to_string(),
+        sha
+    );
+}

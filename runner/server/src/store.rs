@@ -65,10 +65,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// ids unique across server processes sharing a database; a restart leaves a gap.
 const DELIVERY_ID_BLOCK: i64 = 64;
 
+/// Read-only SQLite connections beside the writer: the API's and the UI's reads. WAL lets
+/// them read while the writer writes; more than the two cores can keep busy buys nothing.
+const SQLITE_READERS: u32 = 4;
+
 /// The store: a connection pool to SQLite or PostgreSQL.
 #[derive(Clone)]
 pub struct Store {
+    /// Every write, and reads that decide a write (SQLite: the one writer connection).
     pub(crate) pool: AnyPool,
+    /// Reads outside a transaction (the API, the UI, the live pages, `/metrics`). SQLite:
+    /// read-only connections of their own, so a page never queues behind webhook and event
+    /// writes; a read starts a snapshot after every commit made before it, so a handler
+    /// reading back what it just wrote sees it. PostgreSQL and in-memory SQLite: `pool`.
+    pub(crate) read: AnyPool,
     /// Delivery row ids not handed out yet (see [`DELIVERY_ID_BLOCK`]).
     delivery_ids: Arc<Mutex<Range<i64>>>,
 }
@@ -237,8 +247,23 @@ impl Store {
             no_tx: false,
         };
         migrator.run(&pool).await?;
+        let read = match sqlite.then(|| sqlite_read_url(url)).flatten() {
+            // Opened after the migrations: the file exists and is in WAL mode, which is a
+            // property of the file (read-only connections could not set it).
+            Some(read_url) => AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .test_before_acquire(false)
+                .connect(&read_url)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: redact_url(&read_url),
+                    source,
+                })?,
+            None => pool.clone(),
+        };
         Ok(Store {
             pool,
+            read,
             delivery_ids: Arc::default(),
         })
     }
@@ -403,7 +428,7 @@ impl Store {
              received_at FROM deliveries ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(delivery_from_row).collect()
     }
@@ -412,7 +437,7 @@ impl Store {
     pub async fn delivery_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows =
             sqlx::query("SELECT result, COUNT(*) FROM deliveries GROUP BY result ORDER BY result")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -454,7 +479,7 @@ impl Store {
     pub async fn job_log(&self, job_id: i64) -> Result<String> {
         let rows = sqlx::query("SELECT body FROM log_chunks WHERE job_id = $1 ORDER BY seq")
             .bind(job_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         let mut out = String::new();
         for r in rows {
@@ -498,7 +523,7 @@ impl Store {
              FROM approvals WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -568,7 +593,7 @@ impl Store {
              created_at, updated_at FROM deployments WHERE repo = $1 ORDER BY id DESC",
         )
         .bind(repo)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -618,7 +643,7 @@ impl Store {
              WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(ArtifactRecord::from_row).collect()
     }
@@ -638,6 +663,26 @@ fn delivery_from_row(r: &AnyRow) -> Result<DeliveryRecord> {
         run_ids: serde_json::from_str(&run_ids).unwrap_or_default(),
         received_at: r.try_get(9)?,
     })
+}
+
+/// The URL of read-only connections to the same SQLite file (`mode=ro` in place of the
+/// URL's mode); `None` for an in-memory database, where another pool would be another
+/// database.
+pub(crate) fn sqlite_read_url(url: &str) -> Option<String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let path = base
+        .strip_prefix("sqlite://")
+        .or_else(|| base.strip_prefix("sqlite:"))?;
+    let params: Vec<&str> = query.split('&').filter(|kv| !kv.is_empty()).collect();
+    if path.is_empty() || path == ":memory:" || params.contains(&"mode=memory") {
+        return None;
+    }
+    let mut params: Vec<&str> = params
+        .into_iter()
+        .filter(|kv| !kv.starts_with("mode="))
+        .collect();
+    params.push("mode=ro");
+    Some(format!("{base}?{}", params.join("&")))
 }
 
 /// The URL without its password, for error messages.

@@ -48,7 +48,7 @@ impl Store {
     pub async fn run_payload(&self, run_id: i64) -> Result<serde_json::Value> {
         let row = sqlx::query("SELECT payload FROM runs WHERE id = $1")
             .bind(run_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         let text: String = row.try_get(0)?;
         Ok(serde_json::from_str(&text).unwrap_or_default())
@@ -116,7 +116,7 @@ impl Store {
     /// Jobs by status across repositories (for `/metrics`).
     pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -129,7 +129,7 @@ impl Store {
             "SELECT repo, id FROM runs WHERE status = 'in_progress' OR status = 'waiting' \
              ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

@@ -134,7 +134,7 @@ impl Store {
             "SELECT {ANNOTATION_COLUMNS} FROM annotations WHERE run_id = $1 ORDER BY id"
         ))
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(annotation_from_row).collect()
     }
@@ -145,7 +145,7 @@ impl Store {
             "SELECT {ANNOTATION_COLUMNS} FROM annotations WHERE job_id = $1 ORDER BY id"
         ))
         .bind(job_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(annotation_from_row).collect()
     }
@@ -178,7 +178,7 @@ impl Store {
              ORDER BY job_id, step",
         )
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -223,7 +223,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(environment)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -273,7 +273,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(environment)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -301,7 +301,7 @@ impl Store {
         )
         .bind(id)
         .bind(repo)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(ArtifactRecord::from_row).transpose()
     }

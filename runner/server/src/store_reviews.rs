@@ -88,7 +88,7 @@ impl Store {
             "SELECT {REVIEW_COLS} FROM reviews WHERE run_id = $1{filter} ORDER BY id"
         ))
         .bind(run_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(review_from_row).collect()
     }
@@ -152,7 +152,7 @@ impl Store {
              FROM deployment_statuses WHERE deployment_id = $1 ORDER BY id DESC",
         )
         .bind(deployment_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {

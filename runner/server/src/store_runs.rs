@@ -163,7 +163,7 @@ impl Store {
              WHERE repo = $1 ORDER BY id",
         )
         .bind(repo)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -299,7 +299,7 @@ impl Store {
         for a in &args {
             q = q.bind(a);
         }
-        let total: i64 = q.fetch_one(&self.pool).await?.try_get(0)?;
+        let total: i64 = q.fetch_one(&self.read).await?.try_get(0)?;
         let sql = format!(
             "SELECT {RUN_COLS} FROM runs r JOIN workflows w ON w.id = r.workflow_id \
              WHERE {cond} ORDER BY r.id DESC LIMIT {per_page} OFFSET {}",
@@ -309,7 +309,7 @@ impl Store {
         for a in &args {
             q = q.bind(a);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&self.read).await?;
         let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
         Ok((total, runs))
     }
@@ -322,7 +322,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(repo)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(run_from_row).transpose()
     }
@@ -330,7 +330,7 @@ impl Store {
     /// Runs by status across repositories (for `/metrics`).
     pub async fn run_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -344,7 +344,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(run_id)
             .bind(attempt)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter().map(job_from_row).collect()
     }
@@ -358,7 +358,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(job_id)
             .bind(repo)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -369,7 +369,7 @@ impl Store {
              WHERE job_id = $1 ORDER BY number",
         )
         .bind(job_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -546,7 +546,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT repo, id FROM runs WHERE status = 'queued' ORDER BY id LIMIT $1")
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

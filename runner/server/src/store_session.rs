@@ -150,7 +150,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(attempt - 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         let mut reused: HashMap<(String, String), ReusedJob> = HashMap::new();
         let mut failed: Vec<(String, String)> = Vec::new();

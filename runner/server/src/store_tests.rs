@@ -131,3 +131,85 @@ async fn chunks_keep_their_sizes_and_migration_8_counts_old_ones_alike() {
     sqlx::query(update).execute(&s.pool).await.unwrap();
     assert_eq!(sizes().await, want);
 }
+
+#[tokio::test]
+async fn reads_do_not_queue_behind_an_open_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let masker = gantry_engine::masker::Masker::new();
+    s.append_log(7, "committed\n", &masker).await.unwrap();
+    // The writer's one connection is held by a transaction, as while the event recorder
+    // writes: with a single pool every read below would wait for it.
+    let mut tx = s.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO log_chunks (job_id, seq, body, bytes, lines) VALUES (7, 2, 'open\n', 5, 1)",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), s.job_log(7))
+        .await
+        .expect("a read waited for the open write transaction")
+        .unwrap();
+    // A snapshot of what was committed: not the open transaction's row.
+    assert_eq!(read, "committed\n");
+    tx.commit().await.unwrap();
+    assert_eq!(s.job_log(7).await.unwrap(), "committed\nopen\n");
+}
+
+#[tokio::test]
+async fn a_read_right_after_a_write_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let masker = gantry_engine::masker::Masker::new();
+    let mut want = String::new();
+    for i in 0..200 {
+        // Through both pools at once: the reads go to the read connections.
+        admit(&s, &format!("r{i}")).await;
+        let newest = s.deliveries(1).await.unwrap();
+        assert_eq!(
+            newest[0].delivery_id.as_deref(),
+            Some(format!("r{i}").as_str())
+        );
+        let line = format!("line {i}\n");
+        s.append_log(9, &line, &masker).await.unwrap();
+        want.push_str(&line);
+        assert_eq!(s.job_log(9).await.unwrap(), want);
+    }
+}
+
+#[tokio::test]
+async fn the_read_pool_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir).await;
+    let err = sqlx::query("DELETE FROM deliveries")
+        .execute(&s.read)
+        .await
+        .expect_err("a write through the read pool");
+    assert!(err.to_string().contains("readonly"), "{err}");
+}
+
+#[tokio::test]
+async fn an_in_memory_store_reads_what_it_wrote() {
+    // A second pool on `:memory:` would be another, empty database.
+    let s = Store::open("sqlite::memory:").await.unwrap();
+    admit(&s, "m1").await;
+    assert_eq!(s.deliveries(10).await.unwrap().len(), 1);
+}
+
+#[test]
+fn read_urls_are_read_only_and_keep_the_other_parameters() {
+    use crate::store::sqlite_read_url as r;
+    assert_eq!(
+        r("sqlite:///d/gantry.db?mode=rwc").as_deref(),
+        Some("sqlite:///d/gantry.db?mode=ro")
+    );
+    assert_eq!(
+        r("sqlite://g.db?cache=private&mode=rw").as_deref(),
+        Some("sqlite://g.db?cache=private&mode=ro")
+    );
+    assert_eq!(r("sqlite://g.db").as_deref(), Some("sqlite://g.db?mode=ro"));
+    assert_eq!(r("sqlite::memory:"), None);
+    assert_eq!(r("sqlite://x.db?mode=memory"), None);
+    assert_eq!(r("postgres://u@h/db"), None);
+}

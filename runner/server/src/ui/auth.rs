@@ -91,7 +91,7 @@ pub async fn viewer(app: &App, headers: &HeaderMap) -> Result<Option<Viewer>, Ui
     )
     .bind(sha256_hex(&id))
     .bind(crate::store::now())
-    .fetch_optional(&app.store.pool)
+    .fetch_optional(&app.store.read)
     .await
     .map_err(crate::store::StoreError::from)?;
     let Some(row) = row else { return Ok(None) };

@@ -30,7 +30,7 @@ async fn fingerprint(app: &App, repo: &str, run: Option<i64>) -> Result<String, 
     let row =
         sqlx::query("SELECT COUNT(*), COALESCE(MAX(updated_at), '') FROM runs WHERE repo = $1")
             .bind(repo)
-            .fetch_one(&app.store.pool)
+            .fetch_one(&app.store.read)
             .await?;
     let mut fp = format!(
         "{}|{}",
@@ -44,7 +44,7 @@ async fn fingerprint(app: &App, repo: &str, run: Option<i64>) -> Result<String, 
              FROM jobs j WHERE j.run_id = $1 ORDER BY j.id",
         )
         .bind(id)
-        .fetch_all(&app.store.pool)
+        .fetch_all(&app.store.read)
         .await?;
         for r in rows {
             fp.push_str(&format!(
@@ -57,7 +57,7 @@ async fn fingerprint(app: &App, repo: &str, run: Option<i64>) -> Result<String, 
         }
         let a = sqlx::query("SELECT COUNT(*) FROM approvals WHERE run_id = $1")
             .bind(id)
-            .fetch_one(&app.store.pool)
+            .fetch_one(&app.store.read)
             .await?;
         fp.push_str(&format!("|a{}", a.try_get::<i64, _>(0)?));
     }

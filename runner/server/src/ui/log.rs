@@ -44,7 +44,7 @@ async fn lines_before(app: &App, job: i64, before: i64) -> Result<u64, StoreErro
     )
     .bind(job)
     .bind(before)
-    .fetch_one(&app.store.pool)
+    .fetch_one(&app.store.read)
     .await?;
     Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
 }
@@ -65,7 +65,7 @@ async fn chunks(
     .bind(from)
     .bind(to)
     .bind(limit)
-    .fetch_all(&app.store.pool)
+    .fetch_all(&app.store.read)
     .await?;
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -83,7 +83,7 @@ async fn window(
 ) -> Result<(i64, i64, i64), StoreError> {
     let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE job_id = $1")
         .bind(job)
-        .fetch_one(&app.store.pool)
+        .fetch_one(&app.store.read)
         .await?;
     let max: i64 = row.try_get(0)?;
     let forward = from.is_some();
@@ -102,7 +102,7 @@ async fn window(
             .bind(job)
             .bind(cursor)
             .bind(SIZE_BATCH)
-            .fetch_all(&app.store.pool)
+            .fetch_all(&app.store.read)
             .await?;
         for r in &rows {
             let (seq, len): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
