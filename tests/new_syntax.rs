@@ -497,6 +497,21 @@ fn counting_members(n: usize) -> String {
     members
 }
 
+/// The `check` step after [`counting_members`]: `members` counts recorded, at most 10
+/// steps at once and at least `at_least`.
+fn counts_check(members: usize, at_least: usize) -> String {
+    format!(
+        r#"      - name: check
+        run: |
+          max=$(sort -n "$RUNNER_TEMP/counts" | tail -1)
+          echo "most at once: $max"
+          test "$(wc -l < "$RUNNER_TEMP/counts")" -eq {members}
+          test "$max" -le 10
+          test "$max" -ge {at_least}
+"#
+    )
+}
+
 #[test]
 fn a_parallel_group_runs_at_most_ten_members_at_once() {
     let members = counting_members(12);
@@ -510,14 +525,8 @@ jobs:
       - run: mkdir -p "$RUNNER_TEMP/running"
       - name: twelve
         parallel:
-{members}      - name: check
-        run: |
-          max=$(sort -n "$RUNNER_TEMP/counts" | tail -1)
-          echo "most at once: $max"
-          test "$(wc -l < "$RUNNER_TEMP/counts")" -eq 12
-          test "$max" -le 10
-          test "$max" -ge 2
-"#
+{members}{check}"#,
+        check = counts_check(12, 2)
     );
     let r = git_repo_with(&[(".github/workflows/par.yml", &wf)]);
     let out = gantry(r.path(), &["run", "--host", "--json"]);
@@ -561,14 +570,8 @@ jobs:
       - name: eight
         parallel:
 {members}      - wait-all:
-      - name: check
-        run: |
-          max=$(sort -n "$RUNNER_TEMP/counts" | tail -1)
-          echo "most at once: $max"
-          test "$(wc -l < "$RUNNER_TEMP/counts")" -eq 8
-          test "$max" -le 10
-          test "$max" -ge 7
-"#
+{check}"#,
+        check = counts_check(8, 7)
     );
     let r = git_repo_with(&[(".github/workflows/shared.yml", &wf)]);
     let out = gantry(r.path(), &["run", "--host", "--json"]);
