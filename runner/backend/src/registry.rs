@@ -54,10 +54,6 @@ impl Placement {
             Placement::image(value)
         }
     }
-
-    pub fn is_host(&self) -> bool {
-        self.backend == HOST
-    }
 }
 
 type Connect = Box<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Backend>, String>> + Send + Sync>;

@@ -28,7 +28,7 @@ pub use post::{ActionInstance, PostEntry, PostKind, PostStack};
 pub use reference::{ReferenceError, RemoteRef, UsesRef, parse_uses};
 pub use resolve::{
     ActionResolver, Origin, ResolveError, ResolvedAction, ResolvedKind, ResolverConfig,
-    cached_commit_dir, cached_repo_dir, default_cache_root,
+    cached_commit_dir, default_cache_root,
 };
 pub use transport::GitCredentials;
 
