@@ -34,7 +34,7 @@ mod create;
 pub use create::{ImageUse, missing_image_hint};
 mod env;
 mod images;
-pub use images::{BuildFailure, BuildSpec, Daemon, DockerRunSpec, RegistryLogin};
+pub use images::{BuildFailure, BuildSpec, Daemon, DockerRunSpec, ImageNotFound, RegistryLogin};
 pub mod options;
 mod service;
 

@@ -56,12 +56,14 @@ impl Placement {
     }
 }
 
-type Connect = Box<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Backend>, String>> + Send + Sync>;
+type Connect = Box<dyn Fn() -> BoxFuture<'static, BackendResult<Arc<dyn Backend>>> + Send + Sync>;
 
 struct Entry {
     /// Can start job containers and service containers.
     runs_images: bool,
     connect: Connect,
+    /// The first connect's outcome; a failure is kept as its message (every later job
+    /// gets the same answer without trying again).
     backend: OnceCell<Result<Arc<dyn Backend>, String>>,
 }
 
@@ -94,7 +96,9 @@ impl BackendRegistry {
                 super::docker::DockerBackend::connect()
                     .await
                     .map(|d| Arc::new(d.with_host_backend(host)) as Arc<dyn Backend>)
-                    .map_err(|e| format!("cannot connect to Docker: {e}"))
+                    .map_err(|e| {
+                        BackendError::Unavailable(format!("cannot connect to Docker: {e}"))
+                    })
             })
         });
         r
@@ -103,7 +107,7 @@ impl BackendRegistry {
     /// Registers (or replaces) the backend `name`; `connect` runs on its first use.
     pub fn register<F>(&mut self, name: &'static str, runs_images: bool, connect: F)
     where
-        F: Fn() -> BoxFuture<'static, Result<Arc<dyn Backend>, String>> + Send + Sync + 'static,
+        F: Fn() -> BoxFuture<'static, BackendResult<Arc<dyn Backend>>> + Send + Sync + 'static,
     {
         self.entries.insert(
             name,
@@ -136,7 +140,7 @@ impl BackendRegistry {
         let entry = self.entries.get(name).ok_or_else(|| self.unknown(name))?;
         entry
             .backend
-            .get_or_init(|| (entry.connect)())
+            .get_or_init(|| async { (entry.connect)().await.map_err(|e| e.to_string()) })
             .await
             .clone()
             .map_err(BackendError::Unavailable)
@@ -204,7 +208,7 @@ mod tests {
             Box::pin(async move { Ok(h) })
         });
         r.register(DOCKER, true, || {
-            Box::pin(async { Err("no daemon here".to_string()) })
+            Box::pin(async { Err(BackendError::Unavailable("no daemon here".into())) })
         });
         let b = r.for_job(&Placement::host(), false).await.unwrap();
         assert_eq!(b.name(), "host");

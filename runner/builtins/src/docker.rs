@@ -118,18 +118,9 @@ fn tar_header(out: &mut Vec<u8>, name: &str, size: u64, mode: u32, kind: u8) {
     out.extend_from_slice(&h);
 }
 
-/// Builds `spec` (its context sent as a tar archive); the error carries the build's log.
+/// Builds `spec` (its context sent as a tar archive); a failure keeps the whole build log
+/// ([`BuildFailure::message`] prints it).
 pub async fn build_image(
-    daemon: &Daemon,
-    spec: &BuildSpec,
-) -> Result<(String, Vec<String>), String> {
-    build_image_logged(daemon, spec)
-        .await
-        .map_err(|f| f.message())
-}
-
-/// Like [`build_image`], keeping the whole log of a failed build.
-pub async fn build_image_logged(
     daemon: &Daemon,
     spec: &BuildSpec,
 ) -> Result<(String, Vec<String>), BuildFailure> {
@@ -472,7 +463,7 @@ impl BuiltinAction for BuildPush {
             pull: input_bool(inputs, "pull", false),
         };
         let daemon = Daemon::connect().await?;
-        let (id, logs) = match build_image_logged(&daemon, &spec).await {
+        let (id, logs) = match build_image(&daemon, &spec).await {
             Ok(x) => x,
             Err(f) => return Err(f.message().into()),
         };

@@ -151,6 +151,9 @@ pub enum BuiltinError {
     /// Fetching a repository failed (`actions/checkout` of another repository).
     #[error(transparent)]
     Fetch(#[from] gantry_git::transport::FetchError),
+    /// An input's default in the built-in's `action.yml` did not evaluate.
+    #[error(transparent)]
+    Input(#[from] gantry_workflow::action_inputs::DefaultError),
     /// `--offline` refused something that needs the network (the message says so).
     #[error("{0}")]
     Offline(String),

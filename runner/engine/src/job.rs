@@ -90,7 +90,27 @@ pub fn at<T>(s: &Spanned<T>, msg: &str) -> String {
     }
 }
 
-pub fn eval_bool(v: &Option<Spanned<OrExpr<bool>>>, ctx: &Ctx) -> Result<bool, String> {
+/// A workflow expression that did not evaluate, with where it is written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", located(.line, .col, &.source.to_string()))]
+pub struct LocatedExprError {
+    /// 1-based; 0 when the value has no place in a file.
+    pub line: u32,
+    pub col: u32,
+    pub source: gantry_expr::ExprError,
+}
+
+fn located(line: &u32, col: &u32, msg: &str) -> String {
+    if *line > 0 {
+        format!("{line}:{col}: {msg}")
+    } else {
+        msg.to_string()
+    }
+}
+
+/// A boolean written as a value or an expression (`continue-on-error`,
+/// `cancel-in-progress`); absent is `false`.
+pub fn eval_bool(v: &Option<Spanned<OrExpr<bool>>>, ctx: &Ctx) -> Result<bool, LocatedExprError> {
     match v {
         None => Ok(false),
         Some(s) => match &s.value {
@@ -98,7 +118,11 @@ pub fn eval_bool(v: &Option<Spanned<OrExpr<bool>>>, ctx: &Ctx) -> Result<bool, S
             OrExpr::Expr(e) => ctx
                 .eval_template(e)
                 .map(|v| v.is_truthy())
-                .map_err(|x| at(s, &x.to_string())),
+                .map_err(|source| LocatedExprError {
+                    line: s.span.line,
+                    col: s.span.col,
+                    source,
+                }),
         },
     }
 }

@@ -366,7 +366,7 @@ async fn image_present(docker: Option<&Daemon>, image: &str) -> Result<(), Strin
     let Some(d) = docker else {
         return Err("cannot be checked: no Docker daemon answers".into());
     };
-    d.find_image(image).await
+    d.find_image(image).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The branch/tag/path filter lists (GHA-SEMANTICS §2.4).
 
 use gantry_workflow::Spanned;
-use gantry_workflow::pattern::Pattern;
+use gantry_workflow::pattern::{Pattern, PatternError};
 
 /// GitHub considers at most this many changed files for `paths` filters [D].
 pub const MAX_CHANGED_FILES: usize = 300;
 
 /// Compiles a filter list as written.
-pub fn compile(patterns: &[Spanned<String>]) -> Result<Vec<Pattern>, String> {
+pub fn compile(patterns: &[Spanned<String>]) -> Result<Vec<Pattern>, PatternError> {
     patterns
         .iter()
         .map(|p| Pattern::compile(&p.value))
@@ -15,7 +15,7 @@ pub fn compile(patterns: &[Spanned<String>]) -> Result<Vec<Pattern>, String> {
 }
 
 /// Compiles plain strings (tests, CLI).
-pub fn compile_strs(patterns: &[&str]) -> Result<Vec<Pattern>, String> {
+pub fn compile_strs(patterns: &[&str]) -> Result<Vec<Pattern>, PatternError> {
     patterns.iter().map(|p| Pattern::compile(p)).collect()
 }
 

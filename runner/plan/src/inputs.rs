@@ -16,6 +16,55 @@ fn type_name(t: InputType) -> &'static str {
     }
 }
 
+/// Why given inputs do not fit a workflow's declarations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("unexpected input(s) {}; declared inputs are [{}]", quoted(.unexpected), .declared.join(", "))]
+    Undeclared {
+        unexpected: Vec<String>,
+        declared: Vec<String>,
+    },
+    #[error("input '{name}' is required but was not provided")]
+    Missing { name: String },
+    /// `default_of`: the wrong value is the input's default, declared with this type.
+    #[error("input '{name}' must be {expected}, got '{got}'{}", default_of.map(|t| format!(" (default of type {})", type_name(t))).unwrap_or_default())]
+    WrongValue {
+        name: String,
+        expected: Expected,
+        got: String,
+        default_of: Option<InputType>,
+    },
+    /// The default's expression does not evaluate (`message` is located in its text).
+    #[error("input '{name}' default: {message}")]
+    Default { name: String, message: String },
+}
+
+/// What an input of a type accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Boolean,
+    Number,
+    OneOf(Vec<String>),
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Boolean => f.write_str("a boolean (true or false)"),
+            Expected::Number => f.write_str("a number"),
+            Expected::OneOf(options) => write!(f, "one of [{}]", options.join(", ")),
+        }
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|u| format!("'{u}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn number(n: f64) -> J {
     if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
         J::from(n as i64)
@@ -27,19 +76,23 @@ fn number(n: f64) -> J {
 }
 
 /// Converts a given string to the input's type.
-fn convert(name: &str, def: &InputDef, text: &str) -> Result<J, String> {
+fn convert(name: &str, def: &InputDef, text: &str) -> Result<J, InputError> {
+    let wrong = |expected| InputError::WrongValue {
+        name: name.to_string(),
+        expected,
+        got: text.to_string(),
+        default_of: None,
+    };
     match def.input_type {
         InputType::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" => Ok(J::Bool(true)),
             "false" => Ok(J::Bool(false)),
-            _ => Err(format!(
-                "input '{name}' must be a boolean (true or false), got '{text}'"
-            )),
+            _ => Err(wrong(Expected::Boolean)),
         },
         InputType::Number => {
             let n = parse_number(text.trim());
             if text.trim().is_empty() || n.is_nan() {
-                Err(format!("input '{name}' must be a number, got '{text}'"))
+                Err(wrong(Expected::Number))
             } else {
                 Ok(number(n))
             }
@@ -48,10 +101,7 @@ fn convert(name: &str, def: &InputDef, text: &str) -> Result<J, String> {
             if def.options.iter().any(|o| o == text) {
                 Ok(J::String(text.to_string()))
             } else {
-                Err(format!(
-                    "input '{name}' must be one of [{}], got '{text}'",
-                    def.options.join(", ")
-                ))
+                Err(wrong(Expected::OneOf(def.options.clone())))
             }
         }
         InputType::String | InputType::Environment => Ok(J::String(text.to_string())),
@@ -74,7 +124,7 @@ fn zero(t: InputType) -> J {
 pub fn resolve_inputs(
     def: &IndexMap<String, InputDef>,
     given: &IndexMap<String, String>,
-) -> Result<IndexMap<String, J>, String> {
+) -> Result<IndexMap<String, J>, InputError> {
     resolve_inputs_with(def, given, None)
 }
 
@@ -84,23 +134,17 @@ pub fn resolve_inputs_with(
     def: &IndexMap<String, InputDef>,
     given: &IndexMap<String, String>,
     ctx: Option<&dyn EvalContext>,
-) -> Result<IndexMap<String, J>, String> {
+) -> Result<IndexMap<String, J>, InputError> {
     let unexpected: Vec<&str> = given
         .keys()
         .filter(|k| !def.contains_key(*k))
         .map(String::as_str)
         .collect();
     if !unexpected.is_empty() {
-        let valid: Vec<&str> = def.keys().map(String::as_str).collect();
-        return Err(format!(
-            "unexpected input(s) {}; declared inputs are [{}]",
-            unexpected
-                .iter()
-                .map(|u| format!("'{u}'"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            valid.join(", ")
-        ));
+        return Err(InputError::Undeclared {
+            unexpected: unexpected.into_iter().map(str::to_string).collect(),
+            declared: def.keys().cloned().collect(),
+        });
     }
     let mut out = IndexMap::new();
     for (name, d) in def {
@@ -109,7 +153,7 @@ pub fn resolve_inputs_with(
         } else if let Some(default) = &d.default {
             default_value(name, d, &default.value, ctx)?
         } else if d.required {
-            return Err(format!("input '{name}' is required but was not provided"));
+            return Err(InputError::Missing { name: name.clone() });
         } else {
             zero(d.input_type)
         };
@@ -123,13 +167,18 @@ fn default_value(
     d: &InputDef,
     node: &Node,
     ctx: Option<&dyn EvalContext>,
-) -> Result<J, String> {
+) -> Result<J, InputError> {
     let v = match node {
         Node::String(s) if s.contains("${{") => match ctx {
             None => return Ok(J::String(s.clone())),
-            Some(c) => Template::parse(s)
-                .and_then(|t| t.eval(c))
-                .map_err(|e| format!("input '{name}' default: {}", e.located_message(s)))?,
+            Some(c) => {
+                Template::parse(s)
+                    .and_then(|t| t.eval(c))
+                    .map_err(|e| InputError::Default {
+                        name: name.to_string(),
+                        message: e.located_message(s),
+                    })?
+            }
         },
         other => Value::from_json(&other.to_json()),
     };
@@ -142,7 +191,20 @@ fn default_value(
         (_, Value::Null) => Ok(J::String(String::new())),
         _ => Ok(J::String(v.as_string().into_owned())),
     }
-    .map_err(|e| format!("{e} (default of type {})", type_name(d.input_type)))
+    .map_err(|e| match e {
+        InputError::WrongValue {
+            name,
+            expected,
+            got,
+            ..
+        } => InputError::WrongValue {
+            name,
+            expected,
+            got,
+            default_of: Some(d.input_type),
+        },
+        e => e,
+    })
 }
 
 /// The inputs of one workflow for one run: typed values for `inputs.*` and warnings for
@@ -165,7 +227,7 @@ pub fn workflow_inputs(
     wf: &gantry_workflow::Workflow,
     event_name: &str,
     given: &IndexMap<String, String>,
-) -> Result<WorkflowInputs, String> {
+) -> Result<WorkflowInputs, InputError> {
     let own = wf
         .on
         .events
@@ -301,11 +363,13 @@ mod tests {
         assert!(
             resolve_inputs(&d, &given(&[]))
                 .unwrap_err()
+                .to_string()
                 .contains("'name' is required")
         );
         assert!(
             resolve_inputs(&d, &given(&[("name", "x"), ("level", "debug")]))
                 .unwrap_err()
+                .to_string()
                 .contains("one of [info, warn]")
         );
         assert!(resolve_inputs(&d, &given(&[("name", "x"), ("debug", "yes")])).is_err());
@@ -313,6 +377,7 @@ mod tests {
         assert!(
             resolve_inputs(&d, &given(&[("name", "x"), ("bogus", "1")]))
                 .unwrap_err()
+                .to_string()
                 .contains("'bogus'")
         );
     }

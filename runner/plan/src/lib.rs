@@ -11,10 +11,10 @@ pub mod strategy;
 pub mod trigger;
 
 pub use dag::JobGraph;
-pub use inputs::{WorkflowInputs, given_inputs, resolve_inputs, workflow_inputs};
-pub use matrix::{Leg, MatrixFilter, expand as expand_matrix, filter_legs};
+pub use inputs::{InputError, WorkflowInputs, given_inputs, resolve_inputs, workflow_inputs};
+pub use matrix::{Leg, MatrixError, MatrixFilter, expand as expand_matrix, filter_legs};
 pub use plan::{JobPlan, NodeKind, Plan, PlanNode, PlanOptions, ReadyTracker, plan};
-pub use strategy::{JobExpansion, expand_job};
+pub use strategy::{JobExpansion, StrategyError, expand_job};
 pub use trigger::{Event, Match, matches};
 
 pub use petgraph::graph::NodeIndex;

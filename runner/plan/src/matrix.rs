@@ -135,9 +135,27 @@ struct Include {
     used: bool,
 }
 
+/// Why a matrix does not expand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    /// The matrix is not shaped as GitHub accepts; the text is GitHub's parser's.
+    #[error("{0}")]
+    Shape(String),
+    #[error("Strategy produced more than {max} jobs; a matrix may produce at most {max}")]
+    TooManyLegs { max: usize },
+}
+
 /// Expands an evaluated matrix (a JSON object) into its legs, in GitHub's order.
 /// Errors use the texts of GitHub's parser.
-pub fn expand(matrix: &J) -> Result<Vec<Leg>, String> {
+pub fn expand(matrix: &J) -> Result<Vec<Leg>, MatrixError> {
+    let legs = legs_of(matrix).map_err(MatrixError::Shape)?;
+    if legs.len() > MAX_LEGS {
+        return Err(MatrixError::TooManyLegs { max: MAX_LEGS });
+    }
+    Ok(legs)
+}
+
+fn legs_of(matrix: &J) -> Result<Vec<Leg>, String> {
     let J::Object(map) = matrix else {
         return Err(format!(
             "Matrix must be a mapping, got {}",
@@ -280,16 +298,11 @@ pub fn expand(matrix: &J) -> Result<Vec<Leg>, String> {
             name_values,
         });
     }
-    if legs.len() > MAX_LEGS {
-        return Err(format!(
-            "Strategy produced more than {MAX_LEGS} jobs; a matrix may produce at most {MAX_LEGS}"
-        ));
-    }
     Ok(legs)
 }
 
 /// [`expand`] returning only the `matrix` context of each leg.
-pub fn expand_values(matrix: &J) -> Result<Vec<IndexMap<String, J>>, String> {
+pub fn expand_values(matrix: &J) -> Result<Vec<IndexMap<String, J>>, MatrixError> {
     Ok(expand(matrix)?.into_iter().map(|l| l.values).collect())
 }
 

@@ -127,7 +127,7 @@ pub fn plan(wf: &Workflow, opts: &PlanOptions) -> Result<Plan, PlanError> {
             let exp = strategy::expand_job(job, ctx, &opts.matrix_filters).map_err(|message| {
                 PlanError::Strategy {
                     job: id.clone(),
-                    message,
+                    message: message.to_string(),
                 }
             })?;
             fail_fast = exp.fail_fast;

@@ -5,7 +5,7 @@ use gantry_expr::{EvalContext, Template, Value};
 use gantry_workflow::{Job, Node, OrExpr, Spanned};
 use serde_json::Value as J;
 
-use crate::matrix::{self, Leg, MatrixFilter};
+use crate::matrix::{self, Leg, MatrixError, MatrixFilter};
 
 /// A job's expanded strategy.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,26 @@ impl JobExpansion {
     pub fn total(&self) -> usize {
         self.legs.as_ref().map_or(1, Vec::len)
     }
+}
+
+/// Why a job's strategy does not evaluate or expand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    /// An expression in `strategy` does not parse or evaluate (located in its text).
+    #[error("{0}")]
+    Expression(String),
+    /// A value of the wrong kind, e.g. `strategy.fail-fast must be a boolean, got string`.
+    #[error("{field} must be {expected}, got {got}")]
+    WrongKind {
+        field: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    /// A matrix given as one expression evaluated to a string that is not JSON.
+    #[error("{0}")]
+    NotJson(String),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
 }
 
 fn template(s: &str) -> Result<Template, String> {
@@ -101,7 +121,11 @@ pub fn uses_needs(job: &Job) -> bool {
 /// (and GitHub, undocumented): a sequence item that is an expression yielding a sequence
 /// is spliced into the sequence, and a `${{ insert }}` key merges its mapping value into
 /// the mapping it stands in.
-pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
+pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, StrategyError> {
+    eval_node_text(node, ctx).map_err(StrategyError::Expression)
+}
+
+fn eval_node_text(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
     Ok(match node {
         Node::String(s) if s.contains("${{") => template(s)?
             .eval(ctx)
@@ -110,7 +134,7 @@ pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for i in items {
-                match (&i.value, eval_node(&i.value, ctx)?) {
+                match (&i.value, eval_node_text(&i.value, ctx)?) {
                     (Node::String(_), J::Array(a)) => out.extend(a),
                     (_, v) => out.push(v),
                 }
@@ -120,7 +144,7 @@ pub fn eval_node(node: &Node, ctx: &dyn EvalContext) -> Result<J, String> {
         Node::Map(entries) => {
             let mut m = serde_json::Map::new();
             for (k, v) in entries {
-                let value = eval_node(&v.value, ctx)?;
+                let value = eval_node_text(&v.value, ctx)?;
                 if is_insert(&k.value) {
                     let J::Object(inserted) = value else {
                         return Err(format!(
@@ -171,7 +195,7 @@ pub fn expand_job(
     job: &Job,
     ctx: &dyn EvalContext,
     filters: &[MatrixFilter],
-) -> Result<JobExpansion, String> {
+) -> Result<JobExpansion, StrategyError> {
     let Some(s) = &job.strategy else {
         return Ok(JobExpansion {
             legs: None,
@@ -188,13 +212,14 @@ pub fn expand_job(
         Some(Spanned {
             value: OrExpr::Expr(e),
             ..
-        }) => match eval_scalar(e, ctx)? {
+        }) => match eval_scalar(e, ctx).map_err(StrategyError::Expression)? {
             Value::Bool(b) => b,
             other => {
-                return Err(format!(
-                    "strategy.fail-fast must be a boolean, got {}",
-                    other.kind_name()
-                ));
+                return Err(StrategyError::WrongKind {
+                    field: "strategy.fail-fast",
+                    expected: "a boolean",
+                    got: other.kind_name().to_string(),
+                });
             }
         },
     };
@@ -203,20 +228,23 @@ pub fn expand_job(
         Some(Spanned { value, .. }) => {
             let n = match value {
                 OrExpr::Value(n) => *n,
-                OrExpr::Expr(e) => match eval_scalar(e, ctx)? {
+                OrExpr::Expr(e) => match eval_scalar(e, ctx).map_err(StrategyError::Expression)? {
                     Value::Number(n) => n,
                     other => {
-                        return Err(format!(
-                            "strategy.max-parallel must be a number, got {}",
-                            other.kind_name()
-                        ));
+                        return Err(StrategyError::WrongKind {
+                            field: "strategy.max-parallel",
+                            expected: "a number",
+                            got: other.kind_name().to_string(),
+                        });
                     }
                 },
             };
             if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
-                return Err(format!(
-                    "strategy.max-parallel must be a positive integer, got {n}"
-                ));
+                return Err(StrategyError::WrongKind {
+                    field: "strategy.max-parallel",
+                    expected: "a positive integer",
+                    got: n.to_string(),
+                });
             }
             Some(n as usize)
         }
@@ -226,7 +254,9 @@ pub fn expand_job(
         Some(m) => {
             let evaluated = match eval_node(&m.value, ctx)? {
                 // A matrix given as one expression may evaluate to a JSON string.
-                J::String(t) => serde_json::from_str(&t).map_err(|e| e.to_string())?,
+                J::String(t) => {
+                    serde_json::from_str(&t).map_err(|e| StrategyError::NotJson(e.to_string()))?
+                }
                 other => other,
             };
             let legs = matrix::expand(&evaluated)?;

@@ -224,7 +224,7 @@ fn check_names(
     ignore: &Option<Vec<Spanned<String>>>,
 ) -> Result<(), String> {
     if let Some(list) = include {
-        let pats = filters::compile(list)?;
+        let pats = filters::compile(list).map_err(|e| e.to_string())?;
         if !filters::include_list(&pats, &[name]) {
             let k = if kind == "tag" { "tags" } else { "branches" };
             return Err(format!(
@@ -234,7 +234,7 @@ fn check_names(
         }
     }
     if let Some(list) = ignore {
-        let pats = filters::compile(list)?;
+        let pats = filters::compile(list).map_err(|e| e.to_string())?;
         if !filters::ignore_list(&pats, &[name]) {
             let k = if kind == "tag" { "tags" } else { "branches" };
             return Err(format!(
@@ -264,7 +264,7 @@ fn check_paths(t: &EventTrigger, ev: &Event) -> Result<Option<String>, String> {
         return Err("no changed files".into());
     }
     if let Some(list) = &t.paths {
-        let pats = filters::compile(list)?;
+        let pats = filters::compile(list).map_err(|e| e.to_string())?;
         match filters::first_included(&pats, &items) {
             None => {
                 return Err(format!(
@@ -279,7 +279,7 @@ fn check_paths(t: &EventTrigger, ev: &Event) -> Result<Option<String>, String> {
         }
     }
     if let Some(list) = &t.paths_ignore {
-        let pats = filters::compile(list)?;
+        let pats = filters::compile(list).map_err(|e| e.to_string())?;
         match filters::first_not_ignored(&pats, &items) {
             None => {
                 return Err(format!(
@@ -342,7 +342,7 @@ fn check(t: &EventTrigger, ev: &Event) -> Result<String, String> {
                     .workflow_name
                     .as_deref()
                     .ok_or("workflow_run event without a workflow name")?;
-                let pats = filters::compile(wfs)?;
+                let pats = filters::compile(wfs).map_err(|e| e.to_string())?;
                 if !wfs.iter().any(|w| w.value == name) && !filters::include_list(&pats, &[name]) {
                     return Err(format!(
                         "workflow '{name}' not in workflows {}",

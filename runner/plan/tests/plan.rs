@@ -407,7 +407,8 @@ jobs:
             .collect()
     };
     let e = gantry_plan::workflow_inputs(&w, "workflow_dispatch", &given(&[])).unwrap_err();
-    assert!(e.contains("'level' is required"), "{e}");
+    assert!(e.to_string().contains("'level' is required"), "{e}");
+    assert!(matches!(&e, gantry_plan::InputError::Missing { name } if name == "level"));
     // A push run: the declarations give types and defaults, nothing is required.
     let r = gantry_plan::workflow_inputs(&w, "push", &given(&[])).unwrap();
     assert_eq!(r.values["n"], serde_json::json!(0));

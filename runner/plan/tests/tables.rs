@@ -56,7 +56,7 @@ fn matrix_table() {
         let got = matrix::expand(&c["matrix"]);
         match (&got, c.get("error")) {
             (Err(e), Some(want)) => {
-                if e != want.as_str().unwrap() {
+                if e.to_string() != want.as_str().unwrap() {
                     failures.push(format!("{name}: error {e:?}, expected {want}"));
                 }
             }

@@ -545,6 +545,7 @@ async fn queue_dispatch(
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(TriggerError::NoWorkflow(_)) => Err(ApiError::not_found()),
         Err(TriggerError::Invalid(m)) => Err(ApiError::unprocessable(&m, None)),
+        Err(e @ TriggerError::Inputs(_)) => Err(ApiError::unprocessable(&e.to_string(), None)),
         Err(TriggerError::Mirror(crate::mirror::MirrorError::MissingCommit(c))) => Err(
             ApiError::unprocessable(&format!("No ref found for: {c}"), None),
         ),

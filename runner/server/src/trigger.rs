@@ -58,6 +58,9 @@ pub enum TriggerError {
     NoWorkflow(String),
     #[error("{0}")]
     Invalid(String),
+    /// The dispatch's inputs do not fit the workflow's declarations.
+    #[error(transparent)]
+    Inputs(#[from] gantry_plan::InputError),
 }
 
 fn s(v: &J, path: &[&str]) -> Option<String> {
@@ -430,7 +433,7 @@ fn dispatch_inputs(wf: &gantry_workflow::Workflow, payload: &J) -> Result<J, Tri
                 .collect()
         })
         .unwrap_or_default();
-    let resolved = gantry_plan::resolve_inputs(&t.inputs, &given).map_err(TriggerError::Invalid)?;
+    let resolved = gantry_plan::resolve_inputs(&t.inputs, &given)?;
     Ok(J::Object(resolved.into_iter().collect()))
 }
 

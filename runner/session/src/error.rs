@@ -15,18 +15,25 @@ pub enum SessionError {
     /// A workflow path given is neither a file nor a directory.
     #[error("no workflow file or directory at {}", path.display())]
     NoWorkflowFile { path: PathBuf },
-    /// A workflow path leads out of the repository, or a directory cannot be listed.
+    /// A workflow directory cannot be listed.
     #[error("{0}")]
     WorkflowPath(String),
+    /// A workflow file leads out of the repository.
+    #[error(transparent)]
+    WorkflowRefused(#[from] gantry_engine::actions::resolve::FileRefused),
     /// The workflows' error diagnostics, one a line (each names its file and position).
     #[error("{0}")]
     Workflows(String),
     /// `-j JOB` names no job of the triggered workflows.
     #[error("no job '{0}' in the workflows for this event")]
     UnknownJob(String),
-    /// An input is missing, of the wrong type or not one of its options.
-    #[error("{0}")]
-    Inputs(String),
+    /// An input is missing, of the wrong type or not one of its options (`workflow`
+    /// names the file).
+    #[error("{workflow}: {source}")]
+    Inputs {
+        workflow: String,
+        source: gantry_plan::InputError,
+    },
     /// `.gantry/config.yml` has errors (one a line).
     #[error("{0}")]
     DeliveryConfig(String),

@@ -146,8 +146,12 @@ fn check_inputs(cfg: &mut RunConfig) -> Result<Vec<String>, SessionError> {
     let mut warnings = Vec::new();
     let mut event_inputs = serde_json::Map::new();
     for w in &cfg.workflows {
-        let r = gantry_plan::workflow_inputs(&w.workflow, &cfg.event_name, &given)
-            .map_err(|e| SessionError::Inputs(format!("{}: {e}", w.rel_path)))?;
+        let r = gantry_plan::workflow_inputs(&w.workflow, &cfg.event_name, &given).map_err(
+            |source| SessionError::Inputs {
+                workflow: w.rel_path.clone(),
+                source,
+            },
+        )?;
         event_inputs.extend(gantry_plan::inputs::event_inputs(&r.values));
         warnings.extend(
             r.warnings
@@ -237,7 +241,7 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> Result<Vec<PathBuf>
     }
     for f in &files {
         gantry_engine::actions::resolve::repository_file_beneath(root, f)
-            .map_err(SessionError::WorkflowPath)?;
+            .map_err(SessionError::WorkflowRefused)?;
     }
     Ok(files)
 }

@@ -39,6 +39,14 @@ pub fn input_env_name(name: &str) -> String {
     format!("INPUT_{}", name.replace(' ', "_").to_uppercase())
 }
 
+/// An input's default did not evaluate; `message` is the evaluator's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input '{input}' default: {message}")]
+pub struct DefaultError {
+    pub input: String,
+    pub message: String,
+}
+
 /// Applies `with` (already evaluated) over the action's declared inputs. `eval_default`
 /// evaluates a default's template (github, strategy, matrix, job, runner, hashFiles).
 /// `action` is `None` for `docker://` steps (no metadata: no warnings).
@@ -46,7 +54,7 @@ pub fn resolve_inputs(
     action: Option<&Action>,
     with: &IndexMap<String, String>,
     mut eval_default: impl FnMut(&str) -> Result<String, String>,
-) -> Result<ResolvedInputs, String> {
+) -> Result<ResolvedInputs, DefaultError> {
     let mut out = ResolvedInputs::default();
     let Some(action) = action else {
         out.values = with.clone();
@@ -88,7 +96,10 @@ pub fn resolve_inputs(
         if let Some(v) = given.shift_remove(name) {
             out.values.insert(name.clone(), v);
         } else if let Some(d) = &decl.default {
-            let v = eval_default(&d.value).map_err(|e| format!("input '{name}' default: {e}"))?;
+            let v = eval_default(&d.value).map_err(|message| DefaultError {
+                input: name.clone(),
+                message,
+            })?;
             out.values.insert(name.clone(), v);
         }
     }

@@ -8,6 +8,16 @@
 
 use regex::Regex;
 
+/// Why a filter pattern does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("the pattern is empty")]
+    Empty,
+    /// `problems`: what is wrong, with 0-based char offsets after a leading `!`.
+    #[error("invalid pattern '{pattern}': {problems}")]
+    Invalid { pattern: String, problems: String },
+}
+
 /// A compiled branch/tag/path filter pattern.
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -22,17 +32,15 @@ pub struct Pattern {
 impl Pattern {
     /// Compiles a pattern; `Err` says what is wrong (positions are 0-based char offsets
     /// within the pattern after a leading `!`).
-    pub fn compile(pattern: &str) -> Result<Pattern, String> {
+    pub fn compile(pattern: &str) -> Result<Pattern, PatternError> {
         let (negative, body) = match pattern.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, pattern),
         };
         let re = to_regex(body)?;
-        let regex = Regex::new(&re).map_err(|e| {
-            format!(
-                "invalid pattern '{pattern}': {}",
-                e.to_string().lines().last().unwrap_or("")
-            )
+        let regex = Regex::new(&re).map_err(|e| PatternError::Invalid {
+            pattern: pattern.to_string(),
+            problems: e.to_string().lines().last().unwrap_or("").to_string(),
         })?;
         Ok(Pattern {
             source: pattern.to_string(),
@@ -53,7 +61,7 @@ impl Pattern {
 }
 
 /// Translates a pattern (without a leading `!`) into an anchored regex string.
-pub fn to_regex(pattern: &str) -> Result<String, String> {
+pub fn to_regex(pattern: &str) -> Result<String, PatternError> {
     let p: Vec<char> = pattern.chars().collect();
     let mut out = String::from("^");
     let mut errors: Vec<String> = Vec::new();
@@ -147,19 +155,19 @@ pub fn to_regex(pattern: &str) -> Result<String, String> {
         }
     }
     if !errors.is_empty() {
-        return Err(format!(
-            "invalid pattern '{pattern}': {}",
-            errors.join(", ")
-        ));
+        return Err(PatternError::Invalid {
+            pattern: pattern.to_string(),
+            problems: errors.join(", "),
+        });
     }
     out.push('$');
     Ok(out)
 }
 
 /// Checks a branch/tag/path filter pattern; `Err` says what is wrong.
-pub fn check_glob(pattern: &str) -> Result<(), String> {
+pub fn check_glob(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
-        return Err("the pattern is empty".into());
+        return Err(PatternError::Empty);
     }
     Pattern::compile(pattern).map(|_| ())
 }
@@ -169,7 +177,7 @@ pub fn check_glob(pattern: &str) -> Result<(), String> {
 /// index of the offending pattern with the message.
 pub fn check_filter_list(patterns: &[&str]) -> Result<(), (usize, String)> {
     for (i, p) in patterns.iter().enumerate() {
-        check_glob(p).map_err(|e| (i, e))?;
+        check_glob(p).map_err(|e| (i, e.to_string()))?;
     }
     if !patterns.is_empty() && patterns.iter().all(|p| p.starts_with('!')) {
         return Err((

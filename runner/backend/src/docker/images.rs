@@ -59,6 +59,16 @@ pub struct BuildSpec {
     pub pull: bool,
 }
 
+/// Why [`Daemon::find_image`] did not find an image; reads after the image's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageNotFound {
+    #[error("is not in the local Docker daemon (Gantry never pulls)")]
+    Absent,
+    /// The daemon's answer to the inspection.
+    #[error("cannot be inspected: {0}")]
+    Daemon(String),
+}
+
 /// A failed build: the error and the whole build log up to it.
 #[derive(Debug, Clone)]
 pub struct BuildFailure {
@@ -118,13 +128,13 @@ impl Daemon {
     }
 
     /// Whether the image is in the daemon, saying why not (absent, or the daemon failed).
-    pub async fn find_image(&self, image: &str) -> Result<(), String> {
+    pub async fn find_image(&self, image: &str) -> Result<(), ImageNotFound> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err("is not in the local Docker daemon (Gantry never pulls)".into()),
-            Err(e) => Err(format!("cannot be inspected: {e}")),
+            }) => Err(ImageNotFound::Absent),
+            Err(e) => Err(ImageNotFound::Daemon(e.to_string())),
         }
     }
 

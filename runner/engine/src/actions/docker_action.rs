@@ -232,7 +232,7 @@ pub async fn ensure_image(
                 tags: vec![tag.clone()],
                 ..Default::default()
             };
-            let (_, logs) = build_image(daemon, &spec).await?;
+            let (_, logs) = build_image(daemon, &spec).await.map_err(|f| f.message())?;
             Ok((tag, logs))
         }
         ImageSource::Image(img) => {

@@ -566,13 +566,21 @@ fn write_tree(repo: &git2::Repository, tree: &git2::Tree<'_>, dest: &Path) -> Re
 /// Refuses a file of the repository at `root` (a workflow file) that is a symlink leading
 /// outside it, before anything reads it; the error names the file, never the link's target
 /// or its content. Files outside `root` (named explicitly by the user) are not checked.
-pub fn repository_file_beneath(root: &Path, file: &Path) -> Result<(), String> {
+pub fn repository_file_beneath(root: &Path, file: &Path) -> Result<(), FileRefused> {
     let Ok(rel) = file.strip_prefix(root) else {
         return Ok(());
     };
     beneath_file(root, rel, "the repository")
         .map(drop)
-        .map_err(|e| format!("workflow file refused: {e}"))
+        .map_err(|reason| FileRefused { reason })
+}
+
+/// A repository file that may not be read (it leads outside the repository).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("workflow file refused: {reason}")]
+pub struct FileRefused {
+    /// Names the file, never a link's target.
+    pub reason: String,
 }
 
 /// Whether `rel` is a regular file beneath `root` (following links only while they stay

@@ -117,7 +117,10 @@ async fn admit(
         a.continue_on_error = match eval_bool(&job.continue_on_error, ctx) {
             Ok(b) => b,
             Err(e) => {
-                let e = shared.job_masker(&a.secrets).mask(&e).into_owned();
+                let e = shared
+                    .job_masker(&a.secrets)
+                    .mask(&e.to_string())
+                    .into_owned();
                 runner_log(shared, key, None, format!("Error: continue-on-error: {e}"));
                 false
             }

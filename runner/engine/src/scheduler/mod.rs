@@ -654,7 +654,7 @@ impl Graph<'_> {
                 let filters = matrix_filters(self.shared);
                 let exp = match gantry_plan::expand_job(job, ctx, &filters) {
                     Ok(e) => e,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return Some(Err(e.to_string())),
                 };
                 let legs = match exp.legs {
                     None => vec![(None, named(None, base_name.to_string()))],

@@ -191,7 +191,7 @@ impl StepRunner<'_> {
                 };
                 let inputs = match inputs {
                     Ok(x) => x,
-                    Err(e) => return self.uses_error(i, uses, state, &e),
+                    Err(e) => return self.uses_error(i, uses, state, &e.to_string()),
                 };
                 for w in &inputs.warnings {
                     self.log(i, &state.masker, &format!("Warning: {w}"));
