@@ -90,6 +90,13 @@ fn labels_without_a_platform_are_skipped_naming_p() {
             "skipped jobs fail nothing:\n{t}"
         );
     }
+    // `-q` holds log lines back; the reason is still printed (a warning annotation).
+    let out = gantry(repo.path(), &["run", "-q"]);
+    let t = text(&out);
+    for label in ["windows-latest", "macos-latest", "gpu-box"] {
+        assert!(t.contains(&format!("-P {label}=")), "-q hides why:\n{t}");
+    }
+    assert!(t.contains("warning: job skipped"), "{t}");
 }
 
 #[test]

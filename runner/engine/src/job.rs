@@ -219,6 +219,22 @@ pub(crate) fn report_setup_failure(shared: &RunShared, key: &Text, msg: &str) {
     });
 }
 
+/// A job skipped before it starts (no placement for its labels): the reason in its log and
+/// as a warning annotation, so `-q`, the run record and the server's run page all say why.
+pub(crate) fn report_skip(shared: &RunShared, key: &Text, why: &str) {
+    runner_log(shared, key, None, format!("Skipped: {why}"));
+    shared.bus.emit(RunEvent::Annotation {
+        job: key.clone(),
+        step: None,
+        severity: "warning".into(),
+        message: format!("job skipped: {why}"),
+        file: None,
+        line: None,
+        col: None,
+        title: Some("Set up job".into()),
+    });
+}
+
 pub fn secrets_value(secrets: &IndexMap<String, String>) -> Value {
     let mut o = Object::new();
     for (k, v) in secrets {

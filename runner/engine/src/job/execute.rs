@@ -5,7 +5,7 @@
 //! both on the scheduler's side.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gantry_expr::Value;
 use indexmap::IndexMap;
@@ -133,7 +133,7 @@ pub(crate) async fn run_assignment(
     } = match placed(&shared, job, &ctx).await {
         Ok(p) => p,
         Err(NotPlaced::Skipped(why)) => {
-            runner_log(&shared, &key, None, format!("Skipped: {why}"));
+            super::report_skip(&shared, &key, &why);
             return ended(Status::Skipped);
         }
         Err(NotPlaced::Failed(e)) => return fail(e, &masker),
@@ -145,7 +145,6 @@ pub(crate) async fn run_assignment(
         return fail(format!("cannot prepare the workspace: {e}"), &masker);
     }
     let tool_cache = shared.job_dirs.tool_cache();
-    let event_file = tree.event_file.clone();
 
     let spec = JobEnvSpec {
         run_id: shared.cfg.run_id.clone(),
@@ -160,52 +159,27 @@ pub(crate) async fn run_assignment(
 
     // Job timeout → cancellation of the job.
     let job_cancel = cancel.child_token();
-    let timeout = match eval_number(&job.timeout_minutes, &ctx) {
-        Ok(t) => {
-            // The default and a server's cap are the run's (`RunConfig::job_timeout`).
-            let (t, capped) = shared.cfg.job_timeout(t);
-            if let Some(line) = capped {
-                runner_log(&shared, &key, None, line);
-            }
-            t
-        }
+    let (timeout, cancel_timeout) = match job_timeouts(&shared, &key, job, &ctx) {
+        Ok(t) => t,
         Err(e) => {
             cleanup_dirs(&shared, &tree).await;
-            return fail(format!("timeout-minutes: {e}"), &masker);
-        }
-    };
-    let cancel_timeout = match eval_number(&job.cancel_timeout_minutes, &ctx) {
-        Ok(t) => shared.cfg.cancel_timeout(t),
-        Err(e) => {
-            cleanup_dirs(&shared, &tree).await;
-            return fail(format!("cancel-timeout-minutes: {e}"), &masker);
+            return fail(e, &masker);
         }
     };
     let timers = JobTimers::arm(&shared, &key, &job_cancel, timeout, cancel_timeout);
     let stop_now = timers.stop_now.clone();
 
     // Start the environment; backend progress goes to the job's log.
-    let (log_tx, mut log_rx) = mpsc::unbounded_channel::<String>();
-    let fwd = {
-        let shared = shared.clone();
-        let key = key.clone();
-        let m = masker.clone();
-        tokio::spawn(async move {
-            while let Some(line) = log_rx.recv().await {
-                runner_log(&shared, &key, None, m.mask(&line).into_owned());
-            }
-        })
-    };
+    let backend_log = BackendLog::forward(&shared, &key, &masker);
     let start = tokio::select! {
-        r = backend.start(&spec, log_tx.clone()) => Some(r),
+        r = backend.start(&spec, backend_log.tx.clone()) => Some(r),
         _ = job_cancel.cancelled() => None,
     };
     let env: Box<dyn JobEnv> = match start {
         Some(Ok(e)) => e,
         other => {
             timers.disarm();
-            drop(log_tx);
-            let _ = fwd.await;
+            backend_log.close().await;
             cleanup_dirs(&shared, &tree).await;
             return match other {
                 Some(Err(e)) if !cancel.is_cancelled() => fail(format!("{e}"), &masker),
@@ -218,53 +192,20 @@ pub(crate) async fn run_assignment(
         }
     };
 
-    // Contexts in the job's view.
-    let paths = env.paths().clone();
-    let ev_path = env.to_job_path(&event_file);
-    let (github_value, runner_value) = facts(
-        &shared,
-        a,
-        &paths.workspace,
-        &paths.temp,
-        &paths.tool_cache,
-        &ev_path,
-    );
-    let mut default_env = context::default_env(&github_value, &runner_value);
-    if let Some(h) = &paths.home {
-        default_env.insert("HOME".into(), h.clone());
-    }
-    ctx.set("github", github_value.clone());
-    ctx.set("runner", runner_value);
-    ctx.set("job", job_value(Status::Success, env.as_ref()));
+    let (github_value, default_env) =
+        job_view(&shared, a, env.as_ref(), &tree.event_file, &mut ctx);
     ctx.workspace = Some(workspace.clone());
 
-    let sharing = env.sharing();
-    let base_env = if sharing.runner_env {
-        shared.process_env.clone()
-    } else {
-        IndexMap::new()
-    };
     let mut state = JobState::new(env_ctx, masker, github_value);
-    let runner = StepRunner {
-        shared: shared.clone(),
-        key: key.clone(),
-        env: env.as_ref(),
-        job,
-        workflow: wf,
-        base_env,
+    let runner = step_runner(
+        &shared,
+        a,
+        env.as_ref(),
         default_env,
-        sharing,
-        temp_host: temp_dir.clone(),
-        workspace_view: paths.workspace.clone(),
-        workspace_host: workspace.clone(),
-        repo_root: a.repo_root.clone(),
-        cancel: job_cancel.clone(),
-        stop_now: stop_now.clone(),
-        kill: shared.cfg.kill,
-        bash_cache: std::sync::OnceLock::new(),
-        slots: crate::step::background::step_slots(),
-        leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
-    };
+        &tree,
+        &job_cancel,
+        &stop_now,
+    );
     // Pre stages of actions (set-up), the steps, then post stages (GHA-SEMANTICS §6.8).
     runner.run_pre_stages(&mut ctx, &mut state).await;
     run_steps(&runner, job, &mut ctx, &mut state).await;
@@ -281,8 +222,7 @@ pub(crate) async fn run_assignment(
     tear_down(&shared, &key, env.as_ref(), &mut state).await;
     drop(runner);
     drop(env);
-    drop(log_tx);
-    let _ = fwd.await;
+    backend_log.close().await;
     cleanup_dirs(&shared, &tree).await;
 
     let mut result = state.status;
@@ -298,21 +238,140 @@ pub(crate) async fn run_assignment(
         );
         result = Status::Cancelled;
     }
-    // `environment.url` may use step outputs: evaluated here, reported to the gate by the
-    // scheduler's side.
-    let environment_url = job
-        .environment
+    ExecutedJob {
+        result,
+        outputs,
+        environment_url: environment_url(a, job, &ctx, &state),
+        duration: started.elapsed(),
+    }
+}
+
+/// The step runner of the job in its started environment.
+fn step_runner<'a>(
+    shared: &Arc<RunShared>,
+    a: &'a JobAssignment,
+    env: &'a dyn JobEnv,
+    default_env: IndexMap<String, String>,
+    tree: &super::dirs::JobTree,
+    cancel: &CancellationToken,
+    stop_now: &CancellationToken,
+) -> StepRunner<'a> {
+    let sharing = env.sharing();
+    let base_env = if sharing.runner_env {
+        shared.process_env.clone()
+    } else {
+        IndexMap::new()
+    };
+    StepRunner {
+        shared: shared.clone(),
+        key: a.key.clone(),
+        env,
+        job: &a.workflow.jobs[&a.job_id],
+        workflow: &a.workflow,
+        base_env,
+        default_env,
+        sharing,
+        temp_host: tree.temp.clone(),
+        workspace_view: env.paths().workspace.clone(),
+        workspace_host: tree.workspace.clone(),
+        repo_root: a.repo_root.clone(),
+        cancel: cancel.clone(),
+        stop_now: stop_now.clone(),
+        kill: shared.cfg.kill,
+        bash_cache: std::sync::OnceLock::new(),
+        slots: crate::step::background::step_slots(),
+        leftovers: crate::envfile::spare::Leftovers::new(shared.spares.clone()),
+    }
+}
+
+/// `timeout-minutes` and `cancel-timeout-minutes` (with how the latter was chosen), after
+/// the run's default and cap (a capped timeout is said in the job's log).
+fn job_timeouts(
+    shared: &RunShared,
+    key: &Text,
+    job: &gantry_workflow::Job,
+    ctx: &Ctx,
+) -> Result<(Duration, (Duration, String)), String> {
+    let t = eval_number(&job.timeout_minutes, ctx).map_err(|e| format!("timeout-minutes: {e}"))?;
+    let (timeout, capped) = shared.cfg.job_timeout(t);
+    if let Some(line) = capped {
+        runner_log(shared, key, None, line);
+    }
+    let c = eval_number(&job.cancel_timeout_minutes, ctx)
+        .map_err(|e| format!("cancel-timeout-minutes: {e}"))?;
+    Ok((timeout, shared.cfg.cancel_timeout(c)))
+}
+
+/// The backend's progress lines (image checks, service health), masked into the job's log
+/// until [`BackendLog::close`].
+struct BackendLog {
+    tx: mpsc::UnboundedSender<String>,
+    fwd: tokio::task::JoinHandle<()>,
+}
+
+impl BackendLog {
+    fn forward(shared: &Arc<RunShared>, key: &Text, masker: &Masker) -> BackendLog {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (shared, key, m) = (shared.clone(), key.clone(), masker.clone());
+        let fwd = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                runner_log(&shared, &key, None, m.mask(&line).into_owned());
+            }
+        });
+        BackendLog { tx, fwd }
+    }
+
+    /// Waits until every line sent so far is in the log (the backend's clones of the
+    /// sender are gone by then: its environment was dropped).
+    async fn close(self) {
+        drop(self.tx);
+        let _ = self.fwd.await;
+    }
+}
+
+/// The `github`, `runner` and `job` contexts as the job's steps see them (paths inside
+/// its environment), set in `ctx`; returns `github` and the default environment.
+fn job_view(
+    shared: &RunShared,
+    a: &JobAssignment,
+    env: &dyn JobEnv,
+    event_file: &std::path::Path,
+    ctx: &mut Ctx,
+) -> (Value, IndexMap<String, String>) {
+    let paths = env.paths();
+    let ev_path = env.to_job_path(event_file);
+    let (github_value, runner_value) = facts(
+        shared,
+        a,
+        &paths.workspace,
+        &paths.temp,
+        &paths.tool_cache,
+        &ev_path,
+    );
+    let mut default_env = context::default_env(&github_value, &runner_value);
+    if let Some(h) = &paths.home {
+        default_env.insert("HOME".into(), h.clone());
+    }
+    ctx.set("github", github_value.clone());
+    ctx.set("runner", runner_value);
+    ctx.set("job", job_value(Status::Success, env));
+    (github_value, default_env)
+}
+
+/// `environment.url` may use step outputs: evaluated at the job's end, reported to the
+/// gate by the scheduler's side. Empty or secret-bearing URLs are dropped.
+fn environment_url(
+    a: &JobAssignment,
+    job: &gantry_workflow::Job,
+    ctx: &Ctx,
+    state: &JobState,
+) -> Option<String> {
+    job.environment
         .as_ref()
         .and_then(|e| e.url.as_ref())
         .filter(|_| a.environment.is_some())
         .and_then(|u| ctx.eval_string(&u.value).ok())
-        .filter(|u| !u.is_empty() && !state.masker.would_mask(u));
-    ExecutedJob {
-        result,
-        outputs,
-        environment_url,
-        duration: started.elapsed(),
-    }
+        .filter(|u| !u.is_empty() && !state.masker.would_mask(u))
 }
 
 /// Where a job runs: the backend and what it starts (job container, services).
