@@ -460,8 +460,12 @@ impl BuiltinAction for BuildPush {
             build_args: kv_lines(input_lines(inputs, "build-args")),
             target: input(inputs, "target").map(str::to_string),
             no_cache: input_bool(inputs, "no-cache", false),
-            pull: input_bool(inputs, "pull", false),
+            // `--offline`: base images come from the daemon as they are.
+            pull: input_bool(inputs, "pull", false) && !env.offline,
         };
+        if env.offline && input_bool(inputs, "pull", false) {
+            res.log("offline: pull: true ignored (base images are used as the daemon has them)");
+        }
         let daemon = Daemon::connect().await?;
         let (id, logs) = match build_image(&daemon, &spec).await {
             Ok(x) => x,

@@ -139,6 +139,7 @@ async fn dockerfile_action_runs_with_mounts() {
         &docker,
         &docker_action::image_source(image),
         &adir,
+        false,
     )
     .await
     {
@@ -157,7 +158,7 @@ async fn dockerfile_action_runs_with_mounts() {
     };
     // Built once per content hash.
     let (tag2, logs) =
-        docker_action::ensure_image(&docker, &docker_action::image_source(image), &adir)
+        docker_action::ensure_image(&docker, &docker_action::image_source(image), &adir, false)
             .await
             .unwrap();
     assert_eq!(tag, tag2);
@@ -201,4 +202,27 @@ async fn dockerfile_action_runs_with_mounts() {
     assert!(out.contains("marker.txt"), "{out}");
     let outputs = gantry_engine::envfile::read_key_value_file(&files.output).unwrap();
     assert_eq!(outputs, vec![("out".to_string(), "gantry".to_string())]);
+}
+
+/// `--offline`: an action image that is not in the daemon is refused, naming how to provide
+/// it, and no pull is tried (online, the same image is a failed pull instead).
+#[tokio::test]
+async fn offline_never_pulls_an_action_image() {
+    if !docker_available() {
+        return;
+    }
+    let docker = gantry_engine::backend::docker::Daemon::connect()
+        .await
+        .unwrap();
+    let missing = ImageSource::Image("gantry-test/never-built:offline".into());
+    let here = std::path::Path::new(".");
+    let e = docker_action::ensure_image(&docker, &missing, here, true)
+        .await
+        .unwrap_err();
+    assert!(e.contains("--offline does not pull"), "{e}");
+    assert!(e.contains("--image"), "names the mapping option: {e}");
+    let e = docker_action::ensure_image(&docker, &missing, here, false)
+        .await
+        .unwrap_err();
+    assert!(e.contains("cannot be pulled"), "online it tries: {e}");
 }

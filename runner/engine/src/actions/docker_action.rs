@@ -214,11 +214,12 @@ pub fn dir_hash(dir: &Path) -> String {
 
 /// Makes the action's image available: a Dockerfile is built once per content hash
 /// (`gantry-action:<hash>`; reused across steps, jobs and runs), an image is pulled when
-/// missing. Returns the image reference and log lines.
+/// missing unless `offline`. Returns the image reference and log lines.
 pub async fn ensure_image(
     daemon: &Daemon,
     source: &ImageSource,
     action_dir: &Path,
+    offline: bool,
 ) -> Result<(String, Vec<String>), String> {
     match source {
         ImageSource::Dockerfile(file) => {
@@ -239,13 +240,22 @@ pub async fn ensure_image(
             if daemon.has_image(img).await {
                 return Ok((img.clone(), Vec::new()));
             }
+            let hint = || {
+                crate::backend::docker::missing_image_hint(
+                    img,
+                    crate::backend::docker::ImageUse::Named,
+                )
+            };
+            if offline {
+                return Err(format!(
+                    "image '{img}' is not available locally and --offline does not pull; {}",
+                    hint()
+                ));
+            }
             daemon.pull(img).await.map_err(|e| {
                 format!(
                     "image '{img}' is not available locally and cannot be pulled ({e}); {}",
-                    crate::backend::docker::missing_image_hint(
-                        img,
-                        crate::backend::docker::ImageUse::Named,
-                    )
+                    hint()
                 )
             })?;
             Ok((img.clone(), vec![format!("Pulled {img}")]))

@@ -34,6 +34,11 @@ pub(super) struct PreparedDocker {
 }
 
 impl StepRunner<'_> {
+    /// `--offline`: an image that is not in the daemon is an error, not a pull.
+    fn offline(&self) -> bool {
+        self.shared.cfg.resolver.config().offline
+    }
+
     async fn docker_client(&self) -> Result<crate::backend::docker::Daemon, String> {
         let backend = self
             .shared
@@ -90,9 +95,10 @@ impl StepRunner<'_> {
             *img = self.shared.cfg.local_image(img);
         }
         let docker = self.docker_client().await?;
-        let (tag, logs) = docker_action::ensure_image(&docker, &source, &call.dir_host)
-            .await
-            .map_err(|e| format!("image '{image}': {e}"))?;
+        let (tag, logs) =
+            docker_action::ensure_image(&docker, &source, &call.dir_host, self.offline())
+                .await
+                .map_err(|e| format!("image '{image}': {e}"))?;
         for l in logs {
             self.log(i, &state.masker, &l);
         }
@@ -162,9 +168,10 @@ impl StepRunner<'_> {
         let prepared = async {
             let docker = self.docker_client().await?;
             let source = docker_action::ImageSource::Image(self.shared.cfg.local_image(image));
-            let (tag, logs) = docker_action::ensure_image(&docker, &source, Path::new("."))
-                .await
-                .map_err(|e| format!("image '{image}': {e}"))?;
+            let (tag, logs) =
+                docker_action::ensure_image(&docker, &source, Path::new("."), self.offline())
+                    .await
+                    .map_err(|e| format!("image '{image}': {e}"))?;
             Ok::<_, String>((tag, logs))
         }
         .await;
