@@ -250,6 +250,19 @@ async fn dispatch_cancel_rerun_paging_and_filters() {
     assert_eq!(runs.items[2].head_sha, sha);
     let numbers: Vec<i64> = runs.items.iter().map(|r| r.run_number).collect();
     assert_eq!(numbers, [3, 2, 1], "run numbers count up per workflow");
+    // The dispatcher (bob's token) is the actor, as on GitHub.
+    let (_, _, listed) = raw(
+        &s,
+        reqwest::Method::GET,
+        "/repos/acme/shop/actions/runs",
+        Some(READER_TOKEN),
+        None,
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    for r in listed["workflow_runs"].as_array().unwrap() {
+        assert_eq!(r["actor"]["login"], "bob", "run {} actor", r["id"]);
+    }
 
     // Filters.
     let only = octo
@@ -339,6 +352,22 @@ async fn dispatch_cancel_rerun_paging_and_filters() {
     )
     .await;
     assert_eq!(st, 409);
+    // The status filter: by status and by conclusion, as GitHub's `status` parameter.
+    for (status, want) in [
+        ("queued", 2),
+        ("completed", 1),
+        ("cancelled", 1),
+        ("success", 0),
+    ] {
+        let got = octo
+            .workflows("acme", "shop")
+            .list_all_runs()
+            .status(status)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.total_count, Some(want), "status={status}");
+    }
 
     // Re-run: a new attempt, queued again with fresh jobs; the old attempt's jobs remain.
     octo.workflows("acme", "shop")
@@ -422,4 +451,99 @@ async fn dispatch_cancel_rerun_paging_and_filters() {
     )
     .await;
     assert_eq!(st, 404);
+}
+
+/// Every `html_url` the API answers with leads to a page of the server (runs, jobs,
+/// repositories, users, workflows, environments), for a reader with a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_urls_lead_to_pages() {
+    let (_bare, s, _sha) = setup();
+    let octo = s.octocrab(WRITER_TOKEN);
+    octo.actions()
+        .create_workflow_dispatch("acme", "shop", "ci.yml", "main")
+        .send()
+        .await
+        .expect("dispatch");
+    let get = |path: &str| {
+        let path = path.to_string();
+        let s = &s;
+        async move {
+            let (st, _, text) = raw(s, reqwest::Method::GET, &path, Some(READER_TOKEN), None).await;
+            assert_eq!(st, 200, "{path}: {text}");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let runs = get("/repos/acme/shop/actions/runs").await;
+    let run = &runs["workflow_runs"][0];
+    let id = run["id"].as_u64().unwrap();
+    let jobs = get(&format!("/repos/acme/shop/actions/runs/{id}/jobs")).await;
+    let workflows = get("/repos/acme/shop/actions/workflows").await;
+    let envs = get("/repos/acme/shop/environments").await;
+    let mut urls: Vec<(&str, String, String)> = vec![
+        (
+            "run",
+            run["html_url"].as_str().unwrap().into(),
+            format!("runs/{id}"),
+        ),
+        (
+            "job",
+            jobs["jobs"][0]["html_url"].as_str().unwrap().into(),
+            "Raw log".into(),
+        ),
+        (
+            "repository",
+            run["repository"]["html_url"].as_str().unwrap().into(),
+            "All workflow runs".into(),
+        ),
+        (
+            "actor",
+            run["actor"]["html_url"].as_str().unwrap().into(),
+            "acme/shop".into(),
+        ),
+        (
+            "owner",
+            run["repository"]["owner"]["html_url"]
+                .as_str()
+                .unwrap()
+                .into(),
+            "acme/shop".into(),
+        ),
+        (
+            "workflow",
+            workflows["workflows"][0]["html_url"]
+                .as_str()
+                .unwrap()
+                .into(),
+            "All workflow runs".into(),
+        ),
+    ];
+    let prod = envs["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "production")
+        .expect("production");
+    urls.push((
+        "environment",
+        prod["html_url"].as_str().unwrap().into(),
+        "id=\"env-production\"".into(),
+    ));
+    let http = reqwest::Client::new();
+    for (what, url, want) in urls {
+        // The config's external URL is not where the test's server listens.
+        let local = url.replacen("http://ci.example.test", &s.base, 1);
+        assert_ne!(local, url, "{what}: {url} is not under the external URL");
+        let page = http
+            .get(&local)
+            .bearer_auth(READER_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{what}: {url}");
+        let text = page.text().await.unwrap();
+        assert!(
+            text.contains(&want),
+            "{what}: {url} shows no {want:?}:\n{text}"
+        );
+    }
 }

@@ -63,7 +63,7 @@ fn environment_ref(base: &str, repo: &str, name: &str) -> J {
     json!({
         "id": id, "node_id": format!("EN_{id}"), "name": name,
         "url": format!("{base}/api/v3/repos/{repo}/environments/{name}"),
-        "html_url": format!("{base}/{repo}/deployments/activity_log?environments_filter={name}"),
+        "html_url": format!("{base}/{repo}/deployments#env-{name}"),
     })
 }
 

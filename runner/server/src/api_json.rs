@@ -54,7 +54,8 @@ pub fn workflow(base: &str, w: &WorkflowRecord) -> J {
         "id": w.id, "node_id": format!("W_{}", w.id), "name": w.name, "path": w.path,
         "state": w.state, "created_at": w.created_at, "updated_at": w.updated_at,
         "url": format!("{base}/api/v3/repos/{}/actions/workflows/{}", w.repo, w.id),
-        "html_url": format!("{base}/{}/blob/HEAD/{}", w.repo, w.path),
+        // The runs of this workflow (GitHub links the file; the server has no code view).
+        "html_url": format!("{base}/{}/actions?workflow={file}", w.repo),
         "badge_url": format!("{base}/{}/workflows/{file}/badge.svg", w.repo),
     })
 }

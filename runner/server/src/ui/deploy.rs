@@ -63,7 +63,7 @@ pub async fn page(
         nav.crumbs { a href="/" { "Repositories" } " / " a href={"/" (r.name) "/actions"} { (r.name) } " / " strong { "Deployments" } }
         h1 { "Deployments" }
         @for (env, list) in &by_env {
-            section.env {
+            section.env id={"env-" (env)} {
                 h2 { (env) }
                 @if list.is_empty() { p.muted { "No deployments yet." } }
                 @else {

@@ -47,4 +47,24 @@ pub fn routes() -> Router<Arc<App>> {
         .route(&format!("{run}/job/{{job}}/stream"), get(log::stream))
         .route(&format!("{run}/job/{{job}}/raw"), get(log::raw))
         .route(&format!("{run}/artifacts/{{id}}"), get(report::download))
+        // What the API's `html_url`s of users and repositories name (GitHub's profile and
+        // repository pages): the pages that show them here.
+        .route("/{owner}", get(owner_page))
+        .route("/{owner}/{repo}", get(repository_page))
+}
+
+/// A user's or owner's `html_url`: the repositories list (what the viewer may see).
+async fn owner_page() -> axum::response::Redirect {
+    axum::response::Redirect::to("/")
+}
+
+/// A repository's `html_url`: its runs.
+async fn repository_page(
+    axum::extract::Path((owner, repo)): axum::extract::Path<(String, String)>,
+) -> axum::response::Redirect {
+    axum::response::Redirect::to(&format!(
+        "/{}/{}/actions",
+        view::urlencode(&owner),
+        view::urlencode(&repo)
+    ))
 }
