@@ -328,6 +328,49 @@ async fn the_web_ui_in_chromium() {
     .unwrap();
     shot(&c, "job-log").await;
 
+    // A group the page's first window leaves open takes the lines streamed into it (the
+    // deploy job: still running, so its page streams).
+    let m = gantry_engine::masker::Masker::new();
+    store
+        .append_log(deploy[0], "::group::Still open\nfirst inside\n", &m)
+        .await
+        .unwrap();
+    c.goto(&format!(
+        "{base}/acme/shop/actions/runs/{}/job/{}",
+        run.id, deploy[0]
+    ))
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the open group",
+        "document.querySelector('#log details.grp')",
+    )
+    .await;
+    store
+        .append_log(
+            deploy[0],
+            "streamed inside\n::endgroup::\nafter the group\n",
+            &m,
+        )
+        .await
+        .unwrap();
+    until(&c, "the streamed lines", "document.getElementById('L5')").await;
+    let placed = c
+        .execute(
+            "const g = document.querySelector('#log details.grp'); \
+             return [g.contains(document.getElementById('L3')), g.contains(document.getElementById('L4')), \
+                     g.contains(document.getElementById('L5'))];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        placed,
+        serde_json::json!([true, true, false]),
+        "streamed lines inside the open group, the line after its end outside"
+    );
+
     // A cross-site form post (another origin, no CSRF token) is refused and records nothing.
     let review = format!("{base}/acme/shop/actions/runs/{}/review", run.id);
     c.goto(&attacker_page(review.clone())).await.unwrap();

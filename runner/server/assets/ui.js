@@ -30,7 +30,14 @@
   // The log: live tail over SSE (the browser resumes with Last-Event-ID), groups folded.
   const log = document.getElementById("log");
   if (!log) return;
-  let open = [];  // the <details> of groups left open by streamed lines
+  let open = [];  // the <details> of groups left open, which take the lines streamed next
+  // Groups the page's window ends inside (no end line yet) continue with the stream.
+  for (let d = log.lastElementChild; d && d.matches("details.grp"); d = d.lastElementChild) {
+    const lines = d.querySelectorAll(":scope > .ln");
+    const last = lines[lines.length - 1];
+    if (last && last.dataset.group === "end") break;
+    open.push(d);
+  }
   function sink() { return open.length ? open[open.length - 1] : log; }
   function append(html) {
     const t = document.createElement("template");

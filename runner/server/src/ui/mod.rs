@@ -20,6 +20,9 @@ mod view;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Redirect;
 use axum::routing::{get, post};
 
 use crate::state::App;
@@ -53,18 +56,32 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/{owner}/{repo}", get(repository_page))
 }
 
-/// A user's or owner's `html_url`: the repositories list (what the viewer may see).
-async fn owner_page() -> axum::response::Redirect {
-    axum::response::Redirect::to("/")
+/// A user's or owner's `html_url`: the repositories list (what the viewer may see). Only
+/// for names the config knows: anything else (a browser's `/favicon.ico`) stays a 404,
+/// so it never passes through the sign-in page.
+async fn owner_page(
+    State(app): State<Arc<App>>,
+    Path(owner): Path<String>,
+) -> Result<Redirect, StatusCode> {
+    let known = app.cfg.users.iter().any(|u| u.login == owner)
+        || app
+            .cfg
+            .repositories
+            .iter()
+            .any(|r| r.name.split('/').next() == Some(owner.as_str()));
+    known
+        .then(|| Redirect::to("/"))
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
-/// A repository's `html_url`: its runs.
+/// A repository's `html_url`: its runs (a 404 for repositories the server does not serve).
 async fn repository_page(
-    axum::extract::Path((owner, repo)): axum::extract::Path<(String, String)>,
-) -> axum::response::Redirect {
-    axum::response::Redirect::to(&format!(
-        "/{}/{}/actions",
-        view::urlencode(&owner),
-        view::urlencode(&repo)
-    ))
+    State(app): State<Arc<App>>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Result<Redirect, StatusCode> {
+    let r = app
+        .cfg
+        .repository(&format!("{owner}/{repo}"))
+        .ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Redirect::to(&format!("/{}/actions", r.name)))
 }
