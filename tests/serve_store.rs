@@ -215,6 +215,7 @@ async fn exercise(store: &Store) {
                     202,
                     "ok",
                     "again",
+                    None,
                 )
                 .await
                 .unwrap()

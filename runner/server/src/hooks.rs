@@ -1,8 +1,11 @@
 //! `POST /hooks/{github,gitea,forgejo,gitlab}`: a delivery is verified (HMAC-SHA256 over
 //! the exact bytes received, or GitLab's token, compared in constant time) before its body
-//! is parsed, de-duplicated by its delivery id, recorded, and answered at once with 202;
-//! fetching and queueing runs happen after the answer.
+//! is parsed, de-duplicated by its delivery id, recorded with its payload, and answered at
+//! once with 202; fetching and queueing runs happen after the answer (`processing`), and a
+//! delivery whose processing a crash or a stop interrupted is processed when the server
+//! starts again.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -15,9 +18,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Forge, Repository};
+use crate::processing::{self, Processing};
 use crate::state::App;
 use crate::store::Admission;
-use crate::trigger::{self, Outcome};
+use crate::trigger;
 
 /// GitHub does not deliver payloads over 25 MB; neither do we accept them.
 pub const MAX_PAYLOAD: usize = 25 * 1024 * 1024;
@@ -107,8 +111,9 @@ fn refuse(result: &'static str, status: StatusCode, reason: impl Into<String>) -
 }
 
 /// The body as JSON: GitHub may send `application/x-www-form-urlencoded` with a `payload`
-/// field (the signature covers the form body).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<J, String> {
+/// field (the signature covers the form body). The form's `payload` text is returned too
+/// (what is stored for processing); a JSON body is its own text.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<(J, Option<String>), String> {
     let form = header(headers, "content-type")
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if form {
@@ -119,9 +124,31 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<J, String> {
             .find(|(k, _)| k == "payload")
             .ok_or("form body without a 'payload' field")?
             .1;
-        serde_json::from_str(&payload).map_err(|e| format!("payload is not JSON: {e}"))
+        let json =
+            serde_json::from_str(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+        Ok((json, Some(payload)))
     } else {
-        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))
+        let json = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        Ok((json, None))
+    }
+}
+
+/// A delivery whose signature and repository were checked.
+struct Verified {
+    repo: Repository,
+    payload: J,
+    body: Bytes,
+    /// A form-encoded body's `payload` field.
+    form_payload: Option<String>,
+}
+
+/// The payload's JSON text as stored for processing: the body itself when it is JSON (no
+/// copy, no re-encoding), the form's field otherwise.
+fn payload_text<'a>(body: &'a [u8], form_payload: &'a Option<String>, payload: &J) -> Cow<'a, str> {
+    match (form_payload, std::str::from_utf8(body)) {
+        (Some(p), _) => Cow::Borrowed(p),
+        (None, Ok(text)) => Cow::Borrowed(text),
+        (None, Err(_)) => Cow::Owned(payload.to_string()),
     }
 }
 
@@ -155,7 +182,7 @@ async fn receive(app: Arc<App>, forge: Forge, headers: HeaderMap, body: Body) ->
         delivery.as_deref(),
     )
     .await;
-    let (repo, payload) = match checked {
+    let verified = match checked {
         Ok(ok) => ok,
         Err((r, repo_name)) => {
             tracing::warn!(forge = forge.as_str(), result = r.result, reason = %r.reason, "webhook refused");
@@ -180,7 +207,15 @@ async fn receive(app: Arc<App>, forge: Forge, headers: HeaderMap, body: Body) ->
     let event = event.unwrap_or_default();
     let delivery = delivery.unwrap_or_default();
     // What the delivery is worth is decided from its payload alone, so that claiming its
-    // id and recording it are one transaction (one commit on the request path).
+    // id and recording it, with the payload when it is to be processed, are one statement
+    // (one commit on the request path).
+    let Verified {
+        repo,
+        payload,
+        body,
+        form_payload,
+    } = verified;
+    let text = payload_text(&body, &form_payload, &payload);
     let (result, status, reason, incoming) = if event == "ping" {
         ("ping", StatusCode::OK, "pong".to_string(), None)
     } else {
@@ -212,17 +247,27 @@ async fn receive(app: Arc<App>, forge: Forge, headers: HeaderMap, body: Body) ->
             status.as_u16(),
             &reason,
             &duplicate,
+            incoming.is_some().then_some(&*text),
         )
         .await;
     match admitted {
         Err(e) => store_failure(e),
         Ok(Admission::Duplicate(_)) => {
+            // If the first copy was recorded but is not processed (the server that took
+            // it stopped first), this one gets it processed; otherwise nothing happens.
+            tokio::spawn(processing::redelivered(app.clone(), forge, delivery));
             (StatusCode::OK, axum::Json(json!({ "message": duplicate }))).into_response()
         }
         Ok(Admission::New(id)) => match incoming {
-            // The forge gives up after 10 s: answer now, fetch and plan afterwards.
+            // The forge gives up after 10 s: answer now, fetch and plan afterwards. The
+            // row holds the payload, so a stop before the runs are queued loses nothing.
             Some(incoming) => {
-                tokio::spawn(process(app.clone(), repo, incoming, delivery, id));
+                let held = Processing::begin(&app, id);
+                tokio::spawn(async move {
+                    if let Some(held) = held {
+                        processing::process(&app, &repo, incoming, delivery, held).await;
+                    }
+                });
                 (
                     status,
                     axum::Json(json!({ "message": reason, "delivery": id })),
@@ -243,7 +288,7 @@ fn store_failure(e: crate::store::StoreError) -> Response {
         .into_response()
 }
 
-type Checked = Result<(Repository, J), (Refusal, Option<String>)>;
+type Checked = Result<Verified, (Refusal, Option<String>)>;
 
 /// Size, signature, then (only once verified) the body and the repository it names.
 async fn check(
@@ -308,7 +353,7 @@ async fn check(
             None,
         ));
     }
-    let payload = parse_body(headers, &bytes)
+    let (payload, form_payload) = parse_body(headers, &bytes)
         .map_err(|e| (refuse("bad_payload", StatusCode::BAD_REQUEST, e), None))?;
     let Some(named) = trigger::payload_repository(forge, &payload) else {
         return Err((
@@ -349,27 +394,12 @@ async fn check(
             ),
             Some(named),
         )),
-        Some(r) => Ok((r.clone(), payload)),
-    }
-}
-
-async fn process(
-    app: Arc<App>,
-    repo: Repository,
-    mut incoming: trigger::Incoming,
-    delivery: String,
-    row: i64,
-) {
-    incoming.delivery_id = Some(delivery);
-    let (result, reason, ids) = match trigger::queue(&app, &repo, incoming).await {
-        Ok(Outcome::Queued { run_ids, reason }) => ("queued", reason, run_ids),
-        Ok(Outcome::Skipped(reason)) => ("skipped", reason, Vec::new()),
-        Ok(Outcome::NoMatch(reason)) => ("no_match", reason, Vec::new()),
-        Err(e) => ("failed", e.to_string(), Vec::new()),
-    };
-    tracing::info!(repo = %repo.name, result, reason = %reason, "delivery processed");
-    if let Err(e) = app.store.finish_delivery(row, result, &reason, &ids).await {
-        tracing::error!("recording a delivery's outcome: {e}");
+        Some(r) => Ok(Verified {
+            repo: r.clone(),
+            payload,
+            body: bytes,
+            form_payload,
+        }),
     }
 }
 

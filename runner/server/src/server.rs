@@ -177,11 +177,13 @@ pub async fn serve(cfg: ServerConfig) -> Result<(), ServeError> {
     serve_with(cfg, true).await
 }
 
-/// Runs the server until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` to stderr
-/// once the socket is bound (with `--listen 127.0.0.1:0` that line gives the port).
-/// `execute`: start the run launcher (without it runs stay queued: `--no-executor`).
-/// Shutdown stops accepting connections, lets requests in flight finish, then cancels
-/// the runs executing here and waits until they are recorded.
+/// Runs the server until SIGTERM or Ctrl-C. Before it serves, the deliveries a previous
+/// server accepted and did not process are processed (oldest first). Prints `listening on
+/// http://ADDR` to stderr once it serves (with `--listen 127.0.0.1:0` that line gives the
+/// port). `execute`: start the run launcher (without it runs stay queued:
+/// `--no-executor`). Shutdown stops accepting connections, lets requests in flight finish,
+/// waits a few seconds for deliveries being processed, cancels the runs executing here
+/// and waits until they are recorded.
 pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeError> {
     std::fs::create_dir_all(&cfg.data)?;
     let store = Store::open(&cfg.database_url()).await?;
@@ -191,6 +193,12 @@ pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeErr
         .map_err(|source| ServeError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let app = App::new(cfg, store);
+    // Connections wait in the listen queue meanwhile: nothing new is taken before the
+    // deliveries already accepted.
+    let recovered = crate::processing::recover(&app).await?;
+    if recovered > 0 {
+        eprintln!("gantry serve: processed {recovered} deliveries left by the last server");
+    }
     let launcher = execute.then(|| crate::launcher::Launcher::start(app.clone()));
     eprintln!(
         "gantry serve: listening on http://{local} ({} repositories, {} users{})",
@@ -207,10 +215,29 @@ pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeErr
         on_signal.cancel();
     });
     let stopped = stop.clone();
+    let draining = stop.clone();
+    let processing = app.clone();
     let http = async move {
         axum::serve(listener, router(app))
             .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await
+    };
+    // Deliveries being processed get a few seconds to queue their runs; what is not done
+    // then is still `accepted` with its payload, processed at the next start.
+    let deliveries = async move {
+        draining.cancelled().await;
+        let waiting = processing.processing.len();
+        if waiting > 0
+            && !processing
+                .processing
+                .wait_idle(crate::processing::SHUTDOWN_WAIT)
+                .await
+        {
+            eprintln!(
+                "gantry serve: {} of {waiting} deliveries not processed yet; the next start processes them",
+                processing.processing.len()
+            );
+        }
     };
     let runs = async move {
         stop.cancelled().await;
@@ -219,7 +246,7 @@ pub async fn serve_with(cfg: ServerConfig, execute: bool) -> Result<(), ServeErr
             l.shutdown().await;
         }
     };
-    let (served, ()) = tokio::join!(http, runs);
+    let (served, (), ()) = tokio::join!(http, runs, deliveries);
     served?;
     eprintln!("gantry serve: stopped");
     Ok(())

@@ -50,6 +50,8 @@ pub struct App {
     job_groups: std::sync::Mutex<HashMap<String, Arc<Groups>>>,
     /// Workflow-level concurrency groups across runs.
     pub run_groups: crate::concurrency::RunGroups,
+    /// Accepted deliveries this server is processing (a stop waits for them a little).
+    pub processing: crate::processing::InFlight,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
             job_slots: Arc::new(Semaphore::new(cfg.executor_capacity.max(1))),
             job_groups: Default::default(),
             run_groups: Default::default(),
+            processing: Default::default(),
             cfg,
         })
     }

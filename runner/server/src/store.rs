@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "log chunk sizes",
         include_str!("../migrations/0008_log_chunk_sizes.sql"),
     ),
+    (
+        9,
+        "delivery payloads",
+        include_str!("../migrations/0009_delivery_payloads.sql"),
+    ),
 ];
 
 /// Delivery row ids are taken from their counter this many at a time: recording a
@@ -83,6 +88,29 @@ pub struct Store {
     delivery_ids: Arc<Mutex<Range<i64>>>,
 }
 
+/// The migrator of `migrations` (all of [`MIGRATIONS`] but in tests of a migration).
+fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            migrations
+                .iter()
+                .map(|(v, d, sql)| {
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
 /// The current time as GitHub writes it: `2026-01-02T03:04:05Z`.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -98,7 +126,7 @@ pub struct DeliveryRecord {
     pub repo: Option<String>,
     /// `accepted`, `duplicate`, `ignored`, `unsigned`, `forged`, `unknown_repository`,
     /// `oversized`, `bad_payload`, then after processing `queued`, `skipped`, `no_match`,
-    /// `failed`.
+    /// `failed` (`interrupted`: left unprocessed by a server before migration 9).
     pub result: String,
     pub status_code: i64,
     pub reason: String,
@@ -168,6 +196,8 @@ struct DeliveryRow<'a> {
     result: &'a str,
     status_code: u16,
     reason: &'a str,
+    /// What processing needs later (accepted deliveries only): the payload's JSON text.
+    payload: Option<&'a str>,
 }
 
 impl ArtifactRecord {
@@ -227,25 +257,7 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        let migrator = Migrator {
-            migrations: Cow::Owned(
-                MIGRATIONS
-                    .iter()
-                    .map(|(v, d, sql)| {
-                        Migration::new(
-                            *v,
-                            Cow::Borrowed(*d),
-                            MigrationType::Simple,
-                            Cow::Borrowed(*sql),
-                            false,
-                        )
-                    })
-                    .collect(),
-            ),
-            ignore_missing: false,
-            locking: true,
-            no_tx: false,
-        };
+        let migrator = migrator(MIGRATIONS);
         migrator.run(&pool).await?;
         let read = match sqlite.then(|| sqlite_read_url(url)).flatten() {
             // Opened after the migrations: the file exists and is in WAL mode, which is a
@@ -307,6 +319,7 @@ impl Store {
             result,
             status_code,
             reason,
+            payload: None,
         };
         Ok(self.insert_delivery(&row, false).await?.unwrap_or_default())
     }
@@ -342,17 +355,18 @@ impl Store {
     async fn insert_delivery(&self, d: &DeliveryRow<'_>, claim: bool) -> Result<Option<i64>> {
         let id = self.delivery_row_id().await?;
         let columns = "INSERT INTO deliveries (id, forge, delivery_id, event, repo, result, \
-                       status_code, reason, run_ids, received_at, claimed)";
+                       status_code, reason, run_ids, received_at, claimed, payload)";
         let sql = if claim {
             // A claim made before migration 7 is in `delivery_ids`.
             format!(
-                "{columns} SELECT $1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, 1 \
+                "{columns} SELECT $1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, 1, $10 \
                  WHERE NOT EXISTS (SELECT 1 FROM delivery_ids WHERE forge = $2 AND delivery_id = $3) \
                  ON CONFLICT (forge, delivery_id) WHERE claimed = 1 DO NOTHING RETURNING id"
             )
         } else {
             format!(
-                "{columns} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, NULL) RETURNING id"
+                "{columns} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', $9, NULL, $10) \
+                 RETURNING id"
             )
         };
         let row = sqlx::query(&sql)
@@ -365,15 +379,16 @@ impl Store {
             .bind(d.status_code as i64)
             .bind(d.reason)
             .bind(now())
+            .bind(d.payload)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|_| id))
     }
 
-    /// A verified delivery: claims its id and records it with `result`, `status_code` and
-    /// `reason` in one statement (the webhook's answer waits on one commit), or, when the
-    /// id was claimed before (a redelivery), records it as `duplicate` with
-    /// `duplicate_reason`.
+    /// A verified delivery: claims its id and records it with `result`, `status_code`,
+    /// `reason` and (for a delivery still to be processed) its `payload` in one statement
+    /// (the webhook's answer waits on one commit), or, when the id was claimed before (a
+    /// redelivery), records it as `duplicate` with `duplicate_reason` (no payload kept).
     #[allow(clippy::too_many_arguments)]
     pub async fn admit_delivery(
         &self,
@@ -385,6 +400,7 @@ impl Store {
         status_code: u16,
         reason: &str,
         duplicate_reason: &str,
+        payload: Option<&str>,
     ) -> Result<Admission> {
         let mut row = DeliveryRow {
             forge,
@@ -394,31 +410,29 @@ impl Store {
             result,
             status_code,
             reason,
+            payload,
         };
         if let Some(id) = self.insert_delivery(&row, true).await? {
             return Ok(Admission::New(id));
         }
         (row.result, row.status_code, row.reason) = ("duplicate", 200, duplicate_reason);
+        row.payload = None;
         let id = self.insert_delivery(&row, false).await?;
         Ok(Admission::Duplicate(id.unwrap_or_default()))
     }
 
-    /// The outcome of processing a delivery after it was answered.
+    /// The outcome of processing an accepted delivery that queued no run (`skipped`,
+    /// `no_match`, `failed`; [`Store::queue_delivery_runs`] records `queued`): drops its
+    /// payload. False when it was not `accepted` any more (processed already).
     pub async fn finish_delivery(
         &self,
         id: i64,
         result: &str,
         reason: &str,
         run_ids: &[i64],
-    ) -> Result<()> {
-        sqlx::query("UPDATE deliveries SET result = $1, reason = $2, run_ids = $3 WHERE id = $4")
-            .bind(result)
-            .bind(reason)
-            .bind(serde_json::to_string(run_ids).unwrap_or_else(|_| "[]".into()))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool> {
+        self.finish_delivery_on(&self.pool, id, result, reason, run_ids)
+            .await
     }
 
     /// Deliveries, newest first.
@@ -700,3 +714,7 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_delivery_tests.rs"]
+mod delivery_tests;

@@ -117,12 +117,19 @@ const JOB_COLS: &str = "id, run_id, attempt, job_key, name, needs, labels, envir
     status, conclusion, created_at, started_at, completed_at, runner_name";
 
 impl Store {
-    /// The workflow's id, registering the file the first time it runs.
-    pub async fn workflow_id(&self, repo: &str, path: &str, name: &str) -> Result<i64> {
+    /// The workflow's id, registering the file the first time it runs (inside `tx`: the
+    /// run that needs it commits with it).
+    async fn workflow_id(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        repo: &str,
+        path: &str,
+        name: &str,
+    ) -> Result<i64> {
         let row = sqlx::query("SELECT id FROM workflows WHERE repo = $1 AND path = $2")
             .bind(repo)
             .bind(path)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut **tx)
             .await?;
         if let Some(r) = row {
             sqlx::query(
@@ -132,11 +139,11 @@ impl Store {
             .bind(now())
             .bind(repo)
             .bind(path)
-            .execute(&self.pool)
+            .execute(&mut **tx)
             .await?;
             return Ok(r.try_get(0)?);
         }
-        let id = self.next_id(&self.pool, "workflows").await?;
+        let id = self.next_id(&mut **tx, "workflows").await?;
         let t = now();
         sqlx::query(
             "INSERT INTO workflows (id, repo, path, name, state, created_at, updated_at) \
@@ -147,12 +154,12 @@ impl Store {
         .bind(path)
         .bind(name)
         .bind(t)
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
         let row = sqlx::query("SELECT id FROM workflows WHERE repo = $1 AND path = $2")
             .bind(repo)
             .bind(path)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut **tx)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -182,13 +189,43 @@ impl Store {
 
     /// Creates a queued run with its first attempt and its jobs, in one transaction.
     pub async fn create_run(&self, run: &NewRun) -> Result<i64> {
-        let workflow_id = self
-            .workflow_id(&run.repo, &run.workflow_path, &run.workflow_name)
-            .await?;
+        let ids = self.create_runs(std::slice::from_ref(run)).await?;
+        Ok(ids[0])
+    }
+
+    /// Creates queued runs, each with its first attempt and its jobs, all in one
+    /// transaction (an event's runs are queued together or not at all).
+    pub async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
-        let id = self.next_id(&mut *tx, "runs").await?;
+        let ids = self.insert_runs(&mut tx, runs).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Inserts queued runs (workflow, run, first attempt, jobs) inside `tx`.
+    pub(crate) async fn insert_runs(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        runs: &[NewRun],
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(runs.len());
+        for run in runs {
+            ids.push(self.insert_run(tx, run).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn insert_run(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &NewRun,
+    ) -> Result<i64> {
+        let workflow_id = self
+            .workflow_id(tx, &run.repo, &run.workflow_path, &run.workflow_name)
+            .await?;
+        let id = self.next_id(&mut **tx, "runs").await?;
         let number = self
-            .next_id(&mut *tx, &format!("run_number:{workflow_id}"))
+            .next_id(&mut **tx, &format!("run_number:{workflow_id}"))
             .await?;
         let t = now();
         sqlx::query(
@@ -212,7 +249,7 @@ impl Store {
         .bind(run.payload.to_string())
         .bind(run.delivery_id.as_deref())
         .bind(&t)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         sqlx::query(
             "INSERT INTO attempts (run_id, attempt, actor, status, conclusion, created_at) \
@@ -221,12 +258,11 @@ impl Store {
         .bind(id)
         .bind(&run.actor)
         .bind(&t)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         for job in &run.jobs {
-            self.insert_job(&mut tx, id, 1, job, &t).await?;
+            self.insert_job(tx, id, 1, job, &t).await?;
         }
-        tx.commit().await?;
         Ok(id)
     }
 

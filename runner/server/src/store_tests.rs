@@ -11,9 +11,19 @@ async fn open(dir: &tempfile::TempDir) -> Store {
 
 async fn admit(s: &Store, id: &str) -> Admission {
     let (ok, dup) = ("accepted", "seen before");
-    s.admit_delivery("github", id, "push", "acme/shop", ok, 202, "queued", dup)
-        .await
-        .unwrap()
+    s.admit_delivery(
+        "github",
+        id,
+        "push",
+        "acme/shop",
+        ok,
+        202,
+        "queued",
+        dup,
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -38,6 +48,7 @@ async fn a_delivery_id_is_claimed_once() {
             202,
             "q",
             "dup",
+            None,
         )
         .await
         .unwrap();

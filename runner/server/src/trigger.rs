@@ -258,15 +258,42 @@ pub fn skip_requested(message: &str) -> Option<&'static str> {
         .then_some("skip-checks: true")
 }
 
+/// The runs an event would queue, before any is stored.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Runs { runs: Vec<NewRun>, reason: String },
+    Skipped(String),
+    NoMatch(String),
+}
+
 /// Fetches the repository, reads the workflows at the event's commit and queues a run for
-/// every workflow the event triggers.
+/// every workflow the event triggers (all in one transaction).
 pub async fn queue(
     app: &Arc<App>,
     repo: &Repository,
-    mut inc: Incoming,
+    inc: Incoming,
 ) -> Result<Outcome, TriggerError> {
+    match plan_runs(app, repo, inc).await? {
+        Planned::Runs { runs, reason } => {
+            let run_ids = app.store.create_runs(&runs).await?;
+            app.runs_queued.notify_one();
+            Ok(Outcome::Queued { run_ids, reason })
+        }
+        Planned::Skipped(why) => Ok(Outcome::Skipped(why)),
+        Planned::NoMatch(why) => Ok(Outcome::NoMatch(why)),
+    }
+}
+
+/// Fetches the repository, reads the workflows at the event's commit and plans a run for
+/// every workflow the event triggers; stores nothing (the caller queues them, with what
+/// else must commit with them).
+pub async fn plan_runs(
+    app: &Arc<App>,
+    repo: &Repository,
+    mut inc: Incoming,
+) -> Result<Planned, TriggerError> {
     if inc.event == "push" && inc.sha.as_deref() == Some(ZERO_SHA) {
-        return Ok(Outcome::Skipped(format!("{} was deleted", inc.git_ref)));
+        return Ok(Planned::Skipped(format!("{} was deleted", inc.git_ref)));
     }
     let lock = app.mirror_lock(&repo.name).await;
     let guard = lock.lock().await;
@@ -307,7 +334,7 @@ pub async fn queue(
     if matches!(inc.event.as_str(), "push" | "pull_request")
         && let Some(mark) = skip_requested(&info.message)
     {
-        return Ok(Outcome::Skipped(format!("commit message has '{mark}'")));
+        return Ok(Planned::Skipped(format!("commit message has '{mark}'")));
     }
     let mut ev = Event::from_payload(&inc.event, inc.payload.clone());
     if ev.ref_.is_none() {
@@ -316,7 +343,7 @@ pub async fn queue(
     if changed.is_some() {
         ev.changed_paths = changed;
     }
-    let mut run_ids = Vec::new();
+    let mut runs = Vec::new();
     let mut reasons = Vec::new();
     let mut found_only = false;
     for f in files.iter() {
@@ -389,9 +416,8 @@ pub async fn queue(
             delivery_id: inc.delivery_id.clone(),
             jobs,
         };
-        let id = app.store.create_run(&run).await?;
         reasons.push(format!("{}: {}", f.path, m.reason));
-        run_ids.push(id);
+        runs.push(run);
     }
     if let Some(only) = &inc.only_workflow
         && !found_only
@@ -403,11 +429,10 @@ pub async fn queue(
     } else {
         reasons.join("; ")
     };
-    if run_ids.is_empty() {
-        return Ok(Outcome::NoMatch(reason));
+    if runs.is_empty() {
+        return Ok(Planned::NoMatch(reason));
     }
-    app.runs_queued.notify_one();
-    Ok(Outcome::Queued { run_ids, reason })
+    Ok(Planned::Runs { runs, reason })
 }
 
 /// `workflow_dispatch` inputs checked against the workflow's declarations (required,
