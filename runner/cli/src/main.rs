@@ -177,7 +177,15 @@ fn main() -> ExitCode {
         ),
         Command::Run(args) => runtime().block_on(cmd_run::run(*args)),
         Command::Rerun(args) => runtime().block_on(cmd_rerun::rerun(args)),
-        Command::Serve(args) => runtime().block_on(cmd_serve::run(args)),
+        Command::Serve(args) => {
+            let rt = runtime();
+            let result = rt.block_on(cmd_serve::run(args));
+            // The server waited for what it must (runs recorded, deliveries a few
+            // seconds); a mirror fetch still running is abandoned: its delivery is still
+            // recorded unprocessed and the next start processes it.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
         Command::Prune { all } => runtime().block_on(cmd_prune::run(all)),
         Command::Approvals(args) => runtime().block_on(cmd_delivery::approvals(args)),
         Command::Approve(args) => runtime().block_on(cmd_delivery::approve(args)),
