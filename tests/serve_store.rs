@@ -259,6 +259,60 @@ async fn exercise(store: &Store) {
         counts,
         [n("duplicate"), n("forged"), n("ignored"), n("queued")]
     );
+
+    // An accepted delivery keeps its payload until processed; its runs and its outcome
+    // commit together, once.
+    let payload = r#"{"ref":"refs/heads/main"}"#;
+    let Admission::New(pending) = store
+        .admit_delivery(
+            "github",
+            "p-1",
+            "push",
+            "acme/hooks",
+            "accepted",
+            202,
+            "accepted",
+            "again",
+            Some(payload),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("p-1 is new");
+    };
+    assert_eq!(store.unprocessed_deliveries().await.unwrap(), [pending]);
+    let stored = store.stored_delivery(pending).await.unwrap().unwrap();
+    assert_eq!(stored.payload.as_deref(), Some(payload));
+    assert_eq!(
+        store.unprocessed_claim("github", "p-1").await.unwrap(),
+        Some(pending)
+    );
+    let mut hook_run = new_run("main", "push");
+    hook_run.repo = "acme/hooks".into();
+    let queued = store
+        .queue_delivery_runs(pending, &[hook_run.clone()], "ci.yml: on: push")
+        .await
+        .unwrap()
+        .expect("queued once");
+    assert_eq!(
+        store
+            .queue_delivery_runs(pending, &[hook_run], "again")
+            .await
+            .unwrap(),
+        None,
+        "a delivery queues its runs once"
+    );
+    let (total, hooked) = store
+        .list_runs("acme/hooks", &RunFilter::default(), 1, 30)
+        .await
+        .unwrap();
+    assert_eq!((total, hooked[0].id), (1, queued[0]));
+    assert!(store.unprocessed_deliveries().await.unwrap().is_empty());
+    assert_eq!(store.stored_delivery(pending).await.unwrap(), None);
+    assert_eq!(
+        store.unprocessed_claim("github", "p-1").await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
