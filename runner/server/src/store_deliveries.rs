@@ -3,6 +3,9 @@
 //! is recorded, and the outcome of one that queues runs commits with the runs. A server
 //! that starts processes the rows still `accepted`; nothing is lost between the webhook's
 //! answer and its runs, and no delivery queues its runs twice.
+//!
+//! The look-ups below read through the read pool: they only say what may need processing
+//! (on SQLite they do not queue behind the webhook's writes); the guarded outcome decides.
 
 use sqlx::Row;
 
@@ -81,7 +84,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id FROM deliveries WHERE result = 'accepted' ORDER BY received_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -93,7 +96,7 @@ impl Store {
              WHERE id = $1 AND result = 'accepted'",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.map(|r| {
             Ok(StoredDelivery {
@@ -117,7 +120,7 @@ impl Store {
         )
         .bind(forge)
         .bind(delivery_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.map(|r| Ok(r.try_get(0)?)).transpose()
     }
