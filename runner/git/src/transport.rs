@@ -137,8 +137,16 @@ pub fn fetch_options<'a>(
     let token = creds.token_for(url).map(str::to_string);
     let mut cb = git2::RemoteCallbacks::new();
     cb.credentials(move |url, username, allowed| {
+        // ssh asks for the user name first when the URL has none; that is not an attempt.
+        if allowed == git2::CredentialType::USERNAME {
+            return git2::Cred::username("git");
+        }
         if attempt.asked.replace(true) {
             return Err(git2::Error::from_str("credentials refused"));
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            attempt.offered.set(Some("the ssh agent's keys"));
+            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
         }
         if !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
             return Err(git2::Error::from_str("no usable credential type"));
@@ -188,8 +196,18 @@ pub struct FetchError {
     message: String,
 }
 
+/// What an authentication failure tells the user to do, for the command line.
+pub const CLI_AUTH_HINT: &str = "set GANTRY_GIT_TOKEN (any host) or GITHUB_TOKEN / --secret \
+     GITHUB_TOKEN (github.com), or configure a git credential helper";
+
 impl FetchError {
     pub fn new(url: &str, e: &git2::Error, attempt: &Attempt) -> Self {
+        Self::with_auth_hint(url, e, attempt, CLI_AUTH_HINT)
+    }
+
+    /// [`FetchError::new`] whose authentication failure says `auth_hint` (what to set)
+    /// instead of the command line's options: the server names its config key.
+    pub fn with_auth_hint(url: &str, e: &git2::Error, attempt: &Attempt, auth_hint: &str) -> Self {
         let shown = redact_url(url);
         let msg = e.message();
         let lower = msg.to_ascii_lowercase();
@@ -215,11 +233,7 @@ impl FetchError {
             };
             (
                 FetchFailure::Authentication,
-                format!(
-                    "{shown}: authentication required ({how}); set GANTRY_GIT_TOKEN (any host) \
-                     or GITHUB_TOKEN / --secret GITHUB_TOKEN (github.com), or configure a git \
-                     credential helper"
-                ),
+                format!("{shown}: authentication required ({how}); {auth_hint}"),
             )
         } else if lower.contains("404") || lower.contains("not found") {
             (
