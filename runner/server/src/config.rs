@@ -124,7 +124,11 @@ pub struct Environment {
 pub struct Repository {
     /// `owner/name`.
     pub name: String,
+    /// The clone URL the mirror fetches from; never holds a password (refused when read).
     pub url: String,
+    /// `token:`: sent to the `https://` URL when it asks for credentials (through git2's
+    /// credential callback, never in a URL).
+    pub token: Option<Secret>,
     pub forge: Forge,
     pub webhook_secret: Secret,
     pub secrets: IndexMap<String, Secret>,
@@ -452,6 +456,82 @@ mod tests {
                 err.rendered
             );
         }
+    }
+
+    /// `token:` of a repository: a `${NAME}` reference, for `https://` URLs only; a
+    /// password in the URL is refused with a message that does not show it.
+    #[test]
+    fn repository_tokens() {
+        let env = |n: &str| match n {
+            "HOOK" => Some("hook-secret".to_string()),
+            "SHOP_GIT_TOKEN" => Some("git-tok-123".to_string()),
+            _ => None,
+        };
+        let repo = |url: &str, token: &str| {
+            format!(
+                "repositories:\n  - name: acme/shop\n    url: {url}\n    forge: github\n    \
+                 webhook_secret: \"${{HOOK}}\"\n{token}"
+            )
+        };
+        let text = repo(
+            "https://git.example/acme/shop.git",
+            "    token: \"${SHOP_GIT_TOKEN}\"\n",
+        );
+        let cfg = parse("s.yml", &text, Path::new("."), &env).unwrap();
+        let r = &cfg.repositories[0];
+        assert_eq!(r.token.as_ref().unwrap().expose(), "git-tok-123");
+        assert!(!format!("{cfg:?}").contains("git-tok-123"));
+        let none = parse(
+            "s.yml",
+            &repo("file:///srv/shop.git", ""),
+            Path::new("."),
+            &env,
+        );
+        assert_eq!(none.unwrap().repositories[0].token, None);
+
+        let cases = [
+            (
+                repo("https://git.example/a.git", "    token: git-tok-123\n"),
+                "s.yml:6:12: error: token: give the value as \"${NAME}\"",
+            ),
+            (
+                repo("https://git.example/a.git", "    token: \"${UNSET}\"\n"),
+                "s.yml:6:12: error: token: environment variable UNSET is not set",
+            ),
+            (
+                repo(
+                    "http://git.example/a.git",
+                    "    token: \"${SHOP_GIT_TOKEN}\"\n",
+                ),
+                "s.yml:6:12: error: token: would be sent unencrypted over http://",
+            ),
+            (
+                repo("file:///srv/a.git", "    token: \"${SHOP_GIT_TOKEN}\"\n"),
+                "s.yml:6:12: error: token: is sent to https:// URLs only",
+            ),
+            (
+                repo("https://x-access-token:hunter2@git.example/a.git", ""),
+                "s.yml:3:10: error: url: 'https://***@git.example/a.git' has a password or token \
+                 in it; remove it from the URL and give it as `token: \"${NAME}\"`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse("s.yml", &text, Path::new("."), &env).unwrap_err();
+            assert!(err.rendered.contains(want), "{text}\n{}", err.rendered);
+            for d in &err.diagnostics {
+                assert!(!d.message.contains("git-tok-123"), "{}", d.message);
+                assert!(!d.message.contains("hunter2"), "{}", d.message);
+            }
+        }
+        // A token read from the environment is never in a message, the snippet included.
+        let text = repo("https://u:${SHOP_GIT_TOKEN}@git.example/a.git", "");
+        let err = parse("s.yml", &text, Path::new("."), &env).unwrap_err();
+        assert!(
+            err.rendered.contains("has a password or token"),
+            "{}",
+            err.rendered
+        );
+        assert!(!err.rendered.contains("git-tok-123"), "{}", err.rendered);
     }
 
     #[test]

@@ -302,6 +302,7 @@ pub(crate) fn repositories(r: &mut Reader, n: &Spanned<Node>) -> Vec<Repository>
     const KEYS: &[&str] = &[
         "name",
         "url",
+        "token",
         "forge",
         "webhook_secret",
         "secrets",
@@ -323,15 +324,21 @@ pub(crate) fn repositories(r: &mut Reader, n: &Spanned<Node>) -> Vec<Repository>
                 format!("name: '{s}' is not owner/name")
             })
         });
-        let url = required(r, item, m, "url", "repository").and_then(|v| {
-            let s = r.string(v, "url")?;
-            let ok = ["file://", "https://", "http://", "ssh://", "git@"]
-                .iter()
-                .any(|p| s.starts_with(p));
-            r.check(v, ok.then_some(s.clone()), || {
-                format!("url: '{s}' is not a file://, https:// or ssh clone URL")
-            })
-        });
+        let url = required(r, item, m, "url", "repository").and_then(|v| clone_url(r, v));
+        let token = m
+            .iter()
+            .find(|(k, _)| k.value == "token")
+            .and_then(|(_, v)| {
+                let t = r.secret(v, "token")?;
+                let url = url.as_deref()?;
+                match token_refused(url) {
+                    Some(why) => {
+                        r.error(v.span, format!("token: {why}"));
+                        None
+                    }
+                    None => Some(t),
+                }
+            });
         let forge = required(r, item, m, "forge", "repository").and_then(|v| {
             let s = r.string(v, "forge")?;
             r.check(v, Forge::parse(&s), || {
@@ -369,6 +376,7 @@ pub(crate) fn repositories(r: &mut Reader, n: &Spanned<Node>) -> Vec<Repository>
             out.push(Repository {
                 name,
                 url,
+                token,
                 forge,
                 webhook_secret,
                 secrets: repo_secrets,
@@ -378,6 +386,57 @@ pub(crate) fn repositories(r: &mut Reader, n: &Spanned<Node>) -> Vec<Repository>
         }
     }
     out
+}
+
+/// A repository's `url:`: `file://`, `https://`, `http://`, `ssh://` or scp-like `git@…`.
+/// An `http(s)://` URL with a password in it (`https://user:TOKEN@host/…`) is refused: the
+/// URL is kept and shown (messages, the mirror's records), and a token belongs in `token:`
+/// as a `${NAME}` reference like every secret of this file. A user name alone may stay
+/// (some forges want a particular one with a token); it is shown as `***` all the same.
+fn clone_url(r: &mut Reader, v: &Spanned<Node>) -> Option<String> {
+    let s = r.string(v, "url")?;
+    let shown = gantry_git::transport::redact_url(&s);
+    let ok = ["file://", "https://", "http://", "ssh://", "git@"]
+        .iter()
+        .any(|p| s.starts_with(p));
+    if !ok {
+        r.error(
+            v.span,
+            format!("url: '{shown}' is not a file://, https:// or ssh clone URL"),
+        );
+        return None;
+    }
+    if let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            r.error(
+                v.span,
+                format!(
+                    "url: '{shown}' has a password or token in it; remove it from the URL and \
+                     give it as `token: \"${{NAME}}\"` (read from the environment, never shown)"
+                ),
+            );
+            return None;
+        }
+    }
+    Some(s)
+}
+
+/// Why `token:` cannot be used with this clone URL, if it cannot.
+fn token_refused(url: &str) -> Option<&'static str> {
+    if url.starts_with("https://") {
+        None
+    } else if url.starts_with("http://") {
+        Some("would be sent unencrypted over http://; use the repository's https:// URL")
+    } else {
+        Some("is sent to https:// URLs only (file:// needs none; ssh uses the ssh agent's keys)")
+    }
 }
 
 fn environment(r: &mut Reader, n: &Spanned<Node>, name: &str) -> Option<Environment> {

@@ -375,6 +375,8 @@ pub async fn execute_run(
     // Every secret value the run may print, environment secrets included.
     let masker = Arc::new(Masker::new());
     masker.add_secrets(repo.secrets.values().map(|s| s.expose()));
+    // The mirror's token never reaches a job; masked all the same, should a URL show it.
+    masker.add_secrets(repo.token.iter().map(|s| s.expose()));
     for env in repo.environments.values() {
         masker.add_secrets(env.secrets.values().map(|s| s.expose()));
     }

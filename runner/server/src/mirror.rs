@@ -4,15 +4,26 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, RemoteCallbacks, Repository};
+use gantry_git::transport::{self, Attempt, FetchError, GitCredentials};
+use git2::Repository;
+
+use crate::config::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+    /// The fetch from the repository's URL failed: certificate, authentication, not found
+    /// (`FetchError::kind`), with a sentence that never holds the token.
+    #[error("fetching the repository: {0}")]
+    Fetch(#[from] FetchError),
     #[error("commit {0} is not in the repository after fetching")]
     MissingCommit(String),
 }
+
+/// What an authentication failure of a mirror's fetch tells the operator to do.
+const AUTH_HINT: &str = "give the repository a `token: \"${NAME}\"` in the server config \
+     (sent over https:// only), or configure a git credential helper for the server's user";
 
 /// One workflow file read from a commit.
 #[derive(Debug, Clone)]
@@ -52,8 +63,18 @@ pub fn mirror_dir(data: &Path, repo: &str) -> PathBuf {
 }
 
 /// Fetches branches, tags and `extra_refs` (a pull request's head) from `url` into the
-/// bare mirror at `dir`, creating it the first time. Blocking: call from a blocking task.
-pub fn fetch(dir: &Path, url: &str, extra_refs: &[String]) -> Result<Repository, MirrorError> {
+/// bare mirror at `dir`, creating it the first time. The fetch goes through the engine's git transport
+/// (`gantry_git::transport`: TLS with the system's trust store and `SSL_CERT_FILE`,
+/// proxies, ssh-agent keys); `token` (the repository's `token:`) is handed to libgit2
+/// through the credential callback only, so it is never part of a URL, a remote in the
+/// mirror's config or `FETCH_HEAD`. Blocking: call from a blocking task, holding the
+/// mirror's lock.
+pub fn fetch(
+    dir: &Path,
+    url: &str,
+    token: Option<&Secret>,
+    extra_refs: &[String],
+) -> Result<Repository, MirrorError> {
     let repo = match Repository::open_bare(dir) {
         Ok(r) => r,
         Err(_) => {
@@ -68,21 +89,30 @@ pub fn fetch(dir: &Path, url: &str, extra_refs: &[String]) -> Result<Repository,
     for r in extra_refs {
         refspecs.push(format!("+{r}:{r}"));
     }
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, user, allowed| {
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            git2::Cred::ssh_key_from_agent(user.unwrap_or("git"))
-        } else {
-            git2::Cred::default()
+    let creds = GitCredentials {
+        any_host: token.map(|t| t.expose().to_string()),
+        github: None,
+    };
+    let attempt = Attempt::default();
+    let fail = |e: git2::Error| {
+        let err = FetchError::with_auth_hint(url, &e, &attempt, AUTH_HINT);
+        match token {
+            // libgit2's own text never holds the token, but a message is no place to find
+            // out that it did.
+            Some(t) if err.to_string().contains(t.expose()) => MirrorError::Fetch(
+                FetchError::with_auth_hint(url, &git2::Error::from_str("***"), &attempt, AUTH_HINT),
+            ),
+            _ => MirrorError::Fetch(err),
         }
-    });
-    let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks);
-    opts.prune(git2::FetchPrune::On);
+    };
     {
-        let mut remote = repo.remote_anonymous(url)?;
+        let mut remote = repo.remote_anonymous(url).map_err(fail)?;
+        let mut opts = transport::fetch_options(url, &creds, &attempt);
+        opts.prune(git2::FetchPrune::On);
+        // FETCH_HEAD would keep the URL; nothing reads it.
+        opts.update_fetchhead(false);
         let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-        remote.fetch(&specs, Some(&mut opts), None)?;
+        remote.fetch(&specs, Some(&mut opts), None).map_err(fail)?;
         if let Ok(head) = remote.default_branch()
             && let Ok(h) = head.as_str()
         {

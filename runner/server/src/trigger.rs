@@ -298,10 +298,11 @@ pub async fn plan_runs(
     let lock = app.mirror_lock(&repo.name).await;
     let guard = lock.lock().await;
     let dir = mirror::mirror_dir(&app.cfg.data, &repo.name);
-    let (url, extra, forge) = (repo.url.clone(), inc.extra_refs.clone(), repo.forge);
+    let (url, token) = (repo.url.clone(), repo.token.clone());
+    let (extra, forge) = (inc.extra_refs.clone(), repo.forge);
     let (sha_in, ref_in, before) = (inc.sha.clone(), inc.git_ref.clone(), inc.before.clone());
     let read = tokio::task::spawn_blocking(move || -> Result<_, mirror::MirrorError> {
-        let git = mirror::fetch(&dir, &url, &extra)?;
+        let git = mirror::fetch(&dir, &url, token.as_ref(), &extra)?;
         let ref_out = if ref_in == DEFAULT_BRANCH {
             let b = mirror::default_branch(&git)
                 .ok_or_else(|| mirror::MirrorError::MissingCommit("the default branch".into()))?;
