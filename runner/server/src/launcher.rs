@@ -228,6 +228,9 @@ async fn group_of(app: &Arc<App>, run: &RunRecord) -> Option<RunGroup> {
     let mirror_dir = mirror::mirror_dir(&app.cfg.data, &repo.name);
     let dirs = repo.forge.workflow_dirs();
     let (sha, path) = (run.head_sha.clone(), run.workflow_path.clone());
+    // Under the mirror's lock: a repack after a fetch replaces the packs being read.
+    let lock = app.mirror_lock(&repo.name).await;
+    let _held = lock.lock().await;
     let text = tokio::task::spawn_blocking(move || {
         let bare = git2::Repository::open_bare(&mirror_dir).ok()?;
         mirror::workflows_at(&bare, &sha, dirs)

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod launcher;
 pub mod limits;
 pub mod mirror;
+pub mod mirror_pack;
 mod planned;
 pub mod processing;
 pub mod server;

@@ -19,11 +19,20 @@ pub enum MirrorError {
     Fetch(#[from] FetchError),
     #[error("commit {0} is not in the repository after fetching")]
     MissingCommit(String),
+    #[error("repacking the mirror: {0}")]
+    Repack(String),
 }
 
 /// What an authentication failure of a mirror's fetch tells the operator to do.
 const AUTH_HINT: &str = "give the repository a `token: \"${NAME}\"` in the server config \
      (sent over https:// only), or configure a git credential helper for the server's user";
+
+/// The most packs a mirror keeps after a fetch; one more and it is repacked into one
+/// ([`crate::mirror_pack`]). Each push's fetch adds a pack, and each checkout copies every
+/// pack, so this bounds a checkout's files at 2 × 16 (the copy of 16 small packs costs
+/// about what one does; see bench/results/2026-12-04-mirror-repack.md), while a repack,
+/// which writes the whole repository again, happens at most once every 16 fetches.
+pub const MAX_PACKS: usize = 16;
 
 /// One workflow file read from a commit.
 #[derive(Debug, Clone)]
@@ -63,7 +72,8 @@ pub fn mirror_dir(data: &Path, repo: &str) -> PathBuf {
 }
 
 /// Fetches branches, tags and `extra_refs` (a pull request's head) from `url` into the
-/// bare mirror at `dir`, creating it the first time. The fetch goes through the engine's git transport
+/// bare mirror at `dir`, creating it the first time, then repacks the mirror when it has
+/// more than [`MAX_PACKS`] packs. The fetch goes through the engine's git transport
 /// (`gantry_git::transport`: TLS with the system's trust store and `SSL_CERT_FILE`,
 /// proxies, ssh-agent keys); `token` (the repository's `token:`) is handed to libgit2
 /// through the credential callback only, so it is never part of a URL, a remote in the
@@ -118,6 +128,11 @@ pub fn fetch(
         {
             repo.set_head(h)?;
         }
+    }
+    if crate::mirror_pack::repack_if_needed(dir, MAX_PACKS)? {
+        // The packs this handle had open are gone: read on through a fresh one.
+        drop(repo);
+        return Ok(Repository::open_bare(dir)?);
     }
     Ok(repo)
 }
