@@ -102,7 +102,7 @@ pub fn checkout(
 /// Copies the object files of `from` (a repository's `objects`) into `to`: the packs with
 /// their indexes, and any loose object. Files being written (`tmp_*`, a pack without its
 /// index) are left out.
-fn copy_objects(from: &Path, to: &Path) -> std::io::Result<()> {
+pub fn copy_objects(from: &Path, to: &Path) -> std::io::Result<()> {
     let pack = from.join("pack");
     if let Ok(rd) = std::fs::read_dir(&pack) {
         std::fs::create_dir_all(to.join("pack"))?;
