@@ -29,8 +29,9 @@ const AUTH_HINT: &str = "give the repository a `token: \"${NAME}\"` in the serve
 
 /// The most packs a mirror keeps after a fetch; one more and it is repacked into one
 /// ([`crate::mirror_pack`]). Each push's fetch adds a pack, and each checkout copies every
-/// pack, so this bounds a checkout's files at 2 × 16 (the copy of 16 small packs costs
-/// about what one does; see bench/results/2026-12-04-mirror-repack.md), while a repack,
+/// pack, so this bounds a checkout's files at 2 × 16 (a few ms to copy, a few tens on a
+/// busy disk, where 2,000 packs took 3 s: bench/results/2026-12-04-mirror-repack.md),
+/// while a repack,
 /// which writes the whole repository again, happens at most once every 16 fetches.
 pub const MAX_PACKS: usize = 16;
 
