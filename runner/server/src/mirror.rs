@@ -130,12 +130,20 @@ pub fn fetch(
             repo.set_head(h)?;
         }
     }
-    if crate::mirror_pack::repack_if_needed(dir, MAX_PACKS)? {
+    match crate::mirror_pack::repack_if_needed(dir, MAX_PACKS) {
+        Ok(false) => Ok(repo),
         // The packs this handle had open are gone: read on through a fresh one.
-        drop(repo);
-        return Ok(Repository::open_bare(dir)?);
+        Ok(true) => {
+            drop(repo);
+            Ok(Repository::open_bare(dir)?)
+        }
+        // The fetch stands: a failed repack leaves the old packs (or both sets) in place.
+        Err(e) => {
+            tracing::warn!(mirror = %dir.display(), "{e}");
+            drop(repo);
+            Ok(Repository::open_bare(dir)?)
+        }
     }
-    Ok(repo)
 }
 
 /// The branch HEAD of the mirror names (the remote's default branch).
