@@ -88,14 +88,21 @@ async fn queued_run(store: &Store) -> gantry_server::store_runs::RunRecord {
     }
 }
 
+/// The time `secs` seconds ago, as the store writes times.
+fn ago(secs: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn step(n: i64, name: &str, status: &str, conclusion: Option<&str>) -> StepRecord {
     StepRecord {
         number: n,
         name: name.into(),
         status: status.into(),
         conclusion: conclusion.map(Into::into),
-        started_at: Some("2026-12-02T10:00:00Z".into()),
-        completed_at: conclusion.map(|_| "2026-12-02T10:00:07Z".into()),
+        // Shortly before now, so the pages (and screenshots) show real durations.
+        started_at: Some(ago(8 - 2 * n)),
+        completed_at: conclusion.map(|_| ago(7 - 2 * n)),
     }
 }
 
@@ -213,6 +220,10 @@ async fn the_web_ui_in_chromium() {
         .unwrap();
     store
         .set_job_status(deploy[0], "waiting", None)
+        .await
+        .unwrap();
+    store
+        .set_run_status(run.id, "in_progress", None)
         .await
         .unwrap();
     // What the server's gate records when the deploy job reaches it.
@@ -512,7 +523,7 @@ async fn the_web_ui_in_chromium() {
         t.contains("production") && t.contains(&sha[..7]) && t.contains("approved by alice"),
         "{t}"
     );
-    shot(&c, "deployments").await;
+    // docs/ui/deployments.png is ui_reports' (health verdicts, a rollback).
 
     // Phone width.
     c.set_window_size(390, 844).await.unwrap();
