@@ -34,6 +34,15 @@ pub fn find_chromedriver() -> Option<std::path::PathBuf> {
 /// The browser, or None (with a loud message) when chromedriver is missing, unless
 /// `GANTRY_REQUIRE_BROWSER=1`, which turns that into a failure.
 pub async fn browser() -> Option<(Driver, Client)> {
+    browser_with(&[], serde_json::json!({})).await
+}
+
+/// [`browser`] with more Chromium arguments (`--force-dark-mode`, a window size) and
+/// profile preferences (JavaScript off).
+pub async fn browser_with(
+    extra_args: &[&str],
+    prefs: serde_json::Value,
+) -> Option<(Driver, Client)> {
     let Some(bin) = find_chromedriver() else {
         if std::env::var("GANTRY_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
             panic!(
@@ -62,11 +71,19 @@ pub async fn browser() -> Option<(Driver, Client)> {
         url: format!("http://127.0.0.1:{port}"),
     };
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1280,800"] }),
-    );
+    caps.insert("goog:chromeOptions".into(), {
+        let mut args: Vec<&str> = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ];
+        if !extra_args.iter().any(|a| a.starts_with("--window-size")) {
+            args.push("--window-size=1280,800");
+        }
+        args.extend_from_slice(extra_args);
+        serde_json::json!({ "args": args, "prefs": prefs })
+    });
     // octocrab's and fantoccini's rustls both link; choose the provider once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = Instant::now() + Duration::from_secs(30);
