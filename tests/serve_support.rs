@@ -91,6 +91,18 @@ pub fn env_vars() -> Vec<(&'static str, &'static str)> {
 }
 
 impl Server {
+    /// The server's own SQLite store, opened from this process (as a run executor in
+    /// another process would write it).
+    pub async fn store(&self) -> gantry_server::Store {
+        let db = format!(
+            "sqlite://{}?mode=rwc",
+            self.dir.path().join("data/gantry.db").display()
+        );
+        gantry_server::Store::open(&db)
+            .await
+            .expect("the server's SQLite file")
+    }
+
     /// A server that queues runs and executes none (`--no-executor`): the tests of
     /// webhooks and the API look at runs as they were queued.
     pub fn start(config: &str) -> Server {
@@ -702,4 +714,47 @@ pub async fn read_pid(path: &std::path::Path) -> i32 {
             .and_then(|t| t.trim().parse().ok())
     })
     .await
+}
+
+/// The newest run of acme/shop in `store`, once a webhook or dispatch has queued one.
+pub async fn first_run(store: &gantry_server::Store) -> gantry_server::store_runs::RunRecord {
+    wait_for("the queued run", || async {
+        let (_, runs) = store
+            .list_runs("acme/shop", &Default::default(), 1, 10)
+            .await
+            .ok()?;
+        runs.into_iter().next()
+    })
+    .await
+}
+
+/// A server that executes nothing, with CI_WORKFLOW pushed to acme/shop's main and its run
+/// queued: the server, its store (this process's connection), the run and its first job.
+pub struct QueuedCi {
+    pub bare: BareRepo,
+    pub server: Server,
+    pub store: gantry_server::Store,
+    pub run: gantry_server::store_runs::RunRecord,
+    pub first_job: i64,
+}
+
+pub async fn queued_ci() -> QueuedCi {
+    let bare = BareRepo::new();
+    let sha = bare.commit(
+        "main",
+        &[(".github/workflows/ci.yml", CI_WORKFLOW)],
+        "first",
+    );
+    let server = Server::start(&config_yaml(&bare.url(), None));
+    push(&server, ZERO, &sha, "first").await;
+    let store = server.store().await;
+    let run = first_run(&store).await;
+    let first_job = store.run_jobs(run.id, 1).await.unwrap()[0].id;
+    QueuedCi {
+        bare,
+        server,
+        store,
+        run,
+        first_job,
+    }
 }

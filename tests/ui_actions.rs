@@ -12,7 +12,6 @@ mod serve_support;
 mod ui_support;
 
 use fantoccini::Locator;
-use gantry_server::Store;
 use serve_support::*;
 use ui_support::*;
 
@@ -80,11 +79,7 @@ async fn buttons_filters_and_pages_in_chromium() {
         "first",
     );
     let s = Server::start(&config_yaml(&bare.url(), None));
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        s.dir.path().join("data/gantry.db").display()
-    );
-    let store = Store::open(&db).await.expect("the server's SQLite file");
+    let store = s.store().await;
     for _ in 0..26 {
         dispatch(&s).await;
     }

@@ -14,8 +14,6 @@ mod ui_support;
 
 use fantoccini::{Client, key::Key};
 use gantry_engine::masker::Masker;
-use gantry_server::Store;
-use gantry_server::store_runs::RunFilter;
 use serve_support::*;
 use ui_support::*;
 
@@ -45,28 +43,13 @@ async fn keyboard_phone_dark_and_no_javascript() {
     let Some((_driver, c)) = browser().await else {
         return;
     };
-    let bare = BareRepo::new();
-    let sha = bare.commit(
-        "main",
-        &[(".github/workflows/ci.yml", CI_WORKFLOW)],
-        "first",
-    );
-    let s = Server::start(&config_yaml(&bare.url(), None));
-    push(&s, ZERO, &sha, "first").await;
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        s.dir.path().join("data/gantry.db").display()
-    );
-    let store = Store::open(&db).await.expect("the server's SQLite file");
-    let run = serve_support::wait_for("the queued run", || async {
-        let (_, runs) = store
-            .list_runs("acme/shop", &RunFilter::default(), 1, 10)
-            .await
-            .ok()?;
-        runs.into_iter().next()
-    })
-    .await;
-    let job = store.run_jobs(run.id, 1).await.unwrap()[0].id;
+    let QueuedCi {
+        server: s,
+        store,
+        run,
+        first_job: job,
+        bare: _bare,
+    } = queued_ci().await;
     store
         .append_log(
             job,

@@ -10,8 +10,6 @@ mod serve_support;
 use std::time::{Duration, Instant};
 
 use gantry_engine::masker::Masker;
-use gantry_server::Store;
-use gantry_server::store_runs::RunFilter;
 use serve_support::*;
 
 /// One server-sent event: its id, type and data (comments kept apart).
@@ -92,28 +90,13 @@ async fn open_stream(url: &str, last_event_id: Option<&str>) -> SseReader {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_stream_resumes_beats_and_ends() {
-    let bare = BareRepo::new();
-    let sha = bare.commit(
-        "main",
-        &[(".github/workflows/ci.yml", CI_WORKFLOW)],
-        "first",
-    );
-    let s = Server::start(&config_yaml(&bare.url(), None));
-    push(&s, ZERO, &sha, "first").await;
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        s.dir.path().join("data/gantry.db").display()
-    );
-    let store = Store::open(&db).await.expect("the server's SQLite file");
-    let run = serve_support::wait_for("the queued run", || async {
-        let (_, runs) = store
-            .list_runs("acme/shop", &RunFilter::default(), 1, 10)
-            .await
-            .ok()?;
-        runs.into_iter().next()
-    })
-    .await;
-    let job = store.run_jobs(run.id, 1).await.unwrap()[0].id;
+    let QueuedCi {
+        server: s,
+        store,
+        run,
+        first_job: job,
+        bare: _bare,
+    } = queued_ci().await;
     store
         .set_job_status(job, "in_progress", None)
         .await
@@ -199,28 +182,13 @@ async fn the_log_stream_resumes_beats_and_ends() {
 /// which holds line 1 and links later output; the raw download has everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_log_pages_through_its_chunks() {
-    let bare = BareRepo::new();
-    let sha = bare.commit(
-        "main",
-        &[(".github/workflows/ci.yml", CI_WORKFLOW)],
-        "first",
-    );
-    let s = Server::start(&config_yaml(&bare.url(), None));
-    push(&s, ZERO, &sha, "first").await;
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        s.dir.path().join("data/gantry.db").display()
-    );
-    let store = Store::open(&db).await.expect("the server's SQLite file");
-    let run = serve_support::wait_for("the queued run", || async {
-        let (_, runs) = store
-            .list_runs("acme/shop", &RunFilter::default(), 1, 10)
-            .await
-            .ok()?;
-        runs.into_iter().next()
-    })
-    .await;
-    let job = store.run_jobs(run.id, 1).await.unwrap()[0].id;
+    let QueuedCi {
+        server: s,
+        store,
+        run,
+        first_job: job,
+        bare: _bare,
+    } = queued_ci().await;
     let m = Masker::new();
     // 2 MB in 32 chunks of 1,024 numbered lines of 64 bytes.
     let mut n = 0;
