@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod http;
+pub mod registry;
 pub mod shared;
 
 /// The workspace root (`tests/..`).
