@@ -34,7 +34,9 @@ mod create;
 pub use create::{ImageUse, missing_image_hint};
 mod env;
 mod images;
-pub use images::{BuildFailure, BuildSpec, Daemon, DockerRunSpec, ImageNotFound, RegistryLogin};
+pub use images::{
+    BuildFailure, BuildSpec, Daemon, DockerRunSpec, ImageNotFound, PushFailure, RegistryLogin,
+};
 pub mod options;
 mod service;
 

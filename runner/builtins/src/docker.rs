@@ -483,7 +483,26 @@ impl BuiltinAction for BuildPush {
                     )));
                 }
                 let creds = credentials_for(&env.run_dir, &registry);
-                let pushed = daemon.push(t, creds.as_ref()).await?;
+                let (pushed, log) = match daemon.push(t, creds.as_ref()).await {
+                    Ok(x) => x,
+                    // The build's log and the pushes before stay in the message: an `Err`
+                    // drops the result's lines, and nothing is lost on failure.
+                    Err(f) => {
+                        let mut m = f.message();
+                        if creds.is_none() {
+                            m.push_str(&format!(
+                                "\n(no docker/login-action for {registry} in this run: the push went without credentials)"
+                            ));
+                        }
+                        m.push_str("\nbefore the push:");
+                        for l in &res.logs {
+                            m.push_str("\n  ");
+                            m.push_str(l);
+                        }
+                        return Err(m.into());
+                    }
+                };
+                res.logs.extend(log);
                 if !pushed.is_empty() {
                     digest = pushed;
                 }

@@ -92,6 +92,31 @@ impl BuildFailure {
     }
 }
 
+/// A failed push: the image, the error (the registry's answer as the daemon relayed it) and
+/// the push's log up to it.
+#[derive(Debug, Clone)]
+pub struct PushFailure {
+    pub image: String,
+    pub error: String,
+    pub log: Vec<String>,
+}
+
+impl PushFailure {
+    /// The error, then the push's whole log (its last line is the error line), as
+    /// [`BuildFailure::message`] does: it goes to the step's log, which the run record keeps.
+    pub fn message(&self) -> String {
+        let mut m = format!("docker push {} failed: {}", self.image, self.error);
+        if !self.log.is_empty() {
+            m.push_str("\nthe push's log:");
+            for l in &self.log {
+                m.push_str("\n  ");
+                m.push_str(l);
+            }
+        }
+        m
+    }
+}
+
 /// A container run to completion and removed (`--rm`): a container action's stage.
 #[derive(Debug, Clone, Default)]
 pub struct DockerRunSpec {
@@ -239,29 +264,56 @@ impl Daemon {
     }
 
     /// Pushes `image` (with `login` when given); returns the digest the registry reported
-    /// (empty when it reported none).
-    pub async fn push(&self, image: &str, login: Option<&RegistryLogin>) -> BackendResult<String> {
+    /// (empty when it reported none) and the push's log (the daemon's status lines, one per
+    /// layer and stage, without the byte-progress lines). The error carries the log up to
+    /// the failure and the registry's answer as the daemon relayed it.
+    pub async fn push(
+        &self,
+        image: &str,
+        login: Option<&RegistryLogin>,
+    ) -> Result<(String, Vec<String>), PushFailure> {
         let (repo, tag) = split_tag(image);
         let opts = q::PushImageOptionsBuilder::default().tag(tag).build();
         let mut s = self
             .docker
             .push_image(repo, Some(opts), login.map(RegistryLogin::credentials));
         let mut digest = String::new();
+        let mut log: Vec<String> = Vec::new();
+        let fail = |error: String, log: &[String]| PushFailure {
+            image: image.to_string(),
+            error,
+            log: log.to_vec(),
+        };
         while let Some(item) = s.next().await {
-            let info = item.map_err(|e| BackendError::Message(format!("push {image}: {e}")))?;
+            let info = match item {
+                Ok(info) => info,
+                Err(e) => {
+                    let msg = match e {
+                        bollard::errors::Error::DockerStreamError { error } => error,
+                        e => e.to_string(),
+                    };
+                    log.push(msg.clone());
+                    return Err(fail(msg, &log));
+                }
+            };
             if let Some(e) = info.error_detail {
-                return Err(BackendError::Message(format!(
-                    "push {image}: {}",
-                    e.message.unwrap_or_default()
-                )));
+                let msg = e.message.unwrap_or_default();
+                log.push(msg.clone());
+                return Err(fail(msg, &log));
             }
-            if let Some(st) = info.status
-                && let Some(d) = st.split("digest: ").nth(1)
-            {
-                digest = d.split_whitespace().next().unwrap_or("").to_string();
+            if let Some(st) = info.status {
+                // "Pushing" lines are byte counts, many per layer: the stages are kept.
+                let progress = info.progress_detail.is_some_and(|p| p.current.is_some());
+                let st = st.trim().to_string();
+                if !progress && !st.is_empty() && log.last() != Some(&st) {
+                    log.push(st.clone());
+                }
+                if let Some(d) = st.split("digest: ").nth(1) {
+                    digest = d.split_whitespace().next().unwrap_or("").to_string();
+                }
             }
         }
-        Ok(digest)
+        Ok((digest, log))
     }
 
     /// Runs a container to completion and removes it, streaming its output; `cancel`
