@@ -3,7 +3,8 @@
 //! jobs; version managers' shims resolved to the real program, see [`find`]), put it on
 //! PATH and report its version. Each job gets its own environment: Python a venv of the
 //! chosen interpreter (so `pip install` never touches the interpreter's site-packages and
-//! matrix legs never share one), Node a per-job npm prefix. Nothing is downloaded here: when
+//! matrix legs never share one), Node a per-job npm prefix, Go a per-job `GOPATH`/`GOBIN`
+//! (the module and build caches stay shared). Nothing is downloaded here: when
 //! no installed toolchain fits, the step runner falls back to the real action (see
 //! [`ActionResult::fallback`]) unless the run is offline.
 
@@ -264,6 +265,43 @@ fn dir_of(bin: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The job's own `GOPATH` (`<RUNNER_TEMP>/_setup-go/gopath`, `GOBIN` its `bin`, first on
+/// PATH), so `go install` never writes into the host's `~/go/bin` (nor a `GOBIN` the host
+/// set). The module cache (`GOMODCACHE`) and the build cache (`GOCACHE`) stay where the
+/// toolchain keeps them: they are caches keyed by content, shared as act shares them on the
+/// host, and a per-job module cache would download every module again (and fail offline).
+async fn go_workspace(env: &ActionEnv<'_>, bin: &str, res: &mut ActionResult) {
+    let Some(temp) = job_temp(env) else {
+        return;
+    };
+    // Asked before GOPATH changes: the default module cache is `$GOPATH/pkg/mod`.
+    let modcache = match capture(env, &[bin.to_string(), "env".into(), "GOMODCACHE".into()]).await {
+        Some((0, out)) => out.lines().next().unwrap_or("").trim().to_string(),
+        _ => String::new(),
+    };
+    let gopath = format!("{temp}/_setup-go/gopath");
+    let gobin = format!("{gopath}/bin");
+    let argv = ["mkdir".into(), "-p".into(), gobin.clone()];
+    if !matches!(capture(env, &argv).await, Some((0, _))) {
+        res.warnings.push(format!(
+            "setup-go: cannot make {gobin}; GOPATH is left as the toolchain's default"
+        ));
+        return;
+    }
+    res.log(format!(
+        "The job's own GOPATH: {gopath} (go install lands in {gobin}, first on PATH)"
+    ));
+    if !modcache.is_empty() {
+        res.log(format!(
+            "Module cache shared with the toolchain: {modcache}"
+        ));
+        res.env.insert("GOMODCACHE".into(), modcache);
+    }
+    res.env.insert("GOPATH".into(), gopath);
+    res.env.insert("GOBIN".into(), gobin.clone());
+    res.path.push(gobin);
+}
+
 impl Setup {
     /// Puts the chosen toolchain on PATH, with the job's own environment, and sets outputs.
     async fn apply(
@@ -339,6 +377,7 @@ impl Setup {
             }
             Setup::Go => {
                 res.env.insert("GOROOT".into(), prefix_of(bin));
+                go_workspace(env, bin, res).await;
                 res.output("go-version", ver);
             }
             Setup::Java => {
