@@ -121,6 +121,7 @@ fn run_with(
     .env("HOME", home.path())
     .env("XDG_CONFIG_HOME", home.path().join(".config"))
     .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env_remove("GIT_CONFIG_GLOBAL")
     .env_remove("GANTRY_LOG")
     .env_remove("GANTRY_GIT_TOKEN")
     .env_remove("GITHUB_TOKEN")
@@ -388,4 +389,133 @@ fn fetch_failures_have_their_kind() {
     };
     gantry_git::fetch_into(&repo, &url("private/tool.git"), &token, "v1").unwrap();
     assert!(repo.find_reference("refs/tags/v1").is_ok());
+}
+
+/// `SSL_CERT_DIR`: a directory holding the test CA under its subject-hash name (made with
+/// `openssl rehash`, as `update-ca-certificates` does) is trusted without `SSL_CERT_FILE`;
+/// a directory holding only another CA is refused with a certificate error.
+#[test]
+fn ssl_cert_dir_with_the_hashed_ca_is_honoured() {
+    let rehash = |dir: &Path| {
+        Command::new("openssl")
+            .arg("rehash")
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let probe = tempfile::tempdir().unwrap();
+    if !rehash(probe.path()) {
+        eprintln!("SKIPPED: SSL_CERT_DIR: no `openssl rehash` on this machine");
+        return;
+    }
+    let s = server();
+    let wf = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/greet@v1\n";
+
+    let good = tempfile::tempdir().unwrap();
+    std::fs::copy(&s.ca_file, good.path().join("gantry-test-ca.pem")).unwrap();
+    assert!(rehash(good.path()));
+    let hashed = std::fs::read_dir(good.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".0"));
+    assert!(hashed, "openssl rehash made no <hash>.0 link");
+    let dir = good.path().display().to_string();
+    let out = run(&s, wf, &[("SSL_CERT_DIR", &dir)], None);
+    let t = text(&out);
+    assert!(out.status.success(), "run failed:\n{t}");
+    assert!(t.contains("REMOTE-HELLO-world"), "{t}");
+
+    let wrong = tempfile::tempdir().unwrap();
+    std::fs::copy(&s.wrong_ca_file, wrong.path().join("other-ca.pem")).unwrap();
+    assert!(rehash(wrong.path()));
+    let dir = wrong.path().display().to_string();
+    let out = run(&s, wf, &[("SSL_CERT_DIR", &dir)], None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("TLS certificate not trusted"), "{t}");
+    assert!(!t.contains("REMOTE-HELLO"), "{t}");
+}
+
+/// git's credential helper (`credential.helper` in the user's git configuration: a script
+/// that answers `get` with a user name and password) authenticates the fetch of a private
+/// repository when no token is set; the password is printed nowhere. A helper answering a
+/// wrong password fails as an authentication error naming the helper.
+#[test]
+fn git_credential_helper_authenticates_a_private_fetch() {
+    let s = server();
+    let helpers = tempfile::tempdir().unwrap();
+    let helper = |name: &str, password: &str| {
+        let p = helpers.path().join(name);
+        // Records each call's operation, so the test sees that the helper was asked.
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$1\" >> '{}.calls'\n[ \"$1\" = get ] || exit 0\ncat >/dev/null\necho username=x-access-token\necho password={password}\n",
+                p.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let good = helper("good-helper", &s.token);
+    let cfg = format!("[credential]\n\thelper = {}\n", good.display());
+    let out = run(&s, USES_PRIVATE, &[("SSL_CERT_FILE", &ca(&s))], Some(&cfg));
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "run failed:\n{}",
+        t.replace(&s.token, "<TOKEN>")
+    );
+    assert!(t.contains("PRIVATE-ACTION-RAN"), "{t}");
+    assert!(
+        !t.contains(&s.token),
+        "the helper's password appears in the output"
+    );
+    let calls =
+        std::fs::read_to_string(helpers.path().join("good-helper.calls")).unwrap_or_default();
+    assert!(
+        calls.lines().any(|l| l == "get"),
+        "the helper was not asked: {calls:?}"
+    );
+
+    // The same helper named in a file given by GIT_CONFIG_GLOBAL (HOME has no .gitconfig):
+    // git reads that file instead of ~/.gitconfig, and so does Gantry.
+    let global = helpers.path().join("global.gitconfig");
+    std::fs::write(&global, &cfg).unwrap();
+    let global = global.display().to_string();
+    let out = run(
+        &s,
+        USES_PRIVATE,
+        &[("SSL_CERT_FILE", &ca(&s)), ("GIT_CONFIG_GLOBAL", &global)],
+        None,
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success(),
+        "GIT_CONFIG_GLOBAL's helper was not used:\n{}",
+        t.replace(&s.token, "<TOKEN>")
+    );
+    assert!(t.contains("PRIVATE-ACTION-RAN"), "{t}");
+    assert!(
+        !t.contains(&s.token),
+        "the helper's password appears in the output"
+    );
+
+    let wrong = format!("{}-wrong", s.token);
+    let bad = helper("bad-helper", &wrong);
+    let cfg = format!("[credential]\n\thelper = {}\n", bad.display());
+    let out = run(&s, USES_PRIVATE, &[("SSL_CERT_FILE", &ca(&s))], Some(&cfg));
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("git's credential helper was offered and refused"),
+        "{t}"
+    );
+    assert!(
+        !t.contains(&wrong),
+        "the wrong password appears in the output"
+    );
+    assert!(!t.contains("PRIVATE-ACTION-RAN"), "{t}");
 }

@@ -1,8 +1,8 @@
 //! Git over the network for action sources, reusable workflows and checkouts of other
 //! repositories: TLS (OpenSSL through libgit2: the system trust store, `SSL_CERT_FILE`,
 //! `SSL_CERT_DIR`, git's `http.sslCAInfo`/`http.sslCAPath`), a token or git's credential
-//! helper for authentication, proxies from `HTTPS_PROXY`/`NO_PROXY` (or git's `http.proxy`),
-//! and errors that say which of certificate, authentication or not-found went wrong.
+//! helper for authentication (from the user's git configuration, `GIT_CONFIG_GLOBAL`
+//! honoured), proxies from `HTTPS_PROXY`/`NO_PROXY` (or git's `http.proxy`), and errors that say which of certificate, authentication or not-found went wrong.
 //! Credentials are handed to libgit2 through a callback only, so they never become part
 //! of a URL that an error or a log line could show.
 
@@ -90,13 +90,37 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The user's git configuration as git reads it. libgit2 knows `~/.gitconfig`, the XDG file
+/// and the system file but not `GIT_CONFIG_GLOBAL`, which git (and tools that set up a
+/// throw-away configuration, as GitHub's checkout does) use to name the global file instead
+/// of those two: when it is set, that file is the global level (over the system file
+/// unless `GIT_CONFIG_NOSYSTEM`), as with git.
+fn user_config() -> Result<git2::Config, git2::Error> {
+    let global = std::env::var_os("GIT_CONFIG_GLOBAL").filter(|v| !v.is_empty());
+    let Some(global) = global else {
+        return git2::Config::open_default();
+    };
+    let mut cfg = git2::Config::new()?;
+    let nosystem = std::env::var("GIT_CONFIG_NOSYSTEM")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    if !nosystem && let Ok(system) = git2::Config::find_system() {
+        cfg.add_file(&system, git2::ConfigLevel::System, false)?;
+    }
+    let global = std::path::Path::new(&global);
+    // A missing file (or `/dev/null`) is an empty configuration, as for git.
+    if global.is_file() {
+        cfg.add_file(global, git2::ConfigLevel::Global, false)?;
+    }
+    Ok(cfg)
+}
+
 /// Adds git's `http.sslCAInfo` / `http.sslCAPath` (from the user's git configuration) to
 /// libgit2's trust store once per process. `SSL_CERT_FILE`/`SSL_CERT_DIR` need nothing:
 /// OpenSSL reads them itself.
 fn init_tls() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Ok(cfg) = git2::Config::open_default() else {
+        let Ok(cfg) = user_config() else {
             return;
         };
         let file = cfg.get_path("http.sslCAInfo").ok();
@@ -156,7 +180,7 @@ pub fn fetch_options<'a>(
             // GitHub's convention for tokens; other forges accept any user name.
             return git2::Cred::userpass_plaintext(username.unwrap_or("x-access-token"), t);
         }
-        if let Ok(cfg) = git2::Config::open_default()
+        if let Ok(cfg) = user_config()
             && let Ok(c) = git2::Cred::credential_helper(&cfg, url, username)
         {
             attempt.offered.set(Some("git's credential helper"));
