@@ -4,7 +4,9 @@
 //! trusted through `SSL_CERT_FILE`, or through git's `http.sslCAInfo`; a wrong CA, a missing
 //! repository and a private repository without a token fail with errors that say so and
 //! name the reference and the URL; the token is sent but never printed. `actions/checkout`
-//! of another repository goes over the same transport.
+//! of another repository goes over the same transport. Also `SSL_CERT_DIR`, git's credential
+//! helper (`~/.gitconfig` and `GIT_CONFIG_GLOBAL`), and `HTTPS_PROXY`/`NO_PROXY` through a
+//! loopback `CONNECT` proxy.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -128,7 +130,9 @@ fn run_with(
     .env_remove("SSL_CERT_FILE")
     .env_remove("SSL_CERT_DIR")
     .env_remove("HTTPS_PROXY")
-    .env_remove("https_proxy");
+    .env_remove("https_proxy")
+    .env_remove("NO_PROXY")
+    .env_remove("no_proxy");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -518,4 +522,104 @@ fn git_credential_helper_authenticates_a_private_fetch() {
         "the wrong password appears in the output"
     );
     assert!(!t.contains("PRIVATE-ACTION-RAN"), "{t}");
+}
+
+/// An HTTP `CONNECT` proxy on loopback: records each tunnel's target and splices bytes.
+struct ConnectProxy {
+    port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let mut words = head.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+                        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.to_string());
+                    let Ok(upstream) = std::net::TcpStream::connect(target) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut c2, mut u2) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let (mut c1, mut u1) = (client, upstream);
+                    let up = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c1, &mut u1);
+                        let _ = u1.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                    let _ = up.join();
+                });
+            }
+        });
+        ConnectProxy { port, targets }
+    }
+}
+
+/// `HTTPS_PROXY`: the fetch goes through a `CONNECT` tunnel of the proxy (the TLS inside it
+/// still checked against `SSL_CERT_FILE`); with `NO_PROXY` naming the host it goes direct.
+#[test]
+fn https_proxy_tunnels_the_fetch_and_no_proxy_bypasses_it() {
+    let s = server();
+    let proxy = ConnectProxy::start();
+    let wf = "on: push\njobs:\n  act:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/greet@v1\n";
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let out = run(
+        &s,
+        wf,
+        &[("SSL_CERT_FILE", &ca(&s)), ("HTTPS_PROXY", &url)],
+        None,
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "run failed through the proxy:\n{t}");
+    assert!(t.contains("REMOTE-HELLO-world"), "{t}");
+    let target = format!("127.0.0.1:{}", s.port);
+    let tunnels = proxy.targets.lock().unwrap().clone();
+    assert!(
+        tunnels.contains(&target),
+        "the fetch did not go through the proxy: {tunnels:?}"
+    );
+
+    let before = tunnels.len();
+    let out = run(
+        &s,
+        wf,
+        &[
+            ("SSL_CERT_FILE", &ca(&s)),
+            ("HTTPS_PROXY", &url),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+        None,
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "run failed with NO_PROXY:\n{t}");
+    assert!(t.contains("REMOTE-HELLO-world"), "{t}");
+    let tunnels = proxy.targets.lock().unwrap().clone();
+    assert_eq!(
+        tunnels.len(),
+        before,
+        "NO_PROXY was not honoured: {tunnels:?}"
+    );
 }
