@@ -26,15 +26,8 @@ pub(crate) fn workflow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> 
     let mut files = Vec::new();
     for p in list {
         if p.is_dir() {
-            let mut here: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-                })
-                .collect();
-            here.sort();
+            let here = gantry_session::yaml_files_in(p)
+                .with_context(|| format!("reading {}", p.display()))?;
             files.extend(here);
         } else if p.is_file() {
             files.push(p.clone());

@@ -444,21 +444,8 @@ fn dispatch_inputs(wf: &gantry_workflow::Workflow, payload: &J) -> Result<J, Tri
             "Workflow does not have 'workflow_dispatch' trigger".into(),
         ));
     };
-    let given: indexmap::IndexMap<String, String> = payload
-        .get("inputs")
-        .and_then(J::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let text = match v {
-                        J::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // The payload's values as strings, as `gantry run --input` gives them.
+    let given = gantry_plan::given_inputs(payload, &indexmap::IndexMap::new());
     let resolved = gantry_plan::resolve_inputs(&t.inputs, &given)?;
     Ok(J::Object(resolved.into_iter().collect()))
 }

@@ -30,7 +30,7 @@ mod store;
 
 pub use error::SessionError;
 pub use execute::{Pending, RunResult, RunSubscriber};
-pub use prepare::{PreparedRun, Session, rel_to};
+pub use prepare::{PreparedRun, Session, rel_to, yaml_files_in};
 pub use request::{
     GateSource, GatesWithEvents, RunOptions, RunRequest, WorkflowFiles, WorkflowSource,
 };

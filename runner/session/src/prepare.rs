@@ -223,15 +223,8 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> Result<Vec<PathBuf>
     let mut files = Vec::new();
     for p in list {
         if p.is_dir() {
-            let mut here: Vec<PathBuf> = std::fs::read_dir(&p)
-                .map_err(|e| SessionError::WorkflowPath(format!("reading {}: {e}", p.display())))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-                })
-                .collect();
-            here.sort();
+            let here = yaml_files_in(&p)
+                .map_err(|e| SessionError::WorkflowPath(format!("reading {}: {e}", p.display())))?;
             files.extend(here);
         } else if p.is_file() {
             files.push(p);
@@ -243,6 +236,18 @@ fn collect_workflow_files(paths: &[PathBuf], root: &Path) -> Result<Vec<PathBuf>
         gantry_engine::actions::resolve::repository_file_beneath(root, f)
             .map_err(SessionError::WorkflowRefused)?;
     }
+    Ok(files)
+}
+
+/// The `*.yml` / `*.yaml` files directly in a workflow directory, sorted.
+pub fn yaml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| {
+            f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+        })
+        .collect();
+    files.sort();
     Ok(files)
 }
 
