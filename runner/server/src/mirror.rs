@@ -223,19 +223,69 @@ pub fn workflows_at(
     Ok(Vec::new())
 }
 
-/// Paths changed between two commits (a push's range), when both are in the mirror.
-pub fn changed_paths(repo: &Repository, before: &str, after: &str) -> Option<Vec<String>> {
-    let old = repo
-        .find_commit(git2::Oid::from_str(before).ok()?)
-        .ok()?
-        .tree()
-        .ok()?;
+/// The files a push changed, as GitHub computes them for `paths` filters
+/// (GHA-SEMANTICS §2.4): for a push to an existing branch the two-dot diff `before..after`;
+/// for a new branch (`before` is `None`: forty zeros) the two-dot diff against the parent
+/// of the deepest commit the push brought in, that is the oldest commit reachable from
+/// `after` and from no other branch or tag of the mirror (none: the branch was created at a
+/// commit another ref has, nothing changed; no parent: the repository's first commit,
+/// every file is new). `None` when a commit is not in the mirror (a force-push whose
+/// `before` the mirror never saw): the changed files are unknown, so, as on GitHub when
+/// it has no diff, path filters are not applied. Never the payload's
+/// `added`/`modified`/`removed` lists, which a forge may truncate or leave out.
+pub fn pushed_paths(
+    repo: &Repository,
+    pushed_ref: &str,
+    before: Option<&str>,
+    after: &str,
+) -> Option<Vec<String>> {
+    if let Some(before) = before {
+        return changed_paths(repo, Some(before), after);
+    }
+    let tip = git2::Oid::from_str(after).ok()?;
+    repo.find_commit(tip).ok()?;
+    let mut walk = repo.revwalk().ok()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL).ok()?;
+    walk.push(tip).ok()?;
+    for r in repo.references().ok()?.flatten() {
+        let Ok(name) = r.name() else { continue };
+        if name == pushed_ref
+            || !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+        {
+            continue;
+        }
+        if let Ok(c) = r.peel_to_commit() {
+            walk.hide(c.id()).ok()?;
+        }
+    }
+    // Topological order: every commit before its parents, so the last is the deepest.
+    let Some(deepest) = walk.flatten().last() else {
+        return Some(Vec::new());
+    };
+    let parent = repo.find_commit(deepest).ok()?.parent_id(0).ok();
+    changed_paths(repo, parent.map(|p| p.to_string()).as_deref(), after)
+}
+
+/// Paths changed between two commits (a push's range), when both are in the mirror;
+/// `before` `None`: against the empty tree (every file of `after`).
+pub fn changed_paths(repo: &Repository, before: Option<&str>, after: &str) -> Option<Vec<String>> {
+    let old = match before {
+        Some(b) => Some(
+            repo.find_commit(git2::Oid::from_str(b).ok()?)
+                .ok()?
+                .tree()
+                .ok()?,
+        ),
+        None => None,
+    };
     let new = repo
         .find_commit(git2::Oid::from_str(after).ok()?)
         .ok()?
         .tree()
         .ok()?;
-    let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).ok()?;
+    let diff = repo
+        .diff_tree_to_tree(old.as_ref(), Some(&new), None)
+        .ok()?;
     let mut out = Vec::new();
     for d in diff.deltas() {
         for f in [d.old_file().path(), d.new_file().path()]

@@ -301,6 +301,7 @@ pub async fn plan_runs(
     let (url, token) = (repo.url.clone(), repo.token.clone());
     let (extra, forge) = (inc.extra_refs.clone(), repo.forge);
     let (sha_in, ref_in, before) = (inc.sha.clone(), inc.git_ref.clone(), inc.before.clone());
+    let forge_event = inc.event.clone();
     let read = tokio::task::spawn_blocking(move || -> Result<_, mirror::MirrorError> {
         let git = mirror::fetch(&dir, &url, token.as_ref(), &extra)?;
         let ref_out = if ref_in == DEFAULT_BRANCH {
@@ -316,9 +317,13 @@ pub async fn plan_runs(
         };
         let info = mirror::commit_info(&git, &sha)?;
         let files = mirror::workflows_at(&git, &sha, forge.workflow_dirs())?;
-        let changed = before
-            .filter(|b| b != ZERO_SHA)
-            .and_then(|b| mirror::changed_paths(&git, &b, &sha));
+        let changed = match (forge_event.as_str(), before) {
+            ("push", Some(b)) => {
+                let before = (b != ZERO_SHA).then_some(b.as_str());
+                mirror::pushed_paths(&git, &ref_out, before, &sha)
+            }
+            _ => None,
+        };
         Ok((info, files, changed, ref_out))
     })
     .await
@@ -341,7 +346,8 @@ pub async fn plan_runs(
     if ev.ref_.is_none() {
         ev.ref_ = Some(inc.git_ref.clone());
     }
-    if changed.is_some() {
+    if inc.event == "push" {
+        // The real diff of the pushed range, or unknown; never the payload's file lists.
         ev.changed_paths = changed;
     }
     let mut runs = Vec::new();
