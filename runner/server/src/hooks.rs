@@ -52,7 +52,11 @@ fn headers_of(forge: Forge) -> ForgeHeaders {
         },
         Forge::Gitlab => ForgeHeaders {
             event: "x-gitlab-event",
-            delivery: &["x-gitlab-event-uuid", "idempotency-key"],
+            // `Idempotency-Key` is the same on every retry of a delivery (automatic, or
+            // "Resend request"); `X-Gitlab-Event-UUID` is new for each request, so it
+            // de-duplicates nothing. It is the id only from GitLab before 17.4, which
+            // sends no key.
+            delivery: &["idempotency-key", "x-gitlab-event-uuid"],
             signature: "x-gitlab-token",
         },
     }
@@ -348,7 +352,7 @@ async fn check(
             refuse(
                 "bad_payload",
                 StatusCode::BAD_REQUEST,
-                format!("missing {} or {} header", h.event, h.delivery[0]),
+                format!("missing {} or {} header", h.event, h.delivery.join(" / ")),
             ),
             None,
         ));
