@@ -91,3 +91,124 @@ jobs:
         "the step was stopped:\n{log}"
     );
 }
+
+fn slow_unless_released(pid_file: &std::path::Path, release: &std::path::Path) -> String {
+    format!(
+        r#"name: CI
+on: push
+jobs:
+  slow:
+    runs-on: self-hosted
+    steps:
+      - run: echo "before the wait"
+      - run: |
+          if [ "$(cat mode)" = slow ] && [ ! -f "{release}" ]; then
+            sleep 300 &
+            echo $! > "{pid}"
+            wait
+          fi
+          echo "mode $(cat mode) done"
+"#,
+        pid = pid_file.display(),
+        release = release.display()
+    )
+}
+
+/// The run's JSON once its attempt `attempt` has completed.
+async fn attempt_completed(s: &Server, id: u64, attempt: u64) -> serde_json::Value {
+    wait_for("the attempt to complete", || async {
+        let path = format!("/repos/acme/shop/actions/runs/{id}");
+        let j: serde_json::Value = s.octocrab(READER_TOKEN).get(path, None::<&()>).await.ok()?;
+        (j["status"] == "completed" && j["run_attempt"].as_u64() == Some(attempt)).then_some(j)
+    })
+    .await
+}
+
+/// `kill -9` mid-step on PostgreSQL, restart on the same database (and data directory):
+/// the started job is failed with the reason and what it logged is kept, the queued run
+/// starts and succeeds, and the interrupted run re-run through the API succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_on_postgres_then_restart_and_rerun_the_interrupted_run() {
+    let Some(pg) = postgres() else {
+        eprintln!("SKIPPED: Docker or gantry/postgres:15 missing (GANTRY_REQUIRE_DOCKER=1 fails)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("sleep.pid");
+    let release = tmp.path().join("release");
+    let data = tmp.path().join("data");
+    let data_arg = data.display().to_string();
+    let bare = BareRepo::new();
+    let wf = slow_unless_released(&pid_file, &release);
+    let slow = bare.commit(
+        "main",
+        &[(".github/workflows/ci.yml", &wf), ("mode", "slow")],
+        "slow",
+    );
+    let config = config_yaml(&bare.url(), Some(&pg.url)).replace("capacity: 2", "capacity: 1");
+    let mut s = Server::start_with(&config, &["--data", &data_arg]);
+    push(&s, ZERO, &slow, "slow").await;
+    let run1 = run_of(&s, &slow).await;
+    let pid = read_pid(&pid_file).await;
+    let fast = bare.commit("main", &[("mode", "fast")], "fast");
+    push(&s, &slow, &fast, "fast").await;
+    let run2 = run_of(&s, &fast).await;
+    assert_eq!(run2.status, "queued");
+    s.kill_hard();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+
+    let s = Server::start_with(&config, &["--data", &data_arg]);
+    let run1 = completed(&s, run1.id.0).await;
+    assert_eq!(
+        run1.conclusion.as_deref(),
+        Some("failure"),
+        "{}",
+        s.output()
+    );
+    let jobs1 = jobs(&s, run1.id.0).await;
+    assert_eq!(jobs1[0].conclusion, Some(Conclusion::Failure));
+    let log = job_log(&s, &jobs1[0]).await;
+    assert!(
+        log.contains("before the wait"),
+        "what was recorded is kept:\n{log}"
+    );
+    assert!(
+        log.contains("the server stopped while this job ran"),
+        "{log}"
+    );
+    let run2 = completed(&s, run2.id.0).await;
+    assert_eq!(
+        run2.conclusion.as_deref(),
+        Some("success"),
+        "{}",
+        s.output()
+    );
+    assert_eq!(
+        log.matches("before the wait").count(),
+        1,
+        "not run again by itself"
+    );
+
+    // The re-run of the interrupted run: a new attempt of every job, which succeeds.
+    std::fs::write(&release, "").unwrap();
+    let path = format!("/repos/acme/shop/actions/runs/{}/rerun", run1.id.0);
+    let _: serde_json::Value = s
+        .octocrab(WRITER_TOKEN)
+        .post(path, None::<&()>)
+        .await
+        .or_else(|e| match e {
+            // GitHub answers 201 with an empty body.
+            octocrab::Error::Serde { .. } | octocrab::Error::Json { .. } => {
+                Ok(serde_json::json!({}))
+            }
+            e => Err(e),
+        })
+        .expect("re-run");
+    let again = attempt_completed(&s, run1.id.0, 2).await;
+    assert_eq!(again["conclusion"], "success", "{again}\n{}", s.output());
+    let jobs = jobs(&s, run1.id.0).await;
+    let log = job_log(&s, &jobs[0]).await;
+    assert!(log.contains("mode slow done"), "{log}");
+}
