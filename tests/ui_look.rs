@@ -168,12 +168,13 @@ async fn keyboard_phone_dark_and_no_javascript() {
         .send_keys(WRITER_TOKEN)
         .await
         .unwrap();
-    nojs.find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_then(
+        &nojs,
+        "form button[type=submit]",
+        "header .who",
+        "signed in without JS",
+    )
+    .await;
     nojs.goto(&job_url).await.unwrap();
     let page = nojs.source().await.unwrap();
     for want in ["compiling gantry", "warning: unused import", "id=\"L3\""] {
