@@ -330,6 +330,30 @@ pub enum RunEvent {
     },
 }
 
+/// The workflow file and job id behind each job key of a run, learned from its
+/// `JobQueued` events: what a subscriber needs to file a `JobFinished` under its job
+/// (a reusable workflow's jobs have keys like `call/build` but their own workflow and id).
+#[derive(Debug, Default)]
+pub struct JobOrigins(std::collections::HashMap<String, (String, String)>);
+
+impl JobOrigins {
+    /// Notes a `JobQueued`; for any other event of a known job, its (workflow, job id).
+    pub fn track(&mut self, ev: &RunEvent) -> Option<&(String, String)> {
+        if let RunEvent::JobQueued {
+            job,
+            job_id,
+            workflow,
+            ..
+        } = ev
+        {
+            self.0
+                .insert(job.to_string(), (workflow.clone(), job_id.clone()));
+            return None;
+        }
+        self.0.get(&**ev.job()?)
+    }
+}
+
 impl RunEvent {
     /// The event's `"type"` (`"step_finished"`), from its serialized form: for tests and
     /// traces, not the hot path.

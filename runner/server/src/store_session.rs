@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gantry_engine::events::{EventBus, RunEvent, Status, Subscription};
+use gantry_engine::events::{EventBus, JobOrigins, RunEvent, Status, Subscription};
 use gantry_engine::masker::Masker;
 use gantry_engine::run::ReusedJob;
 use gantry_session::{Pending, RunSlot, RunStart, RunStore, StoreError as SessionStoreError};
@@ -66,36 +66,26 @@ impl RunStore for SqlRunStore {
 
 /// Records each finished job's result and outputs under its workflow and job id.
 async fn record_outputs(app: Arc<App>, run_id: i64, attempt: i64, mut events: Subscription) {
-    // Job key → (workflow path, job id), from the job's `JobQueued`.
-    let mut ids: HashMap<String, (String, String)> = HashMap::new();
+    let mut origins = JobOrigins::default();
     while let Some(ev) = events.recv().await {
-        match &*ev {
-            RunEvent::JobQueued {
-                job,
-                job_id,
-                workflow,
-                ..
-            } => {
-                ids.insert(job.to_string(), (workflow.clone(), job_id.clone()));
-            }
+        let origin = origins.track(&ev);
+        if let (
+            Some((workflow, job_id)),
             RunEvent::JobFinished {
                 job,
                 result,
                 outputs,
                 ..
-            } => {
-                let Some((workflow, job_id)) = ids.get(job.as_str()) else {
-                    continue;
-                };
-                let saved = app
-                    .store
-                    .save_job_outputs(run_id, attempt, workflow, job_id, *result, outputs)
-                    .await;
-                if let Err(e) = saved {
-                    tracing::error!(run_id, "recording the outputs of {job}: {e}");
-                }
+            },
+        ) = (origin, &*ev)
+        {
+            let saved = app
+                .store
+                .save_job_outputs(run_id, attempt, workflow, job_id, *result, outputs)
+                .await;
+            if let Err(e) = saved {
+                tracing::error!(run_id, "recording the outputs of {job}: {e}");
             }
-            _ => {}
         }
     }
 }

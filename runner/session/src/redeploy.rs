@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gantry_delivery::history::DeploymentRecord;
 use gantry_delivery::rollback::{Redeploy, RedeployError};
-use gantry_engine::events::{RunEvent, Status, Subscription};
+use gantry_engine::events::{JobOrigins, RunEvent, Status, Subscription};
 use gantry_engine::gate::{
     Admission, DeliveryGates, DeploymentOutcome, DeploymentRequest, Refusal, Verification,
 };
@@ -88,29 +88,20 @@ async fn collect_outputs(
     mut sub: Subscription,
     into: Arc<Mutex<HashMap<(String, String), Outputs>>>,
 ) {
-    let mut keys: HashMap<String, (String, String)> = HashMap::new();
+    let mut origins = JobOrigins::default();
     while let Some(ev) = sub.recv().await {
-        match &*ev {
-            RunEvent::JobQueued {
-                job,
-                job_id,
-                workflow,
-                ..
-            } => {
-                keys.insert(job.to_string(), (workflow.clone(), job_id.clone()));
-            }
+        let origin = origins.track(&ev);
+        if let (
+            Some(k),
             RunEvent::JobFinished {
-                job,
                 result: Status::Success,
                 outputs,
                 ..
-            } => {
-                if let Some(k) = keys.get(job.as_str()) {
-                    let mut m = into.lock().unwrap();
-                    m.entry(k.clone()).or_default().extend(outputs.clone());
-                }
-            }
-            _ => {}
+            },
+        ) = (origin, &*ev)
+        {
+            let mut m = into.lock().unwrap();
+            m.entry(k.clone()).or_default().extend(outputs.clone());
         }
     }
 }
