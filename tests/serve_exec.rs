@@ -11,26 +11,6 @@ use std::path::Path;
 use octocrab::models::workflows::Conclusion;
 use serve_support::*;
 
-/// Every byte the server wrote under `dir` (database, WAL, workspaces), for secret checks.
-fn all_bytes(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(all_bytes(&p));
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.extend(b);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
 const HOST_WORKFLOW: &str = r#"name: CI
 on: push
 jobs:
@@ -128,7 +108,7 @@ async fn push_runs_on_the_host(database: Option<&str>) {
         (!work.exists()).then_some(())
     })
     .await;
-    assert!(!contains(&all_bytes(s.dir.path()), APP_SECRET));
+    assert!(!bytes_contain(&all_bytes(s.dir.path()), APP_SECRET));
     assert!(!s.output().contains(APP_SECRET));
 }
 

@@ -20,25 +20,6 @@ use std::path::Path;
 use https_git_server::GitServer;
 use serve_support::*;
 
-fn all_bytes(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(all_bytes(&p));
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.extend(b);
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
 /// A host job that copies what its workspace's git knows, and its environment, to `out`.
 fn workflow(out: &Path) -> String {
     format!(
@@ -232,7 +213,7 @@ async fn token_run(git: &GitServer) {
     .await;
     let bytes = all_bytes(s.dir.path());
     assert!(
-        !contains(&bytes, &git.token),
+        !bytes_contain(&bytes, &git.token),
         "a file of the server holds the token"
     );
     assert!(
